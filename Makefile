@@ -1,0 +1,40 @@
+# The two commands: `make demo` and `make test`. Both install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-unit lint bench e2e-k8s clean
+
+$(STAMP): pyproject.toml scripts/install-system-deps
+	./scripts/install-system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fedctl demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check federation vm-agents tests
+	$(BIN)/lint-imports
+	$(BIN)/mypy federation/core
+
+test: lint
+	$(BIN)/pytest -q tests --ignore=tests/benchmarks -m "not k8s"
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+bench: $(STAMP)
+	$(BIN)/pytest -q -s tests/benchmarks
+
+e2e-k8s: $(STAMP)
+	$(BIN)/pytest -q -m k8s tests
+
+clean:
+	rm -rf $(VENV) .federation-demo

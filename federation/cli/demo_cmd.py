@@ -1,0 +1,9 @@
+"""``fedctl demo``: placeholder replaced by the walking-skeleton work."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,333 @@
+"""``decide(status, observations, now) -> Decision``: one tick of one rollout, pure.
+
+No I/O, no clock, no asyncio: the hub observes, calls this, and executes the returned actions.
+Flagger's semantics live here, stretched over zones: a step counts only once every zone has applied
+it; analysis runs one interval after that; failed checks are counted within a run and roll back at
+``threshold``; the progress deadline rolls back a step that never converges or a canary never ready.
+Callers: ``hub`` (every tick), tests (table-driven), ``needs()`` tells the hub what to observe.
+"""
+
+from __future__ import annotations
+
+from federation.core import analysis as analysis_mod
+from federation.core import plan
+from federation.core.spec import BASIS_POINTS, CanarySpec, Strategy, WebhookType
+from federation.core.state import (
+    Action,
+    CallHooks,
+    CheckResult,
+    Decision,
+    Emit,
+    Needs,
+    Observations,
+    Phase,
+    RolloutStatus,
+    SetWeights,
+)
+from federation.core.weights import Subset, as_percent, subsets_for
+
+
+def target_of(spec: CanarySpec) -> str:
+    """Identity of a rollout: a new value starts (or restarts) one."""
+    return f"{spec.primary.version}@{','.join(spec.primary.zones)}->{spec.canary.version}@{','.join(spec.canary.zones)}"
+
+
+def analysis_due(status: RolloutStatus, now: float) -> bool:
+    return (
+        status.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.PROMOTING)
+        and status.converged_at is not None
+        and status.next_analysis_at is not None
+        and now >= status.next_analysis_at
+    )
+
+
+def needs(spec: CanarySpec, status: RolloutStatus, now: float) -> Needs:
+    """What the hub must observe this tick besides Git, convergence and readiness."""
+    if spec.suspend:
+        return Needs()
+    a = spec.analysis
+    hooks: list[WebhookType] = []
+    new_target = target_of(spec) != status.target
+    if status.phase is Phase.WAITING or (new_target and status.phase is not Phase.INITIALIZING):
+        hooks.append(WebhookType.CONFIRM_ROLLOUT)
+    if status.phase in (Phase.PROGRESSING, Phase.WAITING):
+        hooks.append(WebhookType.ROLLBACK)
+    due = analysis_due(status, now) and status.phase is not Phase.PROMOTING
+    if due and not spec.skip_analysis:
+        if not status.pre_rollout_passed:
+            hooks.append(WebhookType.PRE_ROLLOUT)
+        hooks.append(WebhookType.ROLLOUT)
+        # Gates are asked only when a passing check would act on them.
+        if a.strategy is Strategy.CANARY:
+            at_top = plan.next_analysis_weight(a, status.canary_weight) == status.canary_weight
+        else:
+            at_top = status.iterations + 1 >= (a.iterations or 1)
+        if status.phase is Phase.WAITING_PROMOTION or at_top:
+            hooks.append(WebhookType.CONFIRM_PROMOTION)
+        else:
+            hooks.append(WebhookType.CONFIRM_TRAFFIC_INCREASE)
+    wanted = tuple(h for h in hooks if a.hooks(h))
+    return Needs(metrics=due and bool(a.metrics) and not spec.skip_analysis, hooks=wanted)
+
+
+class _Tick:
+    """Working state of one decision; collects actions and builds the next status."""
+
+    def __init__(self, status: RolloutStatus, obs: Observations, now: float) -> None:
+        self.status = status
+        self.obs = obs
+        self.spec = obs.spec
+        self.now = now
+        self.actions: list[Action] = []
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def done(self, **changes: object) -> Decision:
+        if "phase" in changes and changes["phase"] != self.status.phase:
+            changes.setdefault("last_transition_at", self.now)
+        return Decision(self.status.with_(**changes), tuple(self.actions))
+
+    def emit(self, severity: str, reason: str, message: str) -> None:
+        self.actions.append(Emit(severity, reason, message))  # type: ignore[arg-type]
+
+    def gate(self, kind: WebhookType) -> tuple[bool, str]:
+        """All hooks of ``kind`` answered 2xx this tick (a hook not called counts as a no)."""
+        for h in self.spec.analysis.hooks(kind):
+            r = self.obs.hooks.get(h.name)
+            if r is None or not r.ok:
+                return False, f"{kind.value} hook {h.name!r} " + (r.message if r else "not answered")
+        return True, ""
+
+    def any_hook_ok(self, kind: WebhookType) -> str | None:
+        for h in self.spec.analysis.hooks(kind):
+            r = self.obs.hooks.get(h.name)
+            if r is not None and r.ok:
+                return h.name
+        return None
+
+    def zones(self) -> list[str]:
+        return list(dict.fromkeys(self.spec.primary.zones + self.spec.canary.zones))
+
+    def lagging(self) -> list[str]:
+        """Targets that have not applied the current step (unreachable ones included)."""
+        targets = list(dict.fromkeys([*self.zones(), *self.obs.applied.keys()]))
+        out = []
+        for t in targets:
+            got = self.obs.applied.get(t)
+            if got is None or got < self.status.step:
+                out.append(t)
+        return out
+
+    def unready(self) -> list[str]:
+        a = self.spec.analysis
+        out = []
+        for z in self.spec.primary.zones:
+            r = self.obs.readiness.get(z)
+            if r is None or r.primary is None or r.primary < a.primary_ready_threshold:
+                out.append(f"{z}/{self.spec.primary.version}")
+        if self.status.phase is not Phase.INITIALIZING:
+            for z in self.spec.canary.zones:
+                r = self.obs.readiness.get(z)
+                if r is None or r.canary is None or r.canary < a.canary_ready_threshold:
+                    out.append(f"{z}/{self.spec.canary.version}")
+        return out
+
+    def set_weights(self, stage: str, canary: int, *, mirror: int = 0, matched: bool = False,
+                    retire: tuple[Subset, ...] = (), reason: str = "",
+                    checks: tuple[CheckResult, ...] = ()) -> dict[str, object]:
+        step = self.status.step + 1
+        weights = subsets_for(self.spec, canary, self.obs.fleet)
+        self.actions.append(SetWeights(step, stage, canary, mirror, matched, tuple(sorted(weights.items())),
+                                       retire, reason, checks))
+        return {"step": step, "canary_weight": canary, "mirror_weight": mirror, "matched": matched,
+                "step_started_at": self.now, "converged_at": None, "next_analysis_at": None,
+                "held_since": None}
+
+    def deadline_passed(self, since: float | None) -> bool:
+        return since is not None and self.now - since > self.spec.progress_deadline_seconds
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def rollback(self, why: str, checks: tuple[CheckResult, ...] = ()) -> Decision:
+        canary_subsets = tuple(Subset(z, self.spec.canary.version) for z in self.spec.canary.zones)
+        changes = self.set_weights("rollback", 0, retire=canary_subsets, reason=why, checks=checks)
+        self.actions.append(CallHooks(WebhookType.POST_ROLLOUT))
+        self.emit("error", "Rollback", f"rolling back {self.spec.canary.version}: {why}")
+        return self.done(phase=Phase.FAILED, message=f"rolled back: {why}", **changes)
+
+    def start(self) -> Decision:
+        """A new target: wait for confirm-rollout, then begin at weight 0 (mirror/match where asked)."""
+        a = self.spec.analysis
+        base: dict[str, object] = {
+            "target": target_of(self.spec), "canary_version": self.spec.canary.version,
+            "primary_version": self.spec.primary.version, "failed_checks": 0, "iterations": 0,
+            "pre_rollout_passed": not a.hooks(WebhookType.PRE_ROLLOUT), "started_at": self.now,
+            "last_checks": (),
+        }
+        ok, why = self.gate(WebhookType.CONFIRM_ROLLOUT)
+        if not ok:
+            if self.status.phase is not Phase.WAITING:
+                self.emit("info", "Waiting", f"{self.spec.canary.version} waits for approval: {why}")
+            return self.done(phase=Phase.WAITING, message=f"waiting for approval: {why}", **base)
+        self.emit("info", "Started", f"new revision {self.spec.canary.version} in {', '.join(self.spec.canary.zones)}")
+        if self.spec.skip_analysis:
+            changes = self.set_weights("promotion", BASIS_POINTS, reason="skipAnalysis")
+            return self.done(phase=Phase.PROMOTING, message="skipAnalysis: promoting", **base, **changes)
+        matched = a.strategy is Strategy.AB
+        changes = self.set_weights("initial", 0, mirror=plan.mirror_weight_bp(a), matched=matched,
+                                   reason="rollout started")
+        return self.done(phase=Phase.PROGRESSING, message="canary deployed, waiting for convergence",
+                         **base, **changes)
+
+    def promote_or_wait(self, checks: tuple[CheckResult, ...]) -> Decision:
+        ok, why = self.gate(WebhookType.CONFIRM_PROMOTION)
+        if not ok:
+            if self.status.phase is not Phase.WAITING_PROMOTION:
+                self.emit("info", "WaitingPromotion", f"promotion waits for approval: {why}")
+            return self.done(phase=Phase.WAITING_PROMOTION, message=f"waiting for promotion approval: {why}",
+                             next_analysis_at=self.now + self.spec.analysis.interval_seconds,
+                             last_checks=checks)
+        ladder = plan.promotion_ladder(self.spec.analysis, self.status.canary_weight)
+        self.emit("info", "Promoting", f"promoting {self.spec.canary.version}")
+        if not ladder:  # the analysis ladder already ended at 100%: nothing left to shift
+            return self.done(phase=Phase.PROMOTING, message="promoting", last_checks=checks)
+        first = ladder[0]
+        changes = self.set_weights("promotion", first, reason="analysis passed", checks=checks)
+        return self.done(phase=Phase.PROMOTING, message=f"promoting: canary {as_percent(first)}",
+                         last_checks=checks, **changes)
+
+    def analyse(self) -> Decision:
+        """One analysis iteration (Progressing or WaitingPromotion)."""
+        s, a = self.status, self.spec.analysis
+        interval = a.interval_seconds
+
+        def failed_check(why: str, checks: tuple[CheckResult, ...] = ()) -> Decision:
+            n = s.failed_checks + 1
+            if n >= a.threshold:
+                self.status = s.with_(failed_checks=n, last_checks=checks)
+                return self.rollback(f"{why} (failed checks {n}/{a.threshold})", checks)
+            self.emit("warn", "FailedCheck", f"{why} (failed checks {n}/{a.threshold})")
+            return self.done(failed_checks=n, next_analysis_at=self.now + interval,
+                             message=f"check failed: {why}", last_checks=checks, held_since=None)
+
+        if not s.pre_rollout_passed:
+            ok, why = self.gate(WebhookType.PRE_ROLLOUT)
+            if not ok:
+                return failed_check(why)
+            s = s.with_(pre_rollout_passed=True)
+            self.status = s
+        ok, why = self.gate(WebhookType.ROLLOUT)
+        if not ok:
+            return failed_check(why)
+        verdict = analysis_mod.judge(self.spec, self.obs.metrics)
+        if verdict.failed:
+            return failed_check(verdict.summary(), verdict.checks)
+        if verdict.held:
+            held_since = s.held_since if s.held_since is not None else self.now
+            if self.deadline_passed(held_since):
+                return self.rollback(f"held past the progress deadline: {verdict.summary()}", verdict.checks)
+            return self.done(held_since=held_since, next_analysis_at=self.now + interval,
+                             message=f"holding: {verdict.summary()}", last_checks=verdict.checks)
+        checks = verdict.checks
+        self.status = s.with_(held_since=None)
+        if s.phase is Phase.WAITING_PROMOTION:
+            return self.promote_or_wait(checks)
+        if a.strategy is Strategy.CANARY:
+            nxt = plan.next_analysis_weight(a, s.canary_weight)
+            if nxt > s.canary_weight:
+                ok, why = self.gate(WebhookType.CONFIRM_TRAFFIC_INCREASE)
+                if not ok:
+                    return self.done(next_analysis_at=self.now + interval, last_checks=checks,
+                                     message=f"weight increase waits: {why}")
+                changes = self.set_weights("analysis", nxt, reason=verdict.summary(), checks=checks)
+                self.emit("info", "Advance", f"canary weight {as_percent(nxt)}")
+                return self.done(message=f"canary {as_percent(nxt)}", last_checks=checks, **changes)
+            return self.promote_or_wait(checks)
+        n = s.iterations + 1
+        if n < (a.iterations or 1):
+            return self.done(iterations=n, next_analysis_at=self.now + interval, last_checks=checks,
+                             message=f"iteration {n}/{a.iterations} passed")
+        self.status = self.status.with_(iterations=n)
+        return self.promote_or_wait(checks)
+
+    def tick(self) -> Decision:
+        s, spec = self.status, self.spec
+        if spec.suspend:
+            return self.done(message="suspended")
+        if s.phase is Phase.INITIALIZING:
+            return self.initialise()
+        new_target = target_of(spec) != s.target
+        if s.phase in (Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED):
+            return self.start() if new_target else Decision(s)
+        if new_target and s.phase is not Phase.FINALISING:
+            # Flagger restarts the analysis when the canary changes mid-rollout.
+            self.emit("info", "Restart", f"canary changed to {spec.canary.version}: restarting analysis")
+            return self.start()
+        if s.phase is Phase.WAITING:
+            hook = self.any_hook_ok(WebhookType.ROLLBACK)
+            if hook:
+                return self.rollback(f"rollback hook {hook!r} asked for it")
+            return self.start()
+        if s.phase is Phase.PROGRESSING:
+            hook = self.any_hook_ok(WebhookType.ROLLBACK)
+            if hook:
+                return self.rollback(f"rollback hook {hook!r} asked for it")
+        converged = self.converge()
+        if converged is not None:
+            return converged
+        if s.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
+            return self.analyse() if analysis_due(self.status, self.now) else self.done()
+        if s.phase is Phase.PROMOTING:
+            return self.promote_step()
+        if s.phase is Phase.FINALISING:
+            self.actions.append(CallHooks(WebhookType.POST_ROLLOUT))
+            self.emit("info", "Succeeded", f"{spec.canary.version} promoted in {', '.join(spec.canary.zones)}")
+            return self.done(phase=Phase.SUCCEEDED, primary_version=spec.canary.version,
+                             message=f"{spec.canary.version} promoted")
+        return self.done()
+
+    def converge(self) -> Decision | None:
+        """Wait for every zone to apply the step and instances to be ready; deadline → rollback."""
+        s = self.status
+        lagging, unready = self.lagging(), self.unready()
+        if not lagging and not unready:
+            if s.converged_at is None:
+                return self.done(converged_at=self.now,
+                                 next_analysis_at=self.now + self.spec.analysis.interval_seconds,
+                                 message=f"step {s.step} applied everywhere")
+            return None
+        what = (f"zones {', '.join(lagging)} have not applied step {s.step}" if lagging
+                else f"not ready: {', '.join(unready)}")
+        if self.deadline_passed(s.step_started_at) and s.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
+            return self.rollback(f"progress deadline exceeded: {what}")
+        return self.done(converged_at=None, message=f"waiting: {what}")
+
+    def initialise(self) -> Decision:
+        s = self.status
+        if s.step == 0:
+            changes = self.set_weights("initial", 0, reason="initialising: all traffic to the primary")
+            return self.done(primary_version=self.spec.primary.version, message="initialising", **changes)
+        waiting = self.converge()
+        if waiting is not None:
+            return waiting
+        self.emit("info", "Initialized", f"{self.spec.primary.version} serves all traffic")
+        return self.done(phase=Phase.INITIALIZED, message="primary serves all traffic")
+
+    def promote_step(self) -> Decision:
+        s, a = self.status, self.spec.analysis
+        if s.canary_weight < BASIS_POINTS:
+            if not analysis_due(s, self.now):
+                return self.done()
+            ladder = plan.promotion_ladder(a, s.canary_weight)
+            nxt = ladder[0]
+            changes = self.set_weights("promotion", nxt, reason="promotion step")
+            return self.done(message=f"promoting: canary {as_percent(nxt)}", **changes)
+        primary_subsets = tuple(Subset(z, self.spec.primary.version) for z in self.spec.primary.zones)
+        changes = self.set_weights("finalising", BASIS_POINTS, retire=primary_subsets,
+                                   reason="canary has all traffic; retiring the old primary")
+        return self.done(phase=Phase.FINALISING, message="finalising", **changes)
+
+
+def decide(status: RolloutStatus, observations: Observations, now: float) -> Decision:
+    """The next status and the actions that take the fleet there."""
+    return _Tick(status, observations, now).tick()

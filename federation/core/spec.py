@@ -1,0 +1,545 @@
+"""Spec models: ``Fleet`` and ``FederatedCanary`` (apiVersion ``federation.io/v1alpha1``).
+
+Field names are Kubernetes-style camelCase on the wire; Flagger's ``analysis`` fields are kept
+verbatim so a Flagger ``Canary``'s analysis block validates unchanged. Unknown fields are errors.
+
+Callers: ``federation.specfiles`` (loading files, turning validation errors into ``Problem``s),
+``core.plan`` and ``core.decide`` (reading the validated model).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from federation.core import durations
+
+API_VERSION = "federation.io/v1alpha1"
+BASIS_POINTS = 10_000
+BUILTIN_METRICS = ("request-success-rate", "request-duration")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class Model(pydantic.BaseModel):
+    """Base of every spec model: camelCase on the wire, unknown fields refused, immutable."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+
+def _duration(value: str) -> str:
+    durations.parse(value)
+    return value
+
+
+Duration = Annotated[str, pydantic.AfterValidator(_duration)]
+
+
+def _name(value: str) -> str:
+    if not _DNS_LABEL.match(value) or len(value) > 63:
+        raise ValueError(f"{value!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+Name = Annotated[str, pydantic.AfterValidator(_name)]
+
+
+def percent_to_bp(value: float) -> int:
+    """Basis points for a percentage; refuses values that are not whole basis points."""
+    bp = value * 100
+    if not math.isfinite(bp) or abs(bp - round(bp)) > 1e-6:
+        raise ValueError(f"{value} has more than two decimals; weights are kept in basis points (0.01%)")
+    return round(bp)
+
+
+def _percent(value: float) -> float:
+    if not 0 <= value <= 100:
+        raise ValueError(f"{value} is not a percentage between 0 and 100")
+    percent_to_bp(value)
+    return value
+
+
+Percent = Annotated[float, pydantic.AfterValidator(_percent)]
+
+
+class Metadata(Model):
+    name: Name
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- Fleet
+
+
+class GitAuth(Model):
+    """Where Git credentials come from. Values are never stored in specs, only where to read them."""
+
+    username: str | None = None
+    token_env: str | None = None
+    token_file: str | None = None
+    ssh_key_file: str | None = None
+
+
+class GitSource(Model):
+    url: str
+    branch: str = "main"
+    path: str = "."
+    auth: GitAuth | None = None
+    pull_request: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.split("/"):
+            raise ValueError(f"{v!r} must be a path inside the repository")
+        return v
+
+
+class PrometheusAuth(Model):
+    bearer_token_env: str | None = None
+    bearer_token_file: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+
+
+class PrometheusSource(Model):
+    url: str
+    auth: PrometheusAuth | None = None
+    timeout: Duration = "10s"
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} must start with http:// or https://")
+        return v
+
+
+class Endpoint(Model):
+    address: str
+    port: int = Field(ge=1, le=65535)
+    admin_port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class Host(Model):
+    address: str
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str = "fed-agent"
+
+
+class Kubeconfig(Model):
+    path: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+
+
+class ZoneKind(str, enum.Enum):
+    KUBERNETES = "kubernetes"
+    VM = "vm"
+
+
+class Zone(Model):
+    name: Name
+    kind: ZoneKind
+    git: GitSource
+    prometheus: PrometheusSource
+    ingress: Endpoint
+    capacity: int = Field(default=1, ge=1, description="relative share of canary traffic by default")
+    description: str = ""
+    kubeconfig: Kubeconfig | None = None
+    hosts: list[Host] | None = None
+    known_hosts: str | None = None
+    identity_file: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _per_kind(self) -> Zone:
+        if self.kind is ZoneKind.KUBERNETES:
+            if self.kubeconfig is None:
+                raise ValueError("kind kubernetes needs kubeconfig (context, or inCluster: true)")
+            if self.hosts or self.known_hosts:
+                raise ValueError("hosts and knownHosts are for kind vm, not kubernetes")
+        else:
+            if not self.hosts:
+                raise ValueError("kind vm needs hosts (at least one)")
+            if not self.known_hosts:
+                raise ValueError("kind vm needs knownHosts: SSH host keys are pinned, never trusted on first use")
+            if self.kubeconfig is not None:
+                raise ValueError("kubeconfig is for kind kubernetes, not vm")
+        return self
+
+
+class MeshProvider(str, enum.Enum):
+    KUMA = "kuma"
+    GATEWAYAPI = "gatewayapi"
+    SMI = "smi"
+    ISTIO = "istio"
+    ENVOY = "envoy"
+
+
+class Edge(Model):
+    """A hub-managed Envoy edge (provider envoy): where its RDS file lives and its admin port."""
+
+    rds_path: str
+    admin: Endpoint
+    listener: Endpoint | None = None
+
+
+class Mesh(Model):
+    provider: MeshProvider
+    git: GitSource
+    name: str = "default"
+    namespace: str = "default"
+    edge: Edge | None = None
+
+
+class FleetSpec(Model):
+    zones: list[Zone] = Field(min_length=1)
+    mesh: Mesh
+
+    @field_validator("zones")
+    @classmethod
+    def _unique(cls, zones: list[Zone]) -> list[Zone]:
+        seen: set[str] = set()
+        for z in zones:
+            if z.name in seen:
+                raise ValueError(f"zone {z.name!r} is listed twice")
+            seen.add(z.name)
+        return zones
+
+
+class Fleet(Model):
+    api_version: Literal["federation.io/v1alpha1"]
+    kind: Literal["Fleet"]
+    metadata: Metadata
+    spec: FleetSpec
+
+    def zone(self, name: str) -> Zone:
+        for z in self.spec.zones:
+            if z.name == name:
+                return z
+        raise KeyError(name)
+
+    @property
+    def zone_names(self) -> list[str]:
+        return [z.name for z in self.spec.zones]
+
+
+# ----------------------------------------------------------------------------- Canary
+
+
+class StringMatch(Model):
+    exact: str | None = None
+    prefix: str | None = None
+    suffix: str | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> StringMatch:
+        given = [k for k in ("exact", "prefix", "suffix", "regex") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of exact, prefix, suffix, regex")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"regex {self.regex!r} does not compile: {exc}") from exc
+        return self
+
+
+class Match(Model):
+    headers: dict[str, StringMatch] | None = None
+    query_params: dict[str, StringMatch] | None = None
+    source_labels: dict[str, str] | None = None
+
+
+class ThresholdRange(Model):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> ThresholdRange:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class TemplateRef(Model):
+    name: str
+    namespace: str | None = None
+
+
+class Scope(str, enum.Enum):
+    GLOBAL = "global"
+    ZONE = "zone"
+    BOTH = "both"
+
+
+class NoData(str, enum.Enum):
+    FAIL = "fail"
+    HOLD = "hold"
+
+
+class MetricCheck(Model):
+    name: str
+    interval: Duration = "1m"
+    threshold: float | None = None
+    threshold_range: ThresholdRange | None = None
+    query: str | None = None
+    template_ref: TemplateRef | None = None
+    template_variables: dict[str, str] | None = None
+    # Ours:
+    scope: Scope = Scope.BOTH
+    no_data: NoData = NoData.FAIL
+    compare: Literal["primary"] | None = None
+    min_requests: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _source(self) -> MetricCheck:
+        if self.query is not None and self.template_ref is not None:
+            raise ValueError("give query or templateRef, not both")
+        if self.query is None and self.template_ref is None and self.name not in BUILTIN_METRICS:
+            raise ValueError(
+                f"metric {self.name!r} is not built in ({', '.join(BUILTIN_METRICS)}): give query or templateRef"
+            )
+        if self.threshold_range is None and self.threshold is None and self.compare is None:
+            raise ValueError("give thresholdRange (or compare: primary)")
+        return self
+
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        """(min, max) accepted; Flagger's deprecated ``threshold`` is a min for success rate, else a max."""
+        if self.threshold_range is not None:
+            return self.threshold_range.min, self.threshold_range.max
+        if self.threshold is None:
+            return None, None
+        if self.name == "request-success-rate":
+            return self.threshold, None
+        return None, self.threshold
+
+
+class WebhookType(str, enum.Enum):
+    """Flagger's webhook types, with Flagger's meaning."""
+
+    CONFIRM_ROLLOUT = "confirm-rollout"
+    """Before the canary gets anything; the rollout waits (phase Waiting) until it answers 2xx."""
+    PRE_ROLLOUT = "pre-rollout"
+    """Before traffic moves to the canary; a failure is a failed check."""
+    ROLLOUT = "rollout"
+    """On every analysis iteration before the metric checks (load tests); a failure is a failed check."""
+    CONFIRM_TRAFFIC_INCREASE = "confirm-traffic-increase"
+    """Right before each canary weight increase; the step holds until it answers 2xx."""
+    CONFIRM_PROMOTION = "confirm-promotion"
+    """Before promotion; WaitingPromotion until 2xx, metric checks keep running meanwhile."""
+    POST_ROLLOUT = "post-rollout"
+    """After promotion or rollback; a failure is only logged."""
+    ROLLBACK = "rollback"
+    """Asked while Progressing or Waiting; a 2xx answer rolls the canary back."""
+    EVENT = "event"
+    """Receives every event the rollout emits."""
+
+
+class Webhook(Model):
+    name: str
+    type: WebhookType = WebhookType.ROLLOUT
+    url: str
+    timeout: Duration = "60s"
+    retries: int = Field(default=0, ge=0)
+    mute_alert: bool = False
+    disable_tls: bool = Field(default=False, alias="disableTLS")
+    metadata: dict[str, str] | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _empty_is_rollout(cls, v: Any) -> Any:
+        return WebhookType.ROLLOUT if v == "" else v
+
+
+class ProviderRef(Model):
+    name: str
+    namespace: str | None = None
+
+
+class Alert(Model):
+    name: str
+    severity: Literal["", "info", "warn", "error"] = "info"
+    provider_ref: ProviderRef
+
+
+class SessionAffinity(Model):
+    cookie_name: str
+    primary_cookie_name: str | None = None
+    domain: str | None = None
+    http_only: bool | None = None
+    max_age: int = 86400
+    partitioned: bool | None = None
+    path: str | None = None
+    same_site: Literal["Strict", "Lax", "None"] | None = None
+    secure: bool | None = None
+
+
+class Strategy(str, enum.Enum):
+    CANARY = "canary"
+    """Progressive weight steps (stepWeight+maxWeight, or stepWeights)."""
+    AB = "ab-testing"
+    """Matched requests go to the canary for ``iterations`` checks, then promotion."""
+    BLUE_GREEN = "blue-green"
+    """The canary gets no live traffic (or a mirror) for ``iterations`` checks, then a switch."""
+
+
+class Analysis(Model):
+    interval: Duration = "1m"
+    iterations: int | None = Field(default=None, ge=1)
+    threshold: int = Field(default=5, ge=1)
+    max_weight: Percent | None = None
+    step_weight: Percent | None = None
+    step_weights: list[Percent] | None = None
+    step_weight_promotion: Percent | None = None
+    mirror: bool = False
+    mirror_weight: Percent | None = None
+    primary_ready_threshold: int = Field(default=100, ge=0, le=100)
+    canary_ready_threshold: int = Field(default=100, ge=0, le=100)
+    match: list[Match] | None = None
+    metrics: list[MetricCheck] = Field(default_factory=list)
+    webhooks: list[Webhook] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list)
+    session_affinity: SessionAffinity | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Analysis:
+        if self.step_weights is not None:
+            if not self.step_weights:
+                raise ValueError("stepWeights is empty")
+            if any(w <= 0 for w in self.step_weights):
+                raise ValueError("stepWeights must be greater than 0")
+            if any(b <= a for a, b in zip(self.step_weights, self.step_weights[1:], strict=False)):
+                raise ValueError(f"stepWeights must increase: {self.step_weights}")
+        if self.step_weight is not None and self.step_weight <= 0:
+            raise ValueError("stepWeight must be greater than 0")
+        if self.max_weight is not None and self.max_weight <= 0:
+            raise ValueError("maxWeight must be greater than 0")
+        if self.step_weight_promotion is not None and self.step_weight_promotion <= 0:
+            raise ValueError("stepWeightPromotion must be greater than 0")
+        if self.match and self.iterations is None:
+            raise ValueError("match (A/B testing) needs iterations")
+        ladder = self.step_weight is not None or self.step_weights is not None
+        if not ladder and self.iterations is None:
+            raise ValueError("give stepWeight (with maxWeight), stepWeights, or iterations (A/B, blue/green)")
+        if ladder and self.match:
+            raise ValueError("match (A/B testing) cannot be combined with stepWeight/stepWeights")
+        if self.session_affinity is not None and not ladder:
+            raise ValueError("sessionAffinity needs a canary ladder (stepWeight or stepWeights)")
+        names = [m.name for m in self.metrics]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"metric names must be unique: {sorted(dup)}")
+        hooks = [h.name for h in self.webhooks]
+        dup = {n for n in hooks if hooks.count(n) > 1}
+        if dup:
+            raise ValueError(f"webhook names must be unique: {sorted(dup)}")
+        return self
+
+    @property
+    def strategy(self) -> Strategy:
+        if self.step_weight is not None or self.step_weights is not None:
+            return Strategy.CANARY
+        return Strategy.AB if self.match else Strategy.BLUE_GREEN
+
+    @property
+    def interval_seconds(self) -> float:
+        return durations.parse(self.interval)
+
+    def hooks(self, kind: WebhookType) -> list[Webhook]:
+        return [h for h in self.webhooks if h.type is kind]
+
+
+class ServiceRef(Model):
+    name: Name
+    port: int = Field(default=80, ge=1, le=65535)
+    target_port: int | str | None = None
+
+
+class Placement(Model):
+    version: str = Field(min_length=1)
+    zones: list[Name] = Field(min_length=1)
+
+    @field_validator("zones")
+    @classmethod
+    def _unique(cls, zones: list[str]) -> list[str]:
+        if len(set(zones)) != len(zones):
+            raise ValueError(f"zones listed twice: {zones}")
+        return zones
+
+
+class CanarySpec(Model):
+    service: ServiceRef
+    primary: Placement
+    canary: Placement
+    zone_weights: dict[str, int] | None = None
+    progress_deadline_seconds: int = Field(default=600, ge=1)
+    skip_analysis: bool = False
+    suspend: bool = False
+    analysis: Analysis
+
+    @model_validator(mode="after")
+    def _coherent(self) -> CanarySpec:
+        if self.primary.version == self.canary.version:
+            raise ValueError(f"canary.version must differ from primary.version ({self.primary.version!r})")
+        if self.zone_weights is not None:
+            extra = set(self.zone_weights) - set(self.canary.zones)
+            if extra:
+                raise ValueError(f"zoneWeights names zones that are not canary zones: {sorted(extra)}")
+            if any(v < 0 for v in self.zone_weights.values()):
+                raise ValueError("zoneWeights must not be negative")
+            if sum(self.zone_weights.get(z, 0) for z in self.canary.zones) <= 0:
+                raise ValueError("zoneWeights gives no canary zone any share")
+        return self
+
+
+class FederatedCanary(Model):
+    api_version: Literal["federation.io/v1alpha1"]
+    kind: Literal["FederatedCanary"]
+    metadata: Metadata
+    spec: CanarySpec
+
+    @property
+    def key(self) -> str:
+        """The rollout id: namespace/name."""
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+
+def check_against_fleet(canary: FederatedCanary, fleet: Fleet) -> list[tuple[str, str]]:
+    """Cross-file problems as (field path, message): zones the fleet does not have, and the like."""
+    problems: list[tuple[str, str]] = []
+    known = set(fleet.zone_names)
+    for side in ("primary", "canary"):
+        placement: Placement = getattr(canary.spec, side)
+        for i, z in enumerate(placement.zones):
+            if z not in known:
+                problems.append((f"spec.{side}.zones[{i}]", f"zone {z!r} is not in fleet {fleet.metadata.name!r} (has: {', '.join(sorted(known))})"))
+    a = canary.spec.analysis
+    provider = fleet.spec.mesh.provider
+    if a.mirror and provider not in (MeshProvider.ISTIO, MeshProvider.GATEWAYAPI, MeshProvider.ENVOY, MeshProvider.KUMA):
+        problems.append(("spec.analysis.mirror", f"mesh provider {provider.value} cannot mirror traffic"))
+    if a.match and provider is MeshProvider.SMI:
+        problems.append(("spec.analysis.match", "mesh provider smi cannot route by match (TrafficSplit has weights only)"))
+    if a.session_affinity is not None and provider in (MeshProvider.SMI, MeshProvider.KUMA):
+        problems.append(("spec.analysis.sessionAffinity", f"mesh provider {provider.value} cannot express cookie session affinity"))
+    return problems

@@ -1,0 +1,207 @@
+"""Rollout state: phases, the persisted status, what the hub observed, and the actions it must take.
+
+All frozen; ``RolloutStatus.for_storage``/``from_storage`` give the JSON-able form the state stores
+keep. Callers: ``core.decide`` (reads and returns these), ``hub`` (persists, executes actions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from federation.core.spec import CanarySpec, Fleet, WebhookType
+from federation.core.weights import Subset
+
+
+class Phase(str, enum.Enum):
+    INITIALIZING = "Initializing"
+    """Routes are being set to send everything to the primary; waiting for zones to apply them."""
+    INITIALIZED = "Initialized"
+    """The primary serves all traffic; no canary version is waiting."""
+    WAITING = "Waiting"
+    """A new canary version is known but a confirm-rollout gate has not approved it yet."""
+    PROGRESSING = "Progressing"
+    """The canary is being analysed and its weight stepped up."""
+    WAITING_PROMOTION = "WaitingPromotion"
+    """Analysis is done; a confirm-promotion gate holds promotion while checks keep running."""
+    PROMOTING = "Promoting"
+    """Traffic moves to the canary up to 100% (in steps with stepWeightPromotion)."""
+    FINALISING = "Finalising"
+    """The canary has all traffic; the old primary instances are retired."""
+    SUCCEEDED = "Succeeded"
+    """The canary version is the new primary."""
+    FAILED = "Failed"
+    """The canary was rolled back: every canary subset is at weight 0."""
+
+    @property
+    def active(self) -> bool:
+        return self in (Phase.WAITING, Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.PROMOTING, Phase.FINALISING)
+
+
+Outcome = Literal["pass", "fail", "nodata", "hold"]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One metric judged in one scope: ``zone`` None is the global figure."""
+
+    metric: str
+    zone: str | None
+    value: float | None
+    outcome: Outcome
+    message: str = ""
+
+    def for_storage(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_storage(d: Mapping[str, Any]) -> CheckResult:
+        return CheckResult(d["metric"], d.get("zone"), d.get("value"), d["outcome"], d.get("message", ""))
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    """What the hub keeps for one rollout between ticks. ``step`` counts weight commits."""
+
+    phase: Phase = Phase.INITIALIZING
+    primary_version: str | None = None
+    canary_version: str | None = None
+    target: str | None = None
+    canary_weight: int = 0
+    mirror_weight: int = 0
+    matched: bool = False
+    step: int = 0
+    failed_checks: int = 0
+    iterations: int = 0
+    pre_rollout_passed: bool = False
+    step_started_at: float | None = None
+    converged_at: float | None = None
+    next_analysis_at: float | None = None
+    held_since: float | None = None
+    started_at: float | None = None
+    last_transition_at: float | None = None
+    message: str = ""
+    last_checks: tuple[CheckResult, ...] = ()
+
+    def with_(self, **changes: Any) -> RolloutStatus:
+        return dataclasses.replace(self, **changes)
+
+    def for_storage(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["phase"] = self.phase.value
+        d["last_checks"] = [c.for_storage() for c in self.last_checks]
+        return d
+
+    @staticmethod
+    def from_storage(d: Mapping[str, Any]) -> RolloutStatus:
+        known = {f.name for f in dataclasses.fields(RolloutStatus)}
+        values = {k: v for k, v in d.items() if k in known}
+        values["phase"] = Phase(values.get("phase", Phase.INITIALIZING.value))
+        values["last_checks"] = tuple(CheckResult.from_storage(c) for c in values.get("last_checks", ()))
+        return RolloutStatus(**values)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Percent of instances available per side in one zone (None: that side does not run there)."""
+
+    primary: float | None = None
+    canary: float | None = None
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """One figure the metrics adapter read: ``zone`` None is the global aggregate.
+
+    ``value`` None or NaN means no data (empty result, unreachable, timeout); ``reason`` says why.
+    ``requests`` is the request count in the window (for the per-zone minimum). ``comparison`` is a
+    canary-vs-primary verdict ("pass", "marginal", "fail") for ``compare: primary`` metrics.
+    """
+
+    metric: str
+    zone: str | None
+    value: float | None
+    reason: str = ""
+    requests: float | None = None
+    comparison: str | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.value is None or math.isnan(self.value)
+
+
+@dataclass(frozen=True)
+class HookResult:
+    ok: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything one tick saw. ``applied`` maps each target (zone, or "mesh") to the last step it applied."""
+
+    spec: CanarySpec
+    fleet: Fleet | None = None
+    applied: Mapping[str, int | None] = field(default_factory=dict)
+    readiness: Mapping[str, Readiness] = field(default_factory=dict)
+    metrics: tuple[MetricSample, ...] = ()
+    hooks: Mapping[str, HookResult] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class SetWeights:
+    """Commit these weights (routes and zone manifests) as step ``step`` and make every zone apply them.
+
+    ``retire`` names subsets whose instances should stop (the canary after a rollback, the old
+    primary after promotion). ``checks`` is the analysis that justified the step (for the commit).
+    """
+
+    step: int
+    stage: str
+    canary_weight: int
+    mirror_weight: int
+    matched: bool
+    weights: tuple[tuple[Subset, int], ...]
+    retire: tuple[Subset, ...] = ()
+    reason: str = ""
+    checks: tuple[CheckResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallHooks:
+    """Call every webhook of ``type`` (post-rollout); failures are logged, never decisive."""
+
+    type: WebhookType
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An event: Kubernetes Event, notification (by severity), and every ``event`` webhook."""
+
+    severity: Literal["info", "warn", "error"]
+    reason: str
+    message: str
+
+
+Action = SetWeights | CallHooks | Emit
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RolloutStatus
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the next tick must observe beyond Git, convergence and readiness."""
+
+    metrics: bool = False
+    hooks: tuple[WebhookType, ...] = ()

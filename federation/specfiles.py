@@ -1,0 +1,235 @@
+"""Reading spec files: YAML (ruamel.yaml, the one owner of it) into the core's models.
+
+Every problem becomes a ``Problem(file, field.path, message)``; unknown fields get a "did you mean"
+hint. Also the YAML writer used where the project renders manifests, and the round-trip editor the
+GitOps room uses to change values without disturbing comments and formatting.
+Callers: ``cli`` (validate, plan, render), ``hub`` and ``gitops`` (specs in repos), ``demo``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import types
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from federation.core import spec as specs
+from federation.core.errors import Problem, SpecError
+
+KINDS: dict[str, type[specs.Model]] = {"Fleet": specs.Fleet, "FederatedCanary": specs.FederatedCanary}
+
+
+def _safe_yaml() -> YAML:
+    y = YAML(typ="safe", pure=True)
+    return y
+
+
+def dump(docs: Iterable[Any]) -> str:
+    """Plain YAML text for rendered manifests (several documents separated by ---)."""
+    y = YAML(typ="safe", pure=True)
+    y.default_flow_style = False
+    y.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    out = io.StringIO()
+    y.dump_all(list(docs), out)
+    return out.getvalue()
+
+
+def parse_documents(text: str, filename: str) -> list[Any]:
+    try:
+        return [d for d in _safe_yaml().load_all(text) if d is not None]
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
+        raise SpecError([Problem(filename, "", f"invalid YAML at {where}: {exc.problem}")]) from None
+    except YAMLError as exc:
+        raise SpecError([Problem(filename, "", f"invalid YAML: {exc}")]) from None
+
+
+def read_documents(path: str | Path) -> list[Any]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem(str(path), "", "no such file")]) from None
+    except IsADirectoryError:
+        raise SpecError([Problem(str(path), "", "is a directory, not a spec file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem(str(path), "", f"cannot read: {exc}")]) from None
+    return parse_documents(text, str(path))
+
+
+# ----------------------------------------------------------------------------- error paths
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _aliases(model: type[pydantic.BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, pydantic.BaseModel)
+
+
+def _strip_optional(tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return tp
+
+
+def _element(tp: Any) -> Any:
+    """The element type of list[X] or dict[K, X]."""
+    args = typing.get_args(tp)
+    return _strip_optional(args[-1]) if args else None
+
+
+def _model_at(root: type[pydantic.BaseModel], loc: tuple[int | str, ...]) -> type[pydantic.BaseModel] | None:
+    """The model class reached by walking ``loc`` (aliases, list indexes, dict keys) from ``root``."""
+    current: Any = root
+    for part in loc:
+        if _is_model(current):
+            field = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+            if field is None:
+                return None
+            current = _strip_optional(field.annotation)
+        else:
+            current = _element(current)  # a list index or dict key: step into the element type
+    return current if _is_model(current) else None
+
+
+def _problems(filename: str, prefix: str, model: type[pydantic.BaseModel],
+              exc: pydantic.ValidationError) -> list[Problem]:
+    out: list[Problem] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        # Tagged-union and function-validator noise: keep the user's own field names only.
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        path = _field_path(loc)
+        if prefix:
+            path = prefix + ("" if path.startswith("[") or not path else ".") + path
+        kind = err["type"]
+        msg = str(err["msg"])
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            known = _aliases(parent) if parent is not None else []
+            guess = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            msg = "unknown field" + (f" (did you mean {guess[0]!r}?)" if guess else
+                                      (f"; known fields: {', '.join(known)}" if known else ""))
+        elif kind == "missing":
+            msg = "required field is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        elif kind == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        out.append(Problem(filename, path, msg))
+    return out
+
+
+def parse(doc: Any, filename: str, index: int = 0) -> specs.Model:
+    """One YAML document into a Fleet or FederatedCanary; SpecError with every problem found."""
+    prefix = f"[document {index + 1}] " if index else ""
+    if not isinstance(doc, dict):
+        raise SpecError([Problem(filename, prefix.strip(), f"expected a mapping, got {type(doc).__name__}")])
+    kind = doc.get("kind")
+    api = doc.get("apiVersion")
+    if isinstance(api, str) and api.startswith("flagger.app/") and kind == "Canary":
+        return parse_flagger_analysis(doc, filename)
+    if kind not in KINDS:
+        hint = difflib.get_close_matches(str(kind), list(KINDS), n=1)
+        raise SpecError([Problem(filename, "kind", f"unknown kind {kind!r}"
+                                 + (f" (did you mean {hint[0]!r}?)" if hint else f"; expected one of {', '.join(KINDS)}"))])
+    if api != specs.API_VERSION:
+        raise SpecError([Problem(filename, "apiVersion", f"expected {specs.API_VERSION!r}, got {api!r}")])
+    model = KINDS[kind]
+    try:
+        return model.model_validate(doc)
+    except pydantic.ValidationError as exc:
+        raise SpecError(_problems(filename, "", model, exc)) from None
+
+
+def parse_flagger_analysis(doc: dict[str, Any], filename: str) -> specs.Model:
+    """A Flagger Canary: its ``spec.analysis`` must validate unchanged as our Analysis."""
+    analysis = (doc.get("spec") or {}).get("analysis")
+    if analysis is None:
+        raise SpecError([Problem(filename, "spec.analysis", "required field is missing")])
+    try:
+        return specs.Analysis.model_validate(analysis)
+    except pydantic.ValidationError as exc:
+        raise SpecError(_problems(filename, "spec.analysis", specs.Analysis, exc)) from None
+
+
+def load(path: str | Path) -> list[specs.Model]:
+    """Every document in a file, validated; all problems of all documents in one SpecError."""
+    docs = read_documents(path)
+    if not docs:
+        raise SpecError([Problem(str(path), "", "no YAML documents in file")])
+    problems: list[Problem] = []
+    out: list[specs.Model] = []
+    for i, doc in enumerate(docs):
+        try:
+            out.append(parse(doc, str(path), i))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+T = typing.TypeVar("T", bound=specs.Model)
+
+
+def load_one(path: str | Path, kind: type[T]) -> T:
+    found = [d for d in load(path) if isinstance(d, kind)]
+    if len(found) != 1:
+        name = kind.__name__
+        raise SpecError([Problem(str(path), "kind", f"expected exactly one {name}, found {len(found)}")])
+    return found[0]
+
+
+def load_canary(path: str | Path, fleet: specs.Fleet | None = None) -> specs.FederatedCanary:
+    canary = load_one(path, specs.FederatedCanary)
+    if fleet is not None:
+        problems = [Problem(str(path), f, m) for f, m in specs.check_against_fleet(canary, fleet)]
+        if problems:
+            raise SpecError(problems)
+    return canary
+
+
+# ----------------------------------------------------------------------------- round-trip edits
+
+
+def round_trip_yaml() -> YAML:
+    y = YAML()  # round-trip: keeps comments, key order, quoting and flow style
+    y.preserve_quotes = True
+    y.width = 4096
+    return y
+
+
+def edit(text: str, changes: dict[tuple[str | int, ...], Any]) -> str:
+    """Set values at key paths in ``text`` (one YAML document), keeping everything else as written."""
+    y = round_trip_yaml()
+    data = y.load(text)
+    for path, value in changes.items():
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+    out = io.StringIO()
+    y.dump(data, out)
+    return out.getvalue()

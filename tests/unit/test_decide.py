@@ -1,0 +1,514 @@
+"""decide(): every phase transition, ladders, A/B, blue/green, mirroring, thresholds, gates."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from federation.core.decide import decide, needs, target_of
+from federation.core.spec import WebhookType
+from federation.core.state import (
+    CallHooks,
+    Emit,
+    MetricSample,
+    Phase,
+    RolloutStatus,
+    SetWeights,
+)
+from federation.core.weights import Subset
+from tests.unit.builders import Driver, canary, good_metrics, observe
+
+
+def weights_of(d) -> list[int]:
+    return [a.canary_weight for a in d.actions if isinstance(a, SetWeights)]
+
+
+def all_weights(driver: Driver) -> list[int]:
+    return [w for d in driver.decisions for w in weights_of(d)]
+
+
+def run_to_end(driver: Driver, max_ticks: int = 200, **obs) -> None:
+    for _ in range(max_ticks):
+        driver.tick(60.0, **obs)
+        if driver.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            return
+    raise AssertionError(f"no end state after {max_ticks} ticks: {driver.status}")
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def test_initializing_commits_primary_only_then_initialized():
+    d = Driver(canary())
+    first = d.tick()
+    sw = [a for a in first.actions if isinstance(a, SetWeights)]
+    assert len(sw) == 1 and sw[0].step == 1 and sw[0].canary_weight == 0
+    assert dict(sw[0].weights)[Subset("vms", "v1")] == 10000
+    assert d.status.phase is Phase.INITIALIZING
+    d.tick(applied=0)  # zones have not applied step 1 yet
+    assert d.status.phase is Phase.INITIALIZING and "have not applied step 1" in d.status.message
+    d.tick()
+    d.tick()
+    assert d.status.phase is Phase.INITIALIZED
+
+
+def test_initializing_waits_for_primary_readiness():
+    d = Driver(canary())
+    d.tick()
+    status = d.status
+    obs = observe(d.spec, status)
+    obs = type(obs)(spec=obs.spec, applied=obs.applied, readiness={}, metrics=obs.metrics)
+    out = decide(status, obs, 2000.0)
+    assert out.status.phase is Phase.INITIALIZING and "not ready" in out.status.message
+
+
+@pytest.mark.parametrize(
+    ("analysis", "expected"),
+    [
+        ({"stepWeight": 20, "maxWeight": 60}, [0, 2000, 4000, 6000, 10000, 10000]),
+        ({"stepWeight": 25, "maxWeight": 60}, [0, 2500, 5000, 6000, 10000, 10000]),
+        ({"stepWeight": 10, "maxWeight": None, "stepWeights": None}, [0, *range(1000, 10001, 1000), 10000]),
+        ({"stepWeight": None, "maxWeight": None, "stepWeights": [1, 5, 25, 50]}, [0, 100, 500, 2500, 5000, 10000, 10000]),
+        ({"stepWeight": 20, "maxWeight": 60, "stepWeightPromotion": 20}, [0, 2000, 4000, 6000, 8000, 10000, 10000]),
+    ],
+    ids=["step+max", "step-capped-at-max", "step-default-max-100", "stepWeights", "stepWeightPromotion"],
+)
+def test_canary_ladders_reach_success(analysis, expected):
+    d = Driver(canary(analysis))
+    d.initialise()
+    run_to_end(d)
+    assert d.status.phase is Phase.SUCCEEDED
+    assert all_weights(d)[1:] == expected  # first SetWeights is the initialising commit
+    assert d.status.primary_version == "v2"
+    finalise = [a for dd in d.decisions for a in dd.actions if isinstance(a, SetWeights) and a.stage == "finalising"]
+    assert finalise and finalise[0].retire == (Subset("vms", "v1"),)
+
+
+def test_phases_seen_in_order_for_a_canary():
+    d = Driver(canary({"stepWeightPromotion": 50}))
+    seen = [d.status.phase]
+    d.initialise()
+    seen.append(d.status.phase)
+    for _ in range(40):
+        d.tick(60)
+        if d.status.phase != seen[-1]:
+            seen.append(d.status.phase)
+        if d.status.phase is Phase.SUCCEEDED:
+            break
+    assert seen == [Phase.INITIALIZING, Phase.INITIALIZED, Phase.PROGRESSING, Phase.PROMOTING,
+                    Phase.FINALISING, Phase.SUCCEEDED]
+
+
+def test_analysis_waits_for_convergence_in_every_zone_then_one_interval():
+    d = Driver(canary())
+    d.initialise()
+    d.tick()  # start: step at 0%
+    step = d.status.step
+    # one zone lags: no analysis however long we wait (within the deadline)
+    for _ in range(5):
+        obs = observe(d.spec, d.status)
+        obs = type(obs)(spec=obs.spec, applied={**obs.applied, "onprem": step - 1},
+                        readiness=obs.readiness, metrics=obs.metrics)
+        d.now += 60
+        out = decide(d.status, obs, d.now)
+        assert not weights_of(out) and out.status.step == step
+        assert "onprem" in out.status.message
+        d.status = out.status
+    d.tick()  # converged now: the interval starts
+    assert d.status.converged_at == d.now and not d.decisions[-1].actions
+    d.tick(59)
+    assert not weights_of(d.decisions[-1])
+    d.tick(1)
+    assert weights_of(d.decisions[-1]) == [2000]
+
+
+def test_unreachable_zone_counts_as_not_converged():
+    d = Driver(canary())
+    d.initialise()
+    d.tick()
+    obs = observe(d.spec, d.status)
+    obs = type(obs)(spec=obs.spec, applied={**obs.applied, "vms": None}, readiness=obs.readiness,
+                    metrics=obs.metrics)
+    out = decide(d.status, obs, d.now + 60)
+    assert out.status.converged_at is None and "vms" in out.status.message
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_failed_checks_counted_and_rollback_at_threshold():
+    spec = canary({"threshold": 3})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()  # converged
+    bad = good_metrics(spec, 90.0)
+    d.tick(60, metrics=bad)
+    assert d.status.failed_checks == 1 and d.status.phase is Phase.PROGRESSING
+    d.tick(60)  # a pass in between does not reset the count (Flagger counts within the run)
+    assert d.status.failed_checks == 1
+    d.tick()  # converge the new step
+    d.tick(60, metrics=bad)
+    assert d.status.failed_checks == 2
+    out = d.tick(60, metrics=bad)
+    assert d.status.phase is Phase.FAILED and d.status.failed_checks == 3
+    sw = [a for a in out.actions if isinstance(a, SetWeights)]
+    assert sw[0].canary_weight == 0 and set(sw[0].retire) == {Subset("eks", "v2"), Subset("onprem", "v2")}
+    assert all(w == 0 for s, w in sw[0].weights if s.version == "v2")
+    assert any(isinstance(a, CallHooks) and a.type is WebhookType.POST_ROLLOUT for a in out.actions)
+    assert any(isinstance(a, Emit) and a.severity == "error" for a in out.actions)
+
+
+@pytest.mark.parametrize("value", [None, math.nan], ids=["empty", "nan"])
+def test_no_data_is_a_failed_check_by_default(value):
+    spec = canary({"threshold": 5})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    samples = tuple(MetricSample(s.metric, s.zone, value, reason="empty result") for s in good_metrics(spec))
+    d.tick(60, metrics=samples)
+    assert d.status.failed_checks == 1
+    assert any(c.outcome == "nodata" and c.message == "empty result" for c in d.status.last_checks)
+
+
+def test_no_data_hold_holds_without_counting_then_deadline_rolls_back():
+    spec = canary({"metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "noData": "hold"}]},
+                  progressDeadlineSeconds=300)
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    empty = tuple(MetricSample(s.metric, s.zone, None, reason="Prometheus unreachable") for s in good_metrics(spec))
+    d.tick(60, metrics=empty)
+    assert d.status.failed_checks == 0 and d.status.held_since == d.now and d.status.canary_weight == 0
+    for _ in range(4):
+        d.tick(60, metrics=empty)
+        assert d.status.phase is Phase.PROGRESSING
+    d.tick(61, metrics=empty)  # 301 s held > progressDeadlineSeconds 300
+    assert d.status.phase is Phase.FAILED and "deadline" in d.status.message
+
+
+def test_zone_failure_fails_the_check_while_global_passes():
+    spec = canary({"threshold": 1})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    samples = tuple(MetricSample(s.metric, s.zone, 95.0 if s.zone == "onprem" else 99.5, requests=500)
+                    for s in good_metrics(spec))
+    d.tick(60, metrics=samples)
+    assert d.status.phase is Phase.FAILED
+    failed = [c for c in d.status.last_checks if c.outcome == "fail"]
+    assert [(c.zone, c.value) for c in failed] == [("onprem", 95.0)]
+    assert any(c.zone is None and c.outcome == "pass" for c in d.status.last_checks)
+
+
+@pytest.mark.parametrize(
+    ("scope", "zone_bad", "global_bad", "fails"),
+    [
+        ("both", True, False, True),
+        ("both", False, True, True),
+        ("global", True, False, False),
+        ("global", False, True, True),
+        ("zone", True, False, True),
+        ("zone", False, True, False),
+    ],
+)
+def test_metric_scope(scope, zone_bad, global_bad, fails):
+    spec = canary({"threshold": 1, "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "scope": scope}]})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    samples = tuple(MetricSample(s.metric, s.zone,
+                                 90.0 if (s.zone is None and global_bad) or (s.zone == "eks" and zone_bad) else 99.9,
+                                 requests=100) for s in good_metrics(spec))
+    d.tick(60, metrics=samples)
+    assert (d.status.phase is Phase.FAILED) is fails
+
+
+def test_idle_zone_below_min_requests_is_no_data_not_a_pass():
+    spec = canary({"threshold": 1, "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "minRequests": 50}]})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    samples = tuple(MetricSample(s.metric, s.zone, 100.0, requests=3 if s.zone == "eks" else 500)
+                    for s in good_metrics(spec))
+    d.tick(60, metrics=samples)
+    assert d.status.phase is Phase.FAILED
+    assert [c.zone for c in d.status.last_checks if c.outcome == "nodata"] == ["eks"]
+
+
+def test_max_threshold_metric():
+    spec = canary({"threshold": 1, "metrics": [{"name": "request-duration", "thresholdRange": {"max": 500}}]})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    d.tick(60, metrics=good_metrics(spec, 750.0))
+    assert d.status.phase is Phase.FAILED and "750 > max 500" in d.status.message
+
+
+def test_progress_deadline_rolls_back_a_step_that_never_converges():
+    spec = canary(progressDeadlineSeconds=120)
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick(60, applied=d.status.step - 1)
+    assert d.status.phase is Phase.PROGRESSING
+    d.tick(61, applied=d.status.step - 1)
+    assert d.status.phase is Phase.FAILED and "progress deadline" in d.status.message
+
+
+def test_progress_deadline_rolls_back_a_canary_never_ready():
+    spec = canary(progressDeadlineSeconds=120)
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick(100, ready=False)
+    assert d.status.phase is Phase.PROGRESSING and "not ready" in d.status.message
+    d.tick(30, ready=False)
+    assert d.status.phase is Phase.FAILED
+
+
+def test_compare_primary_verdicts():
+    spec = canary({"threshold": 1, "metrics": [{"name": "request-duration", "compare": "primary", "scope": "global"}]})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    d.tick(60, metrics=(MetricSample("request-duration", None, 10.0, comparison="marginal"),))
+    assert d.status.phase is Phase.PROGRESSING and d.status.held_since is not None
+    d.tick(60, metrics=(MetricSample("request-duration", None, 10.0, comparison="pass"),))
+    assert d.status.canary_weight == 2000
+    d.tick()
+    d.tick(60, metrics=(MetricSample("request-duration", None, 10.0, comparison="fail"),))
+    assert d.status.phase is Phase.FAILED
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+def test_ab_testing_routes_matched_traffic_for_iterations_then_promotes():
+    spec = canary({"stepWeight": None, "maxWeight": None, "iterations": 3,
+                   "match": [{"headers": {"x-canary": {"exact": "insider"}}}]})
+    d = Driver(spec)
+    d.initialise()
+    start = d.tick()
+    sw = [a for a in start.actions if isinstance(a, SetWeights)][0]
+    assert sw.matched and sw.canary_weight == 0
+    d.tick()
+    d.tick(60)
+    d.tick(60)
+    assert d.status.iterations == 2 and d.status.phase is Phase.PROGRESSING
+    out = d.tick(60)
+    assert d.status.phase is Phase.PROMOTING
+    assert weights_of(out) == [10000]
+    run_to_end(d)
+    assert d.status.phase is Phase.SUCCEEDED
+
+
+def test_blue_green_runs_iterations_with_no_canary_traffic():
+    spec = canary({"stepWeight": None, "maxWeight": None, "iterations": 2})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    d.tick(60)
+    assert d.status.canary_weight == 0 and not d.status.matched and d.status.iterations == 1
+    out = d.tick(60)
+    assert weights_of(out) == [10000] and d.status.phase is Phase.PROMOTING
+
+
+def test_blue_green_with_mirroring_mirrors_during_iterations():
+    spec = canary({"stepWeight": None, "maxWeight": None, "iterations": 2, "mirror": True, "mirrorWeight": 50})
+    d = Driver(spec)
+    d.initialise()
+    out = d.tick()
+    sw = [a for a in out.actions if isinstance(a, SetWeights)][0]
+    assert (sw.canary_weight, sw.mirror_weight) == (0, 5000)
+
+
+def test_canary_mirrors_before_the_first_weight_step():
+    spec = canary({"mirror": True})
+    d = Driver(spec)
+    d.initialise()
+    out = d.tick()
+    sw = [a for a in out.actions if isinstance(a, SetWeights)][0]
+    assert (sw.canary_weight, sw.mirror_weight) == (0, 10000)
+    d.tick()
+    out = d.tick(60)
+    sw = [a for a in out.actions if isinstance(a, SetWeights)][0]
+    assert (sw.canary_weight, sw.mirror_weight) == (2000, 0)
+
+
+def test_skip_analysis_promotes_at_once():
+    d = Driver(canary(skipAnalysis=True))
+    d.initialise()
+    out = d.tick()
+    assert d.status.phase is Phase.PROMOTING and weights_of(out) == [10000]
+    run_to_end(d)
+    assert d.status.phase is Phase.SUCCEEDED
+
+
+def test_suspend_does_nothing():
+    spec = canary(suspend=True)
+    status = RolloutStatus(phase=Phase.PROGRESSING, step=3, canary_weight=2000, target="x")
+    out = decide(status, observe(spec, status), 5000.0)
+    assert out.actions == () and out.status.canary_weight == 2000 and out.status.message == "suspended"
+    assert needs(spec, status, 5000.0).hooks == () and not needs(spec, status, 5000.0).metrics
+
+
+def test_new_canary_version_mid_rollout_restarts_analysis():
+    d = Driver(canary())
+    d.initialise()
+    d.tick()
+    d.tick()
+    d.tick(60)
+    assert d.status.canary_weight == 2000
+    d.spec = canary(canary={"version": "v2.1", "zones": ["eks", "onprem"]})
+    out = d.tick()
+    assert weights_of(out) == [0] and d.status.canary_version == "v2.1" and d.status.failed_checks == 0
+
+
+def test_failed_rollout_stays_failed_until_a_new_version():
+    d = Driver(canary({"threshold": 1}))
+    d.initialise()
+    d.tick()
+    d.tick()
+    d.tick(60, metrics=good_metrics(d.spec, 1.0))
+    assert d.status.phase is Phase.FAILED
+    assert decide(d.status, observe(d.spec, d.status), d.now + 600).actions == ()
+    d.spec = canary({"threshold": 1}, canary={"version": "v2.1", "zones": ["eks"]})
+    d.tick()
+    assert d.status.phase is Phase.PROGRESSING and d.status.target == target_of(d.spec)
+
+
+# ----------------------------------------------------------------------------- webhooks
+
+
+def hooks(*types: str):
+    return {"webhooks": [{"name": t, "type": t, "url": f"http://hooks.test/{t}"} for t in types]}
+
+
+def test_confirm_rollout_gate_waits_then_starts():
+    spec = canary(hooks("confirm-rollout"))
+    d = Driver(spec)
+    d.initialise()
+    assert WebhookType.CONFIRM_ROLLOUT in needs(spec, d.status, d.now).hooks
+    d.tick(hooks={"confirm-rollout": False})
+    assert d.status.phase is Phase.WAITING and not weights_of(d.decisions[-1])
+    d.tick(10, hooks={"confirm-rollout": False})
+    assert d.status.phase is Phase.WAITING
+    d.tick(10, hooks={"confirm-rollout": True})
+    assert d.status.phase is Phase.PROGRESSING and weights_of(d.decisions[-1]) == [0]
+
+
+def test_pre_rollout_failure_counts_and_is_retried():
+    spec = canary({**hooks("pre-rollout"), "threshold": 2})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    assert WebhookType.PRE_ROLLOUT not in needs(spec, d.status, d.now).hooks  # not due yet
+    assert WebhookType.PRE_ROLLOUT in needs(spec, d.status, d.now + 60).hooks
+    d.tick(60, hooks={"pre-rollout": False})
+    assert d.status.failed_checks == 1 and d.status.canary_weight == 0
+    d.tick(60, hooks={"pre-rollout": True})
+    assert d.status.pre_rollout_passed and d.status.canary_weight == 2000
+    d.tick()
+    assert WebhookType.PRE_ROLLOUT not in needs(spec, d.status, d.now + 60).hooks
+
+
+def test_rollout_hook_failure_is_a_failed_check():
+    spec = canary({**hooks("rollout"), "threshold": 1})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    d.tick(60, hooks={"rollout": False})
+    assert d.status.phase is Phase.FAILED and "rollout hook" in d.status.message
+
+
+def test_confirm_traffic_increase_holds_the_step():
+    spec = canary(hooks("confirm-traffic-increase"))
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    assert WebhookType.CONFIRM_TRAFFIC_INCREASE in needs(spec, d.status, d.now + 60).hooks
+    d.tick(60, hooks={"confirm-traffic-increase": False})
+    assert d.status.canary_weight == 0 and d.status.failed_checks == 0
+    d.tick(60, hooks={"confirm-traffic-increase": True})
+    assert d.status.canary_weight == 2000
+
+
+def test_confirm_promotion_waits_in_waiting_promotion_and_keeps_checking():
+    spec = canary({**hooks("confirm-promotion"), "stepWeight": 50, "maxWeight": 50, "threshold": 2})
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    d.tick(60)  # 50%
+    d.tick()
+    assert WebhookType.CONFIRM_PROMOTION in needs(spec, d.status, d.now + 60).hooks
+    d.tick(60, hooks={"confirm-promotion": False})
+    assert d.status.phase is Phase.WAITING_PROMOTION
+    d.tick(60, hooks={"confirm-promotion": False}, metrics=good_metrics(spec, 50.0))
+    assert d.status.phase is Phase.WAITING_PROMOTION and d.status.failed_checks == 1
+    d.tick(60, hooks={"confirm-promotion": True})
+    assert d.status.phase is Phase.PROMOTING
+
+
+def test_rollback_hook_rolls_back_while_progressing_and_waiting():
+    spec = canary(hooks("rollback"))
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    assert WebhookType.ROLLBACK in needs(spec, d.status, d.now).hooks
+    d.tick(hooks={"rollback": True})
+    assert d.status.phase is Phase.FAILED and "rollback hook" in d.status.message
+    spec2 = canary(hooks("rollback", "confirm-rollout"), canary={"version": "v9", "zones": ["eks"]})
+    d.spec = spec2
+    d.tick(hooks={"confirm-rollout": False})
+    assert d.status.phase is Phase.WAITING
+    d.tick(hooks={"confirm-rollout": False, "rollback": True})
+    assert d.status.phase is Phase.FAILED
+
+
+def test_post_rollout_called_on_success_and_event_on_every_transition():
+    spec = canary(hooks("post-rollout", "event"))
+    d = Driver(spec)
+    d.initialise()
+    run_to_end(d)
+    calls = [a for dd in d.decisions for a in dd.actions if isinstance(a, CallHooks)]
+    assert [c.type for c in calls] == [WebhookType.POST_ROLLOUT]
+    reasons = [a.reason for dd in d.decisions for a in dd.actions if isinstance(a, Emit)]
+    assert reasons[0] == "Initialized" and reasons[-1] == "Succeeded" and "Promoting" in reasons
+    # event hooks are never "needed" as gates: they are fed from Emit actions by the executor
+    assert all(WebhookType.EVENT not in needs(spec, dd.status, d.now).hooks for dd in d.decisions)
+
+
+def test_unanswered_gate_is_a_no():
+    spec = canary(hooks("confirm-traffic-increase"))
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    d.tick(60)  # hook result missing from observations
+    assert d.status.canary_weight == 0 and "not answered" in d.status.message
+
+
+def test_status_round_trips_storage():
+    d = Driver(canary({"threshold": 5}))
+    d.initialise()
+    d.tick()
+    d.tick()
+    d.tick(60, metrics=good_metrics(d.spec, 1.0))
+    stored = d.status.for_storage()
+    import json
+
+    assert RolloutStatus.from_storage(json.loads(json.dumps(stored))) == d.status
