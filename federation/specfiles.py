@@ -78,6 +78,13 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _prefixed(prefix: str, loc: tuple[int | str, ...]) -> str:
+    path = _field_path(loc)
+    if not prefix:
+        return path
+    return prefix + ("" if path.startswith("[") or not path else ".") + path
+
+
 def _aliases(model: type[pydantic.BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
@@ -116,13 +123,12 @@ def _model_at(root: type[pydantic.BaseModel], loc: tuple[int | str, ...]) -> typ
 def _problems(filename: str, prefix: str, model: type[pydantic.BaseModel],
               exc: pydantic.ValidationError) -> list[Problem]:
     out: list[Problem] = []
+    guessed: set[str] = set()  # "missing" paths explained by a misspelt key beside them
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         # Tagged-union and function-validator noise: keep the user's own field names only.
         loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-        path = _field_path(loc)
-        if prefix:
-            path = prefix + ("" if path.startswith("[") or not path else ".") + path
+        path = _prefixed(prefix, loc)
         kind = err["type"]
         msg = str(err["msg"])
         if kind == "extra_forbidden":
@@ -131,6 +137,8 @@ def _problems(filename: str, prefix: str, model: type[pydantic.BaseModel],
             guess = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
             msg = "unknown field" + (f" (did you mean {guess[0]!r}?)" if guess else
                                       (f"; known fields: {', '.join(known)}" if known else ""))
+            if guess:
+                guessed.add(_prefixed(prefix, (*loc[:-1], guess[0])))
         elif kind == "missing":
             msg = "required field is missing"
         elif msg.startswith("Value error, "):
@@ -138,7 +146,7 @@ def _problems(filename: str, prefix: str, model: type[pydantic.BaseModel],
         elif kind == "literal_error":
             msg = f"{msg} (got {err.get('input')!r})"
         out.append(Problem(filename, path, msg))
-    return out
+    return [p for p in out if not (p.message == "required field is missing" and p.field in guessed)]
 
 
 def parse(doc: Any, filename: str, index: int = 0) -> specs.Model:

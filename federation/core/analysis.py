@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from federation.core.spec import CanarySpec, MetricCheck, NoData, Scope
-from federation.core.state import CheckResult, MetricSample
+from federation.core.state import CheckResult, MetricSample, Outcome
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def _describe(c: CheckResult) -> str:
 
 def _judge_one(m: MetricCheck, zone: str | None, sample: MetricSample | None) -> CheckResult:
     def missing(reason: str) -> CheckResult:
-        outcome = "hold" if m.no_data is NoData.HOLD else "nodata"
+        outcome: Outcome = "hold" if m.no_data is NoData.HOLD else "nodata"
         return CheckResult(m.name, zone, None, outcome, reason)
 
     if sample is None:

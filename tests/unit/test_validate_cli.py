@@ -1,0 +1,90 @@
+"""``fedctl validate`` on malformed specs: one line per problem, FILE: field: message, exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INVALID = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
+FEDCTL = [sys.executable, "-m", "federation.cli.main"]
+
+
+def fedctl(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*FEDCTL, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+
+
+def expected(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: ")
+    return first[len("# expect: "):]
+
+
+def test_there_are_enough_malformed_specs():
+    assert len(INVALID) >= 30
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_malformed_spec_gives_one_clear_line(path: Path):
+    rel = str(path.relative_to(ROOT))
+    r = fedctl("validate", rel)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{rel}: "), lines[0]
+    assert expected(path) in lines[0], lines[0]
+
+
+def test_several_files_report_every_problem_and_nothing_for_good_files():
+    bad = [str(p.relative_to(ROOT)) for p in INVALID[:3]]
+    r = fedctl("validate", "clusters/canaries/frontend.yaml", *bad)
+    assert r.returncode == 2
+    assert [line.split(":")[0] for line in r.stderr.strip().splitlines()] == bad
+
+
+def test_valid_examples_pass():
+    r = fedctl("validate", "clusters/fleet.yaml", "clusters/canaries/frontend.yaml", "--fleet", "clusters/fleet.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "2 file(s) valid" in r.stdout
+
+
+def test_unreadable_and_missing_files():
+    r = fedctl("validate", "does/not/exist.yaml", "tests")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["does/not/exist.yaml: no such file",
+                                             "tests: is a directory, not a spec file"]
+
+
+def test_canary_zone_missing_from_fleet(tmp_path: Path):
+    c = (ROOT / "clusters/canaries/frontend.yaml").read_text().replace("zones: [vms]", "zones: [vms, gke]")
+    f = tmp_path / "c.yaml"
+    f.write_text(c)
+    r = fedctl("validate", str(f), "--fleet", "clusters/fleet.yaml")
+    assert r.returncode == 2
+    assert r.stderr.strip() == (f"{f}: spec.primary.zones[1]: zone 'gke' is not in fleet 'example' "
+                                "(has: eks, onprem, vms)")
+
+
+def test_plan_json_is_machine_readable():
+    import json
+
+    r = fedctl("plan", "clusters/canaries/frontend.yaml", "--fleet", "clusters/fleet.yaml", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert [s["canaryWeight"] for s in data["steps"]] == [0, 1000, 2000, 3000, 4000, 5000, 7500, 10000]
+    for s in data["steps"]:
+        assert sum(s["weights"].values()) == 10000
+    assert data["steps"][1]["weights"] == {"eks/v2": 667, "onprem/v2": 333, "vms/v1": 9000}
+
+
+def test_plan_table_names_every_subset():
+    r = fedctl("plan", "clusters/canaries/frontend.yaml", "--fleet", "clusters/fleet.yaml")
+    assert r.returncode == 0, r.stderr
+    for col in ("eks/v2", "onprem/v2", "vms/v1", "6.67%", "promotion"):
+        assert col in r.stdout
