@@ -53,10 +53,12 @@ def needs(spec: CanarySpec, status: RolloutStatus, now: float) -> Needs:
     if status.phase in (Phase.PROGRESSING, Phase.WAITING):
         hooks.append(WebhookType.ROLLBACK)
     due = analysis_due(status, now) and status.phase is not Phase.PROMOTING
+    idle = canary_idle(spec, status)
     if due and not spec.skip_analysis:
         if not status.pre_rollout_passed:
             hooks.append(WebhookType.PRE_ROLLOUT)
-        hooks.append(WebhookType.ROLLOUT)
+        if not idle:
+            hooks.append(WebhookType.ROLLOUT)
         # Gates are asked only when a passing check would act on them.
         if a.strategy is Strategy.CANARY:
             at_top = plan.next_analysis_weight(a, status.canary_weight) == status.canary_weight
@@ -67,7 +69,17 @@ def needs(spec: CanarySpec, status: RolloutStatus, now: float) -> Needs:
         else:
             hooks.append(WebhookType.CONFIRM_TRAFFIC_INCREASE)
     wanted = tuple(h for h in hooks if a.hooks(h))
-    return Needs(metrics=due and bool(a.metrics) and not spec.skip_analysis, hooks=wanted)
+    return Needs(metrics=due and bool(a.metrics) and not spec.skip_analysis and not idle, hooks=wanted)
+
+
+def canary_idle(spec: CanarySpec, status: RolloutStatus) -> bool:
+    """No live traffic reaches the canary (weight 0, no mirror) in a weighted rollout.
+
+    As in Flagger, such an iteration runs only the pre-rollout hooks: metrics would be empty and
+    load-test hooks have nothing to measure yet, so the first weight step follows them.
+    """
+    return (spec.analysis.strategy is Strategy.CANARY and status.canary_weight == 0
+            and status.mirror_weight == 0)
 
 
 class _Tick:
@@ -216,10 +228,13 @@ class _Tick:
                 return failed_check(why)
             s = s.with_(pre_rollout_passed=True)
             self.status = s
-        ok, why = self.gate(WebhookType.ROLLOUT)
-        if not ok:
-            return failed_check(why)
-        verdict = analysis_mod.judge(self.spec, self.obs.metrics)
+        if canary_idle(self.spec, s):
+            verdict = analysis_mod.Verdict(())
+        else:
+            ok, why = self.gate(WebhookType.ROLLOUT)
+            if not ok:
+                return failed_check(why)
+            verdict = analysis_mod.judge(self.spec, self.obs.metrics)
         if verdict.failed:
             return failed_check(verdict.summary(), verdict.checks)
         if verdict.held:

@@ -95,6 +95,13 @@ class Driver:
         self.tick()  # converged
         self.tick()  # Initialized
 
+    def start_canary(self) -> None:
+        """Start the rollout and walk to the first weight step: at 0% only pre-rollout hooks run."""
+        self.tick()  # start: step at 0%
+        self.tick()  # converged
+        self.tick(60.0)  # idle iteration: first step
+        self.tick()  # converged at the first step
+
     def run(self, ticks: int, advance: float = 60.0, **obs: Any) -> None:
         for _ in range(ticks):
             self.tick(advance, **obs)

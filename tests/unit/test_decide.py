@@ -141,8 +141,7 @@ def test_failed_checks_counted_and_rollback_at_threshold():
     spec = canary({"threshold": 3})
     d = Driver(spec)
     d.initialise()
-    d.tick()
-    d.tick()  # converged
+    d.start_canary()
     bad = good_metrics(spec, 90.0)
     d.tick(60, metrics=bad)
     assert d.status.failed_checks == 1 and d.status.phase is Phase.PROGRESSING
@@ -165,8 +164,7 @@ def test_no_data_is_a_failed_check_by_default(value):
     spec = canary({"threshold": 5})
     d = Driver(spec)
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     samples = tuple(MetricSample(s.metric, s.zone, value, reason="empty result") for s in good_metrics(spec))
     d.tick(60, metrics=samples)
     assert d.status.failed_checks == 1
@@ -178,11 +176,10 @@ def test_no_data_hold_holds_without_counting_then_deadline_rolls_back():
                   progressDeadlineSeconds=300)
     d = Driver(spec)
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     empty = tuple(MetricSample(s.metric, s.zone, None, reason="Prometheus unreachable") for s in good_metrics(spec))
     d.tick(60, metrics=empty)
-    assert d.status.failed_checks == 0 and d.status.held_since == d.now and d.status.canary_weight == 0
+    assert d.status.failed_checks == 0 and d.status.held_since == d.now and d.status.canary_weight == 2000
     for _ in range(4):
         d.tick(60, metrics=empty)
         assert d.status.phase is Phase.PROGRESSING
@@ -194,8 +191,7 @@ def test_zone_failure_fails_the_check_while_global_passes():
     spec = canary({"threshold": 1})
     d = Driver(spec)
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     samples = tuple(MetricSample(s.metric, s.zone, 95.0 if s.zone == "onprem" else 99.5, requests=500)
                     for s in good_metrics(spec))
     d.tick(60, metrics=samples)
@@ -220,8 +216,7 @@ def test_metric_scope(scope, zone_bad, global_bad, fails):
     spec = canary({"threshold": 1, "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "scope": scope}]})
     d = Driver(spec)
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     samples = tuple(MetricSample(s.metric, s.zone,
                                  90.0 if (s.zone is None and global_bad) or (s.zone == "eks" and zone_bad) else 99.9,
                                  requests=100) for s in good_metrics(spec))
@@ -233,8 +228,7 @@ def test_idle_zone_below_min_requests_is_no_data_not_a_pass():
     spec = canary({"threshold": 1, "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "minRequests": 50}]})
     d = Driver(spec)
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     samples = tuple(MetricSample(s.metric, s.zone, 100.0, requests=3 if s.zone == "eks" else 500)
                     for s in good_metrics(spec))
     d.tick(60, metrics=samples)
@@ -246,8 +240,7 @@ def test_max_threshold_metric():
     spec = canary({"threshold": 1, "metrics": [{"name": "request-duration", "thresholdRange": {"max": 500}}]})
     d = Driver(spec)
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     d.tick(60, metrics=good_metrics(spec, 750.0))
     assert d.status.phase is Phase.FAILED and "750 > max 500" in d.status.message
 
@@ -278,12 +271,11 @@ def test_compare_primary_verdicts():
     spec = canary({"threshold": 1, "metrics": [{"name": "request-duration", "compare": "primary", "scope": "global"}]})
     d = Driver(spec)
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     d.tick(60, metrics=(MetricSample("request-duration", None, 10.0, comparison="marginal"),))
     assert d.status.phase is Phase.PROGRESSING and d.status.held_since is not None
     d.tick(60, metrics=(MetricSample("request-duration", None, 10.0, comparison="pass"),))
-    assert d.status.canary_weight == 2000
+    assert d.status.canary_weight == 4000
     d.tick()
     d.tick(60, metrics=(MetricSample("request-duration", None, 10.0, comparison="fail"),))
     assert d.status.phase is Phase.FAILED
@@ -377,8 +369,7 @@ def test_new_canary_version_mid_rollout_restarts_analysis():
 def test_failed_rollout_stays_failed_until_a_new_version():
     d = Driver(canary({"threshold": 1}))
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     d.tick(60, metrics=good_metrics(d.spec, 1.0))
     assert d.status.phase is Phase.FAILED
     assert decide(d.status, observe(d.spec, d.status), d.now + 600).actions == ()
@@ -427,8 +418,7 @@ def test_rollout_hook_failure_is_a_failed_check():
     spec = canary({**hooks("rollout"), "threshold": 1})
     d = Driver(spec)
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     d.tick(60, hooks={"rollout": False})
     assert d.status.phase is Phase.FAILED and "rollout hook" in d.status.message
 
@@ -505,10 +495,25 @@ def test_unanswered_gate_is_a_no():
 def test_status_round_trips_storage():
     d = Driver(canary({"threshold": 5}))
     d.initialise()
-    d.tick()
-    d.tick()
+    d.start_canary()
     d.tick(60, metrics=good_metrics(d.spec, 1.0))
     stored = d.status.for_storage()
     import json
 
     assert RolloutStatus.from_storage(json.loads(json.dumps(stored))) == d.status
+
+
+def test_weight_zero_iteration_runs_only_pre_rollout_like_flagger():
+    spec = canary(hooks("pre-rollout", "rollout"))
+    d = Driver(spec)
+    d.initialise()
+    d.tick()
+    d.tick()
+    n = needs(spec, d.status, d.now + 60)
+    assert not n.metrics and n.hooks == (WebhookType.PRE_ROLLOUT,)
+    empty = tuple(MetricSample(m.metric, m.zone, None) for m in good_metrics(spec))
+    d.tick(60, metrics=empty, hooks={"pre-rollout": True})  # no metrics, no load test: still advances
+    assert d.status.canary_weight == 2000 and d.status.failed_checks == 0
+    d.tick()
+    n = needs(spec, d.status, d.now + 60)
+    assert n.metrics and WebhookType.ROLLOUT in n.hooks and WebhookType.PRE_ROLLOUT not in n.hooks
