@@ -1,0 +1,237 @@
+"""The agent's loop: make this VM match the stored desired state, and say how far it got.
+
+Order within one pass keeps traffic whole: new versions start and pass health checks before Envoy
+learns their clusters; the route changes only once the clusters are applied; retired versions leave
+the route first, drain, and only then stop. ``applied_revision`` moves only when Envoy reports the
+route for that revision and every serving version has its replicas healthy. Standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from vmagent import PROTOCOL_VERSION, __version__, envoy, state, supervisor
+
+log = logging.getLogger("vmagent")
+
+
+class Config:
+    def __init__(self, state_dir: str, zone: str, envoy_admin: Optional[str], envoy_dir: Optional[str],
+                 stat_prefix: str = "ingress", ports: Tuple[int, int] = (20000, 20999),
+                 targets_file: Optional[str] = None, interval: float = 0.5) -> None:
+        self.state_dir = state_dir
+        self.zone = zone
+        self.envoy_admin = envoy_admin
+        self.envoy_dir = envoy_dir
+        self.stat_prefix = stat_prefix
+        self.ports = ports
+        self.targets_file = targets_file
+        self.interval = interval
+
+
+def releases(desired: Dict[str, Any]) -> List[Dict[str, Any]]:
+    return [m for m in desired.get("manifests", []) if isinstance(m, dict) and m.get("kind") == "ZoneRelease"]
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state = state.StateDir(config.state_dir)
+        self.sup = supervisor.Supervisor(os.path.join(config.state_dir, "logs"), *config.ports)
+        self.sup.adopt(self.state.instances())
+        self.admin = envoy.Admin(config.envoy_admin) if config.envoy_admin else None
+        self.wake = asyncio.Event()
+        self.applied_revision: Optional[str] = None
+        self.applied_step: Optional[int] = None
+        self.error: str = ""
+        self._routes: Dict[str, str] = {}
+        self._clusters_version: Optional[str] = None
+        self._stopping = False
+
+    # -- the protocol's answers --------------------------------------------------------------
+
+    def status(self) -> Dict[str, Any]:
+        desired = self.state.desired() or {}
+        versions: Dict[str, Dict[str, Any]] = {}
+        for rel in releases(desired):
+            service = rel["spec"]["service"]
+            for version in rel["spec"].get("serving") or {}:
+                insts = [i for i in self.sup.instances.values() if i.service == service and i.version == version]
+                replicas = int(rel["spec"]["versions"].get(version, {}).get("replicas", 1))
+                healthy = sum(1 for i in insts if i.healthy)
+                versions[f"{service}/{version}"] = {
+                    "replicas": replicas, "healthy": healthy,
+                    "ready_percent": 100.0 * min(healthy, replicas) / replicas if replicas else 100.0,
+                }
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "agent_version": __version__,
+            "zone": self.config.zone,
+            "revision": desired.get("revision"),
+            "step": desired.get("step"),
+            "applied_revision": self.applied_revision,
+            "applied_step": self.applied_step,
+            "health": "ok" if not self.error else "degraded",
+            "error": self.error,
+            "versions": versions,
+            "instances": [dict(i.record(), key=i.key, healthy=i.healthy) for i in self.sup.instances.values()],
+        }
+
+    def apply(self, desired: Dict[str, Any]) -> Dict[str, Any]:
+        out = self.state.accept(desired)
+        self.wake.set()
+        return out
+
+    def rollback(self) -> Dict[str, Any]:
+        out = self.state.restore_previous()
+        self.wake.set()
+        return out
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.to_thread(self.converge_once)
+                self.error = ""
+            except Exception as exc:  # keep supervising whatever one pass hit
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("converge pass failed")
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=self.config.interval)
+            except asyncio.TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake.set()
+
+    def shutdown_instances(self) -> None:
+        for key in list(self.sup.instances):
+            self.sup.stop(key)
+        self.state.set_instances(self.sup.records())
+
+    def converge_once(self) -> None:
+        desired = self.state.desired()
+        if desired is None:
+            return
+        wanted: Dict[str, Dict[str, Any]] = {}  # instance key -> spec
+        serving: Dict[Tuple[str, str], int] = {}
+        for rel in releases(desired):
+            spec = rel["spec"]
+            service = spec["service"]
+            for version, weight in (spec.get("serving") or {}).items():
+                vspec = spec["versions"].get(version)
+                if vspec is None:
+                    raise ValueError(f"{service}: serving names version {version!r} missing from versions")
+                serving[(service, version)] = int(weight)
+                for i in range(int(vspec.get("replicas", 1))):
+                    wanted[f"{service}/{version}/{i}"] = dict(vspec, service=service, version=version)
+        # 1. start what is missing, restart what died (drift)
+        for key, spec in wanted.items():
+            inst = self.sup.instances.get(key)
+            if inst is not None and not supervisor.alive(inst.pid):
+                log.warning("instance %s (pid %d) died: restarting", key, inst.pid)
+                self.sup.instances.pop(key)
+                self.sup.start(key, spec["service"], spec["version"], spec["command"], spec.get("env") or {},
+                               spec.get("health", "/healthz"), restarts=inst.restarts + 1)
+            elif inst is None:
+                self.sup.start(key, spec["service"], spec["version"], spec["command"], spec.get("env") or {},
+                               spec.get("health", "/healthz"))
+        self.state.set_instances(self.sup.records())
+        for inst in self.sup.instances.values():
+            self.sup.check_health(inst)
+        self.write_targets()
+        retired = [k for k in self.sup.instances if k not in wanted]
+        routed_ok = self.route(serving)
+        if routed_ok:
+            for key in retired:
+                self.drain_and_stop(key)
+            if retired:
+                self.state.set_instances(self.sup.records())
+                self.route(serving)  # drop the retired clusters now nothing routes to them
+                self.write_targets()
+        ready = all(
+            sum(1 for i in self.sup.instances.values() if i.service == s and i.version == v and i.healthy)
+            >= sum(1 for k in wanted if k.startswith(f"{s}/{v}/"))
+            for (s, v) in serving
+        )
+        if routed_ok and ready and not [k for k in self.sup.instances if k not in wanted]:
+            if self.applied_revision != desired["revision"]:
+                log.info("applied revision %s (step %s)", desired["revision"], desired.get("step"))
+            self.applied_revision = desired["revision"]
+            self.applied_step = desired.get("step")
+        self.state.set_report(self.status())
+
+    def route(self, serving: Dict[Tuple[str, str], int]) -> bool:
+        """Push clusters then routes to Envoy; True once Envoy reports both applied."""
+        desired = self.state.desired() or {}
+        if self.admin is None or self.config.envoy_dir is None:
+            return True
+        endpoints: Dict[str, List[int]] = {}
+        for inst in self.sup.instances.values():
+            if inst.healthy:
+                endpoints.setdefault(envoy.cluster_name(inst.service, inst.version), []).append(inst.port)
+        cds_path, rds_path = envoy.paths(self.config.envoy_dir)
+        cds_version = envoy.digest(endpoints)
+        if self.admin.clusters_version() != cds_version:
+            envoy.write(cds_path, envoy.render_clusters(endpoints, cds_version))
+            if not self._wait(lambda: self.admin.clusters_version() == cds_version):  # type: ignore[union-attr]
+                return False
+        by_service: Dict[str, List[Tuple[str, int]]] = {s: [] for s, _ in serving}
+        by_service.update({s: [] for s in self._routes})  # a service that left still gets a (503) route
+        for (service, version), weight in sorted(serving.items()):
+            name = envoy.cluster_name(service, version)
+            if name in endpoints:
+                by_service[service].append((name, weight))
+        version_info = f"{desired.get('revision', 'none')}.{envoy.digest(by_service)}"
+        current = {s: self.admin.route_version(self.config.stat_prefix, s) for s in by_service}
+        if any(v != version_info for v in current.values()):
+            envoy.write(rds_path, envoy.render_routes(by_service, version_info))
+            ok = self._wait(lambda: all(  # type: ignore[union-attr]
+                self.admin.route_version(self.config.stat_prefix, s) == version_info for s in by_service))
+            if not ok:
+                return False
+        self._routes = {s: version_info for s in by_service}
+        return True
+
+    def drain_and_stop(self, key: str) -> None:
+        inst = self.sup.instances.get(key)
+        if inst is None:
+            return
+        if self.admin is not None:
+            name = envoy.cluster_name(inst.service, inst.version)
+            self._wait(lambda: self.admin.active_requests(name) == 0, timeout=10.0)  # type: ignore[union-attr]
+        log.info("stopping retired instance %s (pid %d)", key, inst.pid)
+        self.sup.stop(key)
+
+    def write_targets(self) -> None:
+        if not self.config.targets_file:
+            return
+        groups = [{"targets": [f"127.0.0.1:{i.port}"],
+                   "labels": {"zone": self.config.zone, "service": i.service, "version": i.version}}
+                  for i in sorted(self.sup.instances.values(), key=lambda i: i.key)]
+        import json
+
+        data = json.dumps(groups, indent=1).encode()
+        try:
+            with open(self.config.targets_file, "rb") as f:
+                if f.read() == data:
+                    return
+        except FileNotFoundError:
+            pass
+        state.write_atomic(self.config.targets_file, data, mode=0o644)
+
+    @staticmethod
+    def _wait(check: Any, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,121 @@
+"""The VM-local Envoy: clusters (CDS) and the weighted route (RDS) as files Envoy watches.
+
+Envoy only notices a file-based xDS change on a move into the watched path, so every write is a
+rename of a complete file; ``validate_clusters`` makes Envoy reject a route naming an unknown
+cluster instead of serving 503s. The admin endpoint tells which version Envoy actually applied.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.request
+from typing import Dict, List, Optional, Tuple
+
+from vmagent import state
+
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+
+def cluster_name(service: str, version: str) -> str:
+    return f"{service}-{version}"
+
+
+def render_clusters(endpoints: Dict[str, List[int]], version_info: str) -> Dict[str, object]:
+    """One STATIC cluster per (service-version) name with its healthy local ports."""
+    resources = []
+    for name in sorted(endpoints):
+        resources.append({
+            "@type": CLUSTER_TYPE,
+            "name": name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+            "load_assignment": {
+                "cluster_name": name,
+                "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+                    for p in sorted(endpoints[name])
+                ]}],
+            },
+        })
+    return {"version_info": version_info, "resources": resources}
+
+
+def _route(route_name: str, weights: List[Tuple[str, int]]) -> Dict[str, object]:
+    live = [(n, w) for n, w in weights if w > 0]
+    if not live:  # no positive weight: an equal split over whatever runs here
+        live = [(n, 1) for n, _ in weights]
+    route: Dict[str, object] = {"match": {"prefix": "/"}}
+    if live:
+        route["route"] = {
+            "weighted_clusters": {"clusters": [{"name": n, "weight": w} for n, w in live]},
+            "timeout": "15s",
+            "retry_policy": {"retry_on": "connect-failure,refused-stream,reset", "num_retries": 2},
+        }
+    else:
+        route["direct_response"] = {"status": 503, "body": {"inline_string": "no version serves here\n"}}
+    return {
+        "@type": ROUTE_TYPE,
+        "name": route_name,
+        "validate_clusters": True,
+        "virtual_hosts": [{"name": route_name, "domains": ["*"], "routes": [route]}],
+    }
+
+
+def render_routes(weights: Dict[str, List[Tuple[str, int]]], version_info: str) -> Dict[str, object]:
+    """One route configuration per service: the zone's split between its local versions."""
+    return {"version_info": version_info, "resources": [_route(s, w) for s, w in sorted(weights.items())]}
+
+
+def digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def write(path: str, document: Dict[str, object]) -> None:
+    # JSON is valid YAML; Envoy reads .yaml and .json path configs alike by extension.
+    state.write_atomic(path, json.dumps(document, indent=1).encode(), mode=0o644)
+
+
+class Admin:
+    """Read-only questions to the local Envoy's admin port."""
+
+    def __init__(self, address: str, timeout: float = 2.0) -> None:
+        self.base = f"http://{address}"
+        self.timeout = timeout
+
+    def stats(self, filter_regex: str) -> Dict[str, str]:
+        url = f"{self.base}/stats?filter={urllib.request.quote(filter_regex)}"
+        out: Dict[str, str] = {}
+        with urllib.request.urlopen(url, timeout=self.timeout) as resp:  # noqa: S310 (loopback admin)
+            for line in resp.read().decode().splitlines():
+                name, _, value = line.partition(": ")
+                out[name.strip()] = value.strip().strip('"')
+        return out
+
+    def route_version(self, stat_prefix: str, route_name: str) -> Optional[str]:
+        key = f"http.{stat_prefix}.rds.{route_name}.version_text"
+        try:
+            return self.stats(f"^{key}$").get(key)
+        except OSError:
+            return None
+
+    def clusters_version(self) -> Optional[str]:
+        try:
+            return self.stats("^cluster_manager.cds.version_text$").get("cluster_manager.cds.version_text")
+        except OSError:
+            return None
+
+    def active_requests(self, cluster: str) -> int:
+        key = f"cluster.{cluster}.upstream_rq_active"
+        try:
+            return int(self.stats(f"^{key}$").get(key, "0"))
+        except (OSError, ValueError):
+            return 0
+
+
+def paths(config_dir: str) -> Tuple[str, str]:
+    return os.path.join(config_dir, "cds.json"), os.path.join(config_dir, "rds.json")

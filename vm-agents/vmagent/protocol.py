@@ -1,0 +1,50 @@
+"""The agent protocol: one JSON object per line each way, versioned.
+
+Request: ``{"protocol": 1, "op": "hello"|"status"|"apply"|"rollback", ...}``; response:
+``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The hub speaks it over an SSH channel:
+either OpenSSH running ``fed-agent rpc`` as a forced command, or the agent's own SSH endpoint.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict
+
+from vmagent import PROTOCOL_VERSION, __version__
+
+OPS = ("hello", "status", "apply", "rollback")
+
+
+def decode(line: str) -> Dict[str, Any]:
+    try:
+        req = json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"request is not JSON: {exc}") from None
+    if not isinstance(req, dict):
+        raise ValueError("request must be a JSON object")
+    if req.get("protocol") != PROTOCOL_VERSION:
+        raise ValueError(f"protocol {req.get('protocol')!r} not supported (this agent speaks {PROTOCOL_VERSION})")
+    if req.get("op") not in OPS:
+        raise ValueError(f"unknown op {req.get('op')!r}; known: {', '.join(OPS)}")
+    return req
+
+
+def encode(resp: Dict[str, Any]) -> str:
+    return json.dumps(resp, sort_keys=True) + "\n"
+
+
+def handle(line: str, backend: Any) -> Dict[str, Any]:
+    """Answer one request line with ``backend`` (an Agent, or the state-dir client of ``rpc``)."""
+    try:
+        req = decode(line)
+        op = req["op"]
+        if op == "hello":
+            return {"ok": True, "protocol": PROTOCOL_VERSION, "agent_version": __version__}
+        if op == "status":
+            return dict(backend.status(), ok=True)
+        if op == "apply":
+            return dict(backend.apply(req.get("desired") or {}), ok=True)
+        return dict(backend.rollback(), ok=True)
+    except Exception as exc:  # every failure is an answer, never a dropped channel
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)}

@@ -1,0 +1,104 @@
+"""The agent's state directory: desired state (with its Git revision) and instance records, on disk.
+
+Every write is atomic (temp file, fsync, rename, fsync of the directory) so a crash or reboot leaves
+either the old or the new state, never half of one. Standard library only (Python 3.9+).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any, Dict, Optional
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def write_json(path: str, value: Any) -> None:
+    write_atomic(path, (json.dumps(value, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str) -> Optional[Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+class StateDir:
+    """Files: desired.json (current), previous.json (for rollback), instances.json (pids, ports)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        os.makedirs(root, mode=0o700, exist_ok=True)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def desired(self) -> Optional[Dict[str, Any]]:
+        return read_json(self.path("desired.json"))
+
+    def set_desired(self, desired: Dict[str, Any]) -> None:
+        current = self.desired()
+        if current is not None and current.get("revision") != desired.get("revision"):
+            write_json(self.path("previous.json"), current)
+        write_json(self.path("desired.json"), desired)
+
+    def previous(self) -> Optional[Dict[str, Any]]:
+        return read_json(self.path("previous.json"))
+
+    def instances(self) -> Dict[str, Any]:
+        return read_json(self.path("instances.json")) or {}
+
+    def set_instances(self, records: Dict[str, Any]) -> None:
+        write_json(self.path("instances.json"), records)
+
+    def report(self) -> Optional[Dict[str, Any]]:
+        return read_json(self.path("status.json"))
+
+    def set_report(self, report: Dict[str, Any]) -> None:
+        write_json(self.path("status.json"), report)
+
+    def accept(self, desired: Dict[str, Any]) -> Dict[str, Any]:
+        """Store a desired state sent by the hub, refusing one older than what is stored."""
+        if not isinstance(desired.get("revision"), str) or not isinstance(desired.get("manifests"), list):
+            raise ValueError("apply needs revision (string) and manifests (list)")
+        current = self.desired() or {}
+        new_step, old_step = desired.get("step"), current.get("step")
+        if new_step is not None and old_step is not None and new_step < old_step:
+            # A late retry of an older step must never move this VM backwards.
+            return {"accepted": False, "reason": f"step {new_step} is older than stored step {old_step}"}
+        self.set_desired({"revision": desired["revision"], "step": new_step,
+                          "manifests": desired["manifests"], "received_at": time.time()})
+        return {"accepted": True}
+
+    def restore_previous(self) -> Dict[str, Any]:
+        prev = self.previous()
+        if prev is None:
+            return {"accepted": False, "reason": "no previous desired state stored"}
+        self.set_desired(prev)
+        return {"accepted": True, "revision": prev.get("revision")}

@@ -1,0 +1,152 @@
+"""App instances as supervised processes: start, health-check, restart on death, stop by process group.
+
+Each instance runs in its own session (process group) so stopping it takes its children too; its
+pid and port are recorded in the state dir, so an agent restarted after a crash adopts the
+instances still running instead of starting duplicates. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+
+@dataclass
+class Instance:
+    key: str  # service/version/index
+    service: str
+    version: str
+    port: int
+    pid: int
+    command: List[str]
+    health: str = "/healthz"
+    healthy: bool = False
+    started_at: float = field(default_factory=time.time)
+    restarts: int = 0
+
+    def record(self) -> Dict[str, object]:
+        return {"service": self.service, "version": self.version, "port": self.port, "pid": self.pid,
+                "command": self.command, "health": self.health, "restarts": self.restarts}
+
+
+def alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (adopted after a restart): fall back to a signal probe
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); /proc tells the truth on Linux.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return os.path.exists(f"/proc/{pid}") or not os.path.isdir("/proc")
+
+
+def cmdline(pid: int) -> Optional[List[str]]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [p.decode() for p in f.read().split(b"\0") if p]
+    except OSError:
+        return None
+
+
+def free_port(low: int, high: int, taken: "set[int]") -> int:
+    for port in range(low, high + 1):
+        if port in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
+
+
+class Supervisor:
+    def __init__(self, log_dir: str, port_low: int, port_high: int) -> None:
+        self.log_dir = log_dir
+        self.port_low, self.port_high = port_low, port_high
+        self.instances: Dict[str, Instance] = {}
+        os.makedirs(log_dir, exist_ok=True)
+
+    def adopt(self, records: Dict[str, Dict[str, object]]) -> None:
+        """Take over instances recorded by an earlier agent run if they still run the same command."""
+        for key, r in records.items():
+            pid = int(r["pid"])  # type: ignore[arg-type]
+            command = [str(c) for c in r["command"]]  # type: ignore[union-attr]
+            running = cmdline(pid)
+            # The kernel's argv starts with the interpreter for scripts: compare the arguments.
+            if alive(pid) and running is not None and running[len(running) - len(command) + 1:] == command[1:]:
+                self.instances[key] = Instance(key, str(r["service"]), str(r["version"]), int(r["port"]),  # type: ignore[arg-type]
+                                               pid, command, str(r.get("health", "/healthz")),
+                                               restarts=int(r.get("restarts", 0)))  # type: ignore[arg-type]
+
+    def records(self) -> Dict[str, Dict[str, object]]:
+        return {k: i.record() for k, i in self.instances.items()}
+
+    def start(self, key: str, service: str, version: str, command: List[str], env: Dict[str, str],
+              health: str, restarts: int = 0) -> Instance:
+        port = free_port(self.port_low, self.port_high, {i.port for i in self.instances.values()})
+        argv = [c.replace("${PORT}", str(port)) for c in command]
+        child_env = dict(os.environ)
+        child_env.update(env)
+        child_env.update({"PORT": str(port), "FED_SERVICE": service, "FED_VERSION": version})
+        log = open(os.path.join(self.log_dir, key.replace("/", "_") + ".log"), "ab")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=child_env, start_new_session=True, close_fds=True)
+        finally:
+            log.close()
+        inst = Instance(key, service, version, port, proc.pid, argv, health, restarts=restarts)
+        self.instances[key] = inst
+        return inst
+
+    def stop(self, key: str, grace: float = 5.0) -> None:
+        inst = self.instances.pop(key, None)
+        if inst is None:
+            return
+        stop_group(inst.pid, grace)
+
+    def check_health(self, inst: Instance, timeout: float = 1.0) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{inst.port}{inst.health}", timeout=timeout) as r:  # noqa: S310
+                inst.healthy = 200 <= r.status < 300
+        except OSError:
+            inst.healthy = False
+        return inst.healthy
+
+
+def stop_group(pid: int, grace: float = 5.0) -> None:
+    """TERM the process group led by ``pid``, then KILL it after ``grace`` seconds."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
