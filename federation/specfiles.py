@@ -241,3 +241,33 @@ def edit(text: str, changes: dict[tuple[str | int, ...], Any]) -> str:
     out = io.StringIO()
     y.dump(data, out)
     return out.getvalue()
+
+
+def replace_mapping(text: str, path: tuple[str | int, ...], values: dict[str, Any]) -> str:
+    """Make the mapping at ``path`` hold exactly ``values``, keeping its comments and the keys' order.
+
+    Keys already present keep their position and any comment beside them; new keys go at the end;
+    keys not in ``values`` are removed. An empty flow mapping (``{}``) becomes a block mapping.
+    """
+    y = round_trip_yaml()
+    data = y.load(text)
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    current = node.get(path[-1])
+    if current is None or not hasattr(current, "keys"):
+        from ruamel.yaml.comments import CommentedMap
+
+        current = CommentedMap()
+        node[path[-1]] = current
+    if hasattr(current, "fa") and not values:
+        current.fa.set_flow_style()
+    elif hasattr(current, "fa"):
+        current.fa.set_block_style()
+    for k in [k for k in current if k not in values]:
+        del current[k]
+    for k, v in values.items():
+        current[k] = v
+    out = io.StringIO()
+    y.dump(data, out)
+    return out.getvalue()

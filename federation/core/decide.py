@@ -133,7 +133,9 @@ class _Tick:
     def unready(self) -> list[str]:
         a = self.spec.analysis
         out = []
-        for z in self.spec.primary.zones:
+        # Once finalising, the old primary is being retired: its readiness no longer matters.
+        primary_zones = self.spec.primary.zones if self.status.phase is not Phase.FINALISING else []
+        for z in primary_zones:
             r = self.obs.readiness.get(z)
             if r is None or r.primary is None or r.primary < a.primary_ready_threshold:
                 out.append(f"{z}/{self.spec.primary.version}")
@@ -320,7 +322,7 @@ class _Tick:
     def initialise(self) -> Decision:
         s = self.status
         if s.step == 0:
-            changes = self.set_weights("initial", 0, reason="initialising: all traffic to the primary")
+            changes = self.set_weights("initialise", 0, reason="initialising: all traffic to the primary")
             return self.done(primary_version=self.spec.primary.version, message="initialising", **changes)
         waiting = self.converge()
         if waiting is not None:

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Notify: webhook calls with Flagger's payloads (gates, load tests, events) and notifications."""

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sys
-from typing import List, Optional
 
 from vmagent import PROTOCOL_VERSION, __version__
 
@@ -35,7 +34,7 @@ def _loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-instances", action="store_true", help="stop app instances when the agent stops")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fed-agent", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("FED_AGENT_LOG", "INFO"))
     sub = parser.add_subparsers(dest="cmd", required=True)

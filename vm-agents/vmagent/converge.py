@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 from vmagent import PROTOCOL_VERSION, __version__, envoy, state, supervisor
 
@@ -20,9 +20,9 @@ log = logging.getLogger("vmagent")
 
 
 class Config:
-    def __init__(self, state_dir: str, zone: str, envoy_admin: Optional[str], envoy_dir: Optional[str],
-                 stat_prefix: str = "ingress", ports: Tuple[int, int] = (20000, 20999),
-                 targets_file: Optional[str] = None, interval: float = 0.5) -> None:
+    def __init__(self, state_dir: str, zone: str, envoy_admin: str | None, envoy_dir: str | None,
+                 stat_prefix: str = "ingress", ports: tuple[int, int] = (20000, 20999),
+                 targets_file: str | None = None, interval: float = 0.5) -> None:
         self.state_dir = state_dir
         self.zone = zone
         self.envoy_admin = envoy_admin
@@ -33,7 +33,7 @@ class Config:
         self.interval = interval
 
 
-def releases(desired: Dict[str, Any]) -> List[Dict[str, Any]]:
+def releases(desired: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in desired.get("manifests", []) if isinstance(m, dict) and m.get("kind") == "ZoneRelease"]
 
 
@@ -45,18 +45,18 @@ class Agent:
         self.sup.adopt(self.state.instances())
         self.admin = envoy.Admin(config.envoy_admin) if config.envoy_admin else None
         self.wake = asyncio.Event()
-        self.applied_revision: Optional[str] = None
-        self.applied_step: Optional[int] = None
+        self.applied_revision: str | None = None
+        self.applied_step: int | None = None
         self.error: str = ""
-        self._routes: Dict[str, str] = {}
-        self._clusters_version: Optional[str] = None
+        self._routes: dict[str, str] = {}
+        self._clusters_version: str | None = None
         self._stopping = False
 
     # -- the protocol's answers --------------------------------------------------------------
 
-    def status(self) -> Dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         desired = self.state.desired() or {}
-        versions: Dict[str, Dict[str, Any]] = {}
+        versions: dict[str, dict[str, Any]] = {}
         for rel in releases(desired):
             service = rel["spec"]["service"]
             for version in rel["spec"].get("serving") or {}:
@@ -81,12 +81,12 @@ class Agent:
             "instances": [dict(i.record(), key=i.key, healthy=i.healthy) for i in self.sup.instances.values()],
         }
 
-    def apply(self, desired: Dict[str, Any]) -> Dict[str, Any]:
+    def apply(self, desired: dict[str, Any]) -> dict[str, Any]:
         out = self.state.accept(desired)
         self.wake.set()
         return out
 
-    def rollback(self) -> Dict[str, Any]:
+    def rollback(self) -> dict[str, Any]:
         out = self.state.restore_previous()
         self.wake.set()
         return out
@@ -120,8 +120,8 @@ class Agent:
         desired = self.state.desired()
         if desired is None:
             return
-        wanted: Dict[str, Dict[str, Any]] = {}  # instance key -> spec
-        serving: Dict[Tuple[str, str], int] = {}
+        wanted: dict[str, dict[str, Any]] = {}  # instance key -> spec
+        serving: dict[tuple[str, str], int] = {}
         for rel in releases(desired):
             spec = rel["spec"]
             service = spec["service"]
@@ -138,10 +138,10 @@ class Agent:
             if inst is not None and not supervisor.alive(inst.pid):
                 log.warning("instance %s (pid %d) died: restarting", key, inst.pid)
                 self.sup.instances.pop(key)
-                self.sup.start(key, spec["service"], spec["version"], spec["command"], spec.get("env") or {},
+                self.sup.start(key, spec["service"], spec["version"], spec["command"], self.env(spec),
                                spec.get("health", "/healthz"), restarts=inst.restarts + 1)
             elif inst is None:
-                self.sup.start(key, spec["service"], spec["version"], spec["command"], spec.get("env") or {},
+                self.sup.start(key, spec["service"], spec["version"], spec["command"], self.env(spec),
                                spec.get("health", "/healthz"))
         self.state.set_instances(self.sup.records())
         for inst in self.sup.instances.values():
@@ -168,12 +168,17 @@ class Agent:
             self.applied_step = desired.get("step")
         self.state.set_report(self.status())
 
-    def route(self, serving: Dict[Tuple[str, str], int]) -> bool:
+    def env(self, spec: dict[str, Any]) -> dict[str, str]:
+        out = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
+        out["FED_ZONE"] = self.config.zone
+        return out
+
+    def route(self, serving: dict[tuple[str, str], int]) -> bool:
         """Push clusters then routes to Envoy; True once Envoy reports both applied."""
         desired = self.state.desired() or {}
         if self.admin is None or self.config.envoy_dir is None:
             return True
-        endpoints: Dict[str, List[int]] = {}
+        endpoints: dict[str, list[int]] = {}
         for inst in self.sup.instances.values():
             if inst.healthy:
                 endpoints.setdefault(envoy.cluster_name(inst.service, inst.version), []).append(inst.port)
@@ -183,7 +188,7 @@ class Agent:
             envoy.write(cds_path, envoy.render_clusters(endpoints, cds_version))
             if not self._wait(lambda: self.admin.clusters_version() == cds_version):  # type: ignore[union-attr]
                 return False
-        by_service: Dict[str, List[Tuple[str, int]]] = {s: [] for s, _ in serving}
+        by_service: dict[str, list[tuple[str, int]]] = {s: [] for s, _ in serving}
         by_service.update({s: [] for s in self._routes})  # a service that left still gets a (503) route
         for (service, version), weight in sorted(serving.items()):
             name = envoy.cluster_name(service, version)

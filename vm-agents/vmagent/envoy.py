@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import urllib.request
-from typing import Dict, List, Optional, Tuple
 
 from vmagent import state
 
@@ -24,7 +23,7 @@ def cluster_name(service: str, version: str) -> str:
     return f"{service}-{version}"
 
 
-def render_clusters(endpoints: Dict[str, List[int]], version_info: str) -> Dict[str, object]:
+def render_clusters(endpoints: dict[str, list[int]], version_info: str) -> dict[str, object]:
     """One STATIC cluster per (service-version) name with its healthy local ports."""
     resources = []
     for name in sorted(endpoints):
@@ -45,11 +44,11 @@ def render_clusters(endpoints: Dict[str, List[int]], version_info: str) -> Dict[
     return {"version_info": version_info, "resources": resources}
 
 
-def _route(route_name: str, weights: List[Tuple[str, int]]) -> Dict[str, object]:
+def _route(route_name: str, weights: list[tuple[str, int]]) -> dict[str, object]:
     live = [(n, w) for n, w in weights if w > 0]
     if not live:  # no positive weight: an equal split over whatever runs here
         live = [(n, 1) for n, _ in weights]
-    route: Dict[str, object] = {"match": {"prefix": "/"}}
+    route: dict[str, object] = {"match": {"prefix": "/"}}
     if live:
         route["route"] = {
             "weighted_clusters": {"clusters": [{"name": n, "weight": w} for n, w in live]},
@@ -66,7 +65,7 @@ def _route(route_name: str, weights: List[Tuple[str, int]]) -> Dict[str, object]
     }
 
 
-def render_routes(weights: Dict[str, List[Tuple[str, int]]], version_info: str) -> Dict[str, object]:
+def render_routes(weights: dict[str, list[tuple[str, int]]], version_info: str) -> dict[str, object]:
     """One route configuration per service: the zone's split between its local versions."""
     return {"version_info": version_info, "resources": [_route(s, w) for s, w in sorted(weights.items())]}
 
@@ -75,7 +74,7 @@ def digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def write(path: str, document: Dict[str, object]) -> None:
+def write(path: str, document: dict[str, object]) -> None:
     # JSON is valid YAML; Envoy reads .yaml and .json path configs alike by extension.
     state.write_atomic(path, json.dumps(document, indent=1).encode(), mode=0o644)
 
@@ -87,23 +86,23 @@ class Admin:
         self.base = f"http://{address}"
         self.timeout = timeout
 
-    def stats(self, filter_regex: str) -> Dict[str, str]:
+    def stats(self, filter_regex: str) -> dict[str, str]:
         url = f"{self.base}/stats?filter={urllib.request.quote(filter_regex)}"
-        out: Dict[str, str] = {}
-        with urllib.request.urlopen(url, timeout=self.timeout) as resp:  # noqa: S310 (loopback admin)
+        out: dict[str, str] = {}
+        with urllib.request.urlopen(url, timeout=self.timeout) as resp:
             for line in resp.read().decode().splitlines():
                 name, _, value = line.partition(": ")
                 out[name.strip()] = value.strip().strip('"')
         return out
 
-    def route_version(self, stat_prefix: str, route_name: str) -> Optional[str]:
+    def route_version(self, stat_prefix: str, route_name: str) -> str | None:
         key = f"http.{stat_prefix}.rds.{route_name}.version_text"
         try:
             return self.stats(f"^{key}$").get(key)
         except OSError:
             return None
 
-    def clusters_version(self) -> Optional[str]:
+    def clusters_version(self) -> str | None:
         try:
             return self.stats("^cluster_manager.cds.version_text$").get("cluster_manager.cds.version_text")
         except OSError:
@@ -117,5 +116,5 @@ class Admin:
             return 0
 
 
-def paths(config_dir: str) -> Tuple[str, str]:
+def paths(config_dir: str) -> tuple[str, str]:
     return os.path.join(config_dir, "cds.json"), os.path.join(config_dir, "rds.json")

@@ -9,14 +9,14 @@ Standard library only.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from typing import Any
 
 from vmagent import PROTOCOL_VERSION, __version__
 
 OPS = ("hello", "status", "apply", "rollback")
 
 
-def decode(line: str) -> Dict[str, Any]:
+def decode(line: str) -> dict[str, Any]:
     try:
         req = json.loads(line)
     except ValueError as exc:
@@ -30,11 +30,11 @@ def decode(line: str) -> Dict[str, Any]:
     return req
 
 
-def encode(resp: Dict[str, Any]) -> str:
+def encode(resp: dict[str, Any]) -> str:
     return json.dumps(resp, sort_keys=True) + "\n"
 
 
-def handle(line: str, backend: Any) -> Dict[str, Any]:
+def handle(line: str, backend: Any) -> dict[str, Any]:
     """Answer one request line with ``backend`` (an Agent, or the state-dir client of ``rpc``)."""
     try:
         req = decode(line)

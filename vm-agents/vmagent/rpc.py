@@ -9,7 +9,7 @@ Standard library only.
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict
+from typing import Any
 
 from vmagent import protocol, state
 
@@ -18,16 +18,16 @@ class StateDirBackend:
     def __init__(self, state_dir: str) -> None:
         self.state = state.StateDir(state_dir)
 
-    def status(self) -> Dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         report = self.state.report()
         if report is None:
             return {"health": "unknown", "error": "the agent has not reported yet (is fed-agent run running?)"}
         return report
 
-    def apply(self, desired: Dict[str, Any]) -> Dict[str, Any]:
+    def apply(self, desired: dict[str, Any]) -> dict[str, Any]:
         return self.state.accept(desired)
 
-    def rollback(self) -> Dict[str, Any]:
+    def rollback(self) -> dict[str, Any]:
         return self.state.restore_previous()
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Optional
 
 import asyncssh
 
@@ -23,7 +22,7 @@ class _Server(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._peer = conn.get_extra_info("peername")
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if exc:
             log.info("connection from %s lost: %s", getattr(self, "_peer", "?"), exc)
 
@@ -55,7 +54,7 @@ def _is_status(line: str) -> bool:
 
 
 async def serve(agent: converge.Agent, host: str, port: int, host_key: str, authorized_keys: str,
-                ready_file: Optional[str] = None) -> None:
+                ready_file: str | None = None) -> None:
     server = await asyncssh.create_server(
         _Server, host, port,
         server_host_keys=[host_key],

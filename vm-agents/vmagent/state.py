@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Dict, Optional
+from typing import Any
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
@@ -41,7 +41,7 @@ def write_json(path: str, value: Any) -> None:
     write_atomic(path, (json.dumps(value, indent=1, sort_keys=True) + "\n").encode())
 
 
-def read_json(path: str) -> Optional[Any]:
+def read_json(path: str) -> Any | None:
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -59,31 +59,31 @@ class StateDir:
     def path(self, name: str) -> str:
         return os.path.join(self.root, name)
 
-    def desired(self) -> Optional[Dict[str, Any]]:
+    def desired(self) -> dict[str, Any] | None:
         return read_json(self.path("desired.json"))
 
-    def set_desired(self, desired: Dict[str, Any]) -> None:
+    def set_desired(self, desired: dict[str, Any]) -> None:
         current = self.desired()
         if current is not None and current.get("revision") != desired.get("revision"):
             write_json(self.path("previous.json"), current)
         write_json(self.path("desired.json"), desired)
 
-    def previous(self) -> Optional[Dict[str, Any]]:
+    def previous(self) -> dict[str, Any] | None:
         return read_json(self.path("previous.json"))
 
-    def instances(self) -> Dict[str, Any]:
+    def instances(self) -> dict[str, Any]:
         return read_json(self.path("instances.json")) or {}
 
-    def set_instances(self, records: Dict[str, Any]) -> None:
+    def set_instances(self, records: dict[str, Any]) -> None:
         write_json(self.path("instances.json"), records)
 
-    def report(self) -> Optional[Dict[str, Any]]:
+    def report(self) -> dict[str, Any] | None:
         return read_json(self.path("status.json"))
 
-    def set_report(self, report: Dict[str, Any]) -> None:
+    def set_report(self, report: dict[str, Any]) -> None:
         write_json(self.path("status.json"), report)
 
-    def accept(self, desired: Dict[str, Any]) -> Dict[str, Any]:
+    def accept(self, desired: dict[str, Any]) -> dict[str, Any]:
         """Store a desired state sent by the hub, refusing one older than what is stored."""
         if not isinstance(desired.get("revision"), str) or not isinstance(desired.get("manifests"), list):
             raise ValueError("apply needs revision (string) and manifests (list)")
@@ -96,7 +96,7 @@ class StateDir:
                           "manifests": desired["manifests"], "received_at": time.time()})
         return {"accepted": True}
 
-    def restore_previous(self) -> Dict[str, Any]:
+    def restore_previous(self) -> dict[str, Any]:
         prev = self.previous()
         if prev is None:
             return {"accepted": False, "reason": "no previous desired state stored"}

@@ -14,7 +14,6 @@ import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 
 @dataclass
@@ -24,13 +23,13 @@ class Instance:
     version: str
     port: int
     pid: int
-    command: List[str]
+    command: list[str]
     health: str = "/healthz"
     healthy: bool = False
     started_at: float = field(default_factory=time.time)
     restarts: int = 0
 
-    def record(self) -> Dict[str, object]:
+    def record(self) -> dict[str, object]:
         return {"service": self.service, "version": self.version, "port": self.port, "pid": self.pid,
                 "command": self.command, "health": self.health, "restarts": self.restarts}
 
@@ -56,7 +55,7 @@ def alive(pid: int) -> bool:
         return os.path.exists(f"/proc/{pid}") or not os.path.isdir("/proc")
 
 
-def cmdline(pid: int) -> Optional[List[str]]:
+def cmdline(pid: int) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return [p.decode() for p in f.read().split(b"\0") if p]
@@ -64,7 +63,7 @@ def cmdline(pid: int) -> Optional[List[str]]:
         return None
 
 
-def free_port(low: int, high: int, taken: "set[int]") -> int:
+def free_port(low: int, high: int, taken: set[int]) -> int:
     for port in range(low, high + 1):
         if port in taken:
             continue
@@ -81,10 +80,10 @@ class Supervisor:
     def __init__(self, log_dir: str, port_low: int, port_high: int) -> None:
         self.log_dir = log_dir
         self.port_low, self.port_high = port_low, port_high
-        self.instances: Dict[str, Instance] = {}
+        self.instances: dict[str, Instance] = {}
         os.makedirs(log_dir, exist_ok=True)
 
-    def adopt(self, records: Dict[str, Dict[str, object]]) -> None:
+    def adopt(self, records: dict[str, dict[str, object]]) -> None:
         """Take over instances recorded by an earlier agent run if they still run the same command."""
         for key, r in records.items():
             pid = int(r["pid"])  # type: ignore[arg-type]
@@ -96,10 +95,10 @@ class Supervisor:
                                                pid, command, str(r.get("health", "/healthz")),
                                                restarts=int(r.get("restarts", 0)))  # type: ignore[arg-type]
 
-    def records(self) -> Dict[str, Dict[str, object]]:
+    def records(self) -> dict[str, dict[str, object]]:
         return {k: i.record() for k, i in self.instances.items()}
 
-    def start(self, key: str, service: str, version: str, command: List[str], env: Dict[str, str],
+    def start(self, key: str, service: str, version: str, command: list[str], env: dict[str, str],
               health: str, restarts: int = 0) -> Instance:
         port = free_port(self.port_low, self.port_high, {i.port for i in self.instances.values()})
         argv = [c.replace("${PORT}", str(port)) for c in command]
@@ -124,7 +123,7 @@ class Supervisor:
 
     def check_health(self, inst: Instance, timeout: float = 1.0) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{inst.port}{inst.health}", timeout=timeout) as r:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{inst.port}{inst.health}", timeout=timeout) as r:
                 inst.healthy = 200 <= r.status < 300
         except OSError:
             inst.healthy = False

@@ -1,0 +1,321 @@
+"""The local fleet: three zones simulated on this machine, with the real parts.
+
+Per zone: a bare Git repo seeded from ``clusters/<zone>``, a ``fed-agent serve`` (asyncssh endpoint,
+pinned host key, only the hub's key authorised) that runs the app versions and drives the zone's
+ingress Envoy by file-based xDS, and a Prometheus scraping that Envoy and the apps. One edge
+Envoy splits traffic across the zone ingresses. Zones ``eks`` and ``onprem`` stand in for Kubernetes
+clusters and ``vms`` for legacy VMs: here all three run their instances as local processes.
+Callers: ``demo.run``, e2e tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from federation import specfiles
+from federation.core import spec as specs
+from federation.core.errors import FederationError
+from federation.demo.procs import Proc, Supervisor, wait_for
+from federation.gitops import repo as gitrepo
+
+log = logging.getLogger("federation.demo")
+
+ZONES = (("eks", 2, "cloud cluster (EKS), simulated locally"),
+         ("onprem", 1, "on-prem Kubernetes cluster, simulated locally"),
+         ("vms", 1, "legacy VMs, simulated locally"))
+SERVICE = "frontend"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def tool(name: str) -> str:
+    """A program from this venv first (envoy, fed-agent), then PATH."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise FederationError(f"{name} not found: run `make install` (it installs every part the demo uses)")
+    return found
+
+
+@dataclass
+class ZoneProcs:
+    name: str
+    capacity: int
+    description: str
+    ssh_port: int = field(default_factory=free_port)
+    ingress_port: int = field(default_factory=free_port)
+    admin_port: int = field(default_factory=free_port)
+    prom_port: int = field(default_factory=free_port)
+    app_ports: tuple[int, int] = (0, 0)
+
+
+class LocalFleet:
+    def __init__(self, workdir: Path, clusters: Path | None = None, scrape_interval: str = "1s") -> None:
+        self.workdir = Path(workdir).resolve()
+        self.clusters = clusters or repo_root() / "clusters"
+        self.scrape_interval = scrape_interval
+        self.sup = Supervisor(self.workdir / "logs")
+        self.zones = [ZoneProcs(n, c, d) for n, c, d in ZONES]
+        for i, z in enumerate(self.zones):
+            base = 21000 + i * 200
+            z.app_ports = (base, base + 199)
+        self.edge_port = free_port()
+        self.edge_admin = free_port()
+        self.agents: dict[str, Proc] = {}
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def zdir(self, zone: str) -> Path:
+        return self.workdir / "zones" / zone
+
+    @property
+    def fleet_file(self) -> Path:
+        return self.workdir / "fleet.yaml"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}/"
+
+    def git_url(self, name: str) -> str:
+        return str(self.workdir / "git" / f"{name}.git")
+
+    def prometheus_url(self, zone: str) -> str:
+        z = next(x for x in self.zones if x.name == zone)
+        return f"http://127.0.0.1:{z.prom_port}"
+
+    # -- build -----------------------------------------------------------------------------
+
+    def _keys(self) -> None:
+        ssh_dir = self.workdir / "ssh"
+        ssh_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(ssh_dir, 0o700)
+        hub_key = ssh_dir / "hub_ed25519"
+        _keygen(hub_key, "federation-hub")
+        lines = []
+        for z in self.zones:
+            hk = self.zdir(z.name) / "ssh_host_ed25519_key"
+            hk.parent.mkdir(parents=True, exist_ok=True)
+            _keygen(hk, f"fed-agent@{z.name}")
+            pub = (hk.with_suffix(".pub") if hk.suffix else Path(str(hk) + ".pub")).read_text().split()
+            lines.append(f"[127.0.0.1]:{z.ssh_port} {pub[0]} {pub[1]}")
+            (self.zdir(z.name) / "authorized_keys").write_text(Path(str(hub_key) + ".pub").read_text())
+        (ssh_dir / "known_hosts").write_text("\n".join(lines) + "\n")
+
+    def _repos(self) -> None:
+        for z in self.zones:
+            gitrepo.init_bare_seeded(Path(self.git_url(z.name)), self.clusters / z.name,
+                                     message=f"{z.name}: seed from clusters/{z.name}")
+        gitrepo.init_bare_seeded(Path(self.git_url("mesh")), self.clusters / "mesh", message="mesh: seed")
+
+    def fleet_doc(self) -> dict[str, Any]:
+        ssh_dir = self.workdir / "ssh"
+        zones = []
+        for z in self.zones:
+            zones.append({
+                "name": z.name, "kind": "vm", "description": z.description, "capacity": z.capacity,
+                "git": {"url": self.git_url(z.name), "branch": "main", "path": "."},
+                "prometheus": {"url": self.prometheus_url(z.name), "timeout": "3s"},
+                "ingress": {"address": "127.0.0.1", "port": z.ingress_port, "adminPort": z.admin_port},
+                "hosts": [{"address": "127.0.0.1", "port": z.ssh_port, "user": "fed-agent"}],
+                "knownHosts": str(ssh_dir / "known_hosts"),
+                "identityFile": str(ssh_dir / "hub_ed25519"),
+                "labels": {"simulates": "kubernetes" if z.name != "vms" else "vm"},
+            })
+        return {
+            "apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "local-demo"},
+            "spec": {"zones": zones, "mesh": {
+                "provider": "envoy",
+                "git": {"url": self.git_url("mesh"), "branch": "main", "path": "."},
+                "edge": {"rdsPath": str(self.workdir / "edge" / "rds.json"),
+                         "admin": {"address": "127.0.0.1", "port": self.edge_admin},
+                         "listener": {"address": "127.0.0.1", "port": self.edge_port}},
+            }},
+        }
+
+    def _envoy_bootstrap(self, name: str, admin: int, listener: int, stat_prefix: str, route: str,
+                         rds: Path, cds: Path | None, static_clusters: list[dict[str, Any]]) -> Path:
+        boot: dict[str, Any] = {
+            "node": {"id": name, "cluster": name},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+            "static_resources": {
+                "listeners": [{
+                    "name": "ingress",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener}},
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": stat_prefix,
+                            "rds": {"route_config_name": route, "config_source": {
+                                "resource_api_version": "V3", "path_config_source": {"path": str(rds)}}},
+                            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                        },
+                    }]}],
+                }],
+                "clusters": static_clusters,
+            },
+        }
+        if cds is not None:
+            boot["dynamic_resources"] = {"cds_config": {"resource_api_version": "V3",
+                                                        "path_config_source": {"path": str(cds)}}}
+        path = rds.parent / "bootstrap.json"
+        path.write_text(json.dumps(boot, indent=1))
+        return path
+
+    def _edge_config(self) -> Path:
+        edge = self.workdir / "edge"
+        edge.mkdir(parents=True, exist_ok=True)
+        clusters = [{
+            "name": f"zone-{z.name}", "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": f"zone-{z.name}", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": z.ingress_port}}}}]}]},
+        } for z in self.zones]
+        rds = edge / "rds.json"
+        # Until the hub's first step, the edge sends everything where the seeds run the service (vms).
+        seed = {"version_info": "seed", "resources": [{
+            "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "name": SERVICE,
+            "validate_clusters": True, "virtual_hosts": [{"name": SERVICE, "domains": ["*"], "routes": [
+                {"match": {"prefix": "/"}, "route": {"cluster": "zone-vms"}}]}]}]}
+        rds.write_text(json.dumps(seed, indent=1))
+        return self._envoy_bootstrap("edge", self.edge_admin, self.edge_port, "edge", SERVICE, rds, None, clusters)
+
+    def _zone_config(self, z: ZoneProcs) -> Path:
+        envoy_dir = self.zdir(z.name) / "envoy"
+        envoy_dir.mkdir(parents=True, exist_ok=True)
+        cds, rds = envoy_dir / "cds.json", envoy_dir / "rds.json"
+        cds.write_text(json.dumps({"version_info": "empty", "resources": []}))
+        rds.write_text(json.dumps({"version_info": "empty", "resources": [{
+            "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "name": SERVICE,
+            "validate_clusters": True, "virtual_hosts": [{"name": SERVICE, "domains": ["*"], "routes": [
+                {"match": {"prefix": "/"}, "direct_response": {"status": 503}}]}]}]}))
+        return self._envoy_bootstrap(f"ingress-{z.name}", z.admin_port, z.ingress_port, "ingress", SERVICE,
+                                     rds, cds, [])
+
+    def _prometheus_config(self, z: ZoneProcs) -> Path:
+        pdir = self.zdir(z.name) / "prometheus"
+        (pdir / "data").mkdir(parents=True, exist_ok=True)
+        targets = pdir / "targets.json"
+        if not targets.exists():
+            targets.write_text("[]")
+        cfg = {
+            "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval,
+                       "external_labels": {"zone": z.name}},
+            "scrape_configs": [
+                {"job_name": "zone-ingress", "metrics_path": "/stats/prometheus",
+                 "static_configs": [{"targets": [f"127.0.0.1:{z.admin_port}"], "labels": {"zone": z.name}}]},
+                {"job_name": "apps", "file_sd_configs": [{"files": [str(targets)], "refresh_interval": "1s"}]},
+            ],
+        }
+        path = pdir / "prometheus.yml"
+        path.write_text(specfiles.dump([cfg]))
+        return path
+
+    # -- run -------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        if self.workdir.exists() and any(self.workdir.iterdir()):
+            raise FederationError(f"{self.workdir} is not empty: remove it or pass another --workdir")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._keys()
+        self._repos()
+        self.fleet_file.write_text(specfiles.dump([self.fleet_doc()]))
+
+    def start(self) -> None:
+        envoy, agent, prometheus = tool("envoy"), tool("fed-agent"), tool("prometheus")
+        bin_dir = str(Path(sys.executable).parent)
+        path_env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+        for z in self.zones:
+            boot = self._zone_config(z)
+            self.sup.start(f"envoy-{z.name}", [envoy, "-c", str(boot), "--log-level", "warn",
+                                               "--base-id", str(z.admin_port)])
+            prom_cfg = self._prometheus_config(z)
+            self.sup.start(f"prometheus-{z.name}", [
+                prometheus, f"--config.file={prom_cfg}", f"--storage.tsdb.path={prom_cfg.parent / 'data'}",
+                f"--web.listen-address=127.0.0.1:{z.prom_port}", "--storage.tsdb.retention.time=1h",
+                "--log.level=warn"])
+        boot = self._edge_config()
+        self.sup.start("envoy-edge", [envoy, "-c", str(boot), "--log-level", "warn", "--base-id", str(self.edge_admin)])
+        for z in self.zones:
+            zd = self.zdir(z.name)
+            ready = zd / "agent.ready"
+            self.agents[z.name] = self.sup.start(f"agent-{z.name}", [
+                agent, "serve", "--state-dir", str(zd / "agent"), "--zone", z.name,
+                "--listen", f"127.0.0.1:{z.ssh_port}", "--host-key", str(zd / "ssh_host_ed25519_key"),
+                "--authorized-keys", str(zd / "authorized_keys"), "--envoy-admin", f"127.0.0.1:{z.admin_port}",
+                "--envoy-dir", str(zd / "envoy"), "--ports", f"{z.app_ports[0]}-{z.app_ports[1]}",
+                "--targets-file", str(zd / "prometheus" / "targets.json"), "--ready-file", str(ready),
+                "--stop-instances"], env=path_env)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def up(url: str) -> bool:
+            try:
+                return httpx.get(url, timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        for p in self.sup.procs:
+            if not p.alive():
+                raise FederationError(f"{p.name} exited at start:\n{p.tail()}")
+        wait_for(lambda: up(f"http://127.0.0.1:{self.edge_admin}/ready"), timeout, "edge Envoy")
+        for z in self.zones:
+            wait_for(lambda z=z: up(f"http://127.0.0.1:{z.admin_port}/ready"), timeout, f"{z.name} ingress Envoy")
+            wait_for(lambda z=z: up(f"http://127.0.0.1:{z.prom_port}/-/ready"), timeout, f"{z.name} Prometheus")
+            wait_for(lambda z=z: (self.zdir(z.name) / "agent.ready").exists(), timeout, f"{z.name} fed-agent")
+
+    def stop(self) -> None:
+        """Stop everything: agents first (they stop their app instances), then the rest."""
+        for name, p in list(self.agents.items()):
+            self.sup.stop(p, grace=15.0)
+            self._stop_recorded_instances(name)
+        self.sup.stop_all()
+
+    def _stop_recorded_instances(self, zone: str) -> None:
+        # Safety net when an agent died without stopping its instances: their pids are on record.
+        from vmagent import supervisor as agent_supervisor
+
+        records = self.zdir(zone) / "agent" / "instances.json"
+        try:
+            data = json.loads(records.read_text())
+        except (OSError, ValueError):
+            return
+        for r in data.values():
+            pid = int(r.get("pid", 0))
+            if pid > 0 and agent_supervisor.alive(pid):
+                agent_supervisor.stop_group(pid, grace=2.0)
+
+    def instance_pids(self, zone: str) -> list[int]:
+        try:
+            data = json.loads((self.zdir(zone) / "agent" / "instances.json").read_text())
+        except (OSError, ValueError):
+            return []
+        return [int(r["pid"]) for r in data.values()]
+
+
+def _keygen(path: Path, comment: str) -> None:
+    if path.exists():
+        return
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                   check=True, stdout=subprocess.DEVNULL)

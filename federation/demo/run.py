@@ -1,0 +1,338 @@
+"""``fedctl demo``: two real rollouts across the local fleet, judged, committed, verified.
+
+1. v1 (on ``vms``) → v2 (on ``eks`` + ``onprem``): must promote.
+2. v2 → v3 (faulty, on ``eks``): must be rolled back by analysis.
+Load from ``hey`` runs through the edge the whole time, in bounded bursts. The outcome is checked
+from what the edge serves and from Git, not from the hub's own claims. Events go to a ``report``
+callback (the CLI prints them). Callers: ``fedctl demo``, the e2e test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from federation import specfiles
+from federation.core import decide
+from federation.core import spec as specs
+from federation.core.errors import FederationError
+from federation.core.state import Phase, SetWeights
+from federation.demo.fleet import SERVICE, LocalFleet
+from federation.gitops import repo as gitrepo
+from federation.hub.fleet import MESH, FleetAdapters
+from federation.hub.store import FileStore
+from federation.hub.worker import RolloutWorker, TickReport
+
+log = logging.getLogger("federation.demo")
+
+Report = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Pace:
+    interval: str
+    metric_window: str
+    step_weight: int
+    max_weight: int
+    promotion: int
+    threshold: int
+    tick: float
+    burst: int  # seconds per hey burst
+    deadline: float  # seconds a rollout may take before the demo gives up
+
+    @staticmethod
+    def fast() -> Pace:
+        return Pace("4s", "10s", 25, 50, 50, 2, 0.5, 5, 150)
+
+    @staticmethod
+    def realistic() -> Pace:
+        return Pace("30s", "30s", 10, 50, 25, 3, 2.0, 15, 900)
+
+
+@dataclass
+class LoadStats:
+    requests: int = 0
+    codes: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def non_2xx(self) -> int:
+        return sum(n for c, n in self.codes.items() if not c.startswith("2"))
+
+    def add(self, other: LoadStats) -> None:
+        self.requests += other.requests
+        self.codes.update(other.codes)
+        self.errors.update(other.errors)
+
+
+@dataclass
+class RolloutOutcome:
+    name: str
+    phase: str
+    seconds: float
+    steps: int
+    commits: int
+    load: LoadStats
+    served: Counter[str]
+    message: str
+
+
+_CODE = re.compile(r"\[(\d{3})\]\s+(\d+) responses")
+_ERR = re.compile(r"^\s*\[(\d+)\]\s+(.+)$")
+
+
+def parse_hey(text: str) -> LoadStats:
+    stats = LoadStats()
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("Status code distribution"):
+            section = "codes"
+            continue
+        if line.startswith("Error distribution"):
+            section = "errors"
+            continue
+        if section == "codes":
+            m = _CODE.search(line)
+            if m:
+                stats.codes[m.group(1)] += int(m.group(2))
+                stats.requests += int(m.group(2))
+        elif section == "errors":
+            m = _ERR.match(line)
+            if m:
+                stats.errors[m.group(2).strip()] += int(m.group(1))
+                stats.requests += int(m.group(1))
+    return stats
+
+
+class Load:
+    """Bounded bursts of ``hey`` through the edge while a rollout runs."""
+
+    def __init__(self, url: str, burst: int, qps: int = 25, workers: int = 4) -> None:
+        self.url, self.burst, self.qps, self.workers = url, burst, qps, workers
+        self.hey = shutil.which("hey")
+        if self.hey is None:
+            raise FederationError("hey not found: run `make install` (it installs the Debian package hey)")
+        self.stats = LoadStats()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            proc = await asyncio.create_subprocess_exec(
+                self.hey, "-z", f"{self.burst}s", "-q", str(self.qps), "-c", str(self.workers),
+                "-disable-keepalive", self.url,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), timeout=self.burst + 30)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+                raise
+            self.stats.add(parse_hey(out.decode(errors="replace")))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="hey-load")
+
+    async def stop(self) -> LoadStats:
+        self._stop.set()
+        if self._task is not None:
+            # Let the running burst finish: it is bounded, and its counts belong to this rollout.
+            await asyncio.wait_for(self._task, timeout=self.burst + 35)
+        return self.stats
+
+
+def canary_doc(pace: Pace, primary: tuple[str, list[str]], canary: tuple[str, list[str]]) -> dict[str, Any]:
+    base = specfiles.read_documents(Path(__file__).resolve().parents[2] / "clusters" / "canaries" / "frontend.yaml")[0]
+    doc = copy.deepcopy(base)
+    doc["metadata"] = {"name": SERVICE, "namespace": "shop"}
+    doc["spec"]["primary"] = {"version": primary[0], "zones": primary[1]}
+    doc["spec"]["canary"] = {"version": canary[0], "zones": canary[1]}
+    doc["spec"].pop("zoneWeights", None)  # shares by zone capacity
+    doc["spec"]["progressDeadlineSeconds"] = 120 if pace.tick < 1 else 600
+    a = doc["spec"]["analysis"]
+    a.update({"interval": pace.interval, "threshold": pace.threshold, "stepWeight": pace.step_weight,
+              "maxWeight": pace.max_weight, "stepWeightPromotion": pace.promotion})
+    a["metrics"] = [
+        {"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": pace.metric_window},
+        {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": pace.metric_window},
+    ]
+    a.pop("webhooks", None)
+    return doc
+
+
+def release(fleet: LocalFleet, doc: dict[str, Any], message: str) -> str:
+    """Commit a FederatedCanary to the mesh repo as a release engineer would."""
+    specs.FederatedCanary.model_validate(doc)
+    work = fleet.workdir / "release-engineer"
+    r = gitrepo.Repo(fleet.git_url("mesh"), "main", work)
+    r.ensure()
+
+    def edit(repo: gitrepo.Repo) -> list[str]:
+        path = repo.workdir / "canaries" / f"{SERVICE}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(specfiles.dump([doc]))
+        return [f"canaries/{SERVICE}.yaml"]
+
+    sha = r.commit_and_push(edit, message, author="Release Engineer <release@localhost>")
+    return sha or r.head()
+
+
+async def served_versions(url: str, n: int = 200) -> Counter[str]:
+    """Which version answers ``n`` requests through the edge (header X-Version)."""
+    out: Counter[str] = Counter()
+    async with httpx.AsyncClient(timeout=5.0) as c:
+        for _ in range(n):
+            try:
+                r = await c.get(url, headers={"Connection": "close"})
+                out[r.headers.get("x-version", f"HTTP {r.status_code}")] += 1
+            except httpx.HTTPError as exc:
+                out[type(exc).__name__] += 1
+    return out
+
+
+class Demo:
+    def __init__(self, workdir: Path, fast: bool, report: Report) -> None:
+        self.pace = Pace.fast() if fast else Pace.realistic()
+        self.fleet = LocalFleet(workdir)
+        self.report = report
+        self.adapters: FleetAdapters | None = None
+        self.t0 = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    async def setup(self) -> None:
+        self.report("info", {"text": f"workspace {self.fleet.workdir}"})
+        await asyncio.to_thread(self.fleet.prepare)
+        self.report("info", {"text": "starting 3 zones (fed-agent over SSH, ingress Envoy, Prometheus each) "
+                                     "and the edge Envoy"})
+        await asyncio.to_thread(self.fleet.start)
+        fleet_spec = specfiles.load_one(self.fleet.fleet_file, specs.Fleet)
+        self.adapters = FleetAdapters(fleet_spec, self.fleet.workdir / "hub")
+        self.report("info", {"text": f"fleet ready in {self.elapsed():.1f}s; edge at {self.fleet.edge_url}"})
+
+    async def rollout(self, name: str, doc: dict[str, Any], expect: Phase) -> RolloutOutcome:
+        assert self.adapters is not None
+        sha = await asyncio.to_thread(release, self.fleet, doc, f"release {doc['spec']['canary']['version']} "
+                                      f"of {SERVICE} to {', '.join(doc['spec']['canary']['zones'])}")
+        self.report("release", {"name": name, "sha": sha[:8], "canary": doc["spec"]["canary"],
+                                "primary": doc["spec"]["primary"]})
+        store = FileStore(self.fleet.workdir / "hub" / "state")
+        key = f"shop/{SERVICE}"
+        steps: list[int] = []
+        commits: list[str] = []
+        load: Load | None = None
+
+        def listener(r: TickReport) -> None:
+            for a in r.decision.actions:
+                if isinstance(a, SetWeights):
+                    steps.append(a.step)
+            commits.extend(r.commits.values())
+            self.report("tick", {"report": r, "t": self.elapsed()})
+
+        worker = RolloutWorker(key, self.adapters, store, listener=listener)
+        start = time.monotonic()
+        try:
+            while True:
+                await self.adapters.sync()
+                canaries = self.adapters.canaries()
+                _, canary, problem = canaries.get(key, ("", None, "no FederatedCanary shop/frontend in the mesh repo"))
+                if canary is None:
+                    raise FederationError(problem)
+                report = await worker.tick(canary)
+                phase = report.decision.status.phase
+                if load is None and phase not in (Phase.INITIALIZING,):
+                    load = Load(self.fleet.edge_url, self.pace.burst)
+                    load.start()
+                if phase in (Phase.SUCCEEDED, Phase.FAILED) and \
+                        report.decision.status.target == decide.target_of(canary.spec):
+                    break
+                if time.monotonic() - start > self.pace.deadline:
+                    raise FederationError(f"{name}: no end state after {self.pace.deadline:g}s "
+                                          f"(phase {phase.value}: {report.decision.status.message})")
+                await asyncio.sleep(self.pace.tick)
+        finally:
+            stats = await load.stop() if load is not None else LoadStats()
+        served = await served_versions(self.fleet.edge_url)
+        status = store.load(key)
+        outcome = RolloutOutcome(name, status.phase.value, time.monotonic() - start, len(steps), len(commits),
+                                 stats, served, status.message)
+        self.report("outcome", {"outcome": outcome, "expected": expect.value})
+        return outcome
+
+    def mesh_log(self) -> list[gitrepo.CommitInfo]:
+        assert self.adapters is not None
+        return self.adapters.repos[MESH].log(100)
+
+    async def close(self) -> None:
+        if self.adapters is not None:
+            await self.adapters.close()
+
+    def stop(self) -> None:
+        self.fleet.stop()
+
+
+async def run(workdir: Path, fast: bool, keep: bool, report: Report) -> int:
+    demo = Demo(workdir, fast, report)
+    ok = False
+    try:
+        await demo.setup()
+        first = await demo.rollout("rollout 1: v1 (vms) -> v2 (eks + onprem)",
+                                   canary_doc(demo.pace, ("v1", ["vms"]), ("v2", ["eks", "onprem"])), Phase.SUCCEEDED)
+        second = await demo.rollout("rollout 2: v2 -> v3 (faulty, on eks)",
+                                    canary_doc(demo.pace, ("v2", ["eks", "onprem"]), ("v3", ["eks"])), Phase.FAILED)
+        checks = verify(first, second, demo.mesh_log())
+        ok = all(passed for _, passed in checks)
+        report("summary", {"outcomes": [first, second], "checks": checks, "seconds": demo.elapsed(),
+                           "workdir": str(demo.fleet.workdir), "mesh": demo.fleet.git_url("mesh"),
+                           "fleet": str(demo.fleet.fleet_file)})
+        return 0 if ok else 1
+    finally:
+        await demo.close()
+        if keep:
+            report("keep", {"pids": demo.fleet.sup.pids(), "workdir": str(demo.fleet.workdir)})
+        else:
+            await asyncio.to_thread(demo.stop)
+            report("info", {"text": "stopped every process the demo started"})
+
+
+def verify(first: RolloutOutcome, second: RolloutOutcome, mesh_log: list[gitrepo.CommitInfo]) -> list[tuple[str, bool]]:
+    total1 = sum(first.served.values())
+    total2 = sum(second.served.values())
+    steps: dict[tuple[str, str], int] = Counter()
+    for c in mesh_log:
+        if "Step" in c.trailers:
+            steps[(c.trailers.get("Rollout", ""), c.trailers["Step"])] += 1
+    rollback_commits = [c for c in mesh_log if c.trailers.get("Stage") == "rollback"]
+    return [
+        ("rollout 1 promoted (phase Succeeded)", first.phase == Phase.SUCCEEDED.value),
+        (f"edge serves v2 for {first.served.get('v2', 0)}/{total1} requests after rollout 1",
+         total1 > 0 and first.served.get("v2", 0) == total1),
+        (f"no non-2xx or connection errors at the edge during rollout 1 ({first.load.requests} requests, "
+         f"{first.load.non_2xx} non-2xx, {sum(first.load.errors.values())} errors)",
+         first.load.requests > 0 and first.load.non_2xx == 0 and not first.load.errors),
+        ("rollout 2 rolled back by analysis (phase Failed)", second.phase == Phase.FAILED.value),
+        (f"edge serves v2 for {second.served.get('v2', 0)}/{total2} requests after the rollback",
+         total2 > 0 and second.served.get("v2", 0) == total2),
+        (f"mesh repo: one commit per step ({len(steps)} steps, {sum(steps.values())} step commits)",
+         bool(steps) and all(n == 1 for n in steps.values())),
+        (f"mesh repo: one rollback commit ({len(rollback_commits)})", len(rollback_commits) == 1),
+    ]
+
+
+def run_sync(workdir: Path, fast: bool, keep: bool, report: Report) -> int:
+    return asyncio.run(run(workdir, fast, keep, report))
+

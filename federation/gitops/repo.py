@@ -1,0 +1,283 @@
+"""The one owner of GitPython: clones, fetches, reads, commits and pushes with retry; history.
+
+Everything goes through ``repo.git.*`` (the index API changes the process cwd, unsafe in threads).
+A push is checked with ``raise_if_error()``; a non-fast-forward is fetched, rebased and retried
+with backoff, never forced, so a human commit made during a rollout is never lost. Credentials
+come from the environment or a file into Git's askpass, never into a URL, a log or a commit.
+Callers: ``gitops.store`` (async wrapper), ``demo`` (seeding bare repos).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError
+
+from federation.core.errors import PermanentError, TemporaryError
+from federation.core.spec import GitAuth
+
+log = logging.getLogger("federation.gitops")
+
+TRAILER_PREFIX = "Federation-"
+AUTHOR_NAME = "federation-hub"
+AUTHOR_EMAIL = "federation-hub@localhost"
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text
+
+
+@dataclass
+class Credentials:
+    """Where a repo's secret comes from; the value is read at use time and never stored here."""
+
+    auth: GitAuth | None = None
+
+    def token(self) -> str | None:
+        if self.auth is None:
+            return None
+        if self.auth.token_env:
+            return os.environ.get(self.auth.token_env) or None
+        if self.auth.token_file:
+            try:
+                return Path(self.auth.token_file).read_text().strip() or None
+            except OSError as exc:
+                raise PermanentError(f"cannot read Git token file {self.auth.token_file}: {exc.strerror}") from None
+        return None
+
+    @contextlib.contextmanager
+    def environment(self) -> Iterator[dict[str, str]]:
+        """Env vars for one git command: an askpass script reading the token from our env."""
+        env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
+        if self.auth is not None and self.auth.ssh_key_file:
+            env["GIT_SSH_COMMAND"] = f"ssh -i {self.auth.ssh_key_file} -o IdentitiesOnly=yes -o BatchMode=yes"
+        token = self.token()
+        if token is None:
+            yield env
+            return
+        with tempfile.TemporaryDirectory(prefix="fed-askpass-") as d:
+            script = Path(d) / "askpass"
+            user = self.auth.username if self.auth and self.auth.username else "x-access-token"
+            # The script prints the username or the token from the environment; the token is
+            # never written to disk nor put on a command line.
+            script.write_text('#!/bin/sh\ncase "$1" in Username*) printf "%s\\n" "$FED_GIT_USER";; '
+                              '*) printf "%s\\n" "$FED_GIT_TOKEN";; esac\n')
+            script.chmod(stat.S_IRWXU)
+            env.update({"GIT_ASKPASS": str(script), "FED_GIT_USER": user, "FED_GIT_TOKEN": token})
+            yield env
+
+    def secrets(self) -> list[str]:
+        try:
+            t = self.token()
+        except PermanentError:
+            return []
+        return [t] if t else []
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    author: str
+    time: float
+    subject: str
+    trailers: dict[str, str]
+    files: tuple[str, ...] = ()
+
+
+@dataclass
+class Repo:
+    """A working clone of one remote branch, used from worker threads under its own lock."""
+
+    url: str
+    branch: str
+    workdir: Path
+    credentials: Credentials = field(default_factory=Credentials)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _repo: git.Repo | None = None
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _git(self) -> git.Repo:
+        if self._repo is None:
+            raise PermanentError(f"{self.url}: not cloned yet")
+        return self._repo
+
+    def _run(self, what: str, fn: Callable[[], object]) -> object:
+        try:
+            with self.credentials.environment() as env:
+                g = self._git() if self._repo is not None else None
+                if g is not None:
+                    with g.git.custom_environment(**env):
+                        return fn()
+                return fn()
+        except GitCommandError as exc:
+            msg = _redact(str(exc.stderr or exc).strip(), self.credentials.secrets())
+            raise TemporaryError(f"git {what} on {self.url} failed: {msg}") from None
+
+    def ensure(self) -> None:
+        """Clone once; afterwards fetch. Safe to call on every tick."""
+        with self.lock:
+            if self._repo is None and (self.workdir / ".git").exists():
+                self._repo = git.Repo(self.workdir)
+            if self._repo is None:
+                self.workdir.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    with self.credentials.environment() as env:
+                        self._repo = git.Repo.clone_from(self.url, self.workdir, branch=self.branch, env=env)
+                except GitCommandError as exc:
+                    msg = _redact(str(exc.stderr or exc).strip(), self.credentials.secrets())
+                    raise TemporaryError(f"git clone of {self.url} failed: {msg}") from None
+                g = self._repo.git
+                g.config("user.name", AUTHOR_NAME)
+                g.config("user.email", AUTHOR_EMAIL)
+            else:
+                self._sync()
+
+    def _sync(self) -> None:
+        g = self._git().git
+        self._run("fetch", lambda: g.fetch("origin", self.branch))
+        self._run("reset", lambda: g.reset("--hard", f"origin/{self.branch}"))
+
+    def head(self) -> str:
+        return str(self._git().git.rev_parse("HEAD"))
+
+    def read(self, path: str) -> str | None:
+        p = self.workdir / path
+        return p.read_text(encoding="utf-8") if p.is_file() else None
+
+    def files(self, under: str, suffixes: tuple[str, ...] = (".yaml", ".yml")) -> list[str]:
+        root = (self.workdir / under).resolve()
+        if not root.is_dir():
+            return []
+        out = []
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.suffix in suffixes and ".git" not in p.parts:
+                out.append(str(p.relative_to(self.workdir)))
+        return out
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def find_step(self, rollout: str, step: int, depth: int = 50) -> str | None:
+        """The commit already carrying (rollout, step) among recent history, if any."""
+        for c in self.log(depth):
+            if c.trailers.get("Rollout") == rollout and c.trailers.get("Step") == str(step):
+                return c.sha
+        return None
+
+    def commit_and_push(self, edit: Callable[[Repo], list[str]], message: str, *, attempts: int = 5,
+                        backoff: float = 0.2, idempotency: tuple[str, int] | None = None,
+                        author: str = f"{AUTHOR_NAME} <{AUTHOR_EMAIL}>") -> str | None:
+        """Apply ``edit`` (returns changed paths), commit, push; on rejection rebase and retry.
+
+        ``edit`` is re-run on the fresh head after a rejected push, so a file a human changed
+        underneath is re-rendered from its new content. Returns the pushed commit, or None when
+        there was nothing to change. With ``idempotency`` (rollout, step) an existing commit for
+        that step is returned instead of writing a second one (crash recovery).
+        """
+        with self.lock:
+            for attempt in range(1, attempts + 1):
+                self._sync()
+                if idempotency is not None:
+                    found = self.find_step(*idempotency)
+                    if found is not None:
+                        return found
+                changed = edit(self)
+                g = self._git().git
+                if not changed or not g.status("--porcelain", "--", *changed).strip():
+                    return None
+                g.add("--", *changed)
+                g.commit("-m", message, "--author", author)
+                sha = str(g.rev_parse("HEAD"))
+                try:
+                    self._push()
+                    return sha
+                except _Rejected as exc:
+                    log.info("push to %s rejected (attempt %d/%d): %s", self.url, attempt, attempts, exc)
+                    time.sleep(backoff * (2 ** (attempt - 1)))
+            raise TemporaryError(f"push to {self.url} rejected {attempts} times (remote keeps moving); giving up")
+
+    def _push(self) -> None:
+        repo = self._git()
+        remote = repo.remote("origin")
+        try:
+            with self.credentials.environment() as env, repo.git.custom_environment(**env):
+                infos = remote.push(refspec=f"HEAD:refs/heads/{self.branch}")
+                infos.raise_if_error()
+        except GitCommandError as exc:
+            msg = _redact(str(exc.stderr or exc).strip(), self.credentials.secrets())
+            if "rejected" in msg or "non-fast-forward" in msg or "fetch first" in msg:
+                raise _Rejected(msg) from None
+            raise TemporaryError(f"git push to {self.url} failed: {msg}") from None
+        for info in infos:
+            if info.flags & (info.REJECTED | info.REMOTE_REJECTED | info.ERROR):
+                raise _Rejected(info.summary.strip())
+
+    # -- reading history -------------------------------------------------------------------
+
+    def log(self, limit: int = 200, path: str | None = None) -> list[CommitInfo]:
+        g = self._git().git
+        sep, end = "\x1f", "\x1e"
+        fmt = sep.join(["%H", "%an", "%at", "%s", "%(trailers:only,unfold)"]) + end
+        args = [f"--max-count={limit}", f"--format={fmt}"]
+        if path:
+            args += ["--", path]
+        out = str(g.log(*args))
+        commits = []
+        for record in out.split(end):
+            record = record.strip("\n")
+            if not record:
+                continue
+            sha, author, at, subject, trailers = (record.split(sep) + [""] * 5)[:5]
+            commits.append(CommitInfo(sha, author, float(at), subject, parse_trailers(trailers)))
+        return commits
+
+
+class _Rejected(Exception):
+    pass
+
+
+def parse_trailers(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key.startswith(TRAILER_PREFIX):
+            out[key[len(TRAILER_PREFIX):]] = value.strip()
+    return out
+
+
+def format_trailers(values: dict[str, str]) -> str:
+    return "\n".join(f"{TRAILER_PREFIX}{k}: {v}" for k, v in values.items())
+
+
+def init_bare_seeded(bare: Path, seed: Path, branch: str = "main", message: str = "seed") -> str:
+    """Create a bare repo whose first commit holds ``seed``'s files (the demo's zone repos)."""
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    git.Repo.init(bare, bare=True, initial_branch=branch)
+    with tempfile.TemporaryDirectory(prefix="fed-seed-") as d:
+        work = git.Repo.clone_from(str(bare), d)
+        g = work.git
+        g.checkout("-b", branch)
+        g.config("user.name", "platform-team")
+        g.config("user.email", "platform@localhost")
+        for src in sorted(seed.rglob("*")):
+            if src.is_file():
+                dst = Path(d) / src.relative_to(seed)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.write_bytes(src.read_bytes())
+        g.add("-A")
+        g.commit("-m", message)
+        g.push("origin", f"HEAD:refs/heads/{branch}")
+        return str(g.rev_parse("HEAD"))

@@ -1,0 +1,264 @@
+"""The fleet's adapters in one place: repos, zone runtimes, the edge, the analyzer.
+
+Also the executor's Git and apply work for one ``SetWeights``: zone manifests edited in place
+(only ``spec.serving`` moves), the mesh route rendered, one commit per repo per step, pushes, and
+the order that keeps requests whole (see ``apply_step``). Callers: ``hub.worker``, the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from federation import specfiles
+from federation.core import spec as specs
+from federation.core.errors import FederationError, PermanentError, TemporaryError
+from federation.core.state import SetWeights
+from federation.core.weights import as_percent
+from federation.gitops import repo as gitrepo
+from federation.metrics.analysis import Analyzer
+from federation.routers import envoy as envoy_router
+from federation.routers.model import RouteRequest
+from federation.runtimes import ssh
+from federation.runtimes.edge import EnvoyEdge
+from federation.runtimes.vm import VmZone, ZoneStatus
+
+log = logging.getLogger("federation.hub")
+
+MESH = "mesh"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    commits: dict[str, str]  # repo name -> sha (only repos that changed)
+
+
+class FleetAdapters:
+    def __init__(self, fleet: specs.Fleet, workdir: Path) -> None:
+        self.fleet = fleet
+        self.workdir = Path(workdir)
+        unsupported = [z.name for z in fleet.spec.zones if z.kind is not specs.ZoneKind.VM]
+        if unsupported:
+            raise PermanentError(f"zones {', '.join(unsupported)}: the hub drives kind vm zones over SSH; "
+                                 "kind kubernetes zones need the Kubernetes runtime, not part of this build")
+        if fleet.spec.mesh.provider is not specs.MeshProvider.ENVOY or fleet.spec.mesh.edge is None:
+            raise PermanentError("the hub applies routes through a hub-managed Envoy edge: mesh.provider envoy "
+                                 "with mesh.edge is required in this build")
+        self.pool = ssh.Pool()
+        self.repos: dict[str, gitrepo.Repo] = {}
+        for z in fleet.spec.zones:
+            self.repos[z.name] = gitrepo.Repo(z.git.url, z.git.branch, self.workdir / "repos" / z.name,
+                                              gitrepo.Credentials(z.git.auth))
+        m = fleet.spec.mesh
+        self.repos[MESH] = gitrepo.Repo(m.git.url, m.git.branch, self.workdir / "repos" / MESH,
+                                        gitrepo.Credentials(m.git.auth))
+        self.zones = {z.name: VmZone(z, self.pool) for z in fleet.spec.zones}
+        self.edge = EnvoyEdge(m.edge)
+        self.analyzer = Analyzer(fleet)
+
+    async def sync(self, names: list[str] | None = None) -> None:
+        names = names or list(self.repos)
+        await asyncio.gather(*[asyncio.to_thread(self.repos[n].ensure) for n in names])
+        self.analyzer.templates = self.metric_templates()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def mesh_path(self, *parts: str) -> str:
+        base = self.fleet.spec.mesh.git.path
+        return "/".join(p for p in (base, *parts) if p and p != ".")
+
+    def canaries(self) -> dict[str, tuple[str, specs.FederatedCanary | None, str]]:
+        """FederatedCanary specs in the mesh repo: key -> (path, spec or None, problem)."""
+        mesh = self.repos[MESH]
+        out: dict[str, tuple[str, specs.FederatedCanary | None, str]] = {}
+        for path in mesh.files(self.mesh_path("canaries")):
+            try:
+                docs = specfiles.load(mesh.workdir / path)
+            except FederationError as exc:
+                out[path] = (path, None, str(exc))
+                continue
+            for d in docs:
+                if isinstance(d, specs.FederatedCanary):
+                    problems = specs.check_against_fleet(d, self.fleet)
+                    problem = "; ".join(f"{path}: {f}: {m}" for f, m in problems)
+                    out[d.key] = (path, None if problems else d, problem)
+        return out
+
+    def metric_templates(self) -> dict[str, str]:
+        """Flagger MetricTemplate documents under the mesh repo's templates/: name -> query."""
+        mesh = self.repos[MESH]
+        out: dict[str, str] = {}
+        for path in mesh.files(self.mesh_path("templates")):
+            text = mesh.read(path) or ""
+            try:
+                docs = specfiles.parse_documents(text, path)
+            except FederationError:
+                continue
+            for d in docs:
+                if isinstance(d, dict) and d.get("kind") == "MetricTemplate":
+                    name = (d.get("metadata") or {}).get("name")
+                    query = (d.get("spec") or {}).get("query")
+                    if name and query:
+                        out[str(name)] = str(query)
+        return out
+
+    def zone_release(self, zone: str, service: str) -> tuple[str, dict[str, Any]] | None:
+        repo = self.repos[zone]
+        for path in repo.files(self.fleet.zone(zone).git.path):
+            for doc in specfiles.parse_documents(repo.read(path) or "", path):
+                if isinstance(doc, dict) and doc.get("kind") == "ZoneRelease" and \
+                        (doc.get("spec") or {}).get("service") == service:
+                    return path, doc
+        return None
+
+    def zone_manifests(self, zone: str) -> list[Any]:
+        repo = self.repos[zone]
+        out: list[Any] = []
+        for path in repo.files(self.fleet.zone(zone).git.path):
+            out.extend(d for d in specfiles.parse_documents(repo.read(path) or "", path)
+                       if isinstance(d, dict) and d.get("kind") == "ZoneRelease")
+        return out
+
+    # -- observing -------------------------------------------------------------------------
+
+    async def observe_zones(self, zones: list[str]) -> dict[str, ZoneStatus]:
+        results = await asyncio.gather(*[self.zones[z].observe() for z in zones])
+        return dict(zip(zones, results, strict=True))
+
+    async def edge_step(self, rollout: str, service: str) -> int | None:
+        return envoy_router.step_of(await self.edge.version_text(service), rollout)
+
+    async def resync(self, zones: list[str], step: int) -> None:
+        """After a hub restart: push each zone's current Git state again as ``step`` (idempotent)."""
+        await self.sync(zones)
+        await asyncio.gather(*[self.zones[z].apply(self.repos[z].head(), step, self.zone_manifests(z))
+                               for z in zones])
+
+    # -- acting ----------------------------------------------------------------------------
+
+    def route_request(self, canary: specs.FederatedCanary, action: SetWeights) -> RouteRequest:
+        s = canary.spec
+        return RouteRequest(
+            service=s.service.name, namespace=canary.metadata.namespace, port=s.service.port,
+            primary_version=s.primary.version, canary_version=s.canary.version, weights=action.weights,
+            step=action.step, rollout=canary.key, mirror_weight=action.mirror_weight, matched=action.matched,
+            match=tuple(s.analysis.match or ()), session_affinity=s.analysis.session_affinity,
+            zones=tuple(self.fleet.zone_names),
+        )
+
+    def message(self, canary: specs.FederatedCanary, action: SetWeights, total_steps: int | None = None) -> str:
+        stage = {"initialise": "initialise", "initial": "start", "analysis": "canary", "promotion": "promote", "finalising": "finalise",
+                 "rollback": "rollback"}.get(action.stage, action.stage)
+        title = f"{canary.spec.service.name}: {stage} {canary.spec.canary.version} {as_percent(action.canary_weight)}"
+        title += f" (step {action.step})"
+        trailers = {
+            "Rollout": canary.key,
+            "Step": str(action.step),
+            "Stage": action.stage,
+            "Canary-Weight": str(action.canary_weight),
+            "Weights": ",".join(f"{s}={w}" for s, w in action.weights),
+        }
+        if action.mirror_weight:
+            trailers["Mirror-Weight"] = str(action.mirror_weight)
+        if action.retire:
+            trailers["Retire"] = ",".join(str(s) for s in action.retire)
+        if action.checks:
+            trailers["Analysis"] = "; ".join(
+                f"{c.metric}@{c.zone or 'global'}={'-' if c.value is None else f'{c.value:.4g}'}:{c.outcome}"
+                for c in action.checks)
+        body = action.reason or ""
+        return f"{title}\n\n{body}\n\n{gitrepo.format_trailers(trailers)}\n"
+
+    def _edit_zone(self, zone: str, canary: specs.FederatedCanary, action: SetWeights) -> Any:
+        service = canary.spec.service.name
+        weights = {s.version: w for s, w in action.weights if s.zone == zone}
+        retire = {s.version for s in action.retire if s.zone == zone}
+
+        def edit(repo: gitrepo.Repo) -> list[str]:
+            found = self.zone_release(zone, service)
+            if found is None:
+                raise PermanentError(f"zone {zone}: no ZoneRelease for service {service!r} under "
+                                     f"{self.fleet.zone(zone).git.path!r} in {repo.url}")
+            path, doc = found
+            known = set(doc["spec"].get("versions") or {})
+            missing = [v for v in weights if v not in known and v not in retire]
+            if missing:
+                raise PermanentError(f"zone {zone}: {path} does not define version(s) {', '.join(missing)} "
+                                     "under spec.versions")
+            text = repo.read(path) or ""
+            serving = dict(doc["spec"].get("serving") or {})
+            for v, w in weights.items():
+                serving[v] = w
+            for v in retire:
+                serving.pop(v, None)
+            new = specfiles.replace_mapping(text, ("spec", "serving"), serving)
+            (repo.workdir / path).write_text(new, encoding="utf-8")
+            return [path]
+
+        return edit
+
+    def _edit_mesh(self, req: RouteRequest) -> Any:
+        docs = envoy_router.render(req)
+
+        def edit(repo: gitrepo.Repo) -> list[str]:
+            path = self.mesh_path("routes", f"{req.service}.yaml")
+            target = repo.workdir / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(specfiles.dump(docs), encoding="utf-8")
+            return [path]
+
+        return edit
+
+    async def commit(self, name: str, edit: Any, message: str, key: str, step: int) -> str | None:
+        repo = self.repos[name]
+        return await asyncio.to_thread(repo.commit_and_push, edit, message, idempotency=(key, step))
+
+    async def apply_step(self, canary: specs.FederatedCanary, action: SetWeights,
+                         edge_timeout: float = 15.0) -> StepResult:
+        """Commit and apply one step. Order keeps requests whole:
+
+        without retirements, zones first (new instances come up at the weight they get) then the
+        mesh; with retirements, the mesh first — and we wait until the edge runs it — so no request
+        is sent to a zone whose instances are being stopped.
+        """
+        key = canary.key
+        zones = list(dict.fromkeys(canary.spec.primary.zones + canary.spec.canary.zones))
+        message = self.message(canary, action)
+        req = self.route_request(canary, action)
+        commits: dict[str, str] = {}
+
+        async def zones_step() -> None:
+            shas = await asyncio.gather(*[self.commit(z, self._edit_zone(z, canary, action), message, key, action.step)
+                                          for z in zones])
+            for z, sha in zip(zones, shas, strict=True):
+                if sha:
+                    commits[z] = sha
+            await asyncio.gather(*[self.zones[z].apply(self.repos[z].head(), action.step, self.zone_manifests(z))
+                                   for z in zones])
+
+        async def mesh_step(wait: bool) -> None:
+            sha = await self.commit(MESH, self._edit_mesh(req), message, key, action.step)
+            if sha:
+                commits[MESH] = sha
+            await self.edge.apply(envoy_router.render(req)[0])
+            if wait:
+                deadline = time.monotonic() + edge_timeout
+                while (await self.edge_step(key, canary.spec.service.name)) != action.step:
+                    if time.monotonic() > deadline:
+                        raise TemporaryError(f"edge did not apply step {action.step} within {edge_timeout:g}s")
+                    await asyncio.sleep(0.05)
+
+        if action.retire:
+            await mesh_step(wait=True)
+            await zones_step()
+        else:
+            await zones_step()
+            await mesh_step(wait=False)
+        return StepResult(commits)

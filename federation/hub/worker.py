@@ -1,0 +1,165 @@
+"""One rollout's worker: observe → ``core.decide`` → execute → persist, one tick at a time.
+
+Observation is concurrent (Git, every zone's agents, the edge, metrics, webhook gates) and asks the
+core what it needs (``core.decide.needs``). The status is saved only after the decision's actions
+ran; a crash in between repeats the decision, and the executor's per-step idempotency (a commit
+carrying the same rollout and step is found, not written again) keeps that harmless.
+Callers: the hub service and the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from federation.core import decide as core
+from federation.core.errors import FederationError
+from federation.core.spec import FederatedCanary, WebhookType
+from federation.core.state import (
+    CallHooks,
+    Decision,
+    Emit,
+    HookResult,
+    MetricSample,
+    Observations,
+    Readiness,
+    RolloutStatus,
+    SetWeights,
+)
+from federation.hub.fleet import MESH, FleetAdapters
+from federation.hub.store import FileStore
+from federation.notify import webhooks
+from federation.runtimes.vm import ZoneStatus
+
+log = logging.getLogger("federation.hub.worker")
+
+
+@dataclass
+class TickReport:
+    """What one tick saw and did, for live output and tests."""
+
+    key: str
+    now: float
+    status: RolloutStatus
+    decision: Decision
+    observations: Observations | None
+    zones: dict[str, ZoneStatus] = field(default_factory=dict)
+    commits: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+
+Listener = Callable[[TickReport], Awaitable[None] | None]
+
+
+class RolloutWorker:
+    def __init__(self, key: str, adapters: FleetAdapters, store: FileStore,
+                 clock: Callable[[], float] = time.time, listener: Listener | None = None) -> None:
+        self.key = key
+        self.adapters = adapters
+        self.store = store
+        self.clock = clock
+        self.listener = listener
+        self._resynced = False
+
+    async def _hooks(self, canary: FederatedCanary, types: tuple[WebhookType, ...],
+                     status: RolloutStatus) -> dict[str, HookResult]:
+        hooks = [h for t in types for h in canary.spec.analysis.hooks(t)]
+        if not hooks:
+            return {}
+        return await webhooks.call_all(hooks, canary.metadata.name, canary.metadata.namespace, status.phase.value)
+
+    async def observe(self, canary: FederatedCanary, status: RolloutStatus, now: float
+                      ) -> tuple[Observations, dict[str, ZoneStatus]]:
+        spec = canary.spec
+        needs = core.needs(spec, status, now)
+        zones = list(dict.fromkeys(spec.primary.zones + spec.canary.zones))
+        zone_task = self.adapters.observe_zones(zones)
+        edge_task = self.adapters.edge_step(canary.key, spec.service.name)
+        metrics_task = self.adapters.analyzer.collect(spec, canary.metadata.namespace) if needs.metrics else None
+        hooks_task = self._hooks(canary, needs.hooks, status)
+        gathered = await asyncio.gather(zone_task, edge_task, hooks_task,
+                                        *([metrics_task] if metrics_task else []), return_exceptions=True)
+        zone_statuses, edge_step, hook_results = gathered[0], gathered[1], gathered[2]
+        metrics: tuple[MetricSample, ...] = ()
+        if metrics_task is not None:
+            m = gathered[3]
+            if isinstance(m, BaseException):
+                reason = f"metrics unavailable: {m}"
+                metrics = tuple(MetricSample(x.name, None, None, reason) for x in spec.analysis.metrics)
+            else:
+                metrics = m  # type: ignore[assignment]
+        if isinstance(zone_statuses, BaseException):
+            log.warning("%s: zone observation failed: %s", self.key, zone_statuses)
+            zone_statuses = {}
+        if isinstance(edge_step, BaseException):
+            edge_step = None
+        if isinstance(hook_results, BaseException):
+            hook_results = {}
+        applied: dict[str, int | None] = {z: s.applied_step() for z, s in zone_statuses.items()}  # type: ignore[union-attr]
+        for z in zones:
+            applied.setdefault(z, None)
+        applied[MESH] = edge_step  # type: ignore[assignment]
+        readiness = {}
+        for z, zs in zone_statuses.items():  # type: ignore[union-attr]
+            readiness[z] = Readiness(
+                primary=zs.ready_percent(spec.service.name, spec.primary.version) if z in spec.primary.zones else None,
+                canary=zs.ready_percent(spec.service.name, spec.canary.version) if z in spec.canary.zones else None,
+            )
+        obs = Observations(spec=spec, fleet=self.adapters.fleet, applied=applied, readiness=readiness,
+                           metrics=metrics, hooks=hook_results)  # type: ignore[arg-type]
+        return obs, zone_statuses  # type: ignore[return-value]
+
+    async def execute(self, canary: FederatedCanary, decision: Decision) -> dict[str, str]:
+        commits: dict[str, str] = {}
+        spec = canary.spec
+        for action in decision.actions:
+            if isinstance(action, SetWeights):
+                result = await self.adapters.apply_step(canary, action)
+                commits.update(result.commits)
+            elif isinstance(action, Emit):
+                level = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[action.severity]
+                log.log(level, "%s: %s: %s", self.key, action.reason, action.message)
+                event_hooks = spec.analysis.hooks(WebhookType.EVENT)
+                if event_hooks:
+                    await webhooks.send_event(event_hooks, canary.metadata.name, canary.metadata.namespace,
+                                              decision.status.phase.value, action.severity, action.message)
+            elif isinstance(action, CallHooks):
+                results = await self._hooks(canary, (action.type,), decision.status)
+                for name, r in results.items():
+                    if not r.ok:
+                        log.warning("%s: %s hook %s failed: %s", self.key, action.type.value, name, r.message)
+        return commits
+
+    async def tick(self, canary: FederatedCanary) -> TickReport:
+        now = self.clock()
+        status = self.store.load(self.key)
+        if not self._resynced and status.step > 0:
+            # A restarted hub re-sends every zone its current desired state for the last step.
+            zones = list(dict.fromkeys(canary.spec.primary.zones + canary.spec.canary.zones))
+            await self.adapters.resync(zones, status.step)
+            self._resynced = True
+        self._resynced = True
+        obs, zones = await self.observe(canary, status, now)
+        decision = core.decide(status, obs, now)
+        report = TickReport(self.key, now, status, decision, obs, zones)
+        try:
+            report.commits = await self.execute(canary, decision)
+        except FederationError as exc:
+            # Nothing is saved: the same decision is made again next tick, and the executor's
+            # idempotency keeps a half-done step from being committed twice.
+            report.error = str(exc)
+            log.error("%s: executing step failed, will retry: %s", self.key, exc)
+            await self._notify(report)
+            return report
+        self.store.save(self.key, decision.status)
+        await self._notify(report)
+        return report
+
+    async def _notify(self, report: TickReport) -> None:
+        if self.listener is not None:
+            r = self.listener(report)
+            if asyncio.iscoroutine(r):
+                await r

@@ -1,0 +1,104 @@
+"""One analysis: every canary zone's Prometheus queried concurrently, figures per zone and global.
+
+Built-ins return counts and buckets per zone; the global figure combines them (summed counts,
+merged buckets). A zone that cannot answer yields a no-data sample with the reason, and makes the
+global figure no-data too: a healthy average must not hide a zone we could not see.
+Callers: the hub's rollout worker, ``fedctl metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from federation.core import durations
+from federation.core.spec import CanarySpec, Fleet, MetricCheck
+from federation.core.state import MetricSample
+from federation.metrics import aggregate, templates
+from federation.metrics.prometheus import Client, NoData
+
+
+@dataclass(frozen=True)
+class _ZoneFigures:
+    zone: str
+    value: float | None
+    requests: float | None
+    reason: str
+    good: float = 0.0
+    total: float = 0.0
+    buckets: dict[float, float] | None = None
+
+
+class Analyzer:
+    """Owns one Prometheus client per zone (kept across ticks)."""
+
+    def __init__(self, fleet: Fleet, mesh: str | None = None, metric_templates: dict[str, str] | None = None) -> None:
+        self.fleet = fleet
+        self.mesh = mesh or fleet.spec.mesh.provider.value
+        self.clients = {z.name: Client(z.prometheus) for z in fleet.spec.zones}
+        # MetricTemplate queries by name, read by the hub from the mesh repo's templates/ folder.
+        self.templates = dict(metric_templates or {})
+
+    async def collect(self, spec: CanarySpec, namespace: str, version: str | None = None,
+                      at: float | None = None) -> tuple[MetricSample, ...]:
+        """Every metric of the spec, all queries evaluated at the same instant ``at`` (default: now)."""
+        version = version or spec.canary.version
+        at = time.time() if at is None else at
+        results = await asyncio.gather(*[self.metric(spec, m, namespace, version, at) for m in spec.analysis.metrics])
+        return tuple(s for r in results for s in r)
+
+    async def metric(self, spec: CanarySpec, m: MetricCheck, namespace: str, version: str,
+                     at: float) -> list[MetricSample]:
+        window = durations.prometheus_range(durations.parse(m.interval))
+        zones = spec.canary.zones
+        figures = await asyncio.gather(*[self._zone(m, spec.service.name, namespace, version, z, window, at)
+                                         for z in zones])
+        samples = [MetricSample(m.name, f.zone, f.value, f.reason, f.requests) for f in figures]
+        missing = [f for f in figures if f.value is None and f.reason]
+        if missing:
+            reason = "; ".join(f"{f.zone}: {f.reason}" for f in missing)
+            samples.insert(0, MetricSample(m.name, None, None, reason))
+            return samples
+        if m.name == "request-success-rate" and m.query is None and m.template_ref is None:
+            value = aggregate.ratio_percent([f.good for f in figures], [f.total for f in figures])
+        elif m.name == "request-duration" and m.query is None and m.template_ref is None:
+            value = aggregate.quantile(0.99, aggregate.merge([f.buckets or {} for f in figures]))
+        else:
+            # A custom query has no parts to combine: the global figure is the worst zone's.
+            vals = [f.value for f in figures if f.value is not None]
+            lo, _ = m.bounds
+            value = (min(vals) if lo is not None else max(vals)) if vals else None
+        total = sum(f.requests or 0.0 for f in figures)
+        samples.insert(0, MetricSample(m.name, None, value, "" if value is not None else "no requests", total))
+        return samples
+
+    async def _zone(self, m: MetricCheck, service: str, namespace: str, version: str, zone: str,
+                    window: str, at: float) -> _ZoneFigures:
+        client = self.clients[zone]
+        t = templates.Target(service, namespace, version, zone)
+        try:
+            query_text = m.query
+            if m.template_ref is not None:
+                query_text = self.templates.get(m.template_ref.name)
+                if query_text is None:
+                    raise NoData(f"MetricTemplate {m.template_ref.name!r} not found in the mesh repo's templates/")
+            if query_text is not None:
+                q = templates.render_custom(query_text, {**templates.builtin_variables(t, window),
+                                                      **(m.template_variables or {})})
+                v = await client.scalar(q, at)
+                return _ZoneFigures(zone, v, None, "")
+            counts = templates.request_counts(self.mesh, t, window)
+            total = await client.scalar(counts.total, at)
+            if m.name == "request-success-rate":
+                good = await client.scalar(counts.good, at) if total > 0 else 0.0
+                value = aggregate.ratio_percent([good], [total])
+                return _ZoneFigures(zone, value, total, "" if value is not None else "no requests", good, total)
+            query, scale = templates.duration_buckets(self.mesh, t, window)
+            buckets = await client.buckets(query, scale, at)
+            value = aggregate.quantile(0.99, buckets)
+            return _ZoneFigures(zone, value, total, "" if value is not None else "no requests", buckets=buckets)
+        except NoData as exc:
+            return _ZoneFigures(zone, None, None, str(exc))
+        except TimeoutError:
+            return _ZoneFigures(zone, None, None, "timeout")

@@ -1,0 +1,109 @@
+"""The one owner of prometheus-api-client: one client per zone, auth from the Fleet, timeouts.
+
+Synchronous library calls run in threads (``asyncio.to_thread``). Any failure — unreachable,
+timeout, bad answer — becomes ``NoData`` with the reason, which the core treats as no data
+(never a pass). Callers: ``metrics.analysis``, ``fedctl clusters``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from pathlib import Path
+
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+
+from federation.core import durations
+from federation.core.spec import PrometheusSource
+
+
+class NoData(Exception):
+    """The query gave no usable answer; ``str()`` says why."""
+
+
+def _secret(env: str | None, file: str | None) -> str | None:
+    if env:
+        return os.environ.get(env) or None
+    if file:
+        try:
+            return Path(file).read_text().strip() or None
+        except OSError as exc:
+            raise NoData(f"cannot read {file}: {exc.strerror}") from None
+    return None
+
+
+class Client:
+    def __init__(self, source: PrometheusSource) -> None:
+        self.source = source
+        self.timeout = durations.parse(source.timeout)
+        self._prom: PrometheusConnect | None = None
+
+    def _connect(self) -> PrometheusConnect:
+        if self._prom is not None:
+            return self._prom
+        headers: dict[str, str] = {}
+        auth = None
+        session = requests.Session()
+        a = self.source.auth
+        if a is not None:
+            token = _secret(a.bearer_token_env, a.bearer_token_file)
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            if a.username:
+                auth = (a.username, _secret(a.password_env, a.password_file) or "")
+            if a.ca_file:
+                session.verify = a.ca_file
+        disable_ssl = bool(a and a.insecure_skip_verify)
+        self._prom = PrometheusConnect(url=self.source.url, headers=headers, disable_ssl=disable_ssl, auth=auth,
+                                       session=session, timeout=self.timeout)
+        return self._prom
+
+    def _query(self, query: str, at: float | None = None) -> list[dict[str, object]]:
+        try:
+            params = {"time": f"{at:.3f}"} if at is not None else None
+            result = self._connect().custom_query(query, params=params)
+        except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
+            raise NoData(f"{self.source.url}: {type(exc).__name__}: {str(exc)[:200]}") from None
+        if not isinstance(result, list):
+            raise NoData(f"{self.source.url}: unexpected answer")
+        return result
+
+    def scalar_sync(self, query: str, at: float | None = None) -> float:
+        """A query returning one sample (evaluated at ``at``); empty or NaN is ``NoData``."""
+        result = self._query(query, at)
+        if not result:
+            raise NoData("empty result")
+        value = float(result[0]["value"][1])  # type: ignore[index]
+        if math.isnan(value):
+            raise NoData("NaN result")
+        return value
+
+    def buckets_sync(self, query: str, scale: float = 1.0, at: float | None = None) -> dict[float, float]:
+        """A ``sum by (le)`` query as {upper bound: cumulative count}."""
+        out: dict[float, float] = {}
+        for sample in self._query(query, at):
+            le = sample["metric"].get("le")  # type: ignore[union-attr]
+            if le is None:
+                continue
+            bound = float(le)
+            out[bound * scale if not math.isinf(bound) else bound] = float(sample["value"][1])  # type: ignore[index]
+        if not out:
+            raise NoData("empty result")
+        return out
+
+    async def scalar(self, query: str, at: float | None = None) -> float:
+        return await asyncio.wait_for(asyncio.to_thread(self.scalar_sync, query, at), timeout=self.timeout + 1)
+
+    async def buckets(self, query: str, scale: float = 1.0, at: float | None = None) -> dict[float, float]:
+        return await asyncio.wait_for(asyncio.to_thread(self.buckets_sync, query, scale, at),
+                                      timeout=self.timeout + 1)
+
+    async def healthy(self) -> str | None:
+        """None when the server answers a trivial query, else the reason."""
+        try:
+            await self.scalar("vector(1)")
+            return None
+        except (TimeoutError, NoData) as exc:
+            return str(exc) or "timeout"

@@ -1,0 +1,58 @@
+"""A hub-managed Envoy edge: the rendered RDS written by rename, the applied version read back.
+
+Envoy ignores in-place writes to a watched xDS file, so the document is written to a temp file in
+the same directory and renamed over the path. The admin endpoint's ``version_text`` is the proof of
+convergence. Callers: the hub (as the ``mesh`` target of a provider-envoy fleet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from federation.core.spec import Edge
+
+
+def write_by_rename(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".rds-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class EnvoyEdge:
+    def __init__(self, edge: Edge, stat_prefix: str = "edge") -> None:
+        self.edge = edge
+        self.path = Path(edge.rds_path)
+        self.stat_prefix = stat_prefix
+        self.admin = f"http://{edge.admin.address}:{edge.admin.port}"
+
+    async def apply(self, document: dict[str, Any]) -> None:
+        await asyncio.to_thread(write_by_rename, self.path, json.dumps(document, indent=1))
+
+    async def version_text(self, route: str) -> str | None:
+        key = f"http.{self.stat_prefix}.rds.{route}.version_text"
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as c:
+                r = await c.get(f"{self.admin}/stats", params={"filter": f"^{key}$"})
+        except httpx.HTTPError:
+            return None
+        for line in r.text.splitlines():
+            name, _, value = line.partition(": ")
+            if name == key:
+                return value.strip().strip('"')
+        return None

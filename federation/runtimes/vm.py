@@ -1,0 +1,110 @@
+"""VM zones: the hub's side of the agent protocol, fanned out over a zone's hosts.
+
+``apply`` pushes the zone's manifests at a revision to every host concurrently; ``observe`` asks
+every host for its status, re-pushes the desired state to any host that is behind (a host that was
+down converges once it returns), and reports the zone's applied step (None while any host is
+unreachable or behind) and per-version readiness (the worst host). Callers: the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from federation.core.errors import FederationError
+from federation.core.spec import Zone
+from federation.runtimes.ssh import Pool, Target
+
+log = logging.getLogger("federation.vm")
+
+
+@dataclass
+class HostStatus:
+    target: str
+    reachable: bool
+    applied_step: int | None = None
+    applied_revision: str | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    agent_version: str | None = None
+    health: str = "unknown"
+    error: str = ""
+
+
+@dataclass
+class ZoneStatus:
+    zone: str
+    hosts: list[HostStatus]
+
+    def applied_step(self) -> int | None:
+        if not self.hosts or any(not h.reachable or h.applied_step is None for h in self.hosts):
+            return None
+        return min(h.applied_step for h in self.hosts if h.applied_step is not None)
+
+    def ready_percent(self, service: str, version: str) -> float | None:
+        key = f"{service}/{version}"
+        values = []
+        for h in self.hosts:
+            v = h.versions.get(key)
+            if not h.reachable or v is None:
+                return None
+            values.append(float(v.get("ready_percent", 0.0)))
+        return min(values) if values else None
+
+
+class VmZone:
+    def __init__(self, zone: Zone, pool: Pool) -> None:
+        if not zone.hosts or not zone.known_hosts:
+            raise FederationError(f"zone {zone.name}: a vm zone needs hosts and knownHosts")
+        self.zone = zone
+        self.pool = pool
+        self.targets = [Target(h.address, h.port, h.user, zone.known_hosts, zone.identity_file) for h in zone.hosts]
+        self.desired: dict[str, Any] | None = None
+
+    async def apply(self, revision: str, step: int, manifests: list[Any]) -> None:
+        self.desired = {"revision": revision, "step": step, "manifests": manifests}
+        results = await asyncio.gather(*[self._push(t) for t in self.targets], return_exceptions=True)
+        for t, r in zip(self.targets, results, strict=True):
+            if isinstance(r, Exception):
+                log.warning("zone %s host %s: apply not delivered: %s", self.zone.name, t, r)
+
+    async def _push(self, t: Target) -> None:
+        if self.desired is None:
+            return
+        resp = await self.pool.call(t, "apply", desired=self.desired)
+        if not resp.get("ok"):
+            raise FederationError(f"{t}: agent refused apply: {resp.get('error')}")
+        if not resp.get("accepted", False):
+            log.info("zone %s host %s: %s", self.zone.name, t, resp.get("reason"))
+
+    async def _status(self, t: Target) -> HostStatus:
+        try:
+            resp = await self.pool.call(t, "status")
+        except FederationError as exc:
+            return HostStatus(str(t), False, error=str(exc))
+        if not resp.get("ok"):
+            return HostStatus(str(t), True, error=str(resp.get("error")))
+        hs = HostStatus(str(t), True, resp.get("applied_step"), resp.get("applied_revision"),
+                        resp.get("versions") or {}, resp.get("agent_version"), resp.get("health", "unknown"),
+                        resp.get("error") or "")
+        want = self.desired
+        if want is not None and (resp.get("step") is None or resp["step"] < want["step"]):
+            # This host missed an apply (it was down, or restarted empty): send it again.
+            try:
+                await self._push(t)
+            except FederationError as exc:
+                hs.error = str(exc)
+        return hs
+
+    async def observe(self) -> ZoneStatus:
+        return ZoneStatus(self.zone.name, list(await asyncio.gather(*[self._status(t) for t in self.targets])))
+
+    async def hello(self) -> list[tuple[str, dict[str, Any] | str]]:
+        out: list[tuple[str, dict[str, Any] | str]] = []
+        for t in self.targets:
+            try:
+                out.append((str(t), await self.pool.call(t, "hello")))
+            except FederationError as exc:
+                out.append((str(t), str(exc)))
+        return out
