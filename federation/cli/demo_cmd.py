@@ -22,7 +22,7 @@ def print_event(kind: str, data: dict[str, Any]) -> None:
         output.info(f"» {data['text']}")
     elif kind == "release":
         c, p = data["canary"], data["primary"]
-        output.markup(f"\n[bold]{data['name'] if 'name' in data else ''}[/bold]")
+        output.markup(f"\n[bold]{data.get('name', '')}[/bold]")
         output.info(f"  release engineer commits FederatedCanary: {p['version']}@{'+'.join(p['zones'])} -> "
                     f"{c['version']}@{'+'.join(c['zones'])} (mesh repo {data['sha']})")
     elif kind == "tick":

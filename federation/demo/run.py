@@ -136,7 +136,7 @@ class Load:
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), timeout=self.burst + 30)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()

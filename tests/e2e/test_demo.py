@@ -33,7 +33,7 @@ def git_log(bare: str) -> list[dict[str, str]]:
         rec = rec.strip()
         if not rec:
             continue
-        sha, subject, trailers = (rec.split("\x1f") + ["", ""])[:3]
+        sha, subject, trailers = ([*rec.split("\x1f"), "", ""])[:3]
         d = {"sha": sha, "subject": subject}
         for line in trailers.splitlines():
             k, _, v = line.partition(": ")

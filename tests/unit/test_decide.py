@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from federation.core.decide import decide, needs, target_of
 from federation.core.spec import WebhookType
 from federation.core.state import (
@@ -16,7 +17,6 @@ from federation.core.state import (
     SetWeights,
 )
 from federation.core.weights import Subset
-
 from tests.unit.builders import Driver, canary, good_metrics, observe
 
 

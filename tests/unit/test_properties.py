@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from federation.core import plan
 from federation.core.decide import decide
 from federation.core.spec import BASIS_POINTS, Strategy
 from federation.core.state import MetricSample, Phase, RolloutStatus, SetWeights
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from tests.unit.builders import canary, good_metrics, observe
 
 percent = st.integers(min_value=1, max_value=100)

@@ -7,6 +7,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+
 from federation import specfiles
 from federation.core import spec as specs
 from federation.core.errors import SpecError

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from federation.core import plan
 from federation.core.weights import Subset, as_percent, by_zone, spread, subsets_for, within_zone
-
 from tests.unit.builders import canary
 
 
