@@ -33,6 +33,11 @@ def info(line: str) -> None:
     console.print(line, markup=False)
 
 
+def raw(text: str) -> None:
+    """Text for machines (YAML, JSON): straight to stdout, untouched."""
+    sys.stdout.write(text)
+
+
 def markup(line: str) -> None:
     console.print(line)
 

@@ -12,7 +12,7 @@ from federation.cli import output
 from federation.core import plan as planning
 from federation.core import spec as specs
 from federation.core.errors import Problem, SpecError
-from federation.core.weights import as_percent
+from federation.core.weights import as_percent, subsets_for
 
 FleetOpt = Annotated[Path, typer.Option("--fleet", "-f", help="Fleet spec file.", envvar="FEDERATION_FLEET")]
 FormatOpt = Annotated[output.Format, typer.Option("--output", "-o", help="Output format.")]
@@ -68,6 +68,38 @@ def plan(canary: Annotated[Path, typer.Argument(help="FederatedCanary spec file.
                 rows, title=f"{c.key}: {c.spec.analysis.strategy.value}")
 
 
+def render(canary: Annotated[Path, typer.Argument(help="FederatedCanary spec file.")],
+           fleet: FleetOpt,
+           router: Annotated[str, typer.Option(help="kuma, kuma-trafficroute, gatewayapi, linkerd, smi, "
+                                                    "smi-v1alpha1, istio or envoy (default: the fleet's mesh).")] = "",
+           weight: Annotated[float, typer.Option(help="Canary weight in percent (two decimals at most).")] = 0.0,
+           mirror: Annotated[float, typer.Option(help="Mirror weight in percent.")] = 0.0,
+           matched: Annotated[bool, typer.Option("--ab", help="Route the analysis' match to the canary.")] = False) -> None:
+    """Print the manifests a router renders for canary weight N% (YAML)."""
+    from federation.routers import factory
+    from federation.routers.model import RouteRequest
+
+    fleet_model = specfiles.load_one(fleet, specs.Fleet)
+    c = specfiles.load_canary(canary, fleet_model)
+    try:
+        bp, mirror_bp = specs.percent_to_bp(weight), specs.percent_to_bp(mirror)
+    except ValueError as exc:
+        raise SpecError([Problem("--weight", "", str(exc))]) from None
+    if not 0 <= bp <= specs.BASIS_POINTS:
+        raise SpecError([Problem("--weight", "", f"{weight} is not between 0 and 100")])
+    weights = subsets_for(c.spec, bp, fleet_model)
+    s = c.spec
+    req = RouteRequest(service=s.service.name, namespace=c.metadata.namespace, port=s.service.port,
+                       primary_version=s.primary.version, canary_version=s.canary.version,
+                       weights=tuple(sorted(weights.items())), step=0, rollout=c.key, mirror_weight=mirror_bp,
+                       matched=matched, match=tuple(s.analysis.match or ()),
+                       session_affinity=s.analysis.session_affinity, zones=tuple(fleet_model.zone_names),
+                       mesh_name=fleet_model.spec.mesh.name, mesh_namespace=fleet_model.spec.mesh.namespace)
+    name = router or factory.PROVIDER_DEFAULT[fleet_model.spec.mesh.provider.value]
+    output.raw(specfiles.dump(factory.render(name, req)))
+
+
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
     app.command("plan")(plan)
+    app.command("render")(render)

@@ -9,6 +9,7 @@ route to the canary zones first. Callers: ``hub`` executor, ``fedctl render``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from federation.core.errors import PermanentError
@@ -78,9 +79,18 @@ def render(req: RouteRequest) -> list[dict[str, Any]]:
         canary_share = {z: 1 for z in canary_totals} or {}
         for m in req.match:
             routes.append({"match": _match(m), "route": _action(canary_share)})
-    if req.session_affinity is not None:
-        raise PermanentError("envoy edge route: sessionAffinity is not supported by the envoy router")
     default = _action(req.zone_totals())
+    if req.session_affinity is not None:
+        sa = req.session_affinity
+        sticky = {z: 1 for z in canary_totals}
+        if sticky:
+            routes.append({"match": {"prefix": "/", "headers": [{"name": "cookie", "string_match": {
+                "safe_regex": {"regex": f".*{re.escape(sa.cookie_name)}=.*"}}}]}, "route": _action(sticky)})
+        cookie = f"{sa.cookie_name}=1; Max-Age={sa.max_age}; Path={sa.path or '/'}"
+        for c in default["weighted_clusters"]["clusters"]:
+            if c["name"] in {cluster(z) for z in canary_totals}:
+                c["response_headers_to_add"] = [{"header": {"key": "set-cookie", "value": cookie},
+                                                 "append_action": "APPEND_IF_EXISTS_OR_ADD"}]
     if req.mirror_weight > 0:
         default["request_mirror_policies"] = [
             {"cluster": cluster(z), "runtime_fraction": {

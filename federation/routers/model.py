@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from federation.core.errors import PermanentError
 from federation.core.spec import Match, SessionAffinity
 from federation.core.weights import Subset
 
@@ -23,6 +24,18 @@ class RouteRequest:
     match: tuple[Match, ...] = ()
     session_affinity: SessionAffinity | None = None
     zones: tuple[str, ...] = field(default=())  # every zone of the fleet (routes name them all)
+    mesh_name: str = "default"
+    mesh_namespace: str = "default"
+    local_zone: str | None = None  # where the route is applied: its subsets use unsuffixed names
+
+    def backend_name(self, subset: Subset) -> str:
+        """Kubernetes Service of one subset: <service>-<version>, suffixed -<zone> when remote
+        (the name multi-cluster service mirroring gives it)."""
+        base = f"{self.service}-{subset.version}"
+        return base if subset.zone == self.local_zone else f"{base}-{subset.zone}"
+
+    def canary_subsets(self) -> list[tuple[Subset, int]]:
+        return [(s, w) for s, w in self.weights if s.version == self.canary_version]
 
     def zone_totals(self) -> dict[str, int]:
         out = {z: 0 for z in self.zones}
@@ -36,3 +49,16 @@ class RouteRequest:
             if s.version == version:
                 out[s.zone] = out.get(s.zone, 0) + w
         return out
+
+
+class Unsupported(PermanentError):
+    """A router cannot express a feature the canary asks for."""
+
+    def __init__(self, router: str, feature: str, why: str) -> None:
+        super().__init__(f"router {router}: cannot express {feature}: {why}")
+
+
+def percent_text(bp: int) -> str:
+    """Basis points as a decimal percent string: 667 -> '6.67', 5000 -> '50'."""
+    whole, frac = divmod(bp, 100)
+    return str(whole) if frac == 0 else f"{whole}.{frac:02d}".rstrip("0")

@@ -1,0 +1,87 @@
+"""Fixtures starting real parts (Envoy, Prometheus, app servers) as process groups, always stopped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from federation.demo.procs import Supervisor, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def envoy_bin() -> str:
+    here = Path(sys.executable).parent / "envoy"
+    return str(here) if here.exists() else (shutil.which("envoy") or "envoy")
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Supervisor]:
+    sup = Supervisor(tmp_path / "logs")
+    try:
+        yield sup
+    finally:
+        sup.stop_all()
+
+
+def up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_app(procs: Supervisor, name: str, version: str, zone: str, env: dict[str, str] | None = None) -> int:
+    port = free_port()
+    app = str(Path(sys.executable).parent / "fed-demo-app")
+    procs.start(name, [app, "--version", version, "--zone", zone, "--port", str(port)], env=env)
+    wait_for(lambda: up(f"http://127.0.0.1:{port}/healthz"), 20, name)
+    return port
+
+
+def static_cluster(name: str, port: int) -> dict:
+    return {"name": name, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
+
+
+def hcm(stat_prefix: str, route: dict) -> dict:
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix, **route,
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}
+
+
+def bootstrap(admin: int, listener: int, clusters: list[dict], route: dict) -> dict:
+    return {"node": {"id": "test", "cluster": "test"},
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+            "static_resources": {"listeners": [{"name": "l", "address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": listener}}, "filter_chains": [{"filters": [hcm("edge", route)]}]}],
+                "clusters": clusters}}
+
+
+def start_envoy(procs: Supervisor, tmp: Path, name: str, boot: dict) -> None:
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(boot))
+    admin = boot["admin"]["address"]["socket_address"]["port_value"]
+    p = procs.start(name, [envoy_bin(), "-c", str(path), "--log-level", "warn", "--base-id", str(admin)])
+
+    def ready() -> bool:
+        assert p.alive(), f"{name} exited:\n{p.tail()}"
+        return up(f"http://127.0.0.1:{admin}/ready")
+
+    wait_for(ready, 30, name)
