@@ -136,16 +136,18 @@ def test_envoy_leaves_out_zero_weights_and_refuses_an_all_zero_route():
         envoy.render(empty)
 
 
-@pytest.mark.parametrize("router", list(factory.ROUTERS))
-def test_golden(router):
-    spec = make_spec(ZONE_SETS[2], "ab" if "ab" in SUPPORTS[router] else "canary")
-    mode = "ab" if "ab" in SUPPORTS[router] else "canary"
-    text = specfiles.dump(factory.render(router, request(spec, 2000, mode)))
-    path = GOLDEN / f"{router}.yaml"
+GOLDEN_CASES = [(r, m, n) for r in factory.ROUTERS for m in MODES if m in SUPPORTS[r] for n in (1, 2, 5)]
+
+
+@pytest.mark.parametrize(("router", "mode", "nzones"), GOLDEN_CASES)
+def test_golden(router, mode, nzones):
+    spec = make_spec(ZONE_SETS[nzones], mode)
+    text = specfiles.dump(factory.render(router, request(spec, 10_000 if mode == "bluegreen" else 2000, mode)))
+    path = GOLDEN / f"{router}-{mode}-{nzones}z.yaml"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.write_text(text)
     assert text == path.read_text(), f"{router} output changed; UPDATE_GOLDEN=1 to accept"
-    assert yaml.safe_load_all(text)
+    assert list(yaml.safe_load_all(text))
 
 
 def test_gateway_weights_are_not_percentages_and_stay_under_the_cap():
