@@ -29,10 +29,11 @@ specs_cmd.register(app)
 
 def _register_optional() -> None:
     # Command groups that pull in heavier adapters are imported here so `fedctl validate` stays light.
-    from federation.cli import demo_cmd, history_cmd
+    from federation.cli import demo_cmd, history_cmd, metrics_cmd
 
     demo_cmd.register(app)
     history_cmd.register(app)
+    metrics_cmd.register(app)
 
 
 _register_optional()

@@ -208,9 +208,22 @@ class Mesh(Model):
     edge: Edge | None = None
 
 
+class GlobalMetrics(Model):
+    """One Prometheus-API endpoint (Thanos, Mimir) answering for every zone instead of each zone's own."""
+
+    prometheus: PrometheusSource
+    zone_label: str = "zone"
+
+
+class MetricsConfig(Model):
+    global_: GlobalMetrics | None = Field(default=None, alias="global")
+    mesh: Literal["envoy", "kuma", "linkerd", "smi", "gatewayapi", "istio", "app"] | None = None
+
+
 class FleetSpec(Model):
     zones: list[Zone] = Field(min_length=1)
     mesh: Mesh
+    metrics: MetricsConfig | None = None
 
     @field_validator("zones")
     @classmethod

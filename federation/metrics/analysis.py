@@ -16,6 +16,7 @@ from federation.core import durations
 from federation.core.spec import CanarySpec, Fleet, MetricCheck
 from federation.core.state import MetricSample
 from federation.metrics import aggregate, templates
+from federation.metrics import compare as compare_mod
 from federation.metrics.prometheus import Client, NoData
 
 
@@ -35,8 +36,16 @@ class Analyzer:
 
     def __init__(self, fleet: Fleet, mesh: str | None = None, metric_templates: dict[str, str] | None = None) -> None:
         self.fleet = fleet
-        self.mesh = mesh or fleet.spec.mesh.provider.value
-        self.clients = {z.name: Client(z.prometheus) for z in fleet.spec.zones}
+        cfg = fleet.spec.metrics
+        self.mesh = mesh or (cfg.mesh if cfg and cfg.mesh else fleet.spec.mesh.provider.value)
+        self.zone_label: str | None = None
+        if cfg is not None and cfg.global_ is not None:
+            # One endpoint (Thanos, Mimir) for every zone; queries select the zone by label.
+            shared = Client(cfg.global_.prometheus)
+            self.clients = {z.name: shared for z in fleet.spec.zones}
+            self.zone_label = cfg.global_.zone_label
+        else:
+            self.clients = {z.name: Client(z.prometheus) for z in fleet.spec.zones}
         # MetricTemplate queries by name, read by the hub from the mesh repo's templates/ folder.
         self.templates = dict(metric_templates or {})
 
@@ -52,6 +61,8 @@ class Analyzer:
                      at: float) -> list[MetricSample]:
         window = durations.prometheus_range(durations.parse(m.interval))
         zones = spec.canary.zones
+        if m.compare == "primary":
+            return await self.compare(spec, m, namespace, version, at)
         figures = await asyncio.gather(*[self._zone(m, spec.service.name, namespace, version, z, window, at)
                                          for z in zones])
         samples = [MetricSample(m.name, f.zone, f.value, f.reason, f.requests) for f in figures]
@@ -76,7 +87,7 @@ class Analyzer:
     async def _zone(self, m: MetricCheck, service: str, namespace: str, version: str, zone: str,
                     window: str, at: float) -> _ZoneFigures:
         client = self.clients[zone]
-        t = templates.Target(service, namespace, version, zone)
+        t = templates.Target(service, namespace, version, zone, self.zone_label)
         try:
             query_text = m.query
             if m.template_ref is not None:
@@ -102,3 +113,51 @@ class Analyzer:
             return _ZoneFigures(zone, None, None, str(exc))
         except TimeoutError:
             return _ZoneFigures(zone, None, None, "timeout")
+
+    async def _series(self, metric: str, service: str, namespace: str, version: str, zone: str,
+                      start: float, end: float, step: float) -> list[float] | str:
+        t = templates.Target(service, namespace, version, zone, self.zone_label)
+        q = templates.step_series(self.mesh, t, metric, durations.prometheus_range(max(step * 2, 2.0)))
+        try:
+            return await self.clients[zone].range(q, start, end, step)
+        except NoData as exc:
+            return f"{zone}: {exc}"
+        except TimeoutError:
+            return f"{zone}: timeout"
+
+    async def compare(self, spec: CanarySpec, m: MetricCheck, namespace: str, version: str,
+                      at: float) -> list[MetricSample]:
+        """Canary against primary over the metric's window: per canary zone, and pooled (global)."""
+        if m.name not in ("request-success-rate", "request-duration"):
+            reason = "compare: primary works on request-success-rate and request-duration"
+            return [MetricSample(m.name, None, None, reason)] + [MetricSample(m.name, z, None, reason)
+                                                                  for z in spec.canary.zones]
+        window = durations.parse(m.interval)
+        step = max(window / 30.0, 1.0)
+        start = at - window
+        svc = spec.service.name
+        canary = await asyncio.gather(*[self._series(m.name, svc, namespace, version, z, start, at, step)
+                                        for z in spec.canary.zones])
+        primary = await asyncio.gather(*[self._series(m.name, svc, namespace, spec.primary.version, z, start, at, step)
+                                         for z in spec.primary.zones])
+        higher_is_worse = m.name == "request-duration"
+        pooled_primary = [v for s in primary if isinstance(s, list) for v in s]
+        primary_missing = [s for s in primary if isinstance(s, str)]
+        out: list[MetricSample] = []
+        pooled_canary: list[float] = []
+        for zone, series in zip(spec.canary.zones, canary, strict=True):
+            if isinstance(series, str):
+                out.append(MetricSample(m.name, zone, None, series))
+                continue
+            pooled_canary.extend(series)
+            r = compare_mod.compare(series, pooled_primary, higher_is_worse)
+            out.append(MetricSample(m.name, zone, r.canary_median, r.reason, float(len(series)),
+                                    None if r.verdict == "nodata" else r.verdict))
+        if primary_missing or any(isinstance(s, str) for s in canary):
+            reason = "; ".join([*primary_missing, *(s for s in canary if isinstance(s, str))])
+            out.insert(0, MetricSample(m.name, None, None, f"comparison incomplete: {reason}"))
+            return out
+        r = compare_mod.compare(pooled_canary, pooled_primary, higher_is_worse)
+        out.insert(0, MetricSample(m.name, None, r.canary_median, r.reason, float(len(pooled_canary)),
+                                   None if r.verdict == "nodata" else r.verdict))
+        return out

@@ -1,6 +1,6 @@
 """The one owner of prometheus-api-client: one client per zone, auth from the Fleet, timeouts.
 
-Synchronous library calls run in threads (``asyncio.to_thread``). Any failure — unreachable,
+Synchronous library calls run in a thread pool sized for fan-out. Any failure — unreachable,
 timeout, bad answer — becomes ``NoData`` with the reason, which the core treats as no data
 (never a pass). Callers: ``metrics.analysis``, ``fedctl clusters``.
 """
@@ -8,15 +8,31 @@ timeout, bad answer — becomes ``NoData`` with the reason, which the core treat
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import datetime
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
 
 from federation.core import durations
 from federation.core.spec import PrometheusSource
+
+# The client library is synchronous: queries run in threads. The default executor has only
+# cpu+4 threads, which would queue a 20-zone analysis; this pool is sized for fan-out.
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="prometheus")
+
+
+async def _run(fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
+
+
+def _dt(ts: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC)
 
 
 class NoData(Exception):
@@ -56,8 +72,12 @@ class Client:
             if a.ca_file:
                 session.verify = a.ca_file
         disable_ssl = bool(a and a.insecure_skip_verify)
+        # One quick retry only: the analysis has its own deadline, and an unreachable server must
+        # surface as no data within it rather than as a timeout.
+        retry = Retry(total=1, backoff_factor=0.1, status_forcelist=(502, 503, 504),
+                      allowed_methods=frozenset({"GET", "POST"}))
         self._prom = PrometheusConnect(url=self.source.url, headers=headers, disable_ssl=disable_ssl, auth=auth,
-                                       session=session, timeout=self.timeout)
+                                       session=session, timeout=self.timeout, retry=retry)
         return self._prom
 
     def _query(self, query: str, at: float | None = None) -> list[dict[str, object]]:
@@ -93,11 +113,28 @@ class Client:
             raise NoData("empty result")
         return out
 
+    def range_sync(self, query: str, start: float, end: float, step: float) -> list[float]:
+        """Values of a one-series range query (NaN steps dropped); empty is ``NoData``."""
+        try:
+            result = self._connect().custom_query_range(
+                query, start_time=_dt(start), end_time=_dt(end), step=f"{step:g}s")
+        except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
+            raise NoData(f"{self.source.url}: {type(exc).__name__}: {str(exc)[:200]}") from None
+        values = [float(v) for series in result for _, v in series.get("values", [])]
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            raise NoData("empty result")
+        return values
+
+    async def range(self, query: str, start: float, end: float, step: float) -> list[float]:
+        return await asyncio.wait_for(_run(self.range_sync, query, start, end, step),
+                                      timeout=self.timeout + 1)
+
     async def scalar(self, query: str, at: float | None = None) -> float:
-        return await asyncio.wait_for(asyncio.to_thread(self.scalar_sync, query, at), timeout=self.timeout + 1)
+        return await asyncio.wait_for(_run(self.scalar_sync, query, at), timeout=self.timeout + 1)
 
     async def buckets(self, query: str, scale: float = 1.0, at: float | None = None) -> dict[float, float]:
-        return await asyncio.wait_for(asyncio.to_thread(self.buckets_sync, query, scale, at),
+        return await asyncio.wait_for(_run(self.buckets_sync, query, scale, at),
                                       timeout=self.timeout + 1)
 
     async def healthy(self) -> str | None:

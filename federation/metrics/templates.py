@@ -26,12 +26,20 @@ def regex_literal(value: str) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """What one zone's queries select: the canary (or primary) of one service."""
+    """What one zone's queries select: the canary (or primary) of one service.
+
+    ``zone_label`` is set when one global endpoint (Thanos, Mimir) answers for every zone: each
+    query then also selects ``<zone_label>="<zone>"``.
+    """
 
     service: str
     namespace: str
     version: str
     zone: str
+    zone_label: str | None = None
+
+    def zone_matcher(self) -> str:
+        return f',{self.zone_label}="{label_value(self.zone)}"' if self.zone_label else ""
 
 
 @dataclass(frozen=True)
@@ -40,59 +48,75 @@ class CountQueries:
     good: str
 
 
-def envoy_cluster(t: Target) -> str:
-    # The zone ingress names one cluster per local version: <service>-<version>.
-    return f'envoy_cluster_name="{label_value(f"{t.service}-{t.version}")}"'
+def selector(mesh: str, t: Target) -> str:
+    """The label matchers that pick one version of one service in one zone, per mesh's metrics."""
+    workload = label_value(f"{t.service}-{t.version}")
+    if mesh in ("envoy", "kuma"):
+        # The zone ingress names one cluster per local version: <service>-<version>.
+        sel = f'envoy_cluster_name="{workload}"'
+    elif mesh in ("linkerd", "smi", "gatewayapi"):
+        sel = f'namespace="{label_value(t.namespace)}",deployment="{workload}",direction="inbound"'
+    elif mesh == "istio":
+        sel = (f'reporter="destination",destination_workload_namespace="{label_value(t.namespace)}",'
+               f'destination_workload="{workload}"')
+    elif mesh == "app":
+        sel = f'service="{label_value(t.service)}",version="{label_value(t.version)}"'
+    else:
+        raise PermanentError(f"no built-in metrics for mesh {mesh!r}")
+    return sel + t.zone_matcher()
+
+
+# metric name, the "good" matcher, for request counts; histogram name and le unit (to ms) for duration.
+_COUNTS = {
+    "envoy": ("envoy_cluster_upstream_rq", 'envoy_response_code!~"5.."'),
+    "kuma": ("envoy_cluster_upstream_rq", 'envoy_response_code!~"5.."'),
+    "linkerd": ("response_total", 'classification!="failure"'),
+    "smi": ("response_total", 'classification!="failure"'),
+    "gatewayapi": ("response_total", 'classification!="failure"'),
+    "istio": ("istio_requests_total", 'response_code!~"5.*"'),
+    "app": ("http_requests_total", 'code!~"5.."'),
+}
+_BUCKETS = {
+    "envoy": ("envoy_cluster_upstream_rq_time_bucket", 1.0),
+    "kuma": ("envoy_cluster_upstream_rq_time_bucket", 1.0),
+    "linkerd": ("response_latency_ms_bucket", 1.0),
+    "smi": ("response_latency_ms_bucket", 1.0),
+    "gatewayapi": ("response_latency_ms_bucket", 1.0),
+    "istio": ("istio_request_duration_milliseconds_bucket", 1.0),
+    "app": ("http_request_duration_seconds_bucket", 1000.0),
+}
 
 
 def request_counts(mesh: str, t: Target, window: str) -> CountQueries:
-    """Requests and non-5xx requests in the window, for request-success-rate."""
-    if mesh in ("envoy", "kuma"):
-        sel = envoy_cluster(t)
-        # envoy_response_code lives on envoy_cluster_upstream_rq (the _xx series carries the class).
-        return CountQueries(
-            total=f"sum(increase(envoy_cluster_upstream_rq{{{sel}}}[{window}]))",
-            good=f'sum(increase(envoy_cluster_upstream_rq{{{sel},envoy_response_code!~"5.."}}[{window}]))',
-        )
-    if mesh in ("linkerd", "smi", "gatewayapi"):
-        sel = (f'namespace="{label_value(t.namespace)}",deployment="{label_value(f"{t.service}-{t.version}")}",'
-               f'direction="inbound"')
-        return CountQueries(
-            total=f"sum(increase(response_total{{{sel}}}[{window}]))",
-            good=f'sum(increase(response_total{{{sel},classification!="failure"}}[{window}]))',
-        )
-    if mesh == "istio":
-        sel = (f'reporter="destination",destination_workload_namespace="{label_value(t.namespace)}",'
-               f'destination_workload="{label_value(f"{t.service}-{t.version}")}"')
-        return CountQueries(
-            total=f"sum(increase(istio_requests_total{{{sel}}}[{window}]))",
-            good=f'sum(increase(istio_requests_total{{{sel},response_code!~"5.*"}}[{window}]))',
-        )
-    if mesh == "app":
-        sel = f'service="{label_value(t.service)}",version="{label_value(t.version)}"'
-        return CountQueries(
-            total=f"sum(increase(http_requests_total{{{sel}}}[{window}]))",
-            good=f'sum(increase(http_requests_total{{{sel},code!~"5.."}}[{window}]))',
-        )
-    raise PermanentError(f"no built-in request counts for mesh {mesh!r}")
+    """Requests and non-5xx requests in the window, for request-success-rate.
+
+    On Envoy, ``envoy_response_code`` lives on ``envoy_cluster_upstream_rq``; the ``_xx`` series
+    carries only the class.
+    """
+    if mesh not in _COUNTS:
+        raise PermanentError(f"no built-in request counts for mesh {mesh!r}")
+    metric, good = _COUNTS[mesh]
+    sel = selector(mesh, t)
+    return CountQueries(total=f"sum(increase({metric}{{{sel}}}[{window}]))",
+                        good=f"sum(increase({metric}{{{sel},{good}}}[{window}]))")
 
 
 def duration_buckets(mesh: str, t: Target, window: str) -> tuple[str, float]:
     """Histogram buckets by ``le`` in the window, and the factor that turns ``le`` into milliseconds."""
-    if mesh in ("envoy", "kuma"):
-        return (f"sum by (le) (increase(envoy_cluster_upstream_rq_time_bucket{{{envoy_cluster(t)}}}[{window}]))", 1.0)
-    if mesh in ("linkerd", "smi", "gatewayapi"):
-        sel = (f'namespace="{label_value(t.namespace)}",deployment="{label_value(f"{t.service}-{t.version}")}",'
-               f'direction="inbound"')
-        return (f"sum by (le) (increase(response_latency_ms_bucket{{{sel}}}[{window}]))", 1.0)
-    if mesh == "istio":
-        sel = (f'reporter="destination",destination_workload_namespace="{label_value(t.namespace)}",'
-               f'destination_workload="{label_value(f"{t.service}-{t.version}")}"')
-        return (f"sum by (le) (increase(istio_request_duration_milliseconds_bucket{{{sel}}}[{window}]))", 1.0)
-    if mesh == "app":
-        sel = f'service="{label_value(t.service)}",version="{label_value(t.version)}"'
-        return (f"sum by (le) (increase(http_request_duration_seconds_bucket{{{sel}}}[{window}]))", 1000.0)
-    raise PermanentError(f"no built-in request duration for mesh {mesh!r}")
+    if mesh not in _BUCKETS:
+        raise PermanentError(f"no built-in request duration for mesh {mesh!r}")
+    metric, scale = _BUCKETS[mesh]
+    return f"sum by (le) (increase({metric}{{{selector(mesh, t)}}}[{window}]))", scale
+
+
+def step_series(mesh: str, t: Target, metric_name: str, step: str) -> str:
+    """A per-step figure for canary-vs-primary comparison (range query samples)."""
+    sel = selector(mesh, t)
+    if metric_name == "request-success-rate":
+        metric, good = _COUNTS[mesh]
+        return (f"100 * sum(rate({metric}{{{sel},{good}}}[{step}])) / sum(rate({metric}{{{sel}}}[{step}]))")
+    metric, scale = _BUCKETS[mesh]
+    return f"{scale:g} * histogram_quantile(0.99, sum by (le) (rate({metric}{{{sel}}}[{step}])))"
 
 
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")

@@ -1,0 +1,59 @@
+"""``fedctl metrics SERVICE``: the current global and per-zone figures for a canary, judged."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from federation import specfiles
+from federation.cli import output
+from federation.core import analysis as core_analysis
+from federation.core import spec as specs
+from federation.core.errors import Problem, SpecError
+from federation.gitops import repo as gitrepo
+from federation.metrics.analysis import Analyzer
+
+
+def _canary_from_mesh(fleet: specs.Fleet, service: str, cache: Path) -> specs.FederatedCanary:
+    m = fleet.spec.mesh
+    repo = gitrepo.Repo(m.git.url, m.git.branch, cache / fleet.metadata.name / "mesh", gitrepo.Credentials(m.git.auth))
+    repo.ensure()
+    base = "/".join(p for p in (m.git.path, "canaries") if p and p != ".")
+    for path in repo.files(base):
+        for d in specfiles.load(repo.workdir / path):
+            if isinstance(d, specs.FederatedCanary) and service in (d.metadata.name, d.key):
+                return d
+    raise SpecError([Problem(m.git.url, "canaries/", f"no FederatedCanary for service {service!r}")])
+
+
+def metrics(service: Annotated[str, typer.Argument(help="Service (name or namespace/name).")],
+            fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_FLEET")],
+            canary: Annotated[Path | None, typer.Option(help="FederatedCanary file (default: from the mesh repo).")] = None,
+            cache: Annotated[Path, typer.Option(envvar="FEDERATION_CACHE")] = Path.home() / ".cache" / "federation",
+            fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:
+    """Query every canary zone's Prometheus now; print global and per-zone figures and verdicts."""
+    f = specfiles.load_one(fleet, specs.Fleet)
+    c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, service, cache)
+    samples = asyncio.run(Analyzer(f).collect(c.spec, c.metadata.namespace))
+    verdict = core_analysis.judge(c.spec, samples)
+    by = {(s.metric, s.zone): s for s in samples}
+    data, rows = [], []
+    for check in verdict.checks:
+        s = by.get((check.metric, check.zone))
+        requests = s.requests if s else None
+        data.append({"metric": check.metric, "zone": check.zone or "global", "value": check.value,
+                     "requests": requests, "outcome": check.outcome, "detail": check.message})
+        rows.append([check.metric, check.zone or "global", "n/a" if check.value is None else f"{check.value:.4g}",
+                     "-" if requests is None else f"{requests:.0f}", check.outcome, check.message])
+    output.emit({"rollout": c.key, "canary": c.spec.canary.version, "checks": data}, fmt,
+                ["metric", "scope", "value", "requests", "outcome", "detail"], rows,
+                title=f"{c.key}: {c.spec.canary.version} in {', '.join(c.spec.canary.zones)}")
+    if verdict.failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("metrics")(metrics)

@@ -1,0 +1,78 @@
+"""Benchmark: one analysis over 20 zone endpoints against the slowest single query.
+
+Each endpoint is a small server speaking the Prometheus HTTP API (``/api/v1/query``) with its own
+fixed latency, so the figure shows the fan-out: concurrent zones cost about the slowest zone's
+sequential queries, not the sum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from federation.core import spec as specs
+from federation.metrics.analysis import Analyzer
+
+
+def server(delay: float) -> ThreadingHTTPServer:
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            time.sleep(delay)
+            if "le" in self.path or "bucket" in self.path:
+                result = [{"metric": {"le": le}, "value": [time.time(), str(v)]}
+                          for le, v in (("10", 50), ("100", 95), ("+Inf", 100))]
+            else:
+                result = [{"metric": {}, "value": [time.time(), "100"]}]
+            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    return s
+
+
+def test_analysis_fan_out_over_20_zones():
+    delays = [0.02 + 0.01 * i for i in range(20)]  # 20 ms .. 210 ms per query
+    servers = [server(d) for d in delays]
+    try:
+        zones = [{"name": f"z{i}", "kind": "vm", "git": {"url": "/dev/null"},
+                  "prometheus": {"url": f"http://127.0.0.1:{s.server_address[1]}", "timeout": "5s"},
+                  "ingress": {"address": "127.0.0.1", "port": 1}, "hosts": [{"address": "127.0.0.1"}],
+                  "knownHosts": "/dev/null"} for i, s in enumerate(servers)]
+        fleet = specs.Fleet.model_validate({"apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "b"},
+                                            "spec": {"zones": zones, "mesh": {"provider": "envoy", "git": {"url": "/dev/null"}}}})
+        spec = specs.FederatedCanary.model_validate({
+            "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "f"},
+            "spec": {"service": {"name": "f"}, "primary": {"version": "v1", "zones": ["z0"]},
+                     "canary": {"version": "v2", "zones": [z["name"] for z in zones]},
+                     "analysis": {"stepWeight": 10, "metrics": [
+                         {"name": "request-success-rate", "thresholdRange": {"min": 99}},
+                         {"name": "request-duration", "thresholdRange": {"max": 500}}]}}}).spec
+        analyzer = Analyzer(fleet)
+        asyncio.run(analyzer.collect(spec, "shop"))  # warm connections
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            samples = asyncio.run(analyzer.collect(spec, "shop"))
+            runs.append(time.perf_counter() - t0)
+        assert all(s.value is not None for s in samples)
+        best = min(runs)
+        queries_per_zone = 4  # success rate: total + good; duration: total + buckets
+        print(f"\n[bench metrics] 20 zone endpoints, 2 metrics: analysis {best * 1000:.0f} ms "
+              f"(runs {', '.join(f'{r * 1000:.0f}' for r in runs)} ms); slowest single query {max(delays) * 1000:.0f} ms; "
+              f"slowest zone's queries back to back {queries_per_zone // 2 * max(delays) * 1000:.0f} ms; "
+              f"all {20 * queries_per_zone} queries one after another would be {sum(delays) * queries_per_zone * 1000:.0f} ms")
+    finally:
+        for s in servers:
+            s.shutdown()
+            s.server_close()

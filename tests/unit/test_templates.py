@@ -1,0 +1,68 @@
+"""The exact PromQL of every built-in template, and escaping of values spliced into queries."""
+
+from __future__ import annotations
+
+import pytest
+
+from federation.core.errors import PermanentError
+from federation.metrics import templates as t
+
+TARGET = t.Target("frontend", "shop", "v2", "eks")
+
+
+def test_envoy_counts_use_response_code_on_upstream_rq():
+    q = t.request_counts("envoy", TARGET, "1m")
+    assert q.total == 'sum(increase(envoy_cluster_upstream_rq{envoy_cluster_name="frontend-v2"}[1m]))'
+    assert q.good == ('sum(increase(envoy_cluster_upstream_rq{envoy_cluster_name="frontend-v2",'
+                      'envoy_response_code!~"5.."}[1m]))')
+
+
+def test_envoy_duration_buckets():
+    q, scale = t.duration_buckets("envoy", TARGET, "30s")
+    assert q == 'sum by (le) (increase(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="frontend-v2"}[30s]))'
+    assert scale == 1.0
+
+
+@pytest.mark.parametrize(("mesh", "total", "good"), [
+    ("linkerd", 'sum(increase(response_total{namespace="shop",deployment="frontend-v2",direction="inbound"}[1m]))',
+     'sum(increase(response_total{namespace="shop",deployment="frontend-v2",direction="inbound",classification!="failure"}[1m]))'),
+    ("istio", 'sum(increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload="frontend-v2"}[1m]))',
+     'sum(increase(istio_requests_total{reporter="destination",destination_workload_namespace="shop",destination_workload="frontend-v2",response_code!~"5.*"}[1m]))'),
+    ("app", 'sum(increase(http_requests_total{service="frontend",version="v2"}[1m]))',
+     'sum(increase(http_requests_total{service="frontend",version="v2",code!~"5.."}[1m]))'),
+])
+def test_counts_per_mesh(mesh, total, good):
+    q = t.request_counts(mesh, TARGET, "1m")
+    assert (q.total, q.good) == (total, good)
+
+
+def test_app_histogram_is_in_seconds_and_scaled_to_ms():
+    q, scale = t.duration_buckets("app", TARGET, "1m")
+    assert q == 'sum by (le) (increase(http_request_duration_seconds_bucket{service="frontend",version="v2"}[1m]))'
+    assert scale == 1000.0
+
+
+def test_global_endpoint_adds_the_zone_matcher():
+    g = t.Target("frontend", "shop", "v2", "eks", zone_label="cluster")
+    assert t.request_counts("envoy", g, "1m").total == (
+        'sum(increase(envoy_cluster_upstream_rq{envoy_cluster_name="frontend-v2",cluster="eks"}[1m]))')
+
+
+def test_hostile_values_cannot_break_out_of_quotes():
+    evil = t.Target('x"} or vector(1) or {a="', "shop", "v2", "eks")
+    q = t.request_counts("app", evil, "1m").total
+    assert q == 'sum(increase(http_requests_total{service="x\\"} or vector(1) or {a=\\"",version="v2"}[1m]))'
+    assert t.label_value("a\\b\nc") == "a\\\\b\\nc"
+
+
+def test_custom_template_variables_are_escaped_and_unknown_ones_refused():
+    q = t.render_custom('sum(rate(http_requests_total{app="{{ target }}",ns="{{namespace}}"}[{{ interval }}]))',
+                        {"target": 'web"}', "namespace": "shop", "interval": "1m"})
+    assert q == 'sum(rate(http_requests_total{app="web\\"}",ns="shop"}[1m]))'
+    with pytest.raises(PermanentError, match="no such variable"):
+        t.render_custom("{{ nope }}", {})
+
+
+def test_unknown_mesh_is_a_clear_error():
+    with pytest.raises(PermanentError, match="no built-in"):
+        t.request_counts("consul", TARGET, "1m")
