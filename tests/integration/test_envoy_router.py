@@ -16,6 +16,7 @@ import pytest
 
 from federation.core.spec import Edge, Endpoint
 from federation.core.weights import Subset
+from federation.demo.procs import wait_for
 from federation.routers import envoy as envoy_router
 from federation.routers.model import RouteRequest
 from federation.runtimes.edge import EnvoyEdge, write_by_rename
@@ -96,7 +97,8 @@ def test_weights_flipped_100_times_under_load_lose_nothing_and_split_holds(tmp_p
     load = subprocess.Popen([hey, "-z", "10s", "-c", "8", "-q", "40", f"http://127.0.0.1:{listener}/"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        time.sleep(1.0)
+        # Flip only once the load is flowing through the edge.
+        wait_for(lambda: sum(cluster_totals(admin).values()) > 50, 10, "load through the edge")
         assert asyncio.run(flip(120)) == 120
         assert load.poll() is None, "the load ended before the weight changes did"
         out, _ = load.communicate(timeout=60)

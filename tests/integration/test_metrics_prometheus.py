@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -40,6 +39,26 @@ def prometheus(procs: Supervisor, tmp: Path, name: str, targets: list[str]) -> i
                        f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"])
     wait_for(lambda: up(f"http://127.0.0.1:{port}/-/ready"), 30, name)
     return port
+
+
+def envoy_total(admin: int) -> int:
+    text = httpx.get(f"http://127.0.0.1:{admin}/stats", params={"filter": r"^cluster\.frontend-v2\.upstream_rq_total$"}).text
+    return int(text.split(": ")[1]) if ": " in text else 0
+
+
+def prom_total(port: int, admin: int) -> float:
+    r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={
+        "query": f'sum(envoy_cluster_upstream_rq_total{{envoy_cluster_name="frontend-v2",instance="127.0.0.1:{admin}"}})'})
+    result = r.json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else -1.0
+
+
+def settle(envoys: dict, proms: dict, central: int, timeout: float = 30.0) -> None:
+    """Poll until every Prometheus (zone and central) has scraped each Envoy's final request count."""
+    for z, (admin, _) in envoys.items():
+        want = envoy_total(admin)
+        wait_for(lambda z=z, admin=admin, want=want: prom_total(proms[z], admin) == want
+                 and prom_total(central, admin) == want, timeout, f"scrape of zone {z}")
 
 
 def hey(url: str, n: int, c: int = 8) -> str:
@@ -83,12 +102,12 @@ def world(tmp_path_factory):
             proms[z] = prometheus(procs, tmp, f"prom-{z}", [f"127.0.0.1:{admin}"])
         central = prometheus(procs, tmp, "prom-central", [f"127.0.0.1:{a}" for a, _ in envoys.values()])
         # Warm up so every series (including the 5xx one) exists before the measured traffic.
-        for z, (_, listener) in envoys.items():
+        for _, listener in envoys.values():
             hey(f"http://127.0.0.1:{listener}/", 40, 2)
-        time.sleep(3)
+        settle(envoys, proms, central)
         for z, (_, listener) in envoys.items():
             hey_out[z] = hey(f"http://127.0.0.1:{listener}/", ZONES[z][2])
-        time.sleep(4)  # a few scrapes after the traffic ends
+        settle(envoys, proms, central)
         yield {"procs": procs, "envoys": envoys, "proms": proms, "central": central, "hey": hey_out, "tmp": tmp}
     finally:
         procs.stop_all()
