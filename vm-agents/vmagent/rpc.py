@@ -8,6 +8,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -33,6 +34,13 @@ class StateDirBackend:
 
 def main(state_dir: str) -> int:
     backend = StateDirBackend(state_dir)
+    # Under a forced command, what the client asked to run is in SSH_ORIGINAL_COMMAND: it is only
+    # ever read as one protocol request, never run.
+    original = os.environ.get("SSH_ORIGINAL_COMMAND", "").strip()
+    if original and original != "fed-agent rpc":
+        sys.stdout.write(protocol.encode(protocol.handle(original, backend)))
+        sys.stdout.flush()
+        return 0
     for line in sys.stdin:
         if not line.strip():
             continue

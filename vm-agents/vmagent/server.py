@@ -35,6 +35,11 @@ class _Server(asyncssh.SSHServer):
 
 async def _session(process: asyncssh.SSHServerProcess, agent: converge.Agent) -> None:
     try:
+        command = (process.command or "").strip()
+        if command.startswith("{"):
+            # One request given as the command itself (e.g. `ansible -m raw`): answer it and close.
+            process.stdout.write(protocol.encode(await asyncio.to_thread(protocol.handle, command, agent)))
+            return
         async for line in process.stdin:
             if not line.strip():
                 continue
