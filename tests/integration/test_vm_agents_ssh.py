@@ -132,13 +132,13 @@ def test_apply_status_drift_and_agent_restart(fleet):
             pid = int(next(iter(hosts[0].instances().values()))["pid"])
             os.kill(pid, 9)
             wait_for(lambda: int(next(iter(hosts[0].instances().values()))["pid"]) != pid, 20, "restart of killed app")
-            st = await until_applied(z, 1, version="v1")
+            await until_applied(z, 1, version="v1")
             assert next(iter(hosts[0].instances().values()))["restarts"] == 1
             # Agent restart: SIGKILL it; the new agent adopts the running instance from its state dir.
             before = {k: r["pid"] for k, r in hosts[1].instances().items()}
             hosts[1].kill()
             hosts[1].start()
-            st = await until_applied(z, 1)
+            await until_applied(z, 1)
             assert {k: r["pid"] for k, r in hosts[1].instances().items()} == before
             # A late retry of an older step is refused by the agent.
             resp = await pool.call(z.targets[0], "apply", desired={"revision": "old", "step": 0, "manifests": []})
@@ -150,7 +150,7 @@ def test_apply_status_drift_and_agent_restart(fleet):
 
 
 def test_changed_host_key_is_refused(fleet, tmp_path: Path):
-    tmp, hosts, key = fleet
+    _tmp, hosts, key = fleet
     other = keygen(tmp_path / "impostor").split()
     bad = tmp_path / "bad_known_hosts"
     bad.write_text(f"[127.0.0.1]:{hosts[0].port} {other[0]} {other[1]}\n")
