@@ -31,6 +31,7 @@ test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/pytest -q -s tests/benchmarks
 
 e2e-k8s: $(STAMP)

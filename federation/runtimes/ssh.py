@@ -1,8 +1,8 @@
 """The one owner of asyncssh: a pool of SSH connections to agents, with pinned host keys.
 
-One connection per host, reused across steps, with keepalives; each call opens a channel, sends one
-protocol request line and reads one response line, under a timeout, retried with backoff on a
-broken connection. Host keys come only from the fleet's known_hosts file: an unknown or changed
+One connection per host, reused across steps, with keepalives, and on it one long-lived agent
+session: each call sends one protocol request line and reads one response line, under a timeout,
+retried with backoff on a fresh connection when the old one broke. Host keys come only from the fleet's known_hosts file: an unknown or changed
 key is refused with a clear error. Callers: ``runtimes.vm``.
 """
 
@@ -42,6 +42,7 @@ class Pool:
     def __init__(self, *, concurrency: int = 64, connect_timeout: float = 10.0, call_timeout: float = 10.0,
                  keepalive: float = 15.0, retries: int = 2, backoff: float = 0.2) -> None:
         self._conns: dict[Target, asyncssh.SSHClientConnection] = {}
+        self._channels: dict[Target, tuple[asyncssh.SSHClientProcess[str], asyncio.Lock]] = {}
         self._locks: dict[Target, asyncio.Lock] = {}
         self._sem = asyncio.Semaphore(concurrency)
         self.connect_timeout, self.call_timeout = connect_timeout, call_timeout
@@ -76,23 +77,32 @@ class Pool:
         async with self._sem:
             for attempt in range(self.retries + 1):
                 try:
-                    conn = await self._connection(t)
-                    return await asyncio.wait_for(self._exchange(conn, request), timeout=self.call_timeout)
+                    return await asyncio.wait_for(self._exchange(t, request), timeout=self.call_timeout)
                 except PermanentError:
                     raise
-                except (TimeoutError, OSError, asyncssh.Error, TemporaryError, EOFError) as exc:
+                except (OSError, asyncssh.Error, TimeoutError, TemporaryError, EOFError) as exc:
                     last = exc
                     self._drop(t)
                     if attempt < self.retries:
                         await asyncio.sleep(self.backoff * (2 ** attempt))
         raise TemporaryError(f"{t}: agent call {op} failed: {last or 'unknown error'}")
 
-    @staticmethod
-    async def _exchange(conn: asyncssh.SSHClientConnection, request: str) -> dict[str, Any]:
-        async with conn.create_process(AGENT_COMMAND, encoding="utf-8") as proc:
+    async def _channel(self, t: Target) -> tuple[asyncssh.SSHClientProcess[str], asyncio.Lock]:
+        """One long-lived agent session per host: requests go down it one line at a time."""
+        chan = self._channels.get(t)
+        if chan is not None and not chan[0].is_closing():
+            return chan
+        conn = await self._connection(t)
+        proc = await conn.create_process(AGENT_COMMAND, encoding="utf-8")
+        chan = (proc, asyncio.Lock())
+        self._channels[t] = chan
+        return chan
+
+    async def _exchange(self, t: Target, request: str) -> dict[str, Any]:
+        proc, lock = await self._channel(t)
+        async with lock:
             proc.stdin.write(request)
             line = await proc.stdout.readline()
-            proc.stdin.write_eof()
         if not line:
             raise EOFError("agent closed the channel without answering")
         try:
@@ -104,11 +114,17 @@ class Pool:
         return resp
 
     def _drop(self, t: Target) -> None:
+        chan = self._channels.pop(t, None)
+        if chan is not None:
+            chan[0].close()
         conn = self._conns.pop(t, None)
         if conn is not None:
             conn.close()
 
     async def close(self) -> None:
+        for proc, _ in self._channels.values():
+            proc.close()
+        self._channels.clear()
         conns = list(self._conns.values())
         self._conns.clear()
         for c in conns:
@@ -118,3 +134,34 @@ class Pool:
                 await asyncio.wait_for(c.wait_closed(), timeout=2)
             except (TimeoutError, OSError, asyncssh.Error):
                 pass
+
+
+async def admin_install(t: Target, files: dict[str, bytes], commands: list[str],
+                        timeout: float = 60.0) -> list[tuple[str, int, str]]:
+    """Copy ``files`` (remote path -> content) over SFTP, then run ``commands``, with admin rights.
+
+    Used by ``fedctl agents install`` with an operator's key (not the hub's, which can only run the
+    agent). Host keys are pinned as for every connection. Returns (command, exit status, output).
+    """
+    try:
+        async with asyncssh.connect(t.address, t.port, username=t.user, known_hosts=t.known_hosts,
+                                    client_keys=[t.identity_file] if t.identity_file else None,
+                                    agent_path=None, connect_timeout=timeout) as conn:
+            async with conn.start_sftp_client() as sftp:
+                for path, data in sorted(files.items()):
+                    parent = path.rsplit("/", 1)[0]
+                    if parent:
+                        await sftp.makedirs(parent, exist_ok=True)
+                    async with sftp.open(path, "wb") as f:
+                        await f.write(data)
+            out = []
+            for cmd in commands:
+                r = await asyncio.wait_for(conn.run(cmd, check=False), timeout=timeout)
+                out.append((cmd, int(r.exit_status or 0), str(r.stdout or "") + str(r.stderr or "")))
+            return out
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise PermanentError(f"{t}: host key not accepted by {t.known_hosts} ({exc.reason}); refusing to connect") from None
+    except asyncssh.PermissionDenied:
+        raise PermanentError(f"{t}: the admin key was refused") from None
+    except (TimeoutError, OSError, asyncssh.Error) as exc:
+        raise TemporaryError(f"{t}: install failed: {exc or type(exc).__name__}") from None

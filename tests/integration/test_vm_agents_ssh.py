@@ -279,3 +279,69 @@ def test_openssh_forced_command_serves_the_protocol_and_nothing_else(sshd):
     # And no port forwarding.
     r = ssh(tmp, port, "-W", f"127.0.0.1:{port}", "root@127.0.0.1")
     assert r.returncode != 0 and "prohibited" in r.stderr, r.stderr
+
+
+def test_fedctl_agents_install_then_status_over_openssh(tmp_path: Path):
+    """Install with an operator key over SFTP; afterwards the hub's key reaches only the agent."""
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    procs = Supervisor(tmp_path / "logs")
+    admin_pub = keygen(tmp_path / "admin_key")
+    keygen(tmp_path / "hub_key")
+    host_pub = keygen(tmp_path / "host_key")
+    port = free_port()
+    auth = tmp_path / "authorized_keys"
+    auth.write_text(admin_pub + "\n")
+    cfg = tmp_path / "sshd_config"
+    cfg.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {tmp_path / 'host_key'}", f"PidFile {tmp_path / 'pid'}",
+        f"AuthorizedKeysFile {auth}", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
+        "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp", "LogLevel ERROR", ""]))
+    kind, key = host_pub.split()[:2]
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {key}\n")
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(json.dumps({"apiVersion": "federation.io/v1alpha1", "kind": "Fleet", "metadata": {"name": "t"},
+                                      "spec": {"zones": [{"name": "vms", "kind": "vm", "git": {"url": "/dev/null"},
+                                                          "prometheus": {"url": "http://127.0.0.1:1"},
+                                                          "ingress": {"address": "127.0.0.1", "port": 1},
+                                                          "hosts": [{"address": "127.0.0.1", "port": port, "user": "root"}],
+                                                          "knownHosts": str(tmp_path / "known_hosts"),
+                                                          "identityFile": str(tmp_path / "hub_key")}],
+                                               "mesh": {"provider": "envoy", "git": {"url": "/dev/null"}}}}))
+    fedctl = [sys.executable, "-m", "federation.cli.main"]
+    try:
+        procs.start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)])
+
+        def listening() -> bool:
+            import socket
+
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(listening, 20, "sshd")
+        r = subprocess.run([*fedctl, "agents", "install", "--fleet", str(fleet_file), "--zone", "vms",
+                            "--admin-key", str(tmp_path / "admin_key"), "--prefix", str(tmp_path / "opt"),
+                            "--state-dir", str(tmp_path / "state"), "--authorized-keys", str(auth)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "installed" in r.stdout and "protocol 1" in r.stdout
+        assert (tmp_path / "opt" / "vmagent" / "rpc.py").exists()
+        assert 'restrict' in auth.read_text() and "vmagent.cli rpc" in auth.read_text()
+        # Idempotent: a second install adds no second key line.
+        r2 = subprocess.run([*fedctl, "agents", "install", "--fleet", str(fleet_file), "--zone", "vms",
+                             "--admin-key", str(tmp_path / "admin_key"), "--prefix", str(tmp_path / "opt"),
+                             "--state-dir", str(tmp_path / "state"), "--authorized-keys", str(auth)],
+                            capture_output=True, text=True, timeout=120)
+        assert r2.returncode == 0 and auth.read_text().count("vmagent.cli rpc") == 1
+        st = subprocess.run([*fedctl, "agents", "status", "--fleet", str(fleet_file), "-o", "json"],
+                            capture_output=True, text=True, timeout=60)
+        assert st.returncode == 0, st.stderr
+        rows = json.loads(st.stdout)
+        assert rows[0]["reachable"] is True and rows[0]["zone"] == "vms"
+        # A host key that changed is refused by install as well.
+        (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {keygen(tmp_path / 'other').split()[0]} "
+                                              f"{(tmp_path / 'other.pub').read_text().split()[1]}\n")
+        r3 = subprocess.run([*fedctl, "agents", "install", "--fleet", str(fleet_file), "--zone", "vms",
+                             "--admin-key", str(tmp_path / "admin_key")], capture_output=True, text=True, timeout=60)
+        assert r3.returncode == 3 and "host key not accepted" in r3.stdout + r3.stderr
+    finally:
+        procs.stop_all()

@@ -30,6 +30,27 @@ def decode(line: str) -> dict[str, Any]:
     return req
 
 
+def request_in_command(command: str) -> Optional[str]:
+    """The request carried by an SSH command line, if any: ``{...}`` or ``fed-agent rpc {...}``.
+
+    Lets one-shot clients (``ssh host '<json>'``, ``ansible -m raw``) speak the protocol without
+    stdin. Whatever else a command says is never run: it is answered as a bad request.
+    """
+    text = command.strip()
+    if not text:
+        return None
+    if text.startswith("{"):
+        return text
+    first, _, rest = text.partition(" ")
+    if first.endswith("fed-agent") and rest.startswith("rpc"):
+        rest = rest[3:].strip()
+        # Flags of the forced command line itself (e.g. --state-dir X) carry no request.
+        if rest.startswith("{"):
+            return rest
+        return None
+    return text  # not ours: handle() answers it as "not JSON"
+
+
 def encode(resp: dict[str, Any]) -> str:
     return json.dumps(resp, sort_keys=True) + "\n"
 

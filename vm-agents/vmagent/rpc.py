@@ -36,9 +36,9 @@ def main(state_dir: str) -> int:
     backend = StateDirBackend(state_dir)
     # Under a forced command, what the client asked to run is in SSH_ORIGINAL_COMMAND: it is only
     # ever read as one protocol request, never run.
-    original = os.environ.get("SSH_ORIGINAL_COMMAND", "").strip()
-    if original and original != "fed-agent rpc":
-        sys.stdout.write(protocol.encode(protocol.handle(original, backend)))
+    request = protocol.request_in_command(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
+    if request is not None:
+        sys.stdout.write(protocol.encode(protocol.handle(request, backend)))
         sys.stdout.flush()
         return 0
     for line in sys.stdin:

@@ -35,10 +35,10 @@ class _Server(asyncssh.SSHServer):
 
 async def _session(process: asyncssh.SSHServerProcess, agent: converge.Agent) -> None:
     try:
-        command = (process.command or "").strip()
-        if command.startswith("{"):
+        request = protocol.request_in_command(process.command or "")
+        if request is not None:
             # One request given as the command itself (e.g. `ansible -m raw`): answer it and close.
-            process.stdout.write(protocol.encode(await asyncio.to_thread(protocol.handle, command, agent)))
+            process.stdout.write(protocol.encode(await asyncio.to_thread(protocol.handle, request, agent)))
             return
         async for line in process.stdin:
             if not line.strip():
