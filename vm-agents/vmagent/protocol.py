@@ -30,7 +30,7 @@ def decode(line: str) -> dict[str, Any]:
     return req
 
 
-def request_in_command(command: str) -> Optional[str]:
+def request_in_command(command: str) -> str | None:
     """The request carried by an SSH command line, if any: ``{...}`` or ``fed-agent rpc {...}``.
 
     Lets one-shot clients (``ssh host '<json>'``, ``ansible -m raw``) speak the protocol without
