@@ -105,7 +105,9 @@ class Repo:
     branch: str
     workdir: Path
     credentials: Credentials = field(default_factory=Credentials)
+    signing_key: str | None = None  # an SSH private key path: commits are signed (gpg.format ssh)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    rejections: int = 0  # pushes the remote refused (each one fetched, rebased and retried)
     _repo: git.Repo | None = None
 
     # -- plumbing --------------------------------------------------------------------------
@@ -143,6 +145,9 @@ class Repo:
                 g = self._repo.git
                 g.config("user.name", AUTHOR_NAME)
                 g.config("user.email", AUTHOR_EMAIL)
+                if self.signing_key:
+                    g.config("gpg.format", "ssh")
+                    g.config("user.signingkey", self.signing_key)
             else:
                 self._sync()
 
@@ -179,11 +184,12 @@ class Repo:
 
     def commit_and_push(self, edit: Callable[[Repo], list[str]], message: str, *, attempts: int = 5,
                         backoff: float = 0.2, idempotency: tuple[str, int] | None = None,
-                        author: str = f"{AUTHOR_NAME} <{AUTHOR_EMAIL}>") -> str | None:
+                        author: str = f"{AUTHOR_NAME} <{AUTHOR_EMAIL}>", branch: str | None = None) -> str | None:
         """Apply ``edit`` (returns changed paths), commit, push; on rejection rebase and retry.
 
         ``edit`` is re-run on the fresh head after a rejected push, so a file a human changed
-        underneath is re-rendered from its new content. Returns the pushed commit, or None when
+        underneath is re-rendered from its new content. With ``branch`` (pull-request mode) the
+        commit goes to that branch instead, for a human or a bot to merge; see ``merged``. Returns the pushed commit, or None when
         there was nothing to change. With ``idempotency`` (rollout, step) an existing commit for
         that step is returned instead of writing a second one (crash recovery).
         """
@@ -199,31 +205,51 @@ class Repo:
                 if not changed or not g.status("--porcelain", "--", *changed).strip():
                     return None
                 g.add("--", *changed)
-                g.commit("-m", message, "--author", author)
+                sign = ["-S"] if self.signing_key else []
+                g.commit(*sign, "-m", message, "--author", author)
                 sha = str(g.rev_parse("HEAD"))
                 try:
-                    self._push()
+                    self._push(branch)
                     return sha
                 except _Rejected as exc:
+                    self.rejections += 1
                     log.info("push to %s rejected (attempt %d/%d): %s", self.url, attempt, attempts, exc)
                     time.sleep(backoff * (2 ** (attempt - 1)))
             raise TemporaryError(f"push to {self.url} rejected {attempts} times (remote keeps moving); giving up")
 
-    def _push(self) -> None:
+    def _push(self, branch: str | None = None) -> None:
         repo = self._git()
         remote = repo.remote("origin")
+        target = branch or self.branch
+        # A pull-request branch is ours alone: it may be replaced (the main branch never is).
+        refspec = f"{'+' if branch else ''}HEAD:refs/heads/{target}"
         try:
             with self.credentials.environment() as env, repo.git.custom_environment(**env):
-                infos = remote.push(refspec=f"HEAD:refs/heads/{self.branch}")
-                infos.raise_if_error()
+                infos = remote.push(refspec=refspec)
         except GitCommandError as exc:
             msg = _redact(str(exc.stderr or exc).strip(), self.credentials.secrets())
-            if "rejected" in msg or "non-fast-forward" in msg or "fetch first" in msg:
-                raise _Rejected(msg) from None
             raise TemporaryError(f"git push to {self.url} failed: {msg}") from None
+        # A refused push is not raised by GitPython: read each ref's flags, then raise_if_error().
         for info in infos:
-            if info.flags & (info.REJECTED | info.REMOTE_REJECTED | info.ERROR):
-                raise _Rejected(info.summary.strip())
+            if info.flags & (info.REJECTED | info.REMOTE_REJECTED):
+                raise _Rejected(_redact(info.summary.strip(), self.credentials.secrets()))
+        try:
+            infos.raise_if_error()
+        except GitCommandError as exc:
+            msg = _redact(str(exc.stderr or exc).strip(), self.credentials.secrets())
+            raise TemporaryError(f"git push to {self.url} failed: {msg}") from None
+        if not infos:
+            raise TemporaryError(f"git push to {self.url} reported nothing pushed")
+
+    def merged(self, sha: str) -> bool:
+        """Pull-request mode: whether ``sha`` has reached the main branch (after a fetch)."""
+        with self.lock:
+            self._sync()
+            try:
+                self._git().git.merge_base("--is-ancestor", sha, f"origin/{self.branch}")
+                return True
+            except GitCommandError:
+                return False
 
     # -- reading history -------------------------------------------------------------------
 

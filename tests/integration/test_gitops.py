@@ -1,0 +1,209 @@
+"""GitOps on real repos: concurrent humans, rejected pushes, credentials, signing, PR mode, history."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from federation import specfiles
+from federation.core.errors import TemporaryError
+from federation.core.spec import GitAuth
+from federation.gitops import history
+from federation.gitops import repo as gitrepo
+from tests.integration.git_http import GitHTTPServer
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def seed(tmp: Path, name: str = "zone") -> Path:
+    bare = tmp / f"{name}.git"
+    gitrepo.init_bare_seeded(bare, ROOT / "clusters" / "vms")
+    return bare
+
+
+def step_edit(step: int):
+    def edit(repo: gitrepo.Repo) -> list[str]:
+        path = "frontend.yaml"
+        text = repo.read(path) or ""
+        new = specfiles.replace_mapping(text, ("spec", "serving"), {"v1": 10_000 - step * 100, "v2": step * 100})
+        (repo.workdir / path).write_text(new)
+        return [path]
+    return edit
+
+
+def message(step: int) -> str:
+    return (f"frontend: canary {step}% (step {step})\n\n" +
+            gitrepo.format_trailers({"Rollout": "shop/frontend", "Step": str(step), "Stage": "analysis",
+                                     "Canary-Weight": str(step * 100),
+                                     "Weights": f"vms/v1={10_000 - step * 100},vms/v2={step * 100}",
+                                     "Analysis": f"request-success-rate@global={99 + step / 100:.4g}:pass"}) + "\n")
+
+
+def test_50_steps_with_concurrent_human_commits_lose_nothing(tmp_path: Path):
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+    human = tmp_path / "human"
+    git("clone", "-q", str(bare), str(human))
+    git("config", "user.name", "Alice", cwd=human)
+    git("config", "user.email", "alice@example.com", cwd=human)
+    stop = threading.Event()
+    human_shas: list[str] = []
+
+    def humans() -> None:
+        n = 0
+        while not stop.is_set() and n < 200:
+            n += 1
+            # A human edits the same file the hub edits (a comment line) and another file.
+            path = human / "frontend.yaml"
+            git("pull", "-q", "--rebase", cwd=human)
+            text = path.read_text()
+            path.write_text(text.replace("# frontend on the legacy VMs.", f"# frontend on the legacy VMs. note {n}.", 1)
+                            if "note" not in text else text.replace(f"note {n - 1}.", f"note {n}.", 1))
+            (human / "NOTES.md").write_text(f"edit {n}\n")
+            git("commit", "-qam", f"human edit {n}", cwd=human)
+            try:
+                git("push", "-q", "origin", "HEAD:main", cwd=human)
+                human_shas.append(git("rev-parse", "HEAD", cwd=human).strip())
+            except subprocess.CalledProcessError:
+                git("reset", "-q", "--hard", "origin/main", cwd=human)  # lost the race: try again
+
+    t = threading.Thread(target=humans)
+    t.start()
+    try:
+        for step in range(1, 51):
+            assert hub.commit_and_push(step_edit(step), message(step), idempotency=("shop/frontend", step), backoff=0.01,
+                                       attempts=20)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    final = git("--git-dir", str(bare), "rev-parse", "main").strip()
+    for sha in human_shas:  # every human commit is an ancestor of main: nothing lost, nothing forced
+        subprocess.run(["git", "--git-dir", str(bare), "merge-base", "--is-ancestor", sha, final], check=True)
+    log = git("--git-dir", str(bare), "log", "--format=%s", "main").splitlines()
+    steps = [s for s in log if s.startswith("frontend: canary")]
+    assert len(steps) == 50 and len(set(steps)) == 50
+    assert len(human_shas) > 5
+    text = git("--git-dir", str(bare), "show", "main:frontend.yaml")
+    assert "note " in text and "v2: 5000" in text  # the human's comment edit and the hub's last weight both there
+    print(f"50 steps, {len(human_shas)} human commits pushed meanwhile, {hub.rejections} hub pushes rejected and retried")
+
+
+def test_comments_and_formatting_survive_edits(tmp_path: Path):
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+    before = (ROOT / "clusters" / "vms" / "frontend.yaml").read_text()
+    hub.commit_and_push(step_edit(7), message(7))
+    after = git("--git-dir", str(bare), "show", "main:frontend.yaml")
+    assert after.replace("    v1: 9300\n    v2: 700\n", "    v1: 10000\n") == before
+
+
+def reject_hook(bare: Path, times: int) -> Path:
+    counter = bare / "rejections-left"
+    counter.write_text(str(times))
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\nn=$(cat {counter})\nif [ \"$n\" -gt 0 ]; then echo $((n-1)) > {counter}; "
+                    "echo 'protected: try again' >&2; exit 1; fi\nexit 0\n")
+    hook.chmod(0o755)
+    return counter
+
+
+def test_rejected_push_is_retried_then_surfaced(tmp_path: Path):
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+    reject_hook(bare, 2)
+    assert hub.commit_and_push(step_edit(1), message(1), backoff=0.01)
+    assert hub.rejections == 2
+    reject_hook(bare, 100)
+    with pytest.raises(TemporaryError, match="rejected 3 times"):
+        hub.commit_and_push(step_edit(2), message(2), backoff=0.01, attempts=3)
+    # Nothing half-applied: the remote still ends at step 1.
+    assert "(step 1)" in git("--git-dir", str(bare), "log", "-1", "--format=%s", "main")
+
+
+def test_credentials_never_reach_logs_commits_or_config(tmp_path: Path, caplog, monkeypatch):
+    token = "s3cr3t-token-value-0123456789"
+    monkeypatch.setenv("FED_TEST_TOKEN", token)
+    root = tmp_path / "srv"
+    root.mkdir()
+    gitrepo.init_bare_seeded(root / "zone.git", ROOT / "clusters" / "vms")
+    with (root / "zone.git" / "config").open("a") as f:
+        f.write("[http]\n\treceivepack = true\n")
+    caplog.set_level(logging.DEBUG)
+    with GitHTTPServer(root, "hub", token) as srv:
+        creds = gitrepo.Credentials(GitAuth(username="hub", token_env="FED_TEST_TOKEN"))
+        hub = gitrepo.Repo(f"{srv.url}/zone.git", "main", tmp_path / "hub", creds)
+        hub.ensure()
+        hub.commit_and_push(step_edit(3), message(3))
+        assert any(a.startswith("Basic ") for a in srv.seen_auth)  # the token was really used...
+        # ...and a wrong token fails with an error that does not echo the secret.
+        monkeypatch.setenv("FED_TEST_TOKEN", "wrong-" + token)
+        bad = gitrepo.Repo(f"{srv.url}/zone.git", "main", tmp_path / "bad", creds)
+        with pytest.raises(TemporaryError) as err:
+            bad.ensure()
+        assert token not in str(err.value)
+    everything = [caplog.text, (tmp_path / "hub" / ".git" / "config").read_text(),
+                  git("--git-dir", str(root / "zone.git"), "log", "-p", "--all")]
+    for text in everything:
+        assert token not in text
+    assert not list(tmp_path.rglob("askpass"))  # the helper script is gone with its temp dir
+
+
+def test_signed_commits_verify(tmp_path: Path):
+    key = tmp_path / "signing_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub", signing_key=str(key))
+    hub.ensure()
+    sha = hub.commit_and_push(step_edit(4), message(4))
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"{gitrepo.AUTHOR_EMAIL} {(tmp_path / 'signing_key.pub').read_text()}")
+    out = subprocess.run(["git", "-c", f"gpg.ssh.allowedSignersFile={signers}", "verify-commit", sha],
+                         cwd=tmp_path / "hub", capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "Good" in out.stderr
+
+
+def test_pull_request_mode_pushes_a_branch_and_waits_for_merge(tmp_path: Path):
+    bare = seed(tmp_path)
+    reject_hook(bare, 0)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+    sha = hub.commit_and_push(step_edit(5), message(5), branch="federation/shop-frontend/step-5")
+    assert sha and not hub.merged(sha)
+    assert "(step 5)" not in git("--git-dir", str(bare), "log", "-1", "--format=%s", "main")
+    reviewer = tmp_path / "reviewer"
+    git("clone", "-q", str(bare), str(reviewer))
+    git("merge", "-q", "--ff-only", "origin/federation/shop-frontend/step-5", cwd=reviewer)
+    git("push", "-q", "origin", "HEAD:main", cwd=reviewer)
+    assert hub.merged(sha)
+
+
+def test_history_round_trips_what_was_written(tmp_path: Path):
+    zone_bare, mesh_bare = seed(tmp_path, "zone"), seed(tmp_path, "mesh")
+    repos = {"vms": gitrepo.Repo(str(zone_bare), "main", tmp_path / "z"),
+             "mesh": gitrepo.Repo(str(mesh_bare), "main", tmp_path / "m")}
+    for r in repos.values():
+        r.ensure()
+    for step in (1, 2, 3):
+        for r in repos.values():
+            r.commit_and_push(step_edit(step), message(step), idempotency=("shop/frontend", step))
+    for r in repos.values():  # crash recovery: the same step again writes nothing new
+        assert r.commit_and_push(step_edit(3), message(3), idempotency=("shop/frontend", 3)) == r.head()
+    records = history.collect(repos, "frontend")
+    assert [r.step for r in records] == [1, 2, 3]
+    assert records[1].weights == {"vms/v1": 9800, "vms/v2": 200} and records[1].canary_weight == 200
+    assert set(records[2].commits) == {"vms", "mesh"}
+    assert records[0].analysis == "request-success-rate@global=99.01:pass"
+    assert all(r.author == gitrepo.AUTHOR_NAME for r in records)
