@@ -43,7 +43,7 @@ def analysis_due(status: RolloutStatus, now: float) -> bool:
 
 def needs(spec: CanarySpec, status: RolloutStatus, now: float) -> Needs:
     """What the hub must observe this tick besides Git, convergence and readiness."""
-    if spec.suspend:
+    if spec.suspend or status.paused:
         return Needs()
     a = spec.analysis
     hooks: list[WebhookType] = []
@@ -267,10 +267,49 @@ class _Tick:
         self.status = self.status.with_(iterations=n)
         return self.promote_or_wait(checks)
 
+    def operator(self) -> Decision | None:
+        """An operator's command, Flagger-style manual controls across the fleet."""
+        s, cmd = self.status, self.obs.command
+        if cmd is None:
+            return None
+        if cmd == "pause":
+            self.emit("info", "Paused", "paused by operator")
+            return self.done(paused=True, message="paused by operator")
+        if cmd == "resume":
+            self.emit("info", "Resumed", "resumed by operator")
+            self.status = s.with_(paused=False)
+            return None
+        if s.paused:
+            return self.done(message=f"paused: {cmd} ignored (resume first)")
+        if cmd == "abort":
+            if s.phase.active or s.phase is Phase.INITIALIZING:
+                return self.rollback("aborted by operator")
+            return self.done(message=f"abort ignored: phase {s.phase.value}")
+        if cmd == "retry":
+            if s.phase is Phase.FAILED:
+                self.emit("info", "Retry", f"retrying {self.spec.canary.version}")
+                return self.start()
+            return self.done(message=f"retry ignored: phase {s.phase.value}")
+        # promote: skip the rest of the analysis and its gates
+        if s.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.WAITING):
+            ladder = plan.promotion_ladder(self.spec.analysis, s.canary_weight)
+            self.emit("info", "Promoting", f"promoted by operator at {as_percent(s.canary_weight)}")
+            if not ladder:
+                return self.done(phase=Phase.PROMOTING, message="promoted by operator")
+            changes = self.set_weights("promotion", ladder[0], reason="promoted by operator")
+            return self.done(phase=Phase.PROMOTING, message="promoted by operator", **changes)
+        return self.done(message=f"promote ignored: phase {s.phase.value}")
+
     def tick(self) -> Decision:
-        s, spec = self.status, self.spec
+        spec = self.spec
         if spec.suspend:
             return self.done(message="suspended")
+        by_operator = self.operator()
+        if by_operator is not None:
+            return by_operator
+        s = self.status
+        if s.paused:
+            return self.done(message="paused by operator")
         if s.phase is Phase.INITIALIZING:
             return self.initialise()
         new_target = target_of(spec) != s.target

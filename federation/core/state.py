@@ -86,6 +86,7 @@ class RolloutStatus:
     last_transition_at: float | None = None
     message: str = ""
     last_checks: tuple[CheckResult, ...] = ()
+    paused: bool = False
 
     def with_(self, **changes: Any) -> RolloutStatus:
         return dataclasses.replace(self, **changes)
@@ -150,6 +151,11 @@ class Observations:
     readiness: Mapping[str, Readiness] = field(default_factory=dict)
     metrics: tuple[MetricSample, ...] = ()
     hooks: Mapping[str, HookResult] = field(default_factory=dict)
+    command: Command | None = None  # an operator's request, consumed by this tick
+
+
+Command = Literal["pause", "resume", "promote", "abort", "retry"]
+COMMANDS: tuple[str, ...] = ("pause", "resume", "promote", "abort", "retry")
 
 
 # ----------------------------------------------------------------------------- actions

@@ -133,6 +133,8 @@ class Repo:
         """Clone once; afterwards fetch. Safe to call on every tick."""
         with self.lock:
             if self._repo is None and (self.workdir / ".git").exists():
+                # This clone is ours alone; a lock left by a process killed mid-commit is stale.
+                (self.workdir / ".git" / "index.lock").unlink(missing_ok=True)
                 self._repo = git.Repo(self.workdir)
             if self._repo is None:
                 self.workdir.parent.mkdir(parents=True, exist_ok=True)
@@ -175,16 +177,35 @@ class Repo:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def find_step(self, rollout: str, step: int, depth: int = 50) -> str | None:
-        """The commit already carrying (rollout, step) among recent history, if any."""
+    def find_step(self, rollout: str, step: int, depth: int = 50,
+                  expect: dict[str, str] | None = None) -> str | None:
+        """The commit already carrying (rollout, step) among recent history, if any.
+
+        With ``expect``, that commit's trailers must agree (same stage, same weights): a step
+        number reused for different weights is an error, never silently taken as done.
+        """
         for c in self.log(depth):
             if c.trailers.get("Rollout") == rollout and c.trailers.get("Step") == str(step):
+                clash = {k: (v, c.trailers.get(k)) for k, v in (expect or {}).items() if c.trailers.get(k) != v}
+                if clash:
+                    raise PermanentError(f"{self.url}: step {step} of {rollout} is already committed ({c.sha[:8]}) "
+                                         f"with other values {clash}; the hub must recover from Git first")
                 return c.sha
         return None
 
+    def last_step(self, rollout: str, depth: int = 200) -> CommitInfo | None:
+        """The newest commit of ``rollout`` (the highest step) in recent history."""
+        best: CommitInfo | None = None
+        for c in self.log(depth):
+            if c.trailers.get("Rollout") == rollout and c.trailers.get("Step", "").isdigit() and \
+                    (best is None or int(c.trailers["Step"]) > int(best.trailers["Step"])):
+                best = c
+        return best
+
     def commit_and_push(self, edit: Callable[[Repo], list[str]], message: str, *, attempts: int = 5,
                         backoff: float = 0.2, idempotency: tuple[str, int] | None = None,
-                        author: str = f"{AUTHOR_NAME} <{AUTHOR_EMAIL}>", branch: str | None = None) -> str | None:
+                        author: str = f"{AUTHOR_NAME} <{AUTHOR_EMAIL}>", branch: str | None = None,
+                        expect: dict[str, str] | None = None) -> str | None:
         """Apply ``edit`` (returns changed paths), commit, push; on rejection rebase and retry.
 
         ``edit`` is re-run on the fresh head after a rejected push, so a file a human changed
@@ -197,7 +218,7 @@ class Repo:
             for attempt in range(1, attempts + 1):
                 self._sync()
                 if idempotency is not None:
-                    found = self.find_step(*idempotency)
+                    found = self.find_step(*idempotency, expect=expect)
                     if found is not None:
                         return found
                 changed = edit(self)

@@ -16,6 +16,7 @@ from typing import Any
 
 from federation import specfiles
 from federation.core import spec as specs
+from federation.core.decide import target_of
 from federation.core.errors import FederationError, PermanentError, TemporaryError
 from federation.core.state import SetWeights
 from federation.core.weights import as_percent
@@ -135,6 +136,10 @@ class FleetAdapters:
     async def edge_step(self, rollout: str, service: str) -> int | None:
         return envoy_router.step_of(await self.edge.version_text(service), rollout)
 
+    def last_step(self, rollout: str) -> gitrepo.CommitInfo | None:
+        """The newest step the mesh repo holds for ``rollout`` (every step commits there)."""
+        return self.repos[MESH].last_step(rollout)
+
     async def resync(self, zones: list[str], step: int) -> None:
         """After a hub restart: push each zone's current Git state again as ``step`` (idempotent)."""
         await self.sync(zones)
@@ -160,6 +165,7 @@ class FleetAdapters:
         title += f" (step {action.step})"
         trailers = {
             "Rollout": canary.key,
+            "Target": target_of(canary.spec),
             "Step": str(action.step),
             "Stage": action.stage,
             "Canary-Weight": str(action.canary_weight),
@@ -216,9 +222,10 @@ class FleetAdapters:
 
         return edit
 
-    async def commit(self, name: str, edit: Any, message: str, key: str, step: int) -> str | None:
+    async def commit(self, name: str, edit: Any, message: str, key: str, step: int,
+                     expect: dict[str, str] | None = None) -> str | None:
         repo = self.repos[name]
-        return await asyncio.to_thread(repo.commit_and_push, edit, message, idempotency=(key, step))
+        return await asyncio.to_thread(repo.commit_and_push, edit, message, idempotency=(key, step), expect=expect)
 
     async def apply_step(self, canary: specs.FederatedCanary, action: SetWeights,
                          edge_timeout: float = 15.0) -> StepResult:
@@ -233,10 +240,11 @@ class FleetAdapters:
         message = self.message(canary, action)
         req = self.route_request(canary, action)
         commits: dict[str, str] = {}
+        expect = {"Stage": action.stage, "Canary-Weight": str(action.canary_weight)}
 
         async def zones_step() -> None:
-            shas = await asyncio.gather(*[self.commit(z, self._edit_zone(z, canary, action), message, key, action.step)
-                                          for z in zones])
+            shas = await asyncio.gather(*[self.commit(z, self._edit_zone(z, canary, action), message, key, action.step,
+                                                      expect) for z in zones])
             for z, sha in zip(zones, shas, strict=True):
                 if sha:
                     commits[z] = sha
@@ -244,7 +252,7 @@ class FleetAdapters:
                                    for z in zones])
 
         async def mesh_step(wait: bool) -> None:
-            sha = await self.commit(MESH, self._edit_mesh(req), message, key, action.step)
+            sha = await self.commit(MESH, self._edit_mesh(req), message, key, action.step, expect)
             if sha:
                 commits[MESH] = sha
             await self.edge.apply(envoy_router.render(req)[0])

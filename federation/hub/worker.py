@@ -20,11 +20,13 @@ from federation.core.errors import FederationError
 from federation.core.spec import FederatedCanary, WebhookType
 from federation.core.state import (
     CallHooks,
+    Command,
     Decision,
     Emit,
     HookResult,
     MetricSample,
     Observations,
+    Phase,
     Readiness,
     RolloutStatus,
     SetWeights,
@@ -71,8 +73,8 @@ class RolloutWorker:
             return {}
         return await webhooks.call_all(hooks, canary.metadata.name, canary.metadata.namespace, status.phase.value)
 
-    async def observe(self, canary: FederatedCanary, status: RolloutStatus, now: float
-                      ) -> tuple[Observations, dict[str, ZoneStatus]]:
+    async def observe(self, canary: FederatedCanary, status: RolloutStatus, now: float,
+                      command: Command | None = None) -> tuple[Observations, dict[str, ZoneStatus]]:
         spec = canary.spec
         needs = core.needs(spec, status, now)
         zones = list(dict.fromkeys(spec.primary.zones + spec.canary.zones))
@@ -109,7 +111,7 @@ class RolloutWorker:
                 canary=zs.ready_percent(spec.service.name, spec.canary.version) if z in spec.canary.zones else None,
             )
         obs = Observations(spec=spec, fleet=self.adapters.fleet, applied=applied, readiness=readiness,
-                           metrics=metrics, hooks=hook_results)  # type: ignore[arg-type]
+                           metrics=metrics, hooks=hook_results, command=command)  # type: ignore[arg-type]
         return obs, zone_statuses  # type: ignore[return-value]
 
     async def execute(self, canary: FederatedCanary, decision: Decision) -> dict[str, str]:
@@ -133,16 +135,46 @@ class RolloutWorker:
                         log.warning("%s: %s hook %s failed: %s", self.key, action.type.value, name, r.message)
         return commits
 
-    async def tick(self, canary: FederatedCanary) -> TickReport:
+    def recover(self, status: RolloutStatus, now: float) -> RolloutStatus:
+        """Git is ahead of the state store when the hub died between a commit and saving status:
+        adopt the committed step (its weights and stage) so no weight regresses and no step repeats."""
+        last = self.adapters.last_step(self.key)
+        if last is None or int(last.trailers["Step"]) <= status.step:
+            return status
+        t = last.trailers
+        step = int(t["Step"])
+        stage = t.get("Stage", "")
+        phase = {"promotion": Phase.PROMOTING, "finalising": Phase.FINALISING, "rollback": Phase.FAILED,
+                 "initialise": Phase.INITIALIZING}.get(stage, Phase.PROGRESSING)
+        if stage in ("initial", "analysis") and status.phase is Phase.WAITING_PROMOTION:
+            phase = Phase.WAITING_PROMOTION
+        log.warning("%s: Git holds step %d (%s) beyond the stored step %d: resuming from Git",
+                    self.key, step, stage, status.step)
+        target = t.get("Target", status.target)
+        versions = {}
+        if target and target != status.target and "->" in target:
+            primary, canary = target.split("->", 1)
+            versions = {"primary_version": primary.split("@")[0], "canary_version": canary.split("@")[0],
+                        "failed_checks": 0, "iterations": 0, "started_at": now}
+        recovered = status.with_(step=step, phase=phase, target=target, **versions, canary_weight=int(t.get("Canary-Weight", "0")),
+                                 mirror_weight=int(t.get("Mirror-Weight", "0")), converged_at=None,
+                                 next_analysis_at=None, step_started_at=now, held_since=None,
+                                 message=f"resumed from Git at step {step}")
+        if phase is Phase.FAILED and recovered.failed_checks < status.failed_checks:
+            recovered = recovered.with_(failed_checks=status.failed_checks)
+        self.store.save(self.key, recovered)
+        return recovered
+
+    async def tick(self, canary: FederatedCanary, command: Command | None = None) -> TickReport:
         now = self.clock()
-        status = self.store.load(self.key)
+        status = self.recover(self.store.load(self.key), now)
         if not self._resynced and status.step > 0:
             # A restarted hub re-sends every zone its current desired state for the last step.
             zones = list(dict.fromkeys(canary.spec.primary.zones + canary.spec.canary.zones))
             await self.adapters.resync(zones, status.step)
             self._resynced = True
         self._resynced = True
-        obs, zones = await self.observe(canary, status, now)
+        obs, zones = await self.observe(canary, status, now, command)
         decision = core.decide(status, obs, now)
         report = TickReport(self.key, now, status, decision, obs, zones)
         try:

@@ -517,3 +517,55 @@ def test_weight_zero_iteration_runs_only_pre_rollout_like_flagger():
     d.tick()
     n = needs(spec, d.status, d.now + 60)
     assert n.metrics and WebhookType.ROLLOUT in n.hooks and WebhookType.PRE_ROLLOUT not in n.hooks
+
+
+# ----------------------------------------------------------------------------- operator commands
+
+
+def command(d: Driver, cmd: str, advance: float = 0.0):
+    from dataclasses import replace
+
+    d.now += advance
+    obs = replace(observe(d.spec, d.status), command=cmd)
+    out = decide(d.status, obs, d.now)
+    d.status = out.status
+    d.decisions.append(out)
+    return out
+
+
+def test_pause_holds_everything_until_resume():
+    d = Driver(canary())
+    d.initialise()
+    d.start_canary()
+    command(d, "pause")
+    assert d.status.paused
+    d.run(5)
+    assert d.status.canary_weight == 2000 and all(not weights_of(x) for x in d.decisions[-5:])
+    assert needs(d.spec, d.status, d.now + 600) == needs(d.spec, d.status.with_(phase=Phase.INITIALIZED, paused=True), 0)
+    command(d, "abort")
+    assert d.status.phase is Phase.PROGRESSING  # ignored while paused
+    command(d, "resume")
+    assert not d.status.paused
+    d.tick(60)
+    assert d.status.canary_weight == 4000
+
+
+def test_abort_rolls_back_and_retry_starts_again():
+    d = Driver(canary())
+    d.initialise()
+    d.start_canary()
+    out = command(d, "abort")
+    assert d.status.phase is Phase.FAILED and weights_of(out) == [0] and "aborted by operator" in d.status.message
+    out = command(d, "retry")
+    assert d.status.phase is Phase.PROGRESSING and weights_of(out) == [0] and d.status.failed_checks == 0
+
+
+def test_promote_skips_the_remaining_analysis():
+    d = Driver(canary())
+    d.initialise()
+    d.start_canary()
+    out = command(d, "promote")
+    assert d.status.phase is Phase.PROMOTING and weights_of(out) == [10000]
+    run_to_end(d)
+    assert d.status.phase is Phase.SUCCEEDED
+    assert command(d, "promote").actions == ()

@@ -1,0 +1,159 @@
+"""``fedctl hub run`` (the service) and the commands that talk to a running hub:
+``status`` and ``rollout pause|resume|promote|abort|retry|start|undo|watch SERVICE``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from federation import specfiles
+from federation.cli import output
+from federation.core import spec as specs
+from federation.core.errors import FederationError, PermanentError, TemporaryError
+from federation.core.weights import Subset, as_percent
+
+hub = typer.Typer(help="The hub service.", no_args_is_help=True)
+rollout = typer.Typer(help="Control one rollout through the hub's API.", no_args_is_help=True)
+
+HubOpt = Annotated[str, typer.Option("--hub", envvar="FEDERATION_HUB", help="Hub API address.")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="FEDERATION_TOKEN", help="Hub API bearer token.",
+                                              show_default=False)]
+FormatOpt = Annotated[output.Format, typer.Option("--output", "-o")]
+
+
+def _token(token: str | None, token_file: Path | None = None) -> str:
+    if token:
+        return token
+    if token_file is not None:
+        try:
+            return token_file.read_text().strip()
+        except OSError as exc:
+            raise PermanentError(f"cannot read token file {token_file}: {exc.strerror}") from None
+    raise PermanentError("no API token: set FEDERATION_TOKEN or pass --token")
+
+
+@hub.command("run")
+def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_FLEET")],
+        state_dir: Annotated[Path, typer.Option(envvar="FEDERATION_STATE_DIR", help="State, clones and commands.")],
+        listen: Annotated[str, typer.Option(help="API address (host:port).")] = "127.0.0.1:8080",
+        token_file: Annotated[Path | None, typer.Option(envvar="FEDERATION_TOKEN_FILE", help="API token file.")] = None,
+        tick: Annotated[float, typer.Option(help="Seconds between ticks while a step converges.")] = 1.0,
+        log_json: Annotated[bool, typer.Option("--log-json", help="One JSON object per log line.")] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run every FederatedCanary found in the fleet's mesh repo, with the HTTP API on --listen."""
+    from federation.hub import api, logs, service
+
+    logs.configure(json_lines=log_json, level=logging.DEBUG if verbose else logging.INFO)
+    token = _token(os.environ.get("FEDERATION_TOKEN"), token_file)
+    f = specfiles.load_one(fleet, specs.Fleet)
+    host, _, port = listen.rpartition(":")
+    h = service.Hub(f, state_dir, tick=tick)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, h.stop)
+        await api.serve(h, token, host or "127.0.0.1", int(port))
+
+    asyncio.run(main())
+
+
+def _client(hub_url: str, token: str | None) -> httpx.Client:
+    return httpx.Client(base_url=hub_url, headers={"Authorization": f"Bearer {_token(token)}"}, timeout=10.0)
+
+
+def _call(hub_url: str, token: str | None, method: str, path: str) -> Any:
+    try:
+        with _client(hub_url, token) as c:
+            r = c.request(method, path)
+    except httpx.HTTPError as exc:
+        raise TemporaryError(f"hub at {hub_url} unreachable: {exc}") from None
+    if r.status_code == 401:
+        raise PermanentError("the hub refused the token (401)")
+    if r.status_code >= 400:
+        detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") else r.text
+        raise FederationError(f"hub answered {r.status_code}: {detail}")
+    return r.json()
+
+
+def _key(service: str, items: list[dict[str, Any]] | None = None) -> str:
+    if "/" in service:
+        return service
+    for it in items or []:
+        if it["rollout"].split("/", 1)[1] == service:
+            return str(it["rollout"])
+    raise FederationError(f"no rollout for service {service!r}")
+
+
+def _row(r: dict[str, Any]) -> list[Any]:
+    weights = " ".join(f"{Subset.parse(k)}={as_percent(v)}" for k, v in r["weights"].items())
+    zones = " ".join(f"{z}:{'?' if v['appliedStep'] is None else v['appliedStep']}" for z, v in r["zones"].items())
+    return [r["rollout"], r["phase"] + (" (paused)" if r["paused"] else ""), as_percent(r["canaryWeight"]), weights,
+            f"{r['failedChecks']}/{r['threshold']}", r["step"], zones or "-", r["message"][:80]]
+
+
+COLUMNS = ["rollout", "phase", "canary", "weights", "failed", "step", "zones (applied step)", "message"]
+
+
+def status(hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None, fmt: FormatOpt = output.Format.table) -> None:
+    """Every rollout the hub runs: phase, weights per (zone, version), failed checks, zone convergence."""
+    data = _call(hub_url, token, "GET", "/api/v1/rollouts")
+    output.emit(data, fmt, COLUMNS, [_row(r) for r in data["items"]], title="rollouts")
+    for key, problem in data.get("problems", {}).items():
+        output.error(f"{key}: {problem}")
+
+
+def _control(command: str, doc: str) -> Any:
+    def cmd(service: Annotated[str, typer.Argument(help="Service (name or namespace/name).")],
+            hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None) -> None:
+        items = _call(hub_url, token, "GET", "/api/v1/rollouts")["items"]
+        key = _key(service, items)
+        res = _call(hub_url, token, "POST", f"/api/v1/rollouts/{key}/{command}")
+        output.info(f"{res['rollout']}: {res['accepted']} requested")
+
+    cmd.__doc__ = doc
+    return cmd
+
+
+for _name, _cmd, _doc in [
+    ("pause", "pause", "Hold the rollout where it is (no step, no analysis) until resume."),
+    ("resume", "resume", "Resume a paused rollout."),
+    ("promote", "promote", "Manual gate: skip the remaining analysis and promote now."),
+    ("abort", "abort", "Roll the canary back now (a rollback commit)."),
+    ("undo", "abort", "Revert to the last promoted state: roll the running canary back (same as abort)."),
+    ("retry", "retry", "Run a failed rollout again with the same canary."),
+    ("start", "retry", "Start a failed or finished rollout again (same as retry)."),
+]:
+    rollout.command(_name)(_control(_cmd, _doc))
+
+
+@rollout.command("watch")
+def watch(service: Annotated[str, typer.Argument()], hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None,
+          interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 2.0,
+          until_done: Annotated[bool, typer.Option("--until-done", help="Exit when the rollout ends.")] = False) -> None:
+    """Live progress: one line each time the rollout changes."""
+    last = None
+    while True:
+        items = _call(hub_url, token, "GET", "/api/v1/rollouts")["items"]
+        r = _call(hub_url, token, "GET", f"/api/v1/rollouts/{_key(service, items)}")
+        line = _row(r)
+        if line != last:
+            output.info(f"{time.strftime('%H:%M:%S')} " + "  ".join(str(x) for x in line[1:]))
+            last = line
+        if until_done and r["phase"] in ("Succeeded", "Failed") and r["upToDate"]:
+            raise typer.Exit(0 if r["phase"] == "Succeeded" else 1)
+        time.sleep(interval)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hub, name="hub")
+    app.add_typer(rollout, name="rollout")
+    app.command("status")(status)

@@ -1,0 +1,93 @@
+"""The hub's HTTP API (FastAPI; OpenAPI at /openapi.json). Every /api route needs the bearer token.
+
+``/healthz`` (the process answers), ``/readyz`` (the first discovery ran) and ``/metrics`` (the
+Prometheus exposition) carry no secrets and need no token. Callers: ``fedctl`` over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from federation.core.state import COMMANDS
+from federation.hub.service import Hub
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def app_for(hub: Hub, token: str) -> FastAPI:
+    if len(token) < 16:
+        raise ValueError("the API token must be at least 16 characters")
+    app = FastAPI(title="federation hub", version="v1",
+                  description="Progressive delivery across clusters and VMs: rollouts, per-zone state, controls.")
+
+    def authorised(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+        if creds is None or not secrets.compare_digest(creds.credentials.encode(), token.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    auth = [Depends(authorised)]
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz(response: Response) -> dict[str, Any]:
+        if not hub.ready.is_set():
+            response.status_code = 503
+            return {"status": "discovering"}
+        return {"status": "ready", "rollouts": len(hub.canaries), "problems": hub.problems}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(hub.metrics.text(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/api/v1/rollouts", dependencies=auth)
+    def rollouts() -> dict[str, Any]:
+        return {"items": hub.rollouts(), "problems": hub.problems}
+
+    @app.get("/api/v1/rollouts/{namespace}/{name}", dependencies=auth)
+    def rollout(namespace: str, name: str) -> dict[str, Any]:
+        key = f"{namespace}/{name}"
+        if key not in hub.canaries:
+            raise HTTPException(404, f"no rollout {key}")
+        return hub.rollout(key)
+
+    @app.post("/api/v1/rollouts/{namespace}/{name}/{command}", dependencies=auth)
+    def control(namespace: str, name: str, command: str) -> dict[str, Any]:
+        key = f"{namespace}/{name}"
+        if key not in hub.canaries:
+            raise HTTPException(404, f"no rollout {key}")
+        if command not in COMMANDS:
+            raise HTTPException(400, f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
+        hub.commands.put(key, command)
+        return {"rollout": key, "accepted": command}
+
+    @app.middleware("http")
+    async def no_store(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return app
+
+
+async def serve(hub: Hub, token: str, host: str, port: int) -> None:
+    """Run the hub's loops and its API in one event loop until stopped."""
+    config = uvicorn.Config(app_for(hub, token), host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    hub_task = asyncio.create_task(hub.run(), name="hub")
+    api_task = asyncio.create_task(server.serve(), name="api")
+    done, _ = await asyncio.wait({hub_task, api_task}, return_when=asyncio.FIRST_COMPLETED)
+    hub.stop()
+    server.should_exit = True
+    await asyncio.gather(hub_task, api_task, return_exceptions=True)
+    for t in done:
+        if t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]

@@ -1,0 +1,189 @@
+"""``fedctl hub run``: every FederatedCanary in the mesh repo, one supervised worker each.
+
+Discovery re-reads the mesh repo; each rollout gets one ordered worker (a named task) ticking on
+its own pace — fast while a step converges, the analysis interval otherwise. A worker that raises
+is logged and restarted with backoff; it never takes the hub down. Operator commands (pause,
+resume, promote, abort, retry) arrive through the API, are kept on disk until a tick consumed them,
+and so survive a hub restart. Callers: ``fedctl hub run``, tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from federation.core import decide as core
+from federation.core.spec import FederatedCanary, Fleet
+from federation.core.state import COMMANDS, Command, Phase, RolloutStatus
+from federation.core.weights import subsets_for
+from federation.hub.fleet import FleetAdapters
+from federation.hub.metrics import HubMetrics
+from federation.hub.store import FileStore
+from federation.hub.worker import RolloutWorker, TickReport
+
+log = logging.getLogger("federation.hub")
+
+
+class Commands:
+    """Pending operator commands, one file per rollout, removed once a tick consumed them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / (key.replace("/", "__") + ".json")
+
+    def put(self, key: str, command: str) -> None:
+        if command not in COMMANDS:
+            raise ValueError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
+        tmp = self._path(key).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"command": command, "at": time.time()}))
+        tmp.rename(self._path(key))
+
+    def peek(self, key: str) -> Command | None:
+        try:
+            return json.loads(self._path(key).read_text())["command"]  # type: ignore[no-any-return]
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def done(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+
+class Hub:
+    def __init__(self, fleet: Fleet, state_dir: Path, *, tick: float = 1.0, discover_every: float = 5.0) -> None:
+        self.fleet = fleet
+        self.state_dir = Path(state_dir)
+        self.adapters = FleetAdapters(fleet, self.state_dir / "work")
+        self.store = FileStore(self.state_dir / "state")
+        self.commands = Commands(self.state_dir / "commands")
+        self.metrics = HubMetrics()
+        self.tick = tick
+        self.discover_every = discover_every
+        self.canaries: dict[str, FederatedCanary] = {}
+        self.problems: dict[str, str] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.last: dict[str, TickReport] = {}
+        self.restarts: dict[str, int] = {}
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._sync_lock = asyncio.Lock()
+
+    # -- discovery and supervision ------------------------------------------------------------
+
+    async def discover(self) -> None:
+        async with self._sync_lock:
+            await self.adapters.sync()
+        found = self.adapters.canaries()
+        self.problems = {k: p for k, (_, c, p) in found.items() if c is None}
+        self.canaries = {k: c for k, (_, c, _) in found.items() if c is not None}
+        for key in self.canaries:
+            if key not in self.tasks or self.tasks[key].done():
+                self.tasks[key] = asyncio.create_task(self._supervise(key), name=f"rollout:{key}")
+        for key in [k for k in self.tasks if k not in self.canaries]:
+            self.tasks.pop(key).cancel()
+            log.info("%s: FederatedCanary removed from the mesh repo; its worker stops", key)
+        self.ready.set()
+
+    async def _supervise(self, key: str) -> None:
+        worker = RolloutWorker(key, self.adapters, self.store)
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                await self._run(worker, key)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.restarts[key] = self.restarts.get(key, 0) + 1
+                log.exception("%s: rollout worker crashed (restart %d in %.0fs)", key, self.restarts[key], backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+                worker = RolloutWorker(key, self.adapters, self.store)
+
+    async def _run(self, worker: RolloutWorker, key: str) -> None:
+        while not self._stop.is_set() and key in self.canaries:
+            canary = self.canaries[key]
+            command = self.commands.peek(key)
+            t0 = time.perf_counter()
+            async with self._sync_lock:
+                report = await worker.tick(canary, command)
+            self.metrics.observe(report, time.perf_counter() - t0)
+            self.last[key] = report
+            if command is not None and not report.error:
+                self.commands.done(key)
+            await self._sleep(self._pace(canary, report.decision.status))
+
+    def _pace(self, canary: FederatedCanary, status: RolloutStatus) -> float:
+        if status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.INITIALIZED) or status.paused:
+            return max(self.tick, self.discover_every)
+        if status.converged_at is None:
+            return self.tick  # a step is converging: look often
+        due = (status.next_analysis_at or 0) - time.time()
+        return min(max(self.tick, due), canary.spec.analysis.interval_seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    async def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self.discover()
+                except Exception:
+                    log.exception("discovery failed; keeping the rollouts already known")
+                await self._sleep(self.discover_every)
+        finally:
+            for t in self.tasks.values():
+                t.cancel()
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            await self.adapters.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- views for the API ----------------------------------------------------------------------
+
+    def rollout(self, key: str) -> dict[str, Any]:
+        canary = self.canaries.get(key)
+        status = self.store.load(key)
+        report = self.last.get(key)
+        zones: dict[str, Any] = {}
+        if report is not None and report.observations is not None:
+            obs = report.observations
+            for z, step in obs.applied.items():
+                r = obs.readiness.get(z)
+                zones[z] = {"appliedStep": step, "primaryReady": r.primary if r else None,
+                            "canaryReady": r.canary if r else None}
+        weights: dict[str, int] = {}
+        if canary is not None:
+            weights = {str(s): w for s, w in sorted(subsets_for(canary.spec, status.canary_weight, self.fleet).items())}
+        return {
+            "rollout": key,
+            "phase": status.phase.value,
+            "paused": status.paused,
+            "primary": canary.spec.primary.model_dump(by_alias=True) if canary else None,
+            "canary": canary.spec.canary.model_dump(by_alias=True) if canary else None,
+            "canaryWeight": status.canary_weight,
+            "weights": weights,
+            "step": status.step,
+            "failedChecks": status.failed_checks,
+            "threshold": canary.spec.analysis.threshold if canary else None,
+            "message": status.message,
+            "zones": zones,
+            "checks": [c.for_storage() for c in status.last_checks],
+            "pendingCommand": self.commands.peek(key),
+            "workerRestarts": self.restarts.get(key, 0),
+            "target": status.target,
+            "upToDate": canary is not None and status.target == core.target_of(canary.spec),
+        }
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        return [self.rollout(k) for k in sorted(self.canaries)]
