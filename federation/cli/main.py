@@ -29,9 +29,10 @@ specs_cmd.register(app)
 
 def _register_optional() -> None:
     # Command groups that pull in heavier adapters are imported here so `fedctl validate` stays light.
-    from federation.cli import agents_cmd, demo_cmd, history_cmd, hub_cmd, metrics_cmd
+    from federation.cli import agents_cmd, clusters_cmd, demo_cmd, history_cmd, hub_cmd, metrics_cmd
 
     agents_cmd.register(app)
+    clusters_cmd.register(app)
     hub_cmd.register(app)
     demo_cmd.register(app)
     history_cmd.register(app)

@@ -220,10 +220,30 @@ class MetricsConfig(Model):
     mesh: Literal["envoy", "kuma", "linkerd", "smi", "gatewayapi", "istio", "app"] | None = None
 
 
+class AlertProvider(Model):
+    """Where notifications go (Flagger's AlertProvider, kept in the Fleet). URLs are secrets: given by
+    environment variable or file, never inline."""
+
+    name: str
+    type: Literal["slack", "msteams", "discord", "generic"]
+    url_env: str | None = None
+    url_file: str | None = None
+    channel: str | None = None
+    username: str = "federation"
+    hmac_secret_env: str | None = None  # generic: sign bodies (X-Federation-Signature: sha256=...)
+
+    @model_validator(mode="after")
+    def _url(self) -> AlertProvider:
+        if (self.url_env is None) == (self.url_file is None):
+            raise ValueError("give exactly one of urlEnv, urlFile")
+        return self
+
+
 class FleetSpec(Model):
     zones: list[Zone] = Field(min_length=1)
     mesh: Mesh
     metrics: MetricsConfig | None = None
+    alert_providers: list[AlertProvider] = Field(default_factory=list)
 
     @field_validator("zones")
     @classmethod

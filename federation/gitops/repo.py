@@ -296,6 +296,19 @@ class _Rejected(Exception):
     pass
 
 
+def reachable(url: str, branch: str, credentials: Credentials | None = None, timeout: float = 15.0) -> str | None:
+    """None when ``branch`` exists at ``url`` (git ls-remote), else the reason (secrets redacted)."""
+    creds = credentials or Credentials()
+    try:
+        with creds.environment() as env:
+            out = git.cmd.Git().execute(["git", "ls-remote", "--heads", url, branch], env={**os.environ, **env},
+                                        kill_after_timeout=timeout)
+    except GitCommandError as exc:
+        return _redact(str(exc.stderr or exc).strip().splitlines()[-1] if str(exc.stderr or exc).strip() else "failed",
+                       creds.secrets())
+    return None if str(out).strip() else f"branch {branch} not found"
+
+
 def parse_trailers(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in text.splitlines():

@@ -33,7 +33,7 @@ from federation.core.state import (
 )
 from federation.hub.fleet import MESH, FleetAdapters
 from federation.hub.store import FileStore
-from federation.notify import webhooks
+from federation.notify import alerts, webhooks
 from federation.runtimes.vm import ZoneStatus
 
 log = logging.getLogger("federation.hub.worker")
@@ -124,6 +124,8 @@ class RolloutWorker:
             elif isinstance(action, Emit):
                 level = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[action.severity]
                 log.log(level, "%s: %s: %s", self.key, action.reason, action.message)
+                await alerts.notify(self.adapters.fleet.spec.alert_providers, canary, decision.status.phase.value,
+                                    action.severity, action.reason, action.message)
                 event_hooks = spec.analysis.hooks(WebhookType.EVENT)
                 if event_hooks:
                     await webhooks.send_event(event_hooks, canary.metadata.name, canary.metadata.namespace,

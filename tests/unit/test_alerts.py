@@ -1,0 +1,85 @@
+"""Notifications: payload per provider, severity routing, HMAC signature — against a real HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from federation.core import spec as specs
+from federation.notify import alerts
+from tests.unit.builders import BASE_CANARY
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, dict, dict]] = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.got.append((self.path, dict(self.headers), json.loads(raw)))
+                outer.raw = raw
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+    yield s
+    s.server.shutdown()
+    s.server.server_close()
+
+
+def test_routing_by_severity_and_payloads(sink, monkeypatch):
+    for kind in ("slack", "msteams", "discord", "generic"):
+        monkeypatch.setenv(f"URL_{kind.upper()}", sink.url(f"/{kind}"))
+    monkeypatch.setenv("HMAC_SECRET", "k3y")
+    providers = [specs.AlertProvider(name=k, type=k, url_env=f"URL_{k.upper()}",
+                                     hmac_secret_env="HMAC_SECRET" if k == "generic" else None)
+                 for k in ("slack", "msteams", "discord", "generic")]
+    doc = json.loads(json.dumps(BASE_CANARY))
+    doc["spec"]["analysis"]["alerts"] = [
+        {"name": "chat", "severity": "info", "providerRef": {"name": "slack"}},
+        {"name": "teams", "severity": "warn", "providerRef": {"name": "msteams"}},
+        {"name": "pager", "severity": "error", "providerRef": {"name": "discord"}},
+        {"name": "audit", "severity": "info", "providerRef": {"name": "generic"}},
+    ]
+    canary = specs.FederatedCanary.model_validate(doc)
+    sent = asyncio.run(alerts.notify(providers, canary, "Progressing", "warn", "FailedCheck", "success 97% < 99%"))
+    assert sorted(sent) == ["generic", "msteams", "slack"]  # discord wants error only
+    paths = {p for p, _, _ in sink.got}
+    assert paths == {"/slack", "/msteams", "/generic"}
+    slack = next(b for p, _, b in sink.got if p == "/slack")
+    assert slack["text"] == "default/frontend: FailedCheck" and slack["attachments"][0]["text"] == "success 97% < 99%"
+    teams = next(b for p, _, b in sink.got if p == "/msteams")
+    assert teams["@type"] == "MessageCard"
+    path, headers, generic = next(x for x in sink.got if x[0] == "/generic")
+    raw = json.dumps(generic, sort_keys=True).encode()
+    want = "sha256=" + hmac.new(b"k3y", raw, hashlib.sha256).hexdigest()
+    assert headers["X-Federation-Signature"] == want
+    sink.got.clear()
+    asyncio.run(alerts.notify(providers, canary, "Failed", "error", "Rollback", "rolled back"))
+    assert {p for p, _, _ in sink.got} == {"/slack", "/msteams", "/discord", "/generic"}
+
+
+def test_provider_url_must_come_from_env_or_file():
+    with pytest.raises(ValueError, match="exactly one of urlEnv, urlFile"):
+        specs.AlertProvider(name="x", type="slack")
