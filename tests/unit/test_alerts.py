@@ -71,7 +71,7 @@ def test_routing_by_severity_and_payloads(sink, monkeypatch):
     assert slack["text"] == "default/frontend: FailedCheck" and slack["attachments"][0]["text"] == "success 97% < 99%"
     teams = next(b for p, _, b in sink.got if p == "/msteams")
     assert teams["@type"] == "MessageCard"
-    path, headers, generic = next(x for x in sink.got if x[0] == "/generic")
+    _path, headers, generic = next(x for x in sink.got if x[0] == "/generic")
     raw = json.dumps(generic, sort_keys=True).encode()
     want = "sha256=" + hmac.new(b"k3y", raw, hashlib.sha256).hexdigest()
     assert headers["X-Federation-Signature"] == want
