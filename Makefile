@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/pytest -q -s tests/benchmarks
 
 e2e-k8s: $(STAMP)
-	$(BIN)/pytest -q -m k8s tests
+	$(BIN)/pytest -q -rs -m k8s tests/k8s_real
 
 clean:
 	rm -rf $(VENV) .federation-demo

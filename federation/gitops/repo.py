@@ -262,6 +262,16 @@ class Repo:
         if not infos:
             raise TemporaryError(f"git push to {self.url} reported nothing pushed")
 
+    def contains(self, applied: str, ours: str) -> bool:
+        """Whether the revision a zone applied (``applied``) is ``ours`` or a descendant of it."""
+        if applied == ours:
+            return True
+        try:
+            self._git().git.merge_base("--is-ancestor", ours, applied)
+            return True
+        except GitCommandError:
+            return False
+
     def merged(self, sha: str) -> bool:
         """Pull-request mode: whether ``sha`` has reached the main branch (after a fetch)."""
         with self.lock:

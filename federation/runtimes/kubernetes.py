@@ -1,0 +1,203 @@
+"""The one owner of the official ``kubernetes`` client: Flux convergence, readiness, reconcile
+requests, Events, server-side apply, and Lease-based leader election and sharding.
+
+The client is synchronous; every call runs in a thread (``asyncio.to_thread``) with a request
+timeout, and API errors become our error types. The hub only reads member clusters — except the
+``reconcile.fluxcd.io/requestedAt`` annotation, which asks Flux to reconcile now.
+Callers: the hub (zones of kind kubernetes, HA), tests against the emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from federation.core.errors import PermanentError, TemporaryError
+from federation.core.spec import Kubeconfig
+
+log = logging.getLogger("federation.kubernetes")
+
+FLUX_KS = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
+FLUX_GIT = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
+RECONCILE = "reconcile.fluxcd.io/requestedAt"
+
+
+def api_client(kc: Kubeconfig | None, timeout: float = 10.0) -> k8s.ApiClient:
+    try:
+        if kc is not None and kc.in_cluster:
+            k8s_config.load_incluster_config()
+            return k8s.ApiClient()
+        return k8s_config.new_client_from_config(config_file=kc.path if kc else None,
+                                                 context=kc.context if kc else None)
+    except (k8s_config.ConfigException, OSError) as exc:
+        raise PermanentError(f"kubeconfig: {exc}") from None
+
+
+def _error(what: str, exc: Exception) -> Exception:
+    if isinstance(exc, ApiException):
+        if exc.status in (401, 403):
+            return PermanentError(f"{what}: access denied ({exc.status}): check the hub's RBAC")
+        if exc.status == 404:
+            return PermanentError(f"{what}: not found")
+        return TemporaryError(f"{what}: API answered {exc.status} {exc.reason}")
+    return TemporaryError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class Api:
+    """Thin, typed calls with timeouts and retries; one per cluster."""
+
+    def __init__(self, api: k8s.ApiClient, timeout: float = 10.0, retries: int = 2) -> None:
+        self.api = api
+        self.custom = k8s.CustomObjectsApi(api)
+        self.apps = k8s.AppsV1Api(api)
+        self.core = k8s.CoreV1Api(api)
+        self.coordination = k8s.CoordinationV1Api(api)
+        self.timeout = timeout
+        self.retries = retries
+
+    async def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("_request_timeout", self.timeout)
+        for attempt in range(self.retries + 1):
+            try:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+            except ApiException as exc:
+                if exc.status in (409, 404, 401, 403, 422) or attempt == self.retries:
+                    raise
+                await asyncio.sleep(0.2 * 2 ** attempt)
+            except (Urllib3Error, OSError) as exc:
+                if attempt == self.retries:
+                    raise _error(what, exc) from None
+                await asyncio.sleep(0.2 * 2 ** attempt)
+        raise TemporaryError(f"{what}: retries exhausted")
+
+
+# ----------------------------------------------------------------------------- Flux convergence
+
+
+@dataclass(frozen=True)
+class FluxStatus:
+    revision: str | None  # the commit Flux last applied (sha), from status.lastAppliedRevision
+    ready: bool
+    stalled: bool
+    reason: str
+    message: str
+
+    @property
+    def failing(self) -> bool:
+        return self.stalled or (not self.ready and self.reason not in ("", "Progressing", "ProgressingWithRetry"))
+
+
+def _sha(revision: str | None) -> str | None:
+    # Flux v2 writes "main@sha1:<sha>" (older: "main/<sha>").
+    if not revision:
+        return None
+    for sep in ("@sha1:", "@sha256:", "/"):
+        if sep in revision:
+            return revision.rsplit(sep, 1)[1]
+    return revision
+
+
+def flux_status(obj: dict[str, Any]) -> FluxStatus:
+    status = obj.get("status") or {}
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conds.get("Ready", {})
+    stalled = conds.get("Stalled", {})
+    # A status for an older generation says nothing about the current spec.
+    current = status.get("observedGeneration", -1) >= (obj.get("metadata") or {}).get("generation", 0)
+    return FluxStatus(_sha(status.get("lastAppliedRevision")), ready.get("status") == "True" and current,
+                      stalled.get("status") == "True", str(ready.get("reason", "")),
+                      str(ready.get("message", "")))
+
+
+class FluxZone:
+    """One Kubernetes zone: its Flux Kustomization applies the zone's Git path."""
+
+    def __init__(self, api: Api, namespace: str = "flux-system", kustomization: str = "zone",
+                 git_repository: str | None = None) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.kustomization = kustomization
+        self.git_repository = git_repository or kustomization
+
+    async def status(self) -> FluxStatus:
+        g, v, p = FLUX_KS
+        try:
+            obj = await self.api.call("Kustomization", self.api.custom.get_namespaced_custom_object,
+                                      g, v, self.namespace, p, self.kustomization)
+        except ApiException as exc:
+            raise _error(f"Kustomization {self.namespace}/{self.kustomization}", exc) from None
+        return flux_status(obj)
+
+    async def request_reconcile(self, now: dt.datetime | None = None) -> str:
+        """Annotate the GitRepository and the Kustomization so Flux reconciles now."""
+        stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {"metadata": {"annotations": {RECONCILE: stamp}}}
+        for (g, v, p), name in ((FLUX_GIT, self.git_repository), (FLUX_KS, self.kustomization)):
+            try:
+                await self.api.call(f"{p}/{name}", self.api.custom.patch_namespaced_custom_object,
+                                    g, v, self.namespace, p, name, body)
+            except ApiException as exc:
+                raise _error(f"{p} {self.namespace}/{name}", exc) from None
+        return stamp
+
+    async def deployment_ready(self, namespace: str, name: str, threshold: int) -> tuple[float | None, str]:
+        """Percent of replicas available (None when missing) and a reason when progress stopped."""
+        try:
+            d = await self.api.call("Deployment", self.api.apps.read_namespaced_deployment_status, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None, f"deployment {namespace}/{name} not found"
+            raise _error(f"deployment {namespace}/{name}", exc) from None
+        spec_replicas = d.spec.replicas if d.spec and d.spec.replicas is not None else 1
+        st = d.status
+        available = (st.available_replicas or 0) if st else 0
+        updated = (st.updated_replicas or 0) if st else 0
+        reason = ""
+        for c in (st.conditions or []) if st else []:
+            if c.type == "Progressing" and c.reason == "ProgressDeadlineExceeded":
+                reason = f"deployment {namespace}/{name}: progress deadline exceeded"
+        if st is not None and (st.observed_generation or 0) < (d.metadata.generation or 0):
+            return 0.0, reason or "rollout not observed yet"
+        if spec_replicas == 0:
+            return 100.0, reason
+        pct = 100.0 * min(available, updated) / spec_replicas
+        return pct, reason if reason else ("" if pct >= threshold else f"{available}/{spec_replicas} available")
+
+
+async def server_side_apply(api: Api, manifest: dict[str, Any], field_manager: str = "federation") -> dict[str, Any]:
+    """Direct mode (a mesh without GitOps): apply a rendered route on the mesh's control-plane cluster."""
+    group, _, version = manifest["apiVersion"].rpartition("/")
+    plural = manifest["kind"].lower() + "s"
+    ns = (manifest.get("metadata") or {}).get("namespace")
+    name = manifest["metadata"]["name"]
+    try:
+        if ns:
+            return await api.call("apply", api.custom.patch_namespaced_custom_object, group, version, ns, plural, name,
+                                  manifest, field_manager=field_manager, force=True,
+                                  _content_type="application/apply-patch+yaml")
+        return await api.call("apply", api.custom.patch_cluster_custom_object, group, version, plural, name, manifest,
+                              field_manager=field_manager, force=True, _content_type="application/apply-patch+yaml")
+    except ApiException as exc:
+        raise _error(f"apply {manifest['kind']} {name}", exc) from None
+
+
+async def emit_event(api: Api, namespace: str, involved: dict[str, str], reason: str, message: str,
+                     kind: str = "Normal", now: dt.datetime | None = None) -> None:
+    """A core/v1 Event on the hub's cluster for a rollout's phase change."""
+    t = now or dt.datetime.now(dt.UTC)
+    body = k8s.CoreV1Event(
+        metadata=k8s.V1ObjectMeta(generate_name=f"{involved['name']}.", namespace=namespace),
+        involved_object=k8s.V1ObjectReference(**involved), reason=reason, message=message[:1024], type=kind,
+        first_timestamp=t, last_timestamp=t, count=1, source=k8s.V1EventSource(component="federation-hub"))
+    try:
+        await api.call("event", api.core.create_namespaced_event, namespace, body)
+    except ApiException as exc:
+        raise _error("event", exc) from None

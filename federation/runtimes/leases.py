@@ -1,0 +1,136 @@
+"""Leader election and rollout sharding on coordination.k8s.io/v1 Leases.
+
+Every write is a PUT carrying the resourceVersion read just before it: when two replicas race,
+the API server accepts one and answers 409 to the other, so there is never more than one holder
+(no split brain, also with a stale view). A holder renews before ``duration`` runs out; a Lease not
+renewed for ``duration`` may be taken over. ``Shards`` keeps one Lease per rollout, so when a
+replica dies its rollouts move to the others as their Leases expire.
+Callers: the hub (HA), tests against the emulator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from federation.runtimes.kubernetes import Api, _error
+
+log = logging.getLogger("federation.leases")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class LeaseState:
+    holder: str | None
+    renewed: dt.datetime | None
+    duration: int
+    transitions: int
+
+    def expired(self, now: dt.datetime) -> bool:
+        return self.renewed is None or now >= self.renewed + dt.timedelta(seconds=self.duration)
+
+
+class Lease:
+    def __init__(self, api: Api, namespace: str, name: str, identity: str, duration: int = 15,
+                 clock: Callable[[], dt.datetime] = _now) -> None:
+        self.api, self.namespace, self.name, self.identity = api, namespace, name, identity
+        self.duration, self.clock = duration, clock
+        self.held = False
+
+    async def try_acquire(self) -> bool:
+        """One attempt to become (or stay) the holder. True while we hold the Lease."""
+        now = self.clock()
+        c = self.api.coordination
+        try:
+            lease = await self.api.call("lease", c.read_namespaced_lease, self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _error(f"lease {self.name}", exc) from None
+            body = k8s.V1Lease(metadata=k8s.V1ObjectMeta(name=self.name, namespace=self.namespace),
+                               spec=k8s.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=self.duration,
+                                                    acquire_time=now, renew_time=now, lease_transitions=0))
+            try:
+                await self.api.call("lease", c.create_namespaced_lease, self.namespace, body)
+                self.held = True
+            except ApiException as exc2:
+                if exc2.status != 409:
+                    raise _error(f"lease {self.name}", exc2) from None
+                self.held = False  # someone created it first
+            return self.held
+        spec = lease.spec or k8s.V1LeaseSpec()
+        state = LeaseState(spec.holder_identity, spec.renew_time, spec.lease_duration_seconds or self.duration,
+                           spec.lease_transitions or 0)
+        if state.holder != self.identity and not state.expired(now):
+            self.held = False
+            return False
+        if state.holder != self.identity:
+            spec.acquire_time = now
+            spec.lease_transitions = state.transitions + 1
+            spec.holder_identity = self.identity
+        spec.renew_time = now
+        spec.lease_duration_seconds = self.duration
+        lease.spec = spec
+        try:
+            # resourceVersion from our read travels with the PUT: a stale view gets a 409.
+            await self.api.call("lease", c.replace_namespaced_lease, self.name, self.namespace, lease)
+            if not self.held:
+                log.info("lease %s/%s acquired by %s", self.namespace, self.name, self.identity)
+            self.held = True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise _error(f"lease {self.name}", exc) from None
+            self.held = False
+        return self.held
+
+    async def release(self) -> None:
+        """Step down at once (on shutdown): clear the holder so another replica need not wait."""
+        if not self.held:
+            return
+        c = self.api.coordination
+        try:
+            lease = await self.api.call("lease", c.read_namespaced_lease, self.name, self.namespace)
+            if lease.spec and lease.spec.holder_identity == self.identity:
+                lease.spec.holder_identity = None
+                lease.spec.renew_time = None
+                await self.api.call("lease", c.replace_namespaced_lease, self.name, self.namespace, lease)
+        except ApiException:
+            pass
+        self.held = False
+
+
+def lease_name(rollout: str, prefix: str = "federation-rollout") -> str:
+    digest = hashlib.sha256(rollout.encode()).hexdigest()[:12]
+    return f"{prefix}-{digest}"
+
+
+class Shards:
+    """Per-rollout Leases: a replica runs exactly the rollouts whose Lease it holds."""
+
+    def __init__(self, api: Api, namespace: str, identity: str, duration: int = 15,
+                 clock: Callable[[], dt.datetime] = _now, max_share: int | None = None) -> None:
+        self.api, self.namespace, self.identity, self.duration, self.clock = api, namespace, identity, duration, clock
+        self.max_share = max_share
+        self.leases: dict[str, Lease] = {}
+
+    async def reconcile(self, rollouts: list[str]) -> set[str]:
+        """Renew what we hold, try to take what is free (up to ``max_share``); the rollouts we own."""
+        for key in rollouts:
+            self.leases.setdefault(key, Lease(self.api, self.namespace, lease_name(key), self.identity,
+                                              self.duration, self.clock))
+        owned: set[str] = set()
+        for key in sorted(rollouts):
+            lease = self.leases[key]
+            if not lease.held and self.max_share is not None and len(owned) >= self.max_share:
+                continue
+            if await lease.try_acquire():
+                owned.add(key)
+        return owned
