@@ -14,6 +14,7 @@ from federation.core import spec as specs
 from federation.core.errors import FederationError
 from federation.gitops import repo as gitrepo
 from federation.metrics.prometheus import Client
+from federation.runtimes import kubernetes as kube
 from federation.runtimes import ssh
 
 
@@ -24,7 +25,6 @@ def clusters(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERA
 
     async def check() -> list[dict[str, Any]]:
         pool = ssh.Pool(retries=0, connect_timeout=5, call_timeout=5)
-        rows: list[dict[str, Any]] = []
         try:
             async def git_row(name: str, g: specs.GitSource) -> dict[str, Any]:
                 why = await asyncio.to_thread(gitrepo.reachable, g.url, g.branch, gitrepo.Credentials(g.auth))
@@ -43,15 +43,23 @@ def clusters(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERA
                 except FederationError as exc:
                     return {"zone": z.name, "part": "ssh", "target": str(t), "ok": False, "detail": str(exc)}
 
+            async def kube_row(z: specs.Zone) -> dict[str, Any]:
+                target = (z.kubeconfig.context if z.kubeconfig else None) or "in-cluster"
+                flux = z.flux or specs.FluxRef()
+                try:
+                    fz = kube.FluxZone(kube.Api(kube.api_client(z.kubeconfig), retries=0), flux.namespace,
+                                       flux.kustomization or z.name)
+                    st = await fz.status()
+                    return {"zone": z.name, "part": "kubernetes", "target": target, "ok": not st.failing,
+                            "detail": f"Flux {'ready' if st.ready else st.reason} at {(st.revision or '-')[:12]}"}
+                except FederationError as exc:
+                    return {"zone": z.name, "part": "kubernetes", "target": target, "ok": False, "detail": str(exc)}
+
             tasks = [git_row(z.name, z.git) for z in f.spec.zones] + [git_row("mesh", f.spec.mesh.git)]
             tasks += [prom_row(z) for z in f.spec.zones]
             tasks += [host_row(z, h) for z in f.spec.zones if z.kind is specs.ZoneKind.VM for h in z.hosts or []]
-            rows = list(await asyncio.gather(*tasks))
-            for z in f.spec.zones:
-                if z.kind is specs.ZoneKind.KUBERNETES:
-                    rows.append({"zone": z.name, "part": "kubernetes", "target": (z.kubeconfig.context if z.kubeconfig else "") or "in-cluster",
-                                 "ok": False, "detail": "kubernetes zones are not driven by this build"})
-            return rows
+            tasks += [kube_row(z) for z in f.spec.zones if z.kind is specs.ZoneKind.KUBERNETES]
+            return list(await asyncio.gather(*tasks))
         finally:
             await pool.close()
 

@@ -148,6 +148,15 @@ class Kubeconfig(Model):
     in_cluster: bool = False
 
 
+class FluxRef(Model):
+    """Where a Kubernetes zone's Flux applies its Git path."""
+
+    namespace: str = "flux-system"
+    kustomization: str | None = None  # default: the zone's name
+    git_repository: str | None = None  # default: the Kustomization's name
+    workload_namespace: str | None = None  # where <service>-<version> Deployments run (default: the canary's)
+
+
 class ZoneKind(str, enum.Enum):
     KUBERNETES = "kubernetes"
     VM = "vm"
@@ -162,6 +171,7 @@ class Zone(Model):
     capacity: int = Field(default=1, ge=1, description="relative share of canary traffic by default")
     description: str = ""
     kubeconfig: Kubeconfig | None = None
+    flux: FluxRef | None = None
     hosts: list[Host] | None = None
     known_hosts: str | None = None
     identity_file: str | None = None
@@ -179,8 +189,8 @@ class Zone(Model):
                 raise ValueError("kind vm needs hosts (at least one)")
             if not self.known_hosts:
                 raise ValueError("kind vm needs knownHosts: SSH host keys are pinned, never trusted on first use")
-            if self.kubeconfig is not None:
-                raise ValueError("kubeconfig is for kind kubernetes, not vm")
+            if self.kubeconfig is not None or self.flux is not None:
+                raise ValueError("kubeconfig and flux are for kind kubernetes, not vm")
         return self
 
 

@@ -24,6 +24,7 @@ from federation.gitops import repo as gitrepo
 from federation.metrics.analysis import Analyzer
 from federation.routers import envoy as envoy_router
 from federation.routers.model import RouteRequest
+from federation.runtimes import kubernetes as kube
 from federation.runtimes import ssh
 from federation.runtimes.edge import EnvoyEdge
 from federation.runtimes.vm import VmZone, ZoneStatus
@@ -31,6 +32,22 @@ from federation.runtimes.vm import VmZone, ZoneStatus
 log = logging.getLogger("federation.hub")
 
 MESH = "mesh"
+
+
+@dataclass(frozen=True)
+class KubeZoneStatus:
+    """What a Kubernetes zone reported: the step Flux applied (None: not ready) and readiness."""
+
+    zone: str
+    step: int | None
+    ready: dict[str, float | None]
+    error: str = ""
+
+    def applied_step(self) -> int | None:
+        return self.step
+
+    def ready_percent(self, service: str, version: str) -> float | None:
+        return self.ready.get(version)
 
 
 @dataclass(frozen=True)
@@ -42,10 +59,6 @@ class FleetAdapters:
     def __init__(self, fleet: specs.Fleet, workdir: Path) -> None:
         self.fleet = fleet
         self.workdir = Path(workdir)
-        unsupported = [z.name for z in fleet.spec.zones if z.kind is not specs.ZoneKind.VM]
-        if unsupported:
-            raise PermanentError(f"zones {', '.join(unsupported)}: the hub drives kind vm zones over SSH; "
-                                 "kind kubernetes zones need the Kubernetes runtime, not part of this build")
         if fleet.spec.mesh.provider is not specs.MeshProvider.ENVOY or fleet.spec.mesh.edge is None:
             raise PermanentError("the hub applies routes through a hub-managed Envoy edge: mesh.provider envoy "
                                  "with mesh.edge is required in this build")
@@ -57,7 +70,14 @@ class FleetAdapters:
         m = fleet.spec.mesh
         self.repos[MESH] = gitrepo.Repo(m.git.url, m.git.branch, self.workdir / "repos" / MESH,
                                         gitrepo.Credentials(m.git.auth))
-        self.zones = {z.name: VmZone(z, self.pool) for z in fleet.spec.zones}
+        self.zones = {z.name: VmZone(z, self.pool) for z in fleet.spec.zones if z.kind is specs.ZoneKind.VM}
+        self.kube: dict[str, kube.FluxZone] = {}
+        for z in fleet.spec.zones:
+            if z.kind is specs.ZoneKind.KUBERNETES:
+                f = z.flux or specs.FluxRef()
+                ks = f.kustomization or z.name
+                self.kube[z.name] = kube.FluxZone(kube.Api(kube.api_client(z.kubeconfig)), f.namespace, ks,
+                                                  f.git_repository or ks)
         self.edge = EnvoyEdge(m.edge)
         self.analyzer = Analyzer(fleet)
 
@@ -129,9 +149,54 @@ class FleetAdapters:
 
     # -- observing -------------------------------------------------------------------------
 
-    async def observe_zones(self, zones: list[str]) -> dict[str, ZoneStatus]:
-        results = await asyncio.gather(*[self.zones[z].observe() for z in zones])
+    async def observe_zones(self, zones: list[str], canary: specs.FederatedCanary | None = None,
+                            step: int = 0) -> dict[str, ZoneStatus | KubeZoneStatus]:
+        async def one(z: str) -> ZoneStatus | KubeZoneStatus:
+            if z in self.kube:
+                assert canary is not None
+                return await self.observe_kube(z, canary, step)
+            return await self.zones[z].observe()
+
+        results = await asyncio.gather(*[one(z) for z in zones])
         return dict(zip(zones, results, strict=True))
+
+    async def observe_kube(self, zone: str, canary: specs.FederatedCanary, step: int) -> KubeZoneStatus:
+        """Flux's applied revision mapped to our steps, and Deployment readiness per version."""
+        fz = self.kube[zone]
+        spec = canary.spec
+        ns = (self.fleet.zone(zone).flux or specs.FluxRef()).workload_namespace or canary.metadata.namespace
+        try:
+            st = await fz.status()
+        except FederationError as exc:
+            return KubeZoneStatus(zone, None, {}, str(exc))
+        applied = await asyncio.to_thread(self.step_of_revision, zone, canary.key, st.revision, step) if st.ready else None
+        ready: dict[str, float | None] = {}
+        reasons = [f"Flux: {st.reason}: {st.message}"] if st.failing else []
+        for version, threshold in ((spec.primary.version, spec.analysis.primary_ready_threshold),
+                                   (spec.canary.version, spec.analysis.canary_ready_threshold)):
+            try:
+                pct, why = await fz.deployment_ready(ns, f"{spec.service.name}-{version}", threshold)
+            except FederationError as exc:
+                pct, why = None, str(exc)
+            ready[version] = pct
+            if why:
+                reasons.append(why)
+        return KubeZoneStatus(zone, applied, ready, "; ".join(reasons))
+
+    def step_of_revision(self, zone: str, rollout: str, revision: str | None, step: int) -> int | None:
+        """The step a zone's applied Git revision reaches: ``step`` once it holds the newest commit
+        of ours at or before it, else the newest of our steps it does hold."""
+        if revision is None:
+            return None
+        repo = self.repos[zone]
+        ours = [c for c in repo.log(200) if c.trailers.get("Rollout") == rollout and c.trailers.get("Step", "").isdigit()]
+        needed = next((c for c in ours if int(c.trailers["Step"]) <= step), None)
+        if needed is None or repo.contains(revision, needed.sha):
+            return step
+        for c in ours:
+            if repo.contains(revision, c.sha):
+                return int(c.trailers["Step"])
+        return 0
 
     async def edge_step(self, rollout: str, service: str) -> int | None:
         return envoy_router.step_of(await self.edge.version_text(service), rollout)
@@ -143,8 +208,7 @@ class FleetAdapters:
     async def resync(self, zones: list[str], step: int) -> None:
         """After a hub restart: push each zone's current Git state again as ``step`` (idempotent)."""
         await self.sync(zones)
-        await asyncio.gather(*[self.zones[z].apply(self.repos[z].head(), step, self.zone_manifests(z))
-                               for z in zones])
+        await asyncio.gather(*[self._converge(z, step) for z in zones])
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -222,6 +286,16 @@ class FleetAdapters:
 
         return edit
 
+    async def _converge(self, zone: str, step: int) -> None:
+        """Ask a zone to apply its repo's head now: the agents over SSH, or Flux by annotation."""
+        if zone in self.kube:
+            try:
+                await self.kube[zone].request_reconcile()
+            except FederationError as exc:  # Flux still reconciles on its own interval
+                log.warning("zone %s: reconcile request failed: %s", zone, exc)
+            return
+        await self.zones[zone].apply(self.repos[zone].head(), step, self.zone_manifests(zone))
+
     async def commit(self, name: str, edit: Any, message: str, key: str, step: int,
                      expect: dict[str, str] | None = None) -> str | None:
         repo = self.repos[name]
@@ -248,8 +322,7 @@ class FleetAdapters:
             for z, sha in zip(zones, shas, strict=True):
                 if sha:
                     commits[z] = sha
-            await asyncio.gather(*[self.zones[z].apply(self.repos[z].head(), action.step, self.zone_manifests(z))
-                                   for z in zones])
+            await asyncio.gather(*[self._converge(z, action.step) for z in zones])
 
         async def mesh_step(wait: bool) -> None:
             sha = await self.commit(MESH, self._edit_mesh(req), message, key, action.step, expect)

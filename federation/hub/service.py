@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from federation.core import decide as core
+from federation.core.errors import PermanentError
 from federation.core.spec import FederatedCanary, Fleet
 from federation.core.state import COMMANDS, Command, Phase, RolloutStatus
 from federation.core.weights import subsets_for
@@ -56,10 +59,40 @@ class Commands:
         self._path(key).unlink(missing_ok=True)
 
 
+class StateLock:
+    """One hub per state directory on one machine: an exclusive flock, released when the process
+    ends (also when killed), so a restarted hub takes over at once and a second one is refused."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / "hub.lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self.path.read_text().strip() or "another process"
+            os.close(fd)
+            raise PermanentError(f"{self.path.parent} is in use by hub pid {holder}; one hub per state directory") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
 class Hub:
     def __init__(self, fleet: Fleet, state_dir: Path, *, tick: float = 1.0, discover_every: float = 5.0) -> None:
         self.fleet = fleet
         self.state_dir = Path(state_dir)
+        self.lock = StateLock(self.state_dir)
+        self.lock.acquire()
         self.adapters = FleetAdapters(fleet, self.state_dir / "work")
         self.store = FileStore(self.state_dir / "state")
         self.commands = Commands(self.state_dir / "commands")
@@ -145,6 +178,7 @@ class Hub:
                 t.cancel()
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
             await self.adapters.close()
+            self.lock.release()
 
     def stop(self) -> None:
         self._stop.set()

@@ -78,7 +78,7 @@ class RolloutWorker:
         spec = canary.spec
         needs = core.needs(spec, status, now)
         zones = list(dict.fromkeys(spec.primary.zones + spec.canary.zones))
-        zone_task = self.adapters.observe_zones(zones)
+        zone_task = self.adapters.observe_zones(zones, canary, status.step)
         edge_task = self.adapters.edge_step(canary.key, spec.service.name)
         metrics_task = self.adapters.analyzer.collect(spec, canary.metadata.namespace) if needs.metrics else None
         hooks_task = self._hooks(canary, needs.hooks, status)
