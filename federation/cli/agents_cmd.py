@@ -12,8 +12,6 @@ from federation import specfiles
 from federation.cli import output
 from federation.core import spec as specs
 from federation.core.errors import FederationError, PermanentError, Problem, SpecError
-from federation.runtimes import install, ssh
-from federation.runtimes.vm import VmZone
 
 agents = typer.Typer(help="The VM agents of the fleet's vm zones.", no_args_is_help=True)
 FleetOpt = Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_FLEET", help="Fleet spec file.")]
@@ -30,6 +28,8 @@ def _vm_zones(fleet: specs.Fleet, zone: str | None) -> list[specs.Zone]:
 def status(fleet: FleetOpt, zone: Annotated[str | None, typer.Option(help="Only this zone.")] = None,
            fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:
     """Every VM: reachable, agent version, applied revision and step, health."""
+    from federation.runtimes import ssh
+    from federation.runtimes.vm import VmZone
     f = specfiles.load_one(fleet, specs.Fleet)
 
     async def gather() -> list[dict[str, Any]]:
@@ -69,6 +69,7 @@ def install_cmd(fleet: FleetOpt,
                 authorized_keys: Annotated[str, typer.Option(help="authorized_keys of the agent user on the VM.")] = "/home/fed-agent/.ssh/authorized_keys",
                 python: Annotated[str, typer.Option(help="Python 3.9+ on the VM.")] = "/usr/bin/python3") -> None:
     """Copy the agent over SFTP, authorise the hub's key for the agent only, verify the handshake."""
+    from federation.runtimes import install, ssh
     f = specfiles.load_one(fleet, specs.Fleet)
     (z,) = _vm_zones(f, zone)
     assert z.hosts is not None and z.known_hosts is not None

@@ -12,15 +12,15 @@ from federation import specfiles
 from federation.cli import output
 from federation.core import spec as specs
 from federation.core.errors import FederationError
-from federation.gitops import repo as gitrepo
-from federation.metrics.prometheus import Client
-from federation.runtimes import kubernetes as kube
-from federation.runtimes import ssh
 
 
 def clusters(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_FLEET")],
              fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:
     """Reachability of every zone's Git repo, Prometheus, and SSH hosts; exit 3 when any is down."""
+    from federation.gitops import repo as gitrepo
+    from federation.metrics.prometheus import Client
+    from federation.runtimes import kubernetes as kube
+    from federation.runtimes import ssh
     f = specfiles.load_one(fleet, specs.Fleet)
 
     async def check() -> list[dict[str, Any]]:

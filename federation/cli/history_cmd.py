@@ -12,8 +12,6 @@ from federation import specfiles
 from federation.cli import output
 from federation.core import spec as specs
 from federation.core.weights import Subset, as_percent
-from federation.gitops import history as hist
-from federation.gitops import repo as gitrepo
 
 
 def _short(analysis: str) -> str:
@@ -31,6 +29,8 @@ def history(service: Annotated[str, typer.Argument(help="Service name (or namesp
             fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table,
             limit: Annotated[int, typer.Option(help="Commits to read per repo.")] = 1000) -> None:
     """Every step of SERVICE's rollouts: time, step, weights per subset, analysis, author, commits."""
+    from federation.gitops import history as hist
+    from federation.gitops import repo as gitrepo
     f = specfiles.load_one(fleet, specs.Fleet)
     repos: dict[str, gitrepo.Repo] = {}
     base = cache / f.metadata.name

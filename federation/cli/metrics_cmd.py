@@ -13,11 +13,11 @@ from federation.cli import output
 from federation.core import analysis as core_analysis
 from federation.core import spec as specs
 from federation.core.errors import Problem, SpecError
-from federation.gitops import repo as gitrepo
-from federation.metrics.analysis import Analyzer
 
 
 def _canary_from_mesh(fleet: specs.Fleet, service: str, cache: Path) -> specs.FederatedCanary:
+    from federation.gitops import repo as gitrepo
+
     m = fleet.spec.mesh
     repo = gitrepo.Repo(m.git.url, m.git.branch, cache / fleet.metadata.name / "mesh", gitrepo.Credentials(m.git.auth))
     repo.ensure()
@@ -35,6 +35,7 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
             cache: Annotated[Path, typer.Option(envvar="FEDERATION_CACHE")] = Path.home() / ".cache" / "federation",
             fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:
     """Query every canary zone's Prometheus now; print global and per-zone figures and verdicts."""
+    from federation.metrics.analysis import Analyzer
     f = specfiles.load_one(fleet, specs.Fleet)
     c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, service, cache)
     samples = asyncio.run(Analyzer(f).collect(c.spec, c.metadata.namespace))

@@ -6,10 +6,9 @@ Callers: the rollout worker (load at each tick, save after executing the decisio
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from federation import files
 from federation.core.state import RolloutStatus
 
 
@@ -28,23 +27,8 @@ class FileStore:
         return RolloutStatus.from_storage(json.loads(p.read_text()))
 
     def save(self, key: str, status: RolloutStatus) -> None:
-        p = self._path(key)
         data = json.dumps(status.for_storage(), indent=1, sort_keys=True).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dfd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        files.replace(self._path(key), data, mode=0o600)
 
     def keys(self) -> list[str]:
         return sorted(p.stem.replace("__", "/") for p in self.root.glob("*.json"))

@@ -13,8 +13,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy.stats import mannwhitneyu
-
 ALPHA = 0.05
 MAX_EFFECT = 0.10
 MIN_SAMPLES = 5
@@ -40,6 +38,8 @@ def compare(canary: Sequence[float], primary: Sequence[float], higher_is_worse: 
     cm, pm = statistics.median(c), statistics.median(p)
     # One-sided: is the canary's distribution shifted towards worse?
     alternative = "greater" if higher_is_worse else "less"
+    from scipy.stats import mannwhitneyu  # heavy import (~0.7 s): only when a comparison runs
+
     if len(set(c) | set(p)) == 1:
         p_value = 1.0  # identical constant samples: no evidence of a difference
     else:

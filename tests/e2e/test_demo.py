@@ -12,6 +12,7 @@ import pytest
 
 from federation.core.state import Phase
 from federation.demo import run as demo_run
+from tests import gitlog
 
 pytestmark = pytest.mark.e2e
 
@@ -23,23 +24,6 @@ async def edge_versions(url: str, n: int) -> Counter[str]:
             r = await c.get(url)
             seen[f"{r.status_code}/{r.headers.get('x-version')}"] += 1
     return seen
-
-
-def git_log(bare: str) -> list[dict[str, str]]:
-    out = subprocess.run(["git", "--git-dir", bare, "log", "--format=%H%x1f%s%x1f%(trailers:only,unfold)%x1e"],
-                         check=True, capture_output=True, text=True).stdout
-    commits = []
-    for rec in out.split("\x1e"):
-        rec = rec.strip()
-        if not rec:
-            continue
-        sha, subject, trailers = ([*rec.split("\x1f"), "", ""])[:3]
-        d = {"sha": sha, "subject": subject}
-        for line in trailers.splitlines():
-            k, _, v = line.partition(": ")
-            d[k] = v
-        commits.append(d)
-    return commits
 
 
 def test_demo_promotes_v2_and_rolls_back_v3(tmp_path: Path):
@@ -70,16 +54,16 @@ def test_demo_promotes_v2_and_rolls_back_v3(tmp_path: Path):
     # During the bad rollout the canary's injected 5xx did reach the edge (so the check was real).
     assert second.load.codes.get("500", 0) > 0
     # Git: one mesh commit per step, a rollback commit, and nothing force-pushed (history is linear).
-    mesh = git_log(str(demo.fleet.workdir / "git" / "mesh.git"))
-    steps = [c for c in mesh if "Federation-Step" in c]
-    keys = [(c["Federation-Rollout"], c["Federation-Step"]) for c in steps]
+    mesh = gitlog.commits(demo.fleet.workdir / "git" / "mesh.git")
+    steps = [c for c in mesh if "Step" in c]
+    keys = [(c["Rollout"], c["Step"]) for c in steps]
     assert len(keys) == len(set(keys)) >= 8
-    stages = [c["Federation-Stage"] for c in reversed(steps)]
+    stages = [c["Stage"] for c in reversed(steps)]
     assert stages.count("rollback") == 1 and stages[-1] == "rollback"
     assert "promotion" in stages and "finalising" in stages
     assert any(c["subject"].startswith("release v3") for c in mesh)
-    rollback = next(c for c in steps if c["Federation-Stage"] == "rollback")
-    assert "request-success-rate@eks" in rollback["Federation-Analysis"] and ":fail" in rollback["Federation-Analysis"]
+    rollback = next(c for c in steps if c["Stage"] == "rollback")
+    assert "request-success-rate@eks" in rollback["Analysis"] and ":fail" in rollback["Analysis"]
     # The zone repo of eks no longer serves v3 (the rollback retired it), and vms retired v1.
     eks = subprocess.run(["git", "--git-dir", str(demo.fleet.workdir / "git" / "eks.git"), "show", "main:frontend.yaml"],
                          check=True, capture_output=True, text=True).stdout

@@ -19,6 +19,7 @@ import pytest
 from federation.demo import run as demo_run
 from federation.demo.fleet import LocalFleet
 from federation.demo.procs import Supervisor, wait_for
+from tests import gitlog
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.e2e
@@ -34,21 +35,7 @@ def fedctl(*args: str, token: str | None, port: int) -> subprocess.CompletedProc
 
 
 def trailers(bare: Path) -> list[dict[str, str]]:
-    out = subprocess.run(["git", "--git-dir", str(bare), "log", "--reverse", "--format=%H%x1f%(trailers:only,unfold)%x1e"],
-                         check=True, capture_output=True, text=True).stdout
-    rows = []
-    for rec in out.split("\x1e"):
-        rec = rec.strip()
-        if not rec:
-            continue
-        sha, _, tr = rec.partition("\x1f")
-        d = {"sha": sha}
-        for line in tr.splitlines():
-            k, _, v = line.partition(": ")
-            d[k.removeprefix("Federation-")] = v
-        if "Step" in d:
-            rows.append(d)
-    return rows
+    return [c for c in gitlog.commits(bare, oldest_first=True) if "Step" in c]
 
 
 def test_hub_service_survives_sigkill_at_20_points(tmp_path: Path):
