@@ -46,6 +46,12 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
         listen: Annotated[str, typer.Option(help="API address (host:port).")] = "127.0.0.1:8080",
         token_file: Annotated[Path | None, typer.Option(envvar="FEDERATION_TOKEN_FILE", help="API token file.")] = None,
         tick: Annotated[float, typer.Option(help="Seconds between ticks while a step converges.")] = 1.0,
+        lease_namespace: Annotated[str | None, typer.Option(help="Run as one of several replicas: shard rollouts by "
+                                                                 "Leases in this namespace of the hub's cluster.")] = None,
+        kubeconfig: Annotated[Path | None, typer.Option(help="Kubeconfig of the hub's cluster (default: in-cluster).")] = None,
+        identity: Annotated[str | None, typer.Option(envvar="POD_NAME", help="This replica's name in the Leases.")] = None,
+        max_rollouts: Annotated[int | None, typer.Option(help="Free rollouts this replica takes at most "
+                                                            "(orphaned ones are always taken over).")] = None,
         log_json: Annotated[bool, typer.Option("--log-json", help="One JSON object per log line.")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run every FederatedCanary found in the fleet's mesh repo, with the HTTP API on --listen."""
@@ -55,7 +61,17 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
     token = _token(os.environ.get("FEDERATION_TOKEN"), token_file)
     f = specfiles.load_one(fleet, specs.Fleet)
     host, _, port = listen.rpartition(":")
-    h = service.Hub(f, state_dir, tick=tick)
+    shards = None
+    if lease_namespace:
+        import socket
+
+        from federation.runtimes import kubernetes as kube
+        from federation.runtimes.leases import Shards
+
+        kc = specs.Kubeconfig(path=str(kubeconfig), in_cluster=False) if kubeconfig else specs.Kubeconfig(in_cluster=True)
+        shards = Shards(kube.Api(kube.api_client(kc)), lease_namespace, identity or socket.gethostname(),
+                        max_share=max_rollouts)
+    h = service.Hub(f, state_dir, tick=tick, shards=shards, discover_every=2.0 if shards else 5.0)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -88,7 +88,11 @@ class StateLock:
 
 
 class Hub:
-    def __init__(self, fleet: Fleet, state_dir: Path, *, tick: float = 1.0, discover_every: float = 5.0) -> None:
+    """``shards``: when several replicas run (in a cluster), each runs only the rollouts whose
+    per-rollout Lease it holds; without it, this hub runs every rollout (one per state dir)."""
+
+    def __init__(self, fleet: Fleet, state_dir: Path, *, tick: float = 1.0, discover_every: float = 5.0,
+                 shards: Any | None = None) -> None:
         self.fleet = fleet
         self.state_dir = Path(state_dir)
         self.lock = StateLock(self.state_dir)
@@ -104,6 +108,8 @@ class Hub:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
         self.restarts: dict[str, int] = {}
+        self.shards = shards
+        self.owned: set[str] | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._sync_lock = asyncio.Lock()
@@ -116,12 +122,18 @@ class Hub:
         found = self.adapters.canaries()
         self.problems = {k: p for k, (_, c, p) in found.items() if c is None}
         self.canaries = {k: c for k, (_, c, _) in found.items() if c is not None}
-        for key in self.canaries:
+        mine = set(self.canaries)
+        if self.shards is not None:
+            mine = await self.shards.reconcile(sorted(self.canaries))
+            if mine != self.owned:
+                log.info("this replica runs %d of %d rollouts: %s", len(mine), len(self.canaries), sorted(mine))
+        self.owned = mine
+        for key in sorted(mine):
             if key not in self.tasks or self.tasks[key].done():
                 self.tasks[key] = asyncio.create_task(self._supervise(key), name=f"rollout:{key}")
-        for key in [k for k in self.tasks if k not in self.canaries]:
+        for key in [k for k in self.tasks if k not in mine]:
             self.tasks.pop(key).cancel()
-            log.info("%s: FederatedCanary removed from the mesh repo; its worker stops", key)
+            log.info("%s: no longer run by this replica (removed, or its Lease moved)", key)
         self.ready.set()
 
     async def _supervise(self, key: str) -> None:
@@ -141,7 +153,7 @@ class Hub:
                 worker = RolloutWorker(key, self.adapters, self.store)
 
     async def _run(self, worker: RolloutWorker, key: str) -> None:
-        while not self._stop.is_set() and key in self.canaries:
+        while not self._stop.is_set() and key in self.canaries and (self.owned is None or key in self.owned):
             canary = self.canaries[key]
             command = self.commands.peek(key)
             t0 = time.perf_counter()
@@ -177,6 +189,8 @@ class Hub:
             for t in self.tasks.values():
                 t.cancel()
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            if self.shards is not None:
+                await self.shards.release_all()
             await self.adapters.close()
             self.lock.release()
 

@@ -122,15 +122,38 @@ class Shards:
         self.leases: dict[str, Lease] = {}
 
     async def reconcile(self, rollouts: list[str]) -> set[str]:
-        """Renew what we hold, try to take what is free (up to ``max_share``); the rollouts we own."""
+        """Renew what we hold; take leases that are free, up to ``max_share``; always take over the
+        leases of a replica that stopped renewing (its rollouts must not be orphaned). Returns the
+        rollouts we own now."""
         for key in rollouts:
             self.leases.setdefault(key, Lease(self.api, self.namespace, lease_name(key), self.identity,
                                               self.duration, self.clock))
-        owned: set[str] = set()
+        for key in [k for k in self.leases if k not in rollouts]:
+            await self.leases.pop(key).release()
+        owned = {k for k in sorted(rollouts) if self.leases[k].held and await self.leases[k].try_acquire()}
         for key in sorted(rollouts):
             lease = self.leases[key]
-            if not lease.held and self.max_share is not None and len(owned) >= self.max_share:
+            if lease.held:
+                continue
+            orphaned = await self._orphaned(lease)
+            if not orphaned and self.max_share is not None and len(owned) >= self.max_share:
                 continue
             if await lease.try_acquire():
                 owned.add(key)
         return owned
+
+    async def _orphaned(self, lease: Lease) -> bool:
+        """Held before by someone whose renewals stopped: an expired lease with a holder."""
+        try:
+            obj = await self.api.call("lease", self.api.coordination.read_namespaced_lease, lease.name, self.namespace)
+        except ApiException:
+            return False
+        spec = obj.spec
+        if spec is None or not spec.holder_identity:
+            return False
+        state = LeaseState(spec.holder_identity, spec.renew_time, spec.lease_duration_seconds or self.duration, 0)
+        return state.expired(self.clock())
+
+    async def release_all(self) -> None:
+        for lease in self.leases.values():
+            await lease.release()
