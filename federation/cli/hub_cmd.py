@@ -69,9 +69,10 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
         from federation.runtimes.leases import Shards
 
         kc = specs.Kubeconfig(path=str(kubeconfig), in_cluster=False) if kubeconfig else specs.Kubeconfig(in_cluster=True)
-        shards = Shards(kube.Api(kube.api_client(kc)), lease_namespace, identity or socket.gethostname(),
-                        max_share=max_rollouts)
-    h = service.Hub(f, state_dir, tick=tick, shards=shards, discover_every=2.0 if shards else 5.0)
+        hub_api = kube.Api(kube.api_client(kc))
+        shards = Shards(hub_api, lease_namespace, identity or socket.gethostname(), max_share=max_rollouts)
+    h = service.Hub(f, state_dir, tick=tick, shards=shards, discover_every=2.0 if shards else 5.0,
+                    events=(hub_api, lease_namespace) if shards else None)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from federation.core import decide as core
-from federation.core.errors import PermanentError
+from federation.core.errors import FederationError, PermanentError
 from federation.core.spec import FederatedCanary, Fleet
-from federation.core.state import COMMANDS, Command, Phase, RolloutStatus
+from federation.core.state import COMMANDS, Command, Emit, Phase, RolloutStatus
 from federation.core.weights import subsets_for
 from federation.hub.fleet import FleetAdapters
 from federation.hub.metrics import HubMetrics
@@ -92,7 +92,7 @@ class Hub:
     per-rollout Lease it holds; without it, this hub runs every rollout (one per state dir)."""
 
     def __init__(self, fleet: Fleet, state_dir: Path, *, tick: float = 1.0, discover_every: float = 5.0,
-                 shards: Any | None = None) -> None:
+                 shards: Any | None = None, events: tuple[Any, str] | None = None) -> None:
         self.fleet = fleet
         self.state_dir = Path(state_dir)
         self.lock = StateLock(self.state_dir)
@@ -109,6 +109,7 @@ class Hub:
         self.last: dict[str, TickReport] = {}
         self.restarts: dict[str, int] = {}
         self.shards = shards
+        self.events = events  # (kubernetes Api of the hub's cluster, namespace) for phase-change Events
         self.owned: set[str] | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -161,9 +162,27 @@ class Hub:
                 report = await worker.tick(canary, command)
             self.metrics.observe(report, time.perf_counter() - t0)
             self.last[key] = report
+            await self.forward_events(report)
             if command is not None and not report.error:
                 self.commands.done(key)
             await self._sleep(self._pace(canary, report.decision.status))
+
+    async def forward_events(self, report: TickReport) -> None:
+        """Each event of a tick as a Kubernetes Event on the hub's cluster (when it runs in one)."""
+        if self.events is None:
+            return
+        from federation.runtimes import kubernetes as kube
+
+        api, namespace = self.events
+        ns, name = report.key.split("/", 1)
+        for a in report.decision.actions:
+            if isinstance(a, Emit):
+                try:
+                    await kube.emit_event(api, namespace, {"kind": "FederatedCanary", "name": name, "namespace": ns,
+                                                           "apiVersion": "federation.io/v1alpha1"},
+                                          a.reason, a.message, "Warning" if a.severity != "info" else "Normal")
+                except FederationError as exc:
+                    log.warning("%s: event not recorded: %s", report.key, exc)
 
     def _pace(self, canary: FederatedCanary, status: RolloutStatus) -> float:
         if status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.INITIALIZED) or status.paused:

@@ -11,10 +11,12 @@ import pytest
 
 from federation import specfiles
 from federation.core import spec as specs
+from federation.core.state import Decision, Emit, Phase, RolloutStatus
 from federation.demo import run as demo_run
 from federation.demo.fleet import LocalFleet
 from federation.gitops import repo as gitrepo
 from federation.hub.service import Hub
+from federation.hub.worker import TickReport
 from federation.runtimes import kubernetes as kube
 from federation.runtimes.leases import Shards
 from tests.k8s_emulator import Emulator
@@ -75,6 +77,13 @@ def test_replica_death_moves_its_rollouts(tmp_path: Path):
                 holders = {api.coordination.read_namespaced_lease(n.name, "hub").spec.holder_identity
                            for n in h2.shards.leases.values()}
                 assert holders == {"replica-2"}
+                # Phase changes become Kubernetes Events on the hub's cluster.
+                h2.events = (api, "hub")
+                report = TickReport("shop/svc1", 0.0, RolloutStatus(), Decision(
+                    RolloutStatus(phase=Phase.FAILED), (Emit("error", "Rollback", "rolling back v2"),)), None)
+                await h2.forward_events(report)
+                (ev,) = api.core.list_namespaced_event("hub").items
+                assert (ev.reason, ev.type, ev.involved_object.name) == ("Rollback", "Warning", "svc1")
             finally:
                 for h in (h1, h2):
                     for t in h.tasks.values():
