@@ -94,7 +94,8 @@ def test_hub_service_survives_sigkill_at_20_points(tmp_path: Path):
         assert r.returncode != 0 and "FEDERATION_TOKEN" in r.stderr and "Traceback" not in r.stderr
         r = fedctl("status", token="x" * 32, port=port)
         assert r.returncode == 3 and "refused the token" in r.stderr
-        pace = demo_run.Pace.fast()
+        # Many small steps (5% up to 50%, promotion in 25% steps) so the kills land across every stage.
+        pace = demo_run.Pace("4s", "10s", 5, 50, 25, 2, 0.5, 5, 300)
         demo_run.release(fleet, demo_run.canary_doc(pace, ("v1", ["vms"]), ("v2", ["eks", "onprem"])), "release v2")
         wait_for(lambda: phase()[0] != "", 60, "rollout discovered")
         # Pause and resume through the CLI.
