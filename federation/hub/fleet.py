@@ -19,7 +19,7 @@ from federation.core import spec as specs
 from federation.core.decide import target_of
 from federation.core.errors import FederationError, PermanentError, TemporaryError
 from federation.core.state import SetWeights
-from federation.core.weights import as_percent
+from federation.core.weights import Subset, as_percent
 from federation.gitops import repo as gitrepo
 from federation.metrics.analysis import Analyzer
 from federation.routers import envoy as envoy_router
@@ -201,14 +201,20 @@ class FleetAdapters:
     async def edge_step(self, rollout: str, service: str) -> int | None:
         return envoy_router.step_of(await self.edge.version_text(service), rollout)
 
+    @staticmethod
+    def action_from_commit(c: gitrepo.CommitInfo) -> SetWeights:
+        """The step a commit records, rebuilt from its trailers (to apply it again after a crash)."""
+        t = c.trailers
+        weights = tuple(sorted((Subset.parse(k), int(v)) for k, _, v in
+                               (p.partition("=") for p in t.get("Weights", "").split(",") if p)))
+        retire = tuple(Subset.parse(x) for x in t.get("Retire", "").split(",") if x)
+        return SetWeights(int(t["Step"]), t.get("Stage", ""), int(t.get("Canary-Weight", "0")),
+                          int(t.get("Mirror-Weight", "0")), t.get("Matched") == "true", weights, retire,
+                          reason="applied again after a hub restart")
+
     def last_step(self, rollout: str) -> gitrepo.CommitInfo | None:
         """The newest step the mesh repo holds for ``rollout`` (every step commits there)."""
         return self.repos[MESH].last_step(rollout)
-
-    async def resync(self, zones: list[str], step: int) -> None:
-        """After a hub restart: push each zone's current Git state again as ``step`` (idempotent)."""
-        await self.sync(zones)
-        await asyncio.gather(*[self._converge(z, step) for z in zones])
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -237,6 +243,8 @@ class FleetAdapters:
         }
         if action.mirror_weight:
             trailers["Mirror-Weight"] = str(action.mirror_weight)
+        if action.matched:
+            trailers["Matched"] = "true"
         if action.retire:
             trailers["Retire"] = ",".join(str(s) for s in action.retire)
         if action.checks:

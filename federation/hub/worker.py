@@ -158,6 +158,7 @@ class RolloutWorker:
             primary, canary = target.split("->", 1)
             versions = {"primary_version": primary.split("@")[0], "canary_version": canary.split("@")[0],
                         "failed_checks": 0, "iterations": 0, "started_at": now}
+        self._resynced = False  # apply the adopted step again on this tick
         recovered = status.with_(step=step, phase=phase, target=target, **versions, canary_weight=int(t.get("Canary-Weight", "0")),
                                  mirror_weight=int(t.get("Mirror-Weight", "0")), converged_at=None,
                                  next_analysis_at=None, step_started_at=now, held_since=None,
@@ -171,10 +172,18 @@ class RolloutWorker:
         now = self.clock()
         status = self.recover(self.store.load(self.key), now)
         if not self._resynced and status.step > 0:
-            # A restarted hub re-sends every zone its current desired state for the last step.
-            zones = list(dict.fromkeys(canary.spec.primary.zones + canary.spec.canary.zones))
-            await self.adapters.resync(zones, status.step)
-            self._resynced = True
+            # A (re)started worker applies the current step again: Git may hold it while the edge or a
+            # zone never got it (the hub died between commit and apply). Commits are found, not redone.
+            last = self.adapters.last_step(self.key)
+            if last is not None and int(last.trailers["Step"]) == status.step and \
+                    last.trailers.get("Target") == core.target_of(canary.spec):
+                try:
+                    await self.adapters.apply_step(canary, self.adapters.action_from_commit(last))
+                except FederationError as exc:
+                    log.error("%s: applying step %d again failed, will retry: %s", self.key, status.step, exc)
+                    report = TickReport(self.key, now, status, Decision(status), None, error=str(exc))
+                    await self._notify(report)
+                    return report
         self._resynced = True
         obs, zones = await self.observe(canary, status, now, command)
         decision = core.decide(status, obs, now)
