@@ -115,6 +115,14 @@ def test_hub_service_survives_sigkill_at_20_points(tmp_path: Path):
         assert served == {"v2"}
         status = json.loads(fedctl("status", "-o", "json", token=token, port=port).stdout)
         assert status["items"][0]["phase"] == "Failed"
+        # /metrics (no token: no secrets there) in Flagger's names; the restarted hub knows the end state.
+        wait_for(lambda: 'federation_canary_status{name="frontend",namespace="shop"} 2.0'
+                 in httpx.get(f"http://127.0.0.1:{port}/metrics").text, 30, "metrics of the failed rollout")
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'federation_canary_weight{namespace="shop",workload="frontend"} 0.0' in text
+        # `rollout watch --until-done` prints the state and exits 1 for a failed rollout.
+        w = fedctl("rollout", "watch", "frontend", "--until-done", "--interval", "0.5", token=token, port=port)
+        assert w.returncode == 1 and "Failed" in w.stdout
     finally:
         stop.set()
         procs.stop_all()
