@@ -201,14 +201,19 @@ class _Tick:
             return self.done(phase=Phase.WAITING_PROMOTION, message=f"waiting for promotion approval: {why}",
                              next_analysis_at=self.now + self.spec.analysis.interval_seconds,
                              last_checks=checks)
+        return self.promote(f"promoting {self.spec.canary.version}", "analysis passed", None, checks)
+
+    def promote(self, event: str, reason: str, message: str | None,
+                checks: tuple[CheckResult, ...] | None = None) -> Decision:
+        """Enter Promoting with the first rung of the promotion ladder (none when already at 100%)."""
         ladder = plan.promotion_ladder(self.spec.analysis, self.status.canary_weight)
-        self.emit("info", "Promoting", f"promoting {self.spec.canary.version}")
+        self.emit("info", "Promoting", event)
+        extra: dict[str, object] = {} if checks is None else {"last_checks": checks}
         if not ladder:  # the analysis ladder already ended at 100%: nothing left to shift
-            return self.done(phase=Phase.PROMOTING, message="promoting", last_checks=checks)
-        first = ladder[0]
-        changes = self.set_weights("promotion", first, reason="analysis passed", checks=checks)
-        return self.done(phase=Phase.PROMOTING, message=f"promoting: canary {as_percent(first)}",
-                         last_checks=checks, **changes)
+            return self.done(phase=Phase.PROMOTING, message=message or "promoting", **extra)
+        changes = self.set_weights("promotion", ladder[0], reason=reason, checks=checks or ())
+        return self.done(phase=Phase.PROMOTING, message=message or f"promoting: canary {as_percent(ladder[0])}",
+                         **extra, **changes)
 
     def analyse(self) -> Decision:
         """One analysis iteration (Progressing or WaitingPromotion)."""
@@ -292,12 +297,8 @@ class _Tick:
             return self.done(message=f"retry ignored: phase {s.phase.value}")
         # promote: skip the rest of the analysis and its gates
         if s.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.WAITING):
-            ladder = plan.promotion_ladder(self.spec.analysis, s.canary_weight)
-            self.emit("info", "Promoting", f"promoted by operator at {as_percent(s.canary_weight)}")
-            if not ladder:
-                return self.done(phase=Phase.PROMOTING, message="promoted by operator")
-            changes = self.set_weights("promotion", ladder[0], reason="promoted by operator")
-            return self.done(phase=Phase.PROMOTING, message="promoted by operator", **changes)
+            return self.promote(f"promoted by operator at {as_percent(s.canary_weight)}", "promoted by operator",
+                                "promoted by operator")
         return self.done(message=f"promote ignored: phase {s.phase.value}")
 
     def tick(self) -> Decision:

@@ -38,8 +38,7 @@ class HubMetrics:
     def observe(self, report: TickReport, seconds: float) -> None:
         ns, name = report.key.split("/", 1)
         before, st = report.status, report.decision.status
-        code = {Phase.SUCCEEDED: 1, Phase.FAILED: 2}.get(st.phase, 0)
-        self.status.labels(name, ns).set(code)
+        self.status.labels(name, ns).set(status_code(st))
         self.weight.labels(name, ns).set(st.canary_weight / 100)
         self.failed_checks.labels(name, ns).set(st.failed_checks)
         self.duration.labels(name, ns).observe(seconds)

@@ -158,7 +158,6 @@ class RolloutWorker:
             primary, canary = target.split("->", 1)
             versions = {"primary_version": primary.split("@")[0], "canary_version": canary.split("@")[0],
                         "failed_checks": 0, "iterations": 0, "started_at": now}
-        self._resynced = False  # apply the adopted step again on this tick
         recovered = status.with_(step=step, phase=phase, target=target, **versions, canary_weight=int(t.get("Canary-Weight", "0")),
                                  mirror_weight=int(t.get("Mirror-Weight", "0")), converged_at=None,
                                  next_analysis_at=None, step_started_at=now, held_since=None,
@@ -170,7 +169,11 @@ class RolloutWorker:
 
     async def tick(self, canary: FederatedCanary, command: Command | None = None) -> TickReport:
         now = self.clock()
-        status = self.recover(self.store.load(self.key), now)
+        status = self.store.load(self.key)
+        # Git can only be ahead of the store when a hub died mid-step (this one, or the replica that
+        # held the rollout before): that is known on the worker's first tick, not on every tick.
+        if not self._resynced:
+            status = self.recover(status, now)
         if not self._resynced and status.step > 0:
             # A (re)started worker applies the current step again: Git may hold it while the edge or a
             # zone never got it (the hub died between commit and apply). Commits are found, not redone.

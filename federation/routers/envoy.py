@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from federation.core.errors import PermanentError
-from federation.core.spec import BASIS_POINTS, Match, StringMatch
+from federation.core.spec import Match, StringMatch
 from federation.routers.model import RouteRequest
 
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -108,8 +108,3 @@ def render(req: RouteRequest) -> list[dict[str, Any]]:
         }],
     }]
 
-
-def zone_shares(req: RouteRequest) -> dict[str, float]:
-    """Fraction of traffic each zone receives, for checks and display."""
-    totals = req.zone_totals()
-    return {z: w / BASIS_POINTS for z, w in totals.items()}
