@@ -346,6 +346,13 @@ class _Tick:
     def converge(self) -> Decision | None:
         """Wait for every zone to apply the step and instances to be ready; deadline → rollback."""
         s = self.status
+        if s.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
+            failed = [f"{z}: {r.canary_failed}" for z, r in sorted(self.obs.readiness.items())
+                      if r.canary_failed and z in self.spec.canary.zones]
+            if failed:
+                # As Flagger does: a canary workload past its own progress deadline is rolled back
+                # at once, without waiting for the rollout's deadline.
+                return self.rollback(f"canary cannot progress: {'; '.join(failed)}")
         lagging, unready = self.lagging(), self.unready()
         if not lagging and not unready:
             if s.converged_at is None:

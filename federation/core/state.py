@@ -112,6 +112,7 @@ class Readiness:
 
     primary: float | None = None
     canary: float | None = None
+    canary_failed: str = ""  # the workload itself says it cannot progress (a Deployment's ProgressDeadlineExceeded)
 
 
 @dataclass(frozen=True)

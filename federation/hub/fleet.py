@@ -42,6 +42,10 @@ class KubeZoneStatus:
     step: int | None
     ready: dict[str, float | None]
     error: str = ""
+    stalled: dict[str, str] | None = None  # version -> the Deployment's ProgressDeadlineExceeded reason
+
+    def failed(self, service: str, version: str) -> str:
+        return (self.stalled or {}).get(version, "")
 
     def applied_step(self) -> int | None:
         return self.step
@@ -171,6 +175,7 @@ class FleetAdapters:
             return KubeZoneStatus(zone, None, {}, str(exc))
         applied = await asyncio.to_thread(self.step_of_revision, zone, canary.key, st.revision, step) if st.ready else None
         ready: dict[str, float | None] = {}
+        stalled: dict[str, str] = {}
         reasons = [f"Flux: {st.reason}: {st.message}"] if st.failing else []
         for version, threshold in ((spec.primary.version, spec.analysis.primary_ready_threshold),
                                    (spec.canary.version, spec.analysis.canary_ready_threshold)):
@@ -181,7 +186,9 @@ class FleetAdapters:
             ready[version] = pct
             if why:
                 reasons.append(why)
-        return KubeZoneStatus(zone, applied, ready, "; ".join(reasons))
+            if kube.PROGRESS_DEADLINE in why:
+                stalled[version] = why
+        return KubeZoneStatus(zone, applied, ready, "; ".join(reasons), stalled)
 
     def step_of_revision(self, zone: str, rollout: str, revision: str | None, step: int) -> int | None:
         """The step a zone's applied Git revision reaches: ``step`` once it holds the newest commit

@@ -109,6 +109,7 @@ class RolloutWorker:
             readiness[z] = Readiness(
                 primary=zs.ready_percent(spec.service.name, spec.primary.version) if z in spec.primary.zones else None,
                 canary=zs.ready_percent(spec.service.name, spec.canary.version) if z in spec.canary.zones else None,
+                canary_failed=zs.failed(spec.service.name, spec.canary.version) if z in spec.canary.zones else "",
             )
         obs = Observations(spec=spec, fleet=self.adapters.fleet, applied=applied, readiness=readiness,
                            metrics=metrics, hooks=hook_results, command=command)  # type: ignore[arg-type]

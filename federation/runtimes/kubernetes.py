@@ -163,13 +163,16 @@ class FluxZone:
         reason = ""
         for c in (st.conditions or []) if st else []:
             if c.type == "Progressing" and c.reason == "ProgressDeadlineExceeded":
-                reason = f"deployment {namespace}/{name}: progress deadline exceeded"
+                reason = f"deployment {namespace}/{name}: {PROGRESS_DEADLINE}"
         if st is not None and (st.observed_generation or 0) < (d.metadata.generation or 0):
             return 0.0, reason or "rollout not observed yet"
         if spec_replicas == 0:
             return 100.0, reason
         pct = 100.0 * min(available, updated) / spec_replicas
         return pct, reason if reason else ("" if pct >= threshold else f"{available}/{spec_replicas} available")
+
+
+PROGRESS_DEADLINE = "progress deadline exceeded (ProgressDeadlineExceeded)"
 
 
 async def server_side_apply(api: Api, manifest: dict[str, Any], field_manager: str = "federation") -> dict[str, Any]:

@@ -52,6 +52,9 @@ class ZoneStatus:
             values.append(float(v.get("ready_percent", 0.0)))
         return min(values) if values else None
 
+    def failed(self, service: str, version: str) -> str:
+        return ""  # the agent restarts a failing instance itself; the rollout's deadline decides
+
 
 class VmZone:
     def __init__(self, zone: Zone, pool: Pool) -> None:

@@ -92,6 +92,14 @@ def test_kubernetes_zone_step_converges_through_flux(tmp_path: Path):
                 text = subprocess.run(["git", "--git-dir", str(tmp_path / "eks.git"), "show", "main:frontend.yaml"],
                                       capture_output=True, text=True, check=True).stdout
                 assert "v1: 8000" in text and "v2: 2000" in text
+                assert st.failed("frontend", "v2") == ""
+                # The canary Deployment gives up (its own progressDeadlineSeconds): reported as a
+                # failure of the canary, which the core rolls back at once.
+                api.apps.patch_namespaced_deployment_status("frontend-v2", "shop", {"status": {"conditions": [
+                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}})
+                st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
+                assert "ProgressDeadlineExceeded" in st.failed("frontend", "v2")
+                assert st.failed("frontend", "v1") == ""
             finally:
                 await ad.close()
 

@@ -60,11 +60,12 @@ def good_metrics(spec: specs.CanarySpec, value: float = 99.9) -> tuple[MetricSam
 
 def observe(spec: specs.CanarySpec, status: RolloutStatus, *, applied: int | None = None,
             ready: bool = True, metrics: tuple[MetricSample, ...] | None = None,
-            hooks: dict[str, bool] | None = None) -> Observations:
+            hooks: dict[str, bool] | None = None, canary_failed: dict[str, str] | None = None) -> Observations:
     zones = list(dict.fromkeys(spec.primary.zones + spec.canary.zones))
     step = status.step if applied is None else applied
     readiness = {z: Readiness(primary=100.0 if ready or z in spec.primary.zones else 0.0,
-                              canary=100.0 if ready else 0.0) for z in zones}
+                              canary=100.0 if ready else 0.0,
+                              canary_failed=(canary_failed or {}).get(z, "")) for z in zones}
     return Observations(
         spec=spec,
         applied={z: step for z in zones},

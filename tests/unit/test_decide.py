@@ -267,6 +267,20 @@ def test_progress_deadline_rolls_back_a_canary_never_ready():
     assert d.status.phase is Phase.FAILED
 
 
+def test_canary_workload_past_its_own_progress_deadline_rolls_back_at_once():
+    spec = canary(progressDeadlineSeconds=600)
+    d = Driver(spec)
+    d.initialise()
+    d.start_canary()
+    weight = d.status.canary_weight
+    d.tick(5, canary_failed={"vms": "deployment apps/frontend-v1: ProgressDeadlineExceeded"})
+    assert d.status.phase is Phase.PROGRESSING and d.status.canary_weight == weight  # not a canary zone here
+    zone = spec.canary.zones[0]
+    d.tick(5, canary_failed={zone: "deployment apps/frontend-v2: ProgressDeadlineExceeded"})
+    assert d.status.phase is Phase.FAILED and d.status.canary_weight == 0
+    assert "canary cannot progress" in d.status.message and zone in d.status.message
+
+
 def test_compare_primary_verdicts():
     spec = canary({"threshold": 1, "metrics": [{"name": "request-duration", "compare": "primary", "scope": "global"}]})
     d = Driver(spec)
