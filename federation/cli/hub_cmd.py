@@ -52,6 +52,10 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
         identity: Annotated[str | None, typer.Option(envvar="POD_NAME", help="This replica's name in the Leases.")] = None,
         max_rollouts: Annotated[int | None, typer.Option(help="Free rollouts this replica takes at most "
                                                             "(orphaned ones are always taken over).")] = None,
+        state_store: Annotated[str, typer.Option(help="Where rollout status lives: 'file' (under --state-dir) or "
+                                                     "'configmap' (one ConfigMap per rollout on the hub's cluster).")] = "file",
+        state_namespace: Annotated[str | None, typer.Option(help="Namespace of the status ConfigMaps "
+                                                            "(default: --lease-namespace).")] = None,
         log_json: Annotated[bool, typer.Option("--log-json", help="One JSON object per log line.")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run every FederatedCanary found in the fleet's mesh repo, with the HTTP API on --listen."""
@@ -61,18 +65,29 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
     token = _token(os.environ.get("FEDERATION_TOKEN"), token_file)
     f = specfiles.load_one(fleet, specs.Fleet)
     host, _, port = listen.rpartition(":")
-    shards = None
-    if lease_namespace:
-        import socket
-
+    if state_store not in ("file", "configmap"):
+        raise PermanentError(f"--state-store: {state_store!r} is not one of: file, configmap")
+    store_namespace = state_namespace or lease_namespace
+    if state_store == "configmap" and not store_namespace:
+        raise PermanentError("--state-store configmap needs --state-namespace (or --lease-namespace)")
+    shards = store = hub_api = None
+    if lease_namespace or state_store == "configmap":
         from federation.runtimes import kubernetes as kube
-        from federation.runtimes.leases import Shards
 
         kc = specs.Kubeconfig(path=str(kubeconfig), in_cluster=False) if kubeconfig else specs.Kubeconfig(in_cluster=True)
         hub_api = kube.Api(kube.api_client(kc))
+    if lease_namespace:
+        import socket
+
+        from federation.runtimes.leases import Shards
+
         shards = Shards(hub_api, lease_namespace, identity or socket.gethostname(), max_share=max_rollouts)
+    if state_store == "configmap":
+        from federation.hub.store import ConfigMapStore
+
+        store = ConfigMapStore(hub_api, str(store_namespace))
     h = service.Hub(f, state_dir, tick=tick, shards=shards, discover_every=2.0 if shards else 5.0,
-                    events=(hub_api, lease_namespace) if shards else None)
+                    events=(hub_api, lease_namespace) if shards and lease_namespace else None, store=store)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

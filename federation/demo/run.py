@@ -267,7 +267,7 @@ class Demo:
         finally:
             stats = await load.stop() if load is not None else LoadStats()
         served = await served_versions(self.fleet.edge_url)
-        status = store.load(key)
+        status = await store.load(key)
         outcome = RolloutOutcome(name, status.phase.value, time.monotonic() - start, len(steps), len(commits),
                                  stats, served, status.message)
         self.report("outcome", {"outcome": outcome, "expected": expect.value})

@@ -49,15 +49,15 @@ def app_for(hub: Hub, token: str) -> FastAPI:
         return Response(hub.metrics.text(), media_type="text/plain; version=0.0.4")
 
     @app.get("/api/v1/rollouts", dependencies=auth)
-    def rollouts() -> dict[str, Any]:
-        return {"items": hub.rollouts(), "problems": hub.problems}
+    async def rollouts() -> dict[str, Any]:
+        return {"items": await hub.rollouts(), "problems": hub.problems}
 
     @app.get("/api/v1/rollouts/{namespace}/{name}", dependencies=auth)
-    def rollout(namespace: str, name: str) -> dict[str, Any]:
+    async def rollout(namespace: str, name: str) -> dict[str, Any]:
         key = f"{namespace}/{name}"
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
-        return hub.rollout(key)
+        return await hub.rollout(key)
 
     @app.post("/api/v1/rollouts/{namespace}/{name}/{command}", dependencies=auth)
     def control(namespace: str, name: str, command: str) -> dict[str, Any]:

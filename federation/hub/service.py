@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from federation.core.state import COMMANDS, Command, Emit, Phase, RolloutStatus
 from federation.core.weights import subsets_for
 from federation.hub.fleet import FleetAdapters
 from federation.hub.metrics import HubMetrics
-from federation.hub.store import FileStore
+from federation.hub.store import FileStore, Store
 from federation.hub.worker import RolloutWorker, TickReport
 
 log = logging.getLogger("federation.hub")
@@ -87,18 +88,58 @@ class StateLock:
             self.fd = None
 
 
+class SharedLock:
+    """Many holders of ``shared()`` at once, or one of ``exclusive()``; a waiting exclusive holder
+    goes first (new shared holders wait), so discovery is not starved by busy workers."""
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._cond:
+            self._waiting += 1
+            try:
+                await self._cond.wait_for(lambda: not self._exclusive and not self._shared)
+            finally:
+                self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
 class Hub:
     """``shards``: when several replicas run (in a cluster), each runs only the rollouts whose
     per-rollout Lease it holds; without it, this hub runs every rollout (one per state dir)."""
 
     def __init__(self, fleet: Fleet, state_dir: Path, *, tick: float = 1.0, discover_every: float = 5.0,
-                 shards: Any | None = None, events: tuple[Any, str] | None = None) -> None:
+                 shards: Any | None = None, events: tuple[Any, str] | None = None,
+                 store: Store | None = None, adapters: Any | None = None) -> None:
         self.fleet = fleet
         self.state_dir = Path(state_dir)
         self.lock = StateLock(self.state_dir)
         self.lock.acquire()
-        self.adapters = FleetAdapters(fleet, self.state_dir / "work")
-        self.store = FileStore(self.state_dir / "state")
+        self.adapters = adapters if adapters is not None else FleetAdapters(fleet, self.state_dir / "work")
+        self.store: Store = store if store is not None else FileStore(self.state_dir / "state")
         self.commands = Commands(self.state_dir / "commands")
         self.metrics = HubMetrics()
         self.tick = tick
@@ -113,12 +154,14 @@ class Hub:
         self.owned: set[str] | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
-        self._sync_lock = asyncio.Lock()
+        # Discovery refreshes the clones (fetch + reset) alone; ticks of different rollouts run
+        # together between refreshes (each repo has its own lock for commits).
+        self._clones = SharedLock()
 
     # -- discovery and supervision ------------------------------------------------------------
 
     async def discover(self) -> None:
-        async with self._sync_lock:
+        async with self._clones.exclusive():
             await self.adapters.sync()
         found = self.adapters.canaries()
         self.problems = {k: p for k, (_, c, p) in found.items() if c is None}
@@ -158,7 +201,7 @@ class Hub:
             canary = self.canaries[key]
             command = self.commands.peek(key)
             t0 = time.perf_counter()
-            async with self._sync_lock:
+            async with self._clones.shared():
                 report = await worker.tick(canary, command)
             self.metrics.observe(report, time.perf_counter() - t0)
             self.last[key] = report
@@ -218,9 +261,9 @@ class Hub:
 
     # -- views for the API ----------------------------------------------------------------------
 
-    def rollout(self, key: str) -> dict[str, Any]:
+    async def rollout(self, key: str) -> dict[str, Any]:
         canary = self.canaries.get(key)
-        status = self.store.load(key)
+        status = await self.store.load(key)
         report = self.last.get(key)
         zones: dict[str, Any] = {}
         if report is not None and report.observations is not None:
@@ -252,5 +295,5 @@ class Hub:
             "upToDate": canary is not None and status.target == core.target_of(canary.spec),
         }
 
-    def rollouts(self) -> list[dict[str, Any]]:
-        return [self.rollout(k) for k in sorted(self.canaries)]
+    async def rollouts(self) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*[self.rollout(k) for k in sorted(self.canaries)]))

@@ -1,15 +1,36 @@
-"""State store: one JSON file per rollout, written atomically (temp, fsync, rename, fsync dir).
+"""State stores: where each rollout's status lives between ticks.
 
-Callers: the rollout worker (load at each tick, save after executing the decision's actions).
+``FileStore`` (default, a hub on one state directory): one JSON file per rollout, written
+atomically (temp, fsync, rename, fsync dir). ``ConfigMapStore`` (a hub in a cluster): one ConfigMap
+per rollout on the hub's cluster, written at the resourceVersion last read, so a replica that lost
+a rollout's Lease cannot overwrite the status its successor wrote (the write is refused with 409,
+raised as ``Conflict``, and nothing is saved). ``MemoryStore``: the same contract in memory (tests,
+benchmarks). Callers: the rollout worker (load at each tick, save after the decision's actions
+ran), the hub's API views.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
+from typing import Any, Protocol
 
 from federation import files
 from federation.core.state import RolloutStatus
+
+
+class Store(Protocol):
+    async def load(self, key: str) -> RolloutStatus: ...
+
+    async def save(self, key: str, status: RolloutStatus) -> None: ...
+
+    async def keys(self) -> list[str]: ...
+
+
+def _encode(status: RolloutStatus) -> str:
+    return json.dumps(status.for_storage(), indent=1, sort_keys=True)
 
 
 class FileStore:
@@ -20,15 +41,80 @@ class FileStore:
     def _path(self, key: str) -> Path:
         return self.root / (key.replace("/", "__") + ".json")
 
-    def load(self, key: str) -> RolloutStatus:
+    def read(self, key: str) -> RolloutStatus:
         p = self._path(key)
         if not p.exists():
             return RolloutStatus()
         return RolloutStatus.from_storage(json.loads(p.read_text()))
 
-    def save(self, key: str, status: RolloutStatus) -> None:
-        data = json.dumps(status.for_storage(), indent=1, sort_keys=True).encode()
-        files.replace(self._path(key), data, mode=0o600)
+    async def load(self, key: str) -> RolloutStatus:
+        return self.read(key)
 
-    def keys(self) -> list[str]:
+    async def save(self, key: str, status: RolloutStatus) -> None:
+        files.replace(self._path(key), _encode(status).encode(), mode=0o600)
+
+    async def keys(self) -> list[str]:
         return sorted(p.stem.replace("__", "/") for p in self.root.glob("*.json"))
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    async def load(self, key: str) -> RolloutStatus:
+        raw = self.data.get(key)
+        return RolloutStatus() if raw is None else RolloutStatus.from_storage(json.loads(raw))
+
+    async def save(self, key: str, status: RolloutStatus) -> None:
+        self.data[key] = _encode(status)
+
+    async def keys(self) -> list[str]:
+        return sorted(self.data)
+
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "federation-hub", "federation.io/state": "rollout"}
+KEY_ANNOTATION = "federation.io/rollout"
+DATA_KEY = "status.json"
+
+
+def configmap_name(key: str, prefix: str = "fed-rollout") -> str:
+    """A DNS-1123 name for a rollout key ("ns/name"): readable, and unique thanks to a short hash."""
+    readable = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")[:40].strip("-")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    return f"{prefix}-{readable}-{digest}"
+
+
+class ConfigMapStore:
+    """One ConfigMap per rollout in ``namespace`` of the hub's cluster, written with resourceVersion."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self.api = api  # runtimes.kubernetes.Api of the hub's cluster
+        self.namespace = namespace
+        self.versions: dict[str, str] = {}  # key -> resourceVersion last read or written by us
+
+    async def load(self, key: str) -> RolloutStatus:
+        from federation.runtimes import kubernetes as kube
+
+        cm = await kube.get_configmap(self.api, self.namespace, configmap_name(key))
+        if cm is None or DATA_KEY not in cm.data:
+            self.versions.pop(key, None)
+            return RolloutStatus()
+        self.versions[key] = cm.resource_version
+        return RolloutStatus.from_storage(json.loads(cm.data[DATA_KEY]))
+
+    async def save(self, key: str, status: RolloutStatus) -> None:
+        """Raises ``kubernetes.Conflict`` when the ConfigMap changed since this store last read or
+        wrote it: the caller's status is not saved, and its next load sees the other writer's."""
+        from federation.runtimes import kubernetes as kube
+
+        rv = self.versions.pop(key, None)
+        self.versions[key] = await kube.put_configmap(
+            self.api, self.namespace, configmap_name(key), {DATA_KEY: _encode(status)}, labels=MANAGED_BY,
+            annotations={KEY_ANNOTATION: key}, resource_version=rv)
+
+    async def keys(self) -> list[str]:
+        from federation.runtimes import kubernetes as kube
+
+        selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+        found = await kube.list_configmaps(self.api, self.namespace, selector)
+        return sorted(cm.annotations[KEY_ANNOTATION] for cm in found if KEY_ANNOTATION in cm.annotations)

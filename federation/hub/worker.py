@@ -32,7 +32,7 @@ from federation.core.state import (
     SetWeights,
 )
 from federation.hub.fleet import MESH, FleetAdapters
-from federation.hub.store import FileStore
+from federation.hub.store import Store
 from federation.notify import alerts, webhooks
 from federation.runtimes.vm import ZoneStatus
 
@@ -57,7 +57,7 @@ Listener = Callable[[TickReport], Awaitable[None] | None]
 
 
 class RolloutWorker:
-    def __init__(self, key: str, adapters: FleetAdapters, store: FileStore,
+    def __init__(self, key: str, adapters: FleetAdapters, store: Store,
                  clock: Callable[[], float] = time.time, listener: Listener | None = None) -> None:
         self.key = key
         self.adapters = adapters
@@ -138,7 +138,7 @@ class RolloutWorker:
                         log.warning("%s: %s hook %s failed: %s", self.key, action.type.value, name, r.message)
         return commits
 
-    def recover(self, status: RolloutStatus, now: float) -> RolloutStatus:
+    async def recover(self, status: RolloutStatus, now: float) -> RolloutStatus:
         """Git is ahead of the state store when the hub died between a commit and saving status:
         adopt the committed step (its weights and stage) so no weight regresses and no step repeats."""
         last = self.adapters.last_step(self.key)
@@ -165,16 +165,16 @@ class RolloutWorker:
                                  message=f"resumed from Git at step {step}")
         if phase is Phase.FAILED and recovered.failed_checks < status.failed_checks:
             recovered = recovered.with_(failed_checks=status.failed_checks)
-        self.store.save(self.key, recovered)
+        await self.store.save(self.key, recovered)
         return recovered
 
     async def tick(self, canary: FederatedCanary, command: Command | None = None) -> TickReport:
         now = self.clock()
-        status = self.store.load(self.key)
+        status = await self.store.load(self.key)
         # Git can only be ahead of the store when a hub died mid-step (this one, or the replica that
         # held the rollout before): that is known on the worker's first tick, not on every tick.
         if not self._resynced:
-            status = self.recover(status, now)
+            status = await self.recover(status, now)
         if not self._resynced and status.step > 0:
             # A (re)started worker applies the current step again: Git may hold it while the edge or a
             # zone never got it (the hub died between commit and apply). Commits are found, not redone.
@@ -201,7 +201,13 @@ class RolloutWorker:
             log.error("%s: executing step failed, will retry: %s", self.key, exc)
             await self._notify(report)
             return report
-        self.store.save(self.key, decision.status)
+        try:
+            await self.store.save(self.key, decision.status)
+        except FederationError as exc:
+            # Another writer moved the stored status (this replica lost the rollout), or the store is
+            # down: the next tick loads again and decides from what is there.
+            report.error = f"status not saved: {exc}"
+            log.error("%s: %s", self.key, report.error)
         await self._notify(report)
         return report
 

@@ -204,3 +204,60 @@ async def emit_event(api: Api, namespace: str, involved: dict[str, str], reason:
         await api.call("event", api.core.create_namespaced_event, namespace, body)
     except ApiException as exc:
         raise _error("event", exc) from None
+
+
+# ----------------------------------------------------------------------------- ConfigMaps (state)
+
+
+class Conflict(TemporaryError):
+    """Somebody else wrote the object since we read it (HTTP 409 on a stale resourceVersion)."""
+
+
+@dataclass(frozen=True)
+class ConfigMapData:
+    name: str
+    data: dict[str, str]
+    annotations: dict[str, str]
+    resource_version: str
+
+
+def _configmap(obj: Any) -> ConfigMapData:
+    return ConfigMapData(obj.metadata.name, dict(obj.data or {}), dict(obj.metadata.annotations or {}),
+                         str(obj.metadata.resource_version))
+
+
+async def get_configmap(api: Api, namespace: str, name: str) -> ConfigMapData | None:
+    try:
+        return _configmap(await api.call("ConfigMap", api.core.read_namespaced_config_map, name, namespace))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _error(f"configmap {namespace}/{name}", exc) from None
+
+
+async def put_configmap(api: Api, namespace: str, name: str, data: dict[str, str], *, labels: dict[str, str],
+                        annotations: dict[str, str], resource_version: str | None) -> str:
+    """Create (``resource_version`` None) or replace the ConfigMap at exactly the version read:
+    a stale one is refused by the API server and raised as ``Conflict``. Returns the new version."""
+    body = k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=name, namespace=namespace, labels=labels,
+                                                     annotations=annotations, resource_version=resource_version),
+                           data=data)
+    try:
+        if resource_version is None:
+            obj = await api.call("ConfigMap", api.core.create_namespaced_config_map, namespace, body)
+        else:
+            obj = await api.call("ConfigMap", api.core.replace_namespaced_config_map, name, namespace, body)
+    except ApiException as exc:
+        if exc.status == 409:
+            raise Conflict(f"configmap {namespace}/{name} was changed by another writer "
+                           f"(read at resourceVersion {resource_version or 'none'})") from None
+        raise _error(f"configmap {namespace}/{name}", exc) from None
+    return str(obj.metadata.resource_version)
+
+
+async def list_configmaps(api: Api, namespace: str, selector: str) -> list[ConfigMapData]:
+    try:
+        out = await api.call("ConfigMaps", api.core.list_namespaced_config_map, namespace, label_selector=selector)
+    except ApiException as exc:
+        raise _error(f"configmaps in {namespace}", exc) from None
+    return [_configmap(o) for o in out.items]

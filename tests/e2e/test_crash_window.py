@@ -44,7 +44,7 @@ def test_step_committed_but_not_applied_is_applied_after_restart(tmp_path: Path)
                     if st.phase is Phase.PROGRESSING and st.converged_at is not None:
                         break
                     await asyncio.sleep(0.2)
-                step = store.load(key).step + 1
+                step = store.read(key).step + 1
                 # The crash window: every repo holds step `step`, nothing was applied, status not saved.
                 action = SetWeights(step, "analysis", 2500, 0, False,
                                     tuple(sorted(subsets_for(canary.spec, 2500, f).items())), reason="crash test")
@@ -61,7 +61,7 @@ def test_step_committed_but_not_applied_is_applied_after_restart(tmp_path: Path)
                     worker2 = RolloutWorker(key, ad2, store)
                     report = await worker2.tick(canary)
                     assert not report.error
-                    assert store.load(key).step == step and store.load(key).canary_weight == 2500
+                    assert store.read(key).step == step and store.read(key).canary_weight == 2500
                     assert envoy_router.step_of(await ad2.edge.version_text("frontend"), key) == step
                     statuses = await ad2.observe_zones(["eks", "onprem", "vms"], canary, step)
                     for _ in range(100):
