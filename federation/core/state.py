@@ -56,7 +56,8 @@ class CheckResult:
     message: str = ""
 
     def for_storage(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"metric": self.metric, "zone": self.zone, "value": self.value, "outcome": self.outcome,
+                "message": self.message}
 
     @staticmethod
     def from_storage(d: Mapping[str, Any]) -> CheckResult:
@@ -92,7 +93,8 @@ class RolloutStatus:
         return dataclasses.replace(self, **changes)
 
     def for_storage(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # Flat fields copied directly (dataclasses.asdict deep-copies recursively: the hub's hottest path).
+        d = {f.name: getattr(self, f.name) for f in _STATUS_FIELDS}
         d["phase"] = self.phase.value
         d["last_checks"] = [c.for_storage() for c in self.last_checks]
         return d
@@ -104,6 +106,9 @@ class RolloutStatus:
         values["phase"] = Phase(values.get("phase", Phase.INITIALIZING.value))
         values["last_checks"] = tuple(CheckResult.from_storage(c) for c in values.get("last_checks", ()))
         return RolloutStatus(**values)
+
+
+_STATUS_FIELDS = dataclasses.fields(RolloutStatus)
 
 
 @dataclass(frozen=True)
