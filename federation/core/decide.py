@@ -28,8 +28,20 @@ from federation.core.weights import Subset, as_percent, subsets_for
 
 
 def target_of(spec: CanarySpec) -> str:
-    """Identity of a rollout: a new value starts (or restarts) one."""
-    return f"{spec.primary.version}@{','.join(spec.primary.zones)}->{spec.canary.version}@{','.join(spec.canary.zones)}"
+    """Identity of a rollout: a new value starts (or restarts) one. Versions and zones, and the
+    checksum of the canary version's definitions in the zone repos when the hub read them (an image
+    tag or artifact bump there is a new revision, as a pod-template change is for Flagger)."""
+    versions = f"{spec.primary.version}@{','.join(spec.primary.zones)}->{spec.canary.version}@{','.join(spec.canary.zones)}"
+    return f"{versions}#{spec.checksum}" if spec.checksum else versions
+
+
+def same_target(spec: CanarySpec, stored: str | None) -> bool:
+    """Whether ``stored`` (a status's or a commit's target) is this spec's rollout; a target stored
+    without a checksum (an older hub, or none known) is compared on versions and zones."""
+    if stored is None:
+        return False
+    current = target_of(spec)
+    return current == stored or ("#" not in stored and current.split("#", 1)[0] == stored)
 
 
 def analysis_due(status: RolloutStatus, now: float) -> bool:
@@ -47,7 +59,7 @@ def needs(spec: CanarySpec, status: RolloutStatus, now: float) -> Needs:
         return Needs()
     a = spec.analysis
     hooks: list[WebhookType] = []
-    new_target = target_of(spec) != status.target
+    new_target = not same_target(spec, status.target)
     if status.phase is Phase.WAITING or (new_target and status.phase is not Phase.INITIALIZING):
         hooks.append(WebhookType.CONFIRM_ROLLOUT)
     if status.phase in (Phase.PROGRESSING, Phase.WAITING):
@@ -313,12 +325,21 @@ class _Tick:
             return self.done(message="paused by operator")
         if s.phase is Phase.INITIALIZING:
             return self.initialise()
-        new_target = target_of(spec) != s.target
+        new_target = not same_target(spec, s.target)
+        if new_target and s.phase is Phase.SUCCEEDED and s.target is not None and \
+                s.target.split("#", 1)[0] == target_of(spec).split("#", 1)[0]:
+            # The promoted version's definition changed in place: both sides are that version now,
+            # there is nothing to split traffic between. Say so loudly; a new version key canaries it.
+            self.emit("warn", "ChangedInPlace",
+                      f"{spec.canary.version} was changed in its zone repos after promotion; it is released without "
+                      "analysis — declare a new version to canary a change")
+            return self.done(target=target_of(spec), message=f"{spec.canary.version} changed in place after promotion")
         if s.phase in (Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED):
             return self.start() if new_target else Decision(s)
         if new_target and s.phase is not Phase.FINALISING:
             # Flagger restarts the analysis when the canary changes mid-rollout.
-            self.emit("info", "Restart", f"canary changed to {spec.canary.version}: restarting analysis")
+            self.emit("info", "Restart", f"canary changed ({spec.canary.version}"
+                      f"{' revision ' + spec.checksum if spec.checksum else ''}): restarting analysis")
             return self.start()
         if s.phase is Phase.WAITING:
             hook = self.any_hook_ok(WebhookType.ROLLBACK)

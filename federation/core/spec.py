@@ -15,7 +15,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from federation.core import durations
@@ -540,6 +540,17 @@ class CanarySpec(Model):
     skip_analysis: bool = False
     suspend: bool = False
     analysis: Analysis
+    # Digest of the canary version's definitions in the canary zones' repos (image, artifact, command,
+    # env...), set by the hub after reading them: Flagger's pod-template checksum. Not a spec field.
+    _checksum: str = PrivateAttr(default="")
+
+    @property
+    def checksum(self) -> str:
+        return self._checksum
+
+    def with_checksum(self, checksum: str) -> CanarySpec:
+        self._checksum = checksum
+        return self
 
     @model_validator(mode="after")
     def _coherent(self) -> CanarySpec:

@@ -173,6 +173,25 @@ def canary_doc(pace: Pace, primary: tuple[str, list[str]], canary: tuple[str, li
     return doc
 
 
+def fix_build(fleet: LocalFleet, zone: str = "eks") -> str:
+    """A developer fixes the faulty v3 build in a zone repo (its artifact/env), keeping the version
+    name: a new revision of the canary, which the hub rolls out without anyone touching the mesh repo."""
+    r = gitrepo.Repo(fleet.git_url(zone), "main", fleet.workdir / f"developer-{zone}")
+    r.ensure()
+
+    def edit(repo: gitrepo.Repo) -> list[str]:
+        path = repo.workdir / f"{SERVICE}.yaml"
+        text = path.read_text()
+        path.write_text(text.replace('FAULT_RATE: "0.3"', 'FAULT_RATE: "0"').replace('EXTRA_LATENCY_MS: "150"',
+                                                                                      'EXTRA_LATENCY_MS: "0"'))
+        return [f"{SERVICE}.yaml"]
+
+    sha = r.commit_and_push(edit, f"{SERVICE} v3: fix the faulty build", author="Developer <dev@localhost>")
+    if sha is None:
+        raise FederationError(f"{zone}: nothing to fix in {SERVICE}.yaml")
+    return sha
+
+
 def release(fleet: LocalFleet, doc: dict[str, Any], message: str) -> str:
     """Commit a FederatedCanary to the mesh repo as a release engineer would."""
     specs.FederatedCanary.model_validate(doc)
@@ -224,12 +243,20 @@ class Demo:
         self.adapters = FleetAdapters(fleet_spec, self.fleet.workdir / "hub")
         self.report("info", {"text": f"fleet ready in {self.elapsed():.1f}s; edge at {self.fleet.edge_url}"})
 
-    async def rollout(self, name: str, doc: dict[str, Any], expect: Phase) -> RolloutOutcome:
+    async def rollout(self, name: str, doc: dict[str, Any] | None, expect: Phase,
+                      change: Callable[[], str] | None = None) -> RolloutOutcome:
+        """Release ``doc`` (a FederatedCanary) through the mesh repo, or make ``change`` (a commit to a
+        zone repo: the hub must see the new revision by itself), then tick until the end state."""
         assert self.adapters is not None
-        sha = await asyncio.to_thread(release, self.fleet, doc, f"release {doc['spec']['canary']['version']} "
-                                      f"of {SERVICE} to {', '.join(doc['spec']['canary']['zones'])}")
-        self.report("release", {"name": name, "sha": sha[:8], "canary": doc["spec"]["canary"],
-                                "primary": doc["spec"]["primary"]})
+        if change is not None:
+            sha = await asyncio.to_thread(change)
+            self.report("info", {"text": f"{name}: {sha[:8]} pushed to a zone repo; the hub must notice it"})
+        else:
+            assert doc is not None
+            sha = await asyncio.to_thread(release, self.fleet, doc, f"release {doc['spec']['canary']['version']} "
+                                          f"of {SERVICE} to {', '.join(doc['spec']['canary']['zones'])}")
+            self.report("release", {"name": name, "sha": sha[:8], "canary": doc["spec"]["canary"],
+                                    "primary": doc["spec"]["primary"]})
         store = FileStore(self.fleet.workdir / "hub" / "state")
         key = f"shop/{SERVICE}"
         steps: list[int] = []
@@ -258,7 +285,7 @@ class Demo:
                     load = Load(self.fleet.edge_url, self.pace.burst)
                     load.start()
                 if phase in (Phase.SUCCEEDED, Phase.FAILED) and \
-                        report.decision.status.target == decide.target_of(canary.spec):
+                        decide.same_target(canary.spec, report.decision.status.target):
                     break
                 if time.monotonic() - start > self.pace.deadline:
                     raise FederationError(f"{name}: no end state after {self.pace.deadline:g}s "
@@ -294,9 +321,11 @@ async def run(workdir: Path, fast: bool, keep: bool, report: Report) -> int:
                                    canary_doc(demo.pace, ("v1", ["vms"]), ("v2", ["eks", "onprem"])), Phase.SUCCEEDED)
         second = await demo.rollout("rollout 2: v2 -> v3 (faulty, on eks)",
                                     canary_doc(demo.pace, ("v2", ["eks", "onprem"]), ("v3", ["eks"])), Phase.FAILED)
-        checks = verify(first, second, demo.mesh_log())
+        third = await demo.rollout("rollout 3: v3 fixed in the eks repo (same version, new build)", None,
+                                   Phase.SUCCEEDED, change=lambda: fix_build(demo.fleet))
+        checks = verify(first, second, demo.mesh_log(), third)
         ok = all(passed for _, passed in checks)
-        report("summary", {"outcomes": [first, second], "checks": checks, "seconds": demo.elapsed(),
+        report("summary", {"outcomes": [first, second, third], "checks": checks, "seconds": demo.elapsed(),
                            "workdir": str(demo.fleet.workdir), "mesh": demo.fleet.git_url("mesh"),
                            "fleet": str(demo.fleet.fleet_file)})
         return 0 if ok else 1
@@ -309,7 +338,8 @@ async def run(workdir: Path, fast: bool, keep: bool, report: Report) -> int:
             report("info", {"text": "stopped every process the demo started"})
 
 
-def verify(first: RolloutOutcome, second: RolloutOutcome, mesh_log: list[gitrepo.CommitInfo]) -> list[tuple[str, bool]]:
+def verify(first: RolloutOutcome, second: RolloutOutcome, mesh_log: list[gitrepo.CommitInfo],
+           third: RolloutOutcome | None = None) -> list[tuple[str, bool]]:
     total1 = sum(first.served.values())
     total2 = sum(second.served.values())
     steps: dict[tuple[str, str], int] = Counter()
@@ -317,6 +347,16 @@ def verify(first: RolloutOutcome, second: RolloutOutcome, mesh_log: list[gitrepo
         if "Step" in c.trailers:
             steps[(c.trailers.get("Rollout", ""), c.trailers["Step"])] += 1
     rollback_commits = [c for c in mesh_log if c.trailers.get("Stage") == "rollback"]
+    rollbacks_expected = 1
+    later: list[tuple[str, bool]] = []
+    if third is not None:
+        total3 = sum(third.served.values())
+        later = [
+            ("rollout 3 (a build fix pushed to the eks zone repo) started by the hub and promoted",
+             third.phase == Phase.SUCCEEDED.value and third.steps > 0),
+            (f"edge serves v3 for {third.served.get('v3', 0)}/{total3} requests after rollout 3",
+             total3 > 0 and third.served.get("v3", 0) == total3),
+        ]
     return [
         ("rollout 1 promoted (phase Succeeded)", first.phase == Phase.SUCCEEDED.value),
         (f"edge serves v2 for {first.served.get('v2', 0)}/{total1} requests after rollout 1",
@@ -329,7 +369,8 @@ def verify(first: RolloutOutcome, second: RolloutOutcome, mesh_log: list[gitrepo
          total2 > 0 and second.served.get("v2", 0) == total2),
         (f"mesh repo: one commit per step ({len(steps)} steps, {sum(steps.values())} step commits)",
          bool(steps) and all(n == 1 for n in steps.values())),
-        (f"mesh repo: one rollback commit ({len(rollback_commits)})", len(rollback_commits) == 1),
+        (f"mesh repo: one rollback commit ({len(rollback_commits)})", len(rollback_commits) == rollbacks_expected),
+        *later,
     ]
 
 

@@ -8,6 +8,8 @@ the order that keeps requests whole (see ``apply_step``). Callers: ``hub.worker`
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -113,8 +115,24 @@ class FleetAdapters:
                 if isinstance(d, specs.FederatedCanary):
                     problems = specs.check_against_fleet(d, self.fleet)
                     problem = "; ".join(f"{path}: {f}: {m}" for f, m in problems)
-                    out[d.key] = (path, None if problems else d, problem)
+                    if not problems:
+                        try:
+                            d.spec.with_checksum(self.canary_checksum(d.spec))
+                        except FederationError as exc:
+                            problem = str(exc)
+                    out[d.key] = (path, None if problem else d, problem)
         return out
+
+    def canary_checksum(self, spec: specs.CanarySpec) -> str:
+        """Digest of the canary version as each canary zone's repo defines it (image, artifact,
+        command, env, replicas...): a bump there is a new revision of the canary, which (re)starts
+        its rollout. Zones without the definition count as such (the step then fails loudly)."""
+        definitions: dict[str, Any] = {}
+        for z in sorted(spec.canary.zones):
+            found = self.zone_release(z, spec.service.name)
+            definitions[z] = ((found[1].get("spec") or {}).get("versions") or {}).get(spec.canary.version) if found else None
+        raw = json.dumps(definitions, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
     def metric_templates(self) -> dict[str, str]:
         """Flagger MetricTemplate documents under the mesh repo's templates/: name -> query."""

@@ -292,7 +292,8 @@ class Hub:
             "pendingCommand": self.commands.peek(key),
             "workerRestarts": self.restarts.get(key, 0),
             "target": status.target,
-            "upToDate": canary is not None and status.target == core.target_of(canary.spec),
+            "upToDate": canary is not None and core.same_target(canary.spec, status.target),
+            "checksum": canary.spec.checksum if canary else None,
         }
 
     async def rollouts(self) -> list[dict[str, Any]]:

@@ -71,7 +71,8 @@ class RolloutWorker:
         hooks = [h for t in types for h in canary.spec.analysis.hooks(t)]
         if not hooks:
             return {}
-        return await webhooks.call_all(hooks, canary.metadata.name, canary.metadata.namespace, status.phase.value)
+        return await webhooks.call_all(hooks, canary.metadata.name, canary.metadata.namespace, status.phase.value,
+                                       checksum=canary.spec.checksum)
 
     async def observe(self, canary: FederatedCanary, status: RolloutStatus, now: float,
                       command: Command | None = None) -> tuple[Observations, dict[str, ZoneStatus]]:
@@ -180,7 +181,7 @@ class RolloutWorker:
             # zone never got it (the hub died between commit and apply). Commits are found, not redone.
             last = self.adapters.last_step(self.key)
             if last is not None and int(last.trailers["Step"]) == status.step and \
-                    last.trailers.get("Target") == core.target_of(canary.spec):
+                    core.same_target(canary.spec, last.trailers.get("Target")):
                 try:
                     await self.adapters.apply_step(canary, self.adapters.action_from_commit(last))
                 except FederationError as exc:

@@ -40,8 +40,9 @@ async def call(hook: Webhook, body: dict[str, Any]) -> HookResult:
     return HookResult(False, last)
 
 
-async def call_all(hooks: list[Webhook], name: str, namespace: str, phase: str) -> dict[str, HookResult]:
-    results = await asyncio.gather(*[call(h, payload(h, name, namespace, phase)) for h in hooks])
+async def call_all(hooks: list[Webhook], name: str, namespace: str, phase: str,
+                   checksum: str = "") -> dict[str, HookResult]:
+    results = await asyncio.gather(*[call(h, payload(h, name, namespace, phase, checksum)) for h in hooks])
     return {h.name: r for h, r in zip(hooks, results, strict=True)}
 
 

@@ -38,16 +38,24 @@ def test_demo_promotes_v2_and_rolls_back_v3(tmp_path: Path):
         second = await demo.rollout("r2", demo_run.canary_doc(demo.pace, ("v2", ["eks", "onprem"]), ("v3", ["eks"])),
                                     Phase.FAILED)
         after_second = await edge_versions(demo.fleet.edge_url, 300)
+        mesh_before = len(gitlog.commits(demo.fleet.workdir / "git" / "mesh.git"))
+        # Nobody touches the mesh repo: a developer fixes v3's build in the eks zone repo only.
+        third = await demo.rollout("r3", None, Phase.SUCCEEDED, change=lambda: demo_run.fix_build(demo.fleet))
+        after_third = await edge_versions(demo.fleet.edge_url, 300)
         await demo.close()
-        return first, after_first, second, after_second
+        return first, after_first, second, after_second, third, after_third, mesh_before
 
     try:
-        first, after_first, second, after_second = asyncio.run(scenario())
+        first, after_first, second, after_second, third, after_third, mesh_before = asyncio.run(scenario())
     finally:
         demo.stop()
     # Traffic at the edge, measured by this test: everything on v2 after promotion and after rollback.
     assert after_first == Counter({"200/v2": 300})
     assert after_second == Counter({"200/v2": 300})
+    # The fixed build was noticed in the zone repo, rolled out step by step and promoted.
+    assert third.phase == "Succeeded" and third.steps >= 3
+    assert after_third == Counter({"200/v3": 300})
+    assert not third.load.errors and third.load.codes.get("500", 0) == 0, third.load.codes
     # hey's own counts during the good rollout: no non-2xx, no connection errors caused by weight changes.
     assert first.load.requests > 200
     assert first.load.non_2xx == 0 and not first.load.errors, (first.load.codes, first.load.errors)
@@ -59,16 +67,19 @@ def test_demo_promotes_v2_and_rolls_back_v3(tmp_path: Path):
     keys = [(c["Rollout"], c["Step"]) for c in steps]
     assert len(keys) == len(set(keys)) >= 8
     stages = [c["Stage"] for c in reversed(steps)]
-    assert stages.count("rollback") == 1 and stages[-1] == "rollback"
+    assert stages.count("rollback") == 1 and stages[-1] == "finalising"
     assert "promotion" in stages and "finalising" in stages
     assert any(c["subject"].startswith("release v3") for c in mesh)
+    third_steps = mesh[: len(mesh) - mesh_before]  # newest first: the commits of rollout 3
+    assert third_steps and all(not c["subject"].startswith("release") for c in third_steps)
+    assert {c.get("Target", "").split("#")[0] for c in third_steps if "Step" in c} == {"v2@eks,onprem->v3@eks"}
     rollback = next(c for c in steps if c["Stage"] == "rollback")
     assert "request-success-rate@eks" in rollback["Analysis"] and ":fail" in rollback["Analysis"]
     # The zone repo of eks no longer serves v3 (the rollback retired it), and vms retired v1.
     eks = subprocess.run(["git", "--git-dir", str(demo.fleet.workdir / "git" / "eks.git"), "show", "main:frontend.yaml"],
                          check=True, capture_output=True, text=True).stdout
     serving = eks.split("serving:", 1)[1]
-    assert "v3" not in serving and "v2:" in serving
+    assert "v3: 10000" in serving and "v2:" not in serving
     # The humans' comments in the zone file survived the hub's edits.
     assert "# v3 is the faulty build" in eks
     # Every process the demo started is gone.

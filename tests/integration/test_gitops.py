@@ -207,3 +207,55 @@ def test_history_round_trips_what_was_written(tmp_path: Path):
     assert set(records[2].commits) == {"vms", "mesh"}
     assert records[0].analysis == "request-success-rate@global=99.01:pass"
     assert all(r.author == gitrepo.AUTHOR_NAME for r in records)
+
+
+def test_a_version_bump_in_a_zone_repo_is_a_new_canary_revision(tmp_path: Path):
+    """The hub reads the canary version's definition in each canary zone's repo: an image/artifact
+    bump there changes the rollout's identity (which restarts or starts it); other edits do not."""
+    import asyncio
+
+    from federation import specfiles
+    from federation.core import spec as specs
+    from federation.core.decide import target_of
+    from federation.demo import run as demo_run
+    from federation.demo.fleet import LocalFleet
+    from federation.hub.fleet import FleetAdapters
+
+    fleet = LocalFleet(tmp_path / "fleet")
+    fleet.prepare()
+    demo_run.release(fleet, demo_run.canary_doc(demo_run.Pace.fast(), ("v2", ["eks", "onprem"]), ("v3", ["eks"])),
+                     "release v3")
+    f = specfiles.load_one(fleet.fleet_file, specs.Fleet)
+    human = gitrepo.Repo(fleet.git_url("eks"), "main", tmp_path / "human-eks")
+    human.ensure()
+
+    def human_edit(old: str, new: str, message: str) -> None:
+        def edit(repo: gitrepo.Repo) -> list[str]:
+            p = repo.workdir / "frontend.yaml"
+            text = p.read_text()
+            assert old in text
+            p.write_text(text.replace(old, new, 1))
+            return ["frontend.yaml"]
+
+        assert human.commit_and_push(edit, message, author="Dev <dev@localhost>")
+
+    async def revision() -> str:
+        await ad.sync()
+        c = ad.canaries()["shop/frontend"][1]
+        assert c is not None
+        return target_of(c.spec)
+
+    ad = FleetAdapters(f, tmp_path / "hub")
+    try:
+        first = asyncio.run(revision())
+        assert "#" in first and first.startswith("v2@eks,onprem->v3@eks#")
+        # A comment and the primary's definition are not the canary: same revision.
+        human_edit("  service: frontend\n", "  service: frontend  # owned by team shop\n", "comment")
+        human_edit("replicas: 1", "replicas: 2", "frontend v2: two replicas")  # the first is v2's (the primary)
+        assert asyncio.run(revision()) == first
+        # The fix of the faulty build: v3's artifact changes (here its env), same version name.
+        human_edit('FAULT_RATE: "0.3"', 'FAULT_RATE: "0.0"', "frontend v3: fixed build")
+        second = asyncio.run(revision())
+        assert second != first and second.split("#")[0] == first.split("#")[0]
+    finally:
+        asyncio.run(ad.close())

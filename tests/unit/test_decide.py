@@ -583,3 +583,62 @@ def test_promote_skips_the_remaining_analysis():
     run_to_end(d)
     assert d.status.phase is Phase.SUCCEEDED
     assert command(d, "promote").actions == ()
+
+
+# ----------------------------------------------------------------------------- canary revisions (checksum)
+
+
+def _with_checksum(spec, checksum: str):
+    return spec.model_copy().with_checksum(checksum)
+
+
+def test_a_new_canary_revision_restarts_the_analysis_mid_rollout():
+    spec = _with_checksum(canary(), "aaaa")
+    d = Driver(spec)
+    d.initialise()
+    d.start_canary()
+    d.tick(60)
+    assert d.status.phase is Phase.PROGRESSING and d.status.canary_weight > 0 and d.status.target.endswith("#aaaa")
+    d.spec = _with_checksum(spec, "bbbb")  # an image tag bump of the canary version in a zone repo
+    dec = d.tick()
+    assert d.status.phase is Phase.PROGRESSING and d.status.canary_weight == 0 and d.status.target.endswith("#bbbb")
+    assert any(isinstance(a, Emit) and a.reason == "Restart" and "bbbb" in a.message for a in dec.actions)
+
+
+def test_a_fixed_revision_after_a_rollback_starts_a_new_rollout():
+    spec = _with_checksum(canary({"threshold": 1}), "aaaa")
+    d = Driver(spec)
+    d.initialise()
+    d.start_canary()
+    d.tick(60, metrics=good_metrics(spec, 50.0))
+    assert d.status.phase is Phase.FAILED
+    d.tick(60)
+    assert d.status.phase is Phase.FAILED  # nothing changed: stays rolled back
+    d.spec = _with_checksum(spec, "cccc")  # the team fixes the build: same version name, new artifact
+    d.tick()
+    assert d.status.phase is Phase.PROGRESSING and d.status.target.endswith("#cccc") and d.status.failed_checks == 0
+
+
+def test_a_promoted_version_changed_in_place_is_flagged_not_rolled_out_again():
+    spec = _with_checksum(canary({"stepWeight": 50, "maxWeight": 50, "stepWeightPromotion": 100}), "aaaa")
+    d = Driver(spec)
+    d.initialise()
+    d.start_canary()
+    d.run(12)
+    assert d.status.phase is Phase.SUCCEEDED
+    d.spec = _with_checksum(spec, "dddd")
+    dec = d.tick()
+    assert d.status.phase is Phase.SUCCEEDED and d.status.target.endswith("#dddd")
+    assert not any(isinstance(a, SetWeights) for a in dec.actions)
+    assert any(isinstance(a, Emit) and a.reason == "ChangedInPlace" for a in dec.actions)
+
+
+def test_a_target_stored_without_checksum_is_the_same_rollout():
+    spec = canary()
+    d = Driver(spec)
+    d.initialise()
+    d.start_canary()
+    step = d.status.step
+    d.spec = _with_checksum(spec, "eeee")  # a hub upgraded to checksums reads the old status
+    d.tick(60)
+    assert d.status.phase is Phase.PROGRESSING and d.status.step > step
