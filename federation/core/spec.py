@@ -90,6 +90,7 @@ class GitAuth(Model):
     token_env: str | None = None
     token_file: str | None = None
     ssh_key_file: str | None = None
+    ssh_known_hosts: str | None = None  # pinned host keys of an SSH remote (else the system's known_hosts)
 
 
 class GitSource(Model):
@@ -216,6 +217,14 @@ class Mesh(Model):
     name: str = "default"
     namespace: str = "default"
     edge: Edge | None = None
+
+    @field_validator("git")
+    @classmethod
+    def _hub_writes_directly(cls, v: GitSource) -> GitSource:
+        if v.pull_request:
+            raise ValueError("pullRequest is for zone repos: the mesh repo is the hub's record of each step, "
+                             "written as the route is applied")
+        return v
 
 
 class GlobalMetrics(Model):

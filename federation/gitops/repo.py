@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import stat
 import tempfile
 import threading
@@ -40,6 +41,18 @@ def _redact(text: str, secrets: list[str]) -> str:
     return text
 
 
+def ssh_command(auth: GitAuth) -> str:
+    """Git's ssh for an SSH remote: our key only, no prompt, and the host key checked strictly
+    against the pinned file when one is given (an unknown or changed key fails the command)."""
+    parts = ["ssh", "-o", "BatchMode=yes"]
+    if auth.ssh_key_file:
+        parts += ["-i", auth.ssh_key_file, "-o", "IdentitiesOnly=yes"]
+    if auth.ssh_known_hosts:
+        parts += ["-o", f"UserKnownHostsFile={auth.ssh_known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+                  "-o", "StrictHostKeyChecking=yes"]
+    return shlex.join(parts)
+
+
 @dataclass
 class Credentials:
     """Where a repo's secret comes from; the value is read at use time and never stored here."""
@@ -62,8 +75,8 @@ class Credentials:
     def environment(self) -> Iterator[dict[str, str]]:
         """Env vars for one git command: an askpass script reading the token from our env."""
         env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0"}
-        if self.auth is not None and self.auth.ssh_key_file:
-            env["GIT_SSH_COMMAND"] = f"ssh -i {self.auth.ssh_key_file} -o IdentitiesOnly=yes -o BatchMode=yes"
+        if self.auth is not None and (self.auth.ssh_key_file or self.auth.ssh_known_hosts):
+            env["GIT_SSH_COMMAND"] = ssh_command(self.auth)
         token = self.token()
         if token is None:
             yield env
@@ -282,13 +295,23 @@ class Repo:
             except GitCommandError:
                 return False
 
+    def branch_heads(self, prefix: str) -> list[CommitInfo]:
+        """The head commit of each remote branch under ``prefix`` (pull-request branches of ours)."""
+        with self.lock:
+            g = self._git().git
+            spec = f"+refs/heads/{prefix}*:refs/remotes/origin/{prefix}*"
+            self._run("fetch", lambda: g.fetch("origin", spec, "--prune"))
+            refs = [r for r in str(g.for_each_ref("--format=%(refname)", f"refs/remotes/origin/{prefix}")).split()
+                    if r.startswith(f"refs/remotes/origin/{prefix}")]
+            return [c for r in refs for c in self.log(1, rev=r)]
+
     # -- reading history -------------------------------------------------------------------
 
-    def log(self, limit: int = 200, path: str | None = None) -> list[CommitInfo]:
+    def log(self, limit: int = 200, path: str | None = None, rev: str | None = None) -> list[CommitInfo]:
         g = self._git().git
         sep, end = "\x1f", "\x1e"
         fmt = sep.join(["%H", "%an", "%at", "%s", "%(trailers:only,unfold)"]) + end
-        args = [f"--max-count={limit}", f"--format={fmt}"]
+        args = [f"--max-count={limit}", f"--format={fmt}", *([rev] if rev else [])]
         if path:
             args += ["--", path]
         out = str(g.log(*args))

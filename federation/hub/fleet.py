@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,18 @@ class KubeZoneStatus:
 @dataclass(frozen=True)
 class StepResult:
     commits: dict[str, str]  # repo name -> sha (only repos that changed)
+    pull_requests: dict[str, str] = field(default_factory=dict)  # zone -> branch waiting to be merged
+
+
+@dataclass
+class Deferred:
+    """A step whose zone commits wait in pull-request branches: each zone converges once its branch
+    is merged; the mesh route follows when every zone has it (new instances before traffic)."""
+
+    canary: specs.FederatedCanary
+    action: SetWeights
+    waiting: dict[str, str]  # zone -> our commit on its branch
+    mesh_done: bool
 
 
 class FleetAdapters:
@@ -86,6 +98,7 @@ class FleetAdapters:
                                                   f.git_repository or ks)
         self.edge = EnvoyEdge(m.edge)
         self.analyzer = Analyzer(fleet)
+        self.deferred: dict[str, Deferred] = {}  # rollout -> its step waiting for merges
 
     async def sync(self, names: list[str] | None = None) -> None:
         names = names or list(self.repos)
@@ -173,6 +186,9 @@ class FleetAdapters:
 
     async def observe_zones(self, zones: list[str], canary: specs.FederatedCanary | None = None,
                             step: int = 0) -> dict[str, ZoneStatus | KubeZoneStatus]:
+        if canary is not None and canary.key in self.deferred:
+            await self.advance_merges(canary.key)
+
         async def one(z: str) -> ZoneStatus | KubeZoneStatus:
             if z in self.kube:
                 assert canary is not None
@@ -238,8 +254,16 @@ class FleetAdapters:
                           reason="applied again after a hub restart")
 
     def last_step(self, rollout: str) -> gitrepo.CommitInfo | None:
-        """The newest step the mesh repo holds for ``rollout`` (every step commits there)."""
-        return self.repos[MESH].last_step(rollout)
+        """The newest step Git holds for ``rollout``: the mesh repo (every step commits there), or a
+        pull-request branch (or its merge) of a zone repo, for a step whose mesh part waits."""
+        found = [c for c in [self.repos[MESH].last_step(rollout)] if c is not None]
+        for z in self.fleet.spec.zones:
+            if z.git.pull_request:
+                repo = self.repos[z.name]
+                found += [c for c in [repo.last_step(rollout)] if c is not None]
+                found += [c for c in repo.branch_heads(f"federation/{rollout}/")
+                          if c.trailers.get("Rollout") == rollout and c.trailers.get("Step", "").isdigit()]
+        return max(found, key=lambda c: int(c.trailers["Step"]), default=None)
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -330,49 +354,90 @@ class FleetAdapters:
         await self.zones[zone].apply(self.repos[zone].head(), step, self.zone_manifests(zone))
 
     async def commit(self, name: str, edit: Any, message: str, key: str, step: int,
-                     expect: dict[str, str] | None = None) -> str | None:
+                     expect: dict[str, str] | None = None, branch: str | None = None) -> str | None:
         repo = self.repos[name]
-        return await asyncio.to_thread(repo.commit_and_push, edit, message, idempotency=(key, step), expect=expect)
+        return await asyncio.to_thread(repo.commit_and_push, edit, message, idempotency=(key, step), expect=expect,
+                                       branch=branch)
 
-    async def apply_step(self, canary: specs.FederatedCanary, action: SetWeights,
-                         edge_timeout: float = 15.0) -> StepResult:
+    def pull_request(self, zone: str) -> bool:
+        return self.fleet.zone(zone).git.pull_request
+
+    @staticmethod
+    def branch_for(key: str, step: int) -> str:
+        return f"federation/{key}/step-{step}"
+
+    async def advance_merges(self, key: str) -> None:
+        """A deferred step: converge each zone whose branch was merged; once none is waiting, the
+        mesh route (commit + edge). A branch not merged yet leaves the zone lagging: the rollout
+        waits, and its progress deadline applies as to any zone that does not converge."""
+        d = self.deferred[key]
+        merged = {}
+        for zone, sha in list(d.waiting.items()):
+            merged[zone] = await asyncio.to_thread(self.repos[zone].merged, sha)
+        for zone in [z for z, ok in merged.items() if ok]:
+            log.info("%s: step %d merged in zone %s: applying", key, d.action.step, zone)
+            del d.waiting[zone]
+            await self._converge(zone, d.action.step)
+        if not d.waiting:
+            if not d.mesh_done:
+                await self._mesh(d.canary, d.action, {}, wait=False)
+            del self.deferred[key]
+
+    async def _mesh(self, canary: specs.FederatedCanary, action: SetWeights, commits: dict[str, str], wait: bool,
+                    edge_timeout: float = 15.0) -> None:
+        key = canary.key
+        expect = {"Stage": action.stage, "Canary-Weight": str(action.canary_weight)}
+        req = self.route_request(canary, action)
+        sha = await self.commit(MESH, self._edit_mesh(req), self.message(canary, action), key, action.step, expect)
+        if sha:
+            commits[MESH] = sha
+        await self.edge.apply(envoy_router.render(req)[0])
+        if wait:
+            deadline = time.monotonic() + edge_timeout
+            while (await self.edge_step(key, canary.spec.service.name)) != action.step:
+                if time.monotonic() > deadline:
+                    raise TemporaryError(f"edge did not apply step {action.step} within {edge_timeout:g}s")
+                await asyncio.sleep(0.05)
+
+    async def apply_step(self, canary: specs.FederatedCanary, action: SetWeights) -> StepResult:
         """Commit and apply one step. Order keeps requests whole:
 
         without retirements, zones first (new instances come up at the weight they get) then the
         mesh; with retirements, the mesh first — and we wait until the edge runs it — so no request
-        is sent to a zone whose instances are being stopped.
+        is sent to a zone whose instances are being stopped. A zone repo in pull-request mode gets
+        the step on a branch; the zone (and, when zones go first, the mesh) follows once it is
+        merged (``advance_merges``, on each observation).
         """
         key = canary.key
         zones = list(dict.fromkeys(canary.spec.primary.zones + canary.spec.canary.zones))
         message = self.message(canary, action)
-        req = self.route_request(canary, action)
         commits: dict[str, str] = {}
+        branches: dict[str, str] = {}
+        waiting: dict[str, str] = {}
         expect = {"Stage": action.stage, "Canary-Weight": str(action.canary_weight)}
+        self.deferred.pop(key, None)  # a newer step replaces one still waiting
 
-        async def zones_step() -> None:
-            shas = await asyncio.gather(*[self.commit(z, self._edit_zone(z, canary, action), message, key, action.step,
-                                                      expect) for z in zones])
-            for z, sha in zip(zones, shas, strict=True):
-                if sha:
-                    commits[z] = sha
-            await asyncio.gather(*[self._converge(z, action.step) for z in zones])
-
-        async def mesh_step(wait: bool) -> None:
-            sha = await self.commit(MESH, self._edit_mesh(req), message, key, action.step, expect)
+        async def zone_step(z: str) -> None:
+            branch = self.branch_for(key, action.step) if self.pull_request(z) else None
+            sha = await self.commit(z, self._edit_zone(z, canary, action), message, key, action.step, expect, branch)
             if sha:
-                commits[MESH] = sha
-            await self.edge.apply(envoy_router.render(req)[0])
-            if wait:
-                deadline = time.monotonic() + edge_timeout
-                while (await self.edge_step(key, canary.spec.service.name)) != action.step:
-                    if time.monotonic() > deadline:
-                        raise TemporaryError(f"edge did not apply step {action.step} within {edge_timeout:g}s")
-                    await asyncio.sleep(0.05)
+                commits[z] = sha
+            if branch is not None and sha and not await asyncio.to_thread(self.repos[z].merged, sha):
+                branches[z] = branch
+                waiting[z] = sha
+                log.info("%s: step %d for zone %s waits in branch %s to be merged", key, action.step, z, branch)
+                return
+            await self._converge(z, action.step)
 
         if action.retire:
-            await mesh_step(wait=True)
-            await zones_step()
+            await self._mesh(canary, action, commits, wait=True)
+            await asyncio.gather(*[zone_step(z) for z in zones])
+            if waiting:
+                self.deferred[key] = Deferred(canary, action, waiting, mesh_done=True)
         else:
-            await zones_step()
-            await mesh_step(wait=False)
-        return StepResult(commits)
+            await asyncio.gather(*[zone_step(z) for z in zones])
+            if waiting:
+                self.deferred[key] = Deferred(canary, action, waiting, mesh_done=False)
+            else:
+                await self._mesh(canary, action, commits, wait=False)
+        return StepResult(commits, branches)
