@@ -93,12 +93,26 @@ class GitAuth(Model):
     ssh_known_hosts: str | None = None  # pinned host keys of an SSH remote (else the system's known_hosts)
 
 
+class SigningFormat(str, enum.Enum):
+    SSH = "ssh"
+    OPENPGP = "openpgp"
+
+
+class GitSigning(Model):
+    """Sign the hub's commits: ``key`` is an SSH private key file (format ssh) or an OpenPGP key id
+    or fingerprint in the hub's GnuPG keyring (format openpgp, GNUPGHOME of the hub's environment)."""
+
+    key: str
+    format: SigningFormat = SigningFormat.SSH
+
+
 class GitSource(Model):
     url: str
     branch: str = "main"
     path: str = "."
     auth: GitAuth | None = None
     pull_request: bool = False
+    signing: GitSigning | None = None
 
     @field_validator("path")
     @classmethod

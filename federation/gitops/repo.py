@@ -118,7 +118,8 @@ class Repo:
     branch: str
     workdir: Path
     credentials: Credentials = field(default_factory=Credentials)
-    signing_key: str | None = None  # an SSH private key path: commits are signed (gpg.format ssh)
+    signing_key: str | None = None  # commits are signed: an SSH private key path, or an OpenPGP key id
+    signing_format: str = "ssh"  # "ssh" or "openpgp" (git's gpg.format)
     lock: threading.Lock = field(default_factory=threading.Lock)
     rejections: int = 0  # pushes the remote refused (each one fetched, rebased and retried)
     _repo: git.Repo | None = None
@@ -161,7 +162,7 @@ class Repo:
                 g.config("user.name", AUTHOR_NAME)
                 g.config("user.email", AUTHOR_EMAIL)
                 if self.signing_key:
-                    g.config("gpg.format", "ssh")
+                    g.config("gpg.format", self.signing_format)
                     g.config("user.signingkey", self.signing_key)
             else:
                 self._sync()

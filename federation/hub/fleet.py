@@ -81,13 +81,13 @@ class FleetAdapters:
             raise PermanentError("the hub applies routes through a hub-managed Envoy edge: mesh.provider envoy "
                                  "with mesh.edge is required in this build")
         self.pool = ssh.Pool()
-        self.repos: dict[str, gitrepo.Repo] = {}
-        for z in fleet.spec.zones:
-            self.repos[z.name] = gitrepo.Repo(z.git.url, z.git.branch, self.workdir / "repos" / z.name,
-                                              gitrepo.Credentials(z.git.auth))
         m = fleet.spec.mesh
-        self.repos[MESH] = gitrepo.Repo(m.git.url, m.git.branch, self.workdir / "repos" / MESH,
-                                        gitrepo.Credentials(m.git.auth))
+        self.repos: dict[str, gitrepo.Repo] = {
+            name: gitrepo.Repo(src.url, src.branch, self.workdir / "repos" / name, gitrepo.Credentials(src.auth),
+                               signing_key=src.signing.key if src.signing else None,
+                               signing_format=src.signing.format.value if src.signing else "ssh")
+            for name, src in [*((z.name, z.git) for z in fleet.spec.zones), (MESH, m.git)]
+        }
         self.zones = {z.name: VmZone(z, self.pool) for z in fleet.spec.zones if z.kind is specs.ZoneKind.VM}
         self.kube: dict[str, kube.FluxZone] = {}
         for z in fleet.spec.zones:

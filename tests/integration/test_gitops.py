@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from federation import specfiles
+from federation.core import spec as specs
 from federation.core.errors import TemporaryError
 from federation.core.spec import GitAuth
 from federation.gitops import history
@@ -173,6 +174,93 @@ def test_signed_commits_verify(tmp_path: Path):
                          cwd=tmp_path / "hub", capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "Good" in out.stderr
+
+
+def test_openpgp_signed_commits_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(home))
+    subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+                    f"{gitrepo.AUTHOR_NAME} <{gitrepo.AUTHOR_EMAIL}>", "ed25519", "sign", "never"],
+                   check=True, capture_output=True)
+    listing = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], check=True, capture_output=True,
+                             text=True).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    bare = seed(tmp_path)
+    src = specs.GitSource.model_validate({"url": str(bare), "signing": {"key": fingerprint, "format": "openpgp"}})
+    assert src.signing is not None
+    hub = gitrepo.Repo(src.url, "main", tmp_path / "hub", signing_key=src.signing.key, signing_format=src.signing.format.value)
+    hub.ensure()
+    sha = hub.commit_and_push(step_edit(4), message(4))
+    out = subprocess.run(["git", "verify-commit", "--raw", sha], cwd=tmp_path / "hub", capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"VALIDSIG {fingerprint}" in out.stderr
+    unsigned = subprocess.run(["git", "verify-commit", "HEAD~1"], cwd=tmp_path / "hub", capture_output=True, text=True)
+    assert unsigned.returncode != 0  # the seed commit is not signed: verification can fail
+
+
+@pytest.fixture
+def git_sshd(tmp_path: Path):
+    """OpenSSH sshd on loopback whose only authorised key may run git (git-shell), nothing else."""
+    from federation.demo.procs import Supervisor, wait_for
+    from tests.integration.conftest import free_port
+
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    for name in ("client_key", "host_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
+    port = free_port()
+    client_pub = (tmp_path / "client_key.pub").read_text().strip()
+    (tmp_path / "authorized_keys").write_text(
+        f'command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"",restrict {client_pub}\n')
+    cfg = tmp_path / "sshd_config"
+    cfg.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {tmp_path / 'host_key'}",
+        f"PidFile {tmp_path / 'sshd.pid'}", f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}",
+        "PermitRootLogin forced-commands-only", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+        "UsePAM no", "StrictModes no", "LogLevel ERROR", ""]))
+    kind, key = (tmp_path / "host_key.pub").read_text().split()[:2]
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {key}\n")
+    procs = Supervisor(tmp_path / "logs")
+    try:
+        procs.start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)])
+
+        def listening() -> bool:
+            import socket
+
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(listening, 20, "sshd")
+        yield tmp_path, port
+    finally:
+        procs.stop_all()
+
+
+def test_ssh_remote_with_a_pinned_host_key(git_sshd):
+    tmp, port = git_sshd
+    bare = seed(tmp)
+    url = f"ssh://root@127.0.0.1:{port}{bare}"
+    auth = specs.GitAuth(ssh_key_file=str(tmp / "client_key"), ssh_known_hosts=str(tmp / "known_hosts"))
+    hub = gitrepo.Repo(url, "main", tmp / "hub", gitrepo.Credentials(auth))
+    hub.ensure()
+    sha = hub.commit_and_push(step_edit(3), message(3))
+    assert sha and git("--git-dir", str(bare), "rev-parse", "main").strip() == sha
+    assert gitrepo.reachable(url, "main", gitrepo.Credentials(auth)) is None
+    # The same server under a host key we did not pin: refused, nothing cloned.
+    other = tmp / "other_known_hosts"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp / "impostor")], check=True)
+    kind, key = (tmp / "impostor.pub").read_text().split()[:2]
+    other.write_text(f"[127.0.0.1]:{port} {kind} {key}\n")
+    bad = gitrepo.Repo(url, "main", tmp / "bad", gitrepo.Credentials(
+        specs.GitAuth(ssh_key_file=str(tmp / "client_key"), ssh_known_hosts=str(other))))
+    with pytest.raises(TemporaryError, match=r"(?i)host key"):
+        bad.ensure()
+    assert not (tmp / "bad" / ".git").exists()
+    # The key opens git only: no shell.
+    shell = subprocess.run(["ssh", "-i", str(tmp / "client_key"), "-p", str(port), "-o", "BatchMode=yes",
+                            "-o", f"UserKnownHostsFile={tmp / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+                            "root@127.0.0.1", "id"], capture_output=True, text=True, timeout=30)
+    assert shell.returncode != 0 and "uid=" not in shell.stdout
 
 
 def test_pull_request_mode_pushes_a_branch_and_waits_for_merge(tmp_path: Path):
