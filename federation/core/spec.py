@@ -225,12 +225,25 @@ class Edge(Model):
     listener: Endpoint | None = None
 
 
+class MeshApply(str, enum.Enum):
+    GITOPS = "gitops"
+    """The hub commits the rendered route to the mesh repo; Flux applies it on the global control
+    plane; a step counts once that Kustomization reports the commit (needs kubeconfig)."""
+    DIRECT = "direct"
+    """For a mesh without GitOps: the hub commits the route (the record) and server-side applies it
+    on the global control plane itself; a step counts once the objects carry it (needs kubeconfig)."""
+
+
 class Mesh(Model):
     provider: MeshProvider
     git: GitSource
     name: str = "default"
     namespace: str = "default"
     edge: Edge | None = None
+    router: str | None = None  # a renderer other than the provider's default: kuma-trafficroute, linkerd, smi-v1alpha1
+    apply: MeshApply = MeshApply.GITOPS
+    kubeconfig: Kubeconfig | None = None  # the mesh's global control plane cluster
+    flux: FluxRef | None = None  # gitops: the Kustomization applying the mesh repo there (default name: mesh)
 
     @field_validator("git")
     @classmethod

@@ -23,6 +23,7 @@ from federation.core.errors import FederationError, PermanentError, TemporaryErr
 from federation.core.state import SetWeights
 from federation.core.weights import Subset, as_percent
 from federation.gitops import repo as gitrepo
+from federation.hub.mesh import EdgeRoute, KubeRoute
 from federation.metrics.analysis import Analyzer
 from federation.routers import envoy as envoy_router
 from federation.routers.model import RouteRequest
@@ -77,9 +78,6 @@ class FleetAdapters:
     def __init__(self, fleet: specs.Fleet, workdir: Path) -> None:
         self.fleet = fleet
         self.workdir = Path(workdir)
-        if fleet.spec.mesh.provider is not specs.MeshProvider.ENVOY or fleet.spec.mesh.edge is None:
-            raise PermanentError("the hub applies routes through a hub-managed Envoy edge: mesh.provider envoy "
-                                 "with mesh.edge is required in this build")
         self.pool = ssh.Pool()
         m = fleet.spec.mesh
         self.repos: dict[str, gitrepo.Repo] = {
@@ -96,7 +94,27 @@ class FleetAdapters:
                 ks = f.kustomization or z.name
                 self.kube[z.name] = kube.FluxZone(kube.Api(kube.api_client(z.kubeconfig)), f.namespace, ks,
                                                   f.git_repository or ks)
-        self.edge = EnvoyEdge(m.edge)
+        self.edge: EnvoyEdge | None = None
+        self.route: EdgeRoute | KubeRoute
+        if m.provider is specs.MeshProvider.ENVOY:
+            if m.edge is None:
+                raise PermanentError("mesh.provider envoy: the hub runs the edge Envoy, so mesh.edge (rdsPath, admin) "
+                                     "is required")
+            self.edge = EnvoyEdge(m.edge)
+            self.route = EdgeRoute(self.edge)
+        else:
+            if m.kubeconfig is None:
+                raise PermanentError(f"mesh.provider {m.provider.value}: mesh.kubeconfig (the mesh's global control "
+                                     f"plane) is required to {'apply' if m.apply is specs.MeshApply.DIRECT else 'observe'} "
+                                     "routes")
+            mesh_api = kube.Api(kube.api_client(m.kubeconfig))
+            flux = None
+            if m.apply is specs.MeshApply.GITOPS:
+                fr = m.flux or specs.FluxRef()
+                ks = fr.kustomization or MESH
+                flux = kube.FluxZone(mesh_api, fr.namespace, ks, fr.git_repository or ks)
+            self.route = KubeRoute(m, mesh_api, flux,
+                                   lambda rollout, rev, step: self.step_of_revision(MESH, rollout, rev, step))
         self.analyzer = Analyzer(fleet)
         self.deferred: dict[str, Deferred] = {}  # rollout -> its step waiting for merges
 
@@ -240,7 +258,17 @@ class FleetAdapters:
         return 0
 
     async def edge_step(self, rollout: str, service: str) -> int | None:
+        """The step the hub-managed Envoy edge runs for ``rollout`` (provider envoy)."""
+        if self.edge is None:
+            raise PermanentError("this fleet's mesh has no hub-managed edge")
         return envoy_router.step_of(await self.edge.version_text(service), rollout)
+
+    async def mesh_step(self, canary: specs.FederatedCanary, step: int) -> int | None:
+        """The step the mesh route is live at: the edge's, Flux's on the global control plane, or
+        what the applied objects carry (direct mode)."""
+        if self.edge is not None:
+            return await self.edge_step(canary.key, canary.spec.service.name)
+        return await self.route.step(canary.key, canary.spec.service.name, step)
 
     @staticmethod
     def action_from_commit(c: gitrepo.CommitInfo) -> SetWeights:
@@ -331,8 +359,8 @@ class FleetAdapters:
 
         return edit
 
-    def _edit_mesh(self, req: RouteRequest) -> Any:
-        docs = envoy_router.render(req)
+    def _edit_mesh(self, req: RouteRequest, docs: list[dict[str, Any]] | None = None) -> Any:
+        docs = docs if docs is not None else self.route.render(req)
 
         def edit(repo: gitrepo.Repo) -> list[str]:
             path = self.mesh_path("routes", f"{req.service}.yaml")
@@ -388,16 +416,20 @@ class FleetAdapters:
         key = canary.key
         expect = {"Stage": action.stage, "Canary-Weight": str(action.canary_weight)}
         req = self.route_request(canary, action)
-        sha = await self.commit(MESH, self._edit_mesh(req), self.message(canary, action), key, action.step, expect)
+        docs = self.route.render(req)
+        sha = await self.commit(MESH, self._edit_mesh(req, docs), self.message(canary, action), key, action.step, expect)
         if sha:
             commits[MESH] = sha
-        await self.edge.apply(envoy_router.render(req)[0])
+        await self.route.apply(docs)
         if wait:
+            # Retiring instances: the route must be live without them first. A mesh applied by Flux
+            # may take longer than this; the tick then fails, and the next one (the commit found,
+            # not redone) waits again.
             deadline = time.monotonic() + edge_timeout
-            while (await self.edge_step(key, canary.spec.service.name)) != action.step:
+            while (await self.mesh_step(canary, action.step) or 0) < action.step:
                 if time.monotonic() > deadline:
-                    raise TemporaryError(f"edge did not apply step {action.step} within {edge_timeout:g}s")
-                await asyncio.sleep(0.05)
+                    raise TemporaryError(f"mesh route did not reach step {action.step} within {edge_timeout:g}s")
+                await asyncio.sleep(0.05 if self.edge is not None else 0.5)
 
     async def apply_step(self, canary: specs.FederatedCanary, action: SetWeights) -> StepResult:
         """Commit and apply one step. Order keeps requests whole:

@@ -80,7 +80,7 @@ class RolloutWorker:
         needs = core.needs(spec, status, now)
         zones = list(dict.fromkeys(spec.primary.zones + spec.canary.zones))
         zone_task = self.adapters.observe_zones(zones, canary, status.step)
-        edge_task = self.adapters.edge_step(canary.key, spec.service.name)
+        edge_task = self.adapters.mesh_step(canary, status.step)
         metrics_task = self.adapters.analyzer.collect(spec, canary.metadata.namespace) if needs.metrics else None
         hooks_task = self._hooks(canary, needs.hooks, status)
         gathered = await asyncio.gather(zone_task, edge_task, hooks_task,

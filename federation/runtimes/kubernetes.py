@@ -175,10 +175,28 @@ class FluxZone:
 PROGRESS_DEADLINE = "progress deadline exceeded (ProgressDeadlineExceeded)"
 
 
+def _plural(kind: str) -> str:
+    return kind.lower() + ("es" if kind.lower().endswith("s") else "s")
+
+
+async def get_object(api: Api, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    """A custom object (a mesh route) read back; None when it does not exist."""
+    group, _, version = api_version.rpartition("/")
+    try:
+        if namespace:
+            return await api.call(kind, api.custom.get_namespaced_custom_object, group, version, namespace,  # type: ignore[no-any-return]
+                                  _plural(kind), name)
+        return await api.call(kind, api.custom.get_cluster_custom_object, group, version, _plural(kind), name)  # type: ignore[no-any-return]
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _error(f"{kind} {name}", exc) from None
+
+
 async def server_side_apply(api: Api, manifest: dict[str, Any], field_manager: str = "federation") -> dict[str, Any]:
     """Direct mode (a mesh without GitOps): apply a rendered route on the mesh's control-plane cluster."""
     group, _, version = manifest["apiVersion"].rpartition("/")
-    plural = manifest["kind"].lower() + "s"
+    plural = _plural(manifest["kind"])
     ns = (manifest.get("metadata") or {}).get("namespace")
     name = manifest["metadata"]["name"]
     try:

@@ -71,8 +71,8 @@ class MemoryAdapters:
         got = self.applied.get(canary.key)
         return {z: _Zone(got) for z in zones}
 
-    async def edge_step(self, rollout: str, service: str) -> int | None:
-        return self.applied.get(rollout)
+    async def mesh_step(self, canary: specs.FederatedCanary, step: int) -> int | None:
+        return self.applied.get(canary.key)
 
     async def apply_step(self, canary: specs.FederatedCanary, action: SetWeights) -> StepResult:
         self.applied[canary.key] = action.step
