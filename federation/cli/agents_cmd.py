@@ -24,6 +24,38 @@ def _vm_zones(fleet: specs.Fleet, zone: str | None) -> list[specs.Zone]:
     return zones
 
 
+@agents.command("drain")
+def drain(fleet: FleetOpt, zone: Annotated[str, typer.Option(help="The vm zone.")],
+          host: Annotated[list[str] | None, typer.Option(help="Only these hosts (address or user@address:port); "
+                                                              "repeatable. Default: every host of the zone.")] = None,
+          undo: Annotated[bool, typer.Option("--undo", help="Put the hosts back in rotation.")] = False,
+          timeout: Annotated[float, typer.Option(help="Seconds to wait for in-flight requests to finish.")] = 30.0,
+          fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:
+    """Take VMs out of rotation for maintenance (their Envoy fails its health check; requests in
+    flight finish) or, with --undo, put them back. Exit 3 when a host is unreachable or not drained."""
+    from federation.runtimes import ssh
+    from federation.runtimes.vm import VmZone
+    f = specfiles.load_one(fleet, specs.Fleet)
+    if not 0 <= timeout <= 600:
+        raise SpecError([Problem("--timeout", "", "must be between 0 and 600 seconds")])
+    (z,) = _vm_zones(f, zone)
+
+    async def go() -> list[tuple[str, dict[str, Any] | str]]:
+        pool = ssh.Pool(retries=0, connect_timeout=5, call_timeout=10)
+        try:
+            return await VmZone(z, pool).drain(not undo, host or None, timeout)
+        finally:
+            await pool.close()
+
+    results = asyncio.run(go())
+    rows = [{"host": h, **(r if isinstance(r, dict) else {"error": r})} for h, r in results]
+    output.emit(rows, fmt, ["host", "draining", "drained", "in flight", "envoy", "error"],
+                [[r["host"], r.get("draining", "-"), r.get("drained", "-"), r.get("active_requests", "-"),
+                  r.get("envoy_state") or "-", r.get("error") or r.get("pending") or ""] for r in rows], title="drain")
+    if any("error" in r or (not undo and not r.get("drained")) for r in rows):
+        raise typer.Exit(3)
+
+
 @agents.command("status")
 def status(fleet: FleetOpt, zone: Annotated[str | None, typer.Option(help="Only this zone.")] = None,
            fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -69,6 +70,9 @@ def handler(app: App) -> type[BaseHTTPRequestHandler]:
             start = time.perf_counter()
             if app.latency:
                 time.sleep(app.latency)
+            hold = parse_qs(urlsplit(self.path).query).get("hold_ms", [""])[0]
+            if hold.isdigit():  # a slow request on purpose (tests of draining), at most 10 s
+                time.sleep(min(int(hold), 10_000) / 1000)
             code = 500 if app.fault() else 200
             body = f"{app.service} {app.version} zone={app.zone} {'fault' if code == 500 else 'ok'}\n".encode()
             self._send(code, body)

@@ -58,6 +58,16 @@ def tool(name: str) -> str:
     return found
 
 
+# A VM's (zone ingress') readiness for load balancers in front of it: 200 while live, 503 once the
+# agent drains the VM (Envoy /healthcheck/fail). Requests still arriving are served.
+READY_PATH = "/federation/ready"
+HEALTH_FILTER = {
+    "name": "envoy.filters.http.health_check",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck",
+                     "pass_through_mode": False, "headers": [{"name": ":path", "string_match": {"exact": READY_PATH}}]},
+}
+
+
 @dataclass
 class ZoneProcs:
     name: str
@@ -169,7 +179,8 @@ class LocalFleet:
                             "stat_prefix": stat_prefix,
                             "rds": {"route_config_name": route, "config_source": {
                                 "resource_api_version": "V3", "path_config_source": {"path": str(rds)}}},
-                            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                            "http_filters": [*([HEALTH_FILTER] if cds is not None else []),
+                                             {"name": "envoy.filters.http.router", "typed_config": {
                                 "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
                         },
                     }]}],

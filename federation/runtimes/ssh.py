@@ -70,14 +70,15 @@ class Pool:
             self._conns[t] = conn
             return conn
 
-    async def call(self, t: Target, op: str, **payload: Any) -> dict[str, Any]:
-        """One protocol request; TemporaryError when the host stays unreachable."""
+    async def call(self, t: Target, op: str, _call_timeout: float | None = None, **payload: Any) -> dict[str, Any]:
+        """One protocol request; TemporaryError when the host stays unreachable. ``_call_timeout``
+        replaces the pool's per-call timeout for a request that waits on purpose (drain)."""
         request = json.dumps({"protocol": PROTOCOL, "op": op, **payload}) + "\n"
         last: Exception | None = None
         async with self._sem:
             for attempt in range(self.retries + 1):
                 try:
-                    return await asyncio.wait_for(self._exchange(t, request), timeout=self.call_timeout)
+                    return await asyncio.wait_for(self._exchange(t, request), timeout=_call_timeout or self.call_timeout)
                 except PermanentError:
                     raise
                 except (OSError, asyncssh.Error, TimeoutError, TemporaryError, EOFError) as exc:

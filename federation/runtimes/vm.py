@@ -103,6 +103,25 @@ class VmZone:
     async def observe(self) -> ZoneStatus:
         return ZoneStatus(self.zone.name, list(await asyncio.gather(*[self._status(t) for t in self.targets])))
 
+    async def drain(self, enable: bool, hosts: list[str] | None = None,
+                    timeout: float = 30.0) -> list[tuple[str, dict[str, Any] | str]]:
+        """Take hosts out of rotation (``enable``) or back in: each agent fails its Envoy health
+        check and answers once nothing is in flight (or ``timeout``). Per host: the answer or why not."""
+        targets = [t for t in self.targets if hosts is None or t.address in hosts or str(t) in hosts]
+        if hosts is not None and not targets:
+            raise FederationError(f"zone {self.zone.name}: no host among {', '.join(hosts)}")
+
+        async def one(t: Target) -> dict[str, Any] | str:
+            try:
+                resp = await self.pool.call(t, "drain", enable=enable, timeout=timeout,
+                                            _call_timeout=timeout + self.pool.call_timeout)
+            except FederationError as exc:
+                return str(exc)
+            return resp if resp.get("ok") else str(resp.get("error"))
+
+        results = await asyncio.gather(*[one(t) for t in targets])
+        return [(str(t), r) for t, r in zip(targets, results, strict=True)]
+
     async def hello(self) -> list[tuple[str, dict[str, Any] | str]]:
         out: list[tuple[str, dict[str, Any] | str]] = []
         for t in self.targets:

@@ -33,6 +33,11 @@ class Config:
         self.interval = interval
 
 
+def drain_answer(enable: bool, active: int, envoy_state: str | None) -> dict[str, Any]:
+    drained = enable and active == 0 and envoy_state in (None, "DRAINING")
+    return {"draining": enable, "drained": drained, "active_requests": active, "envoy_state": envoy_state}
+
+
 def releases(desired: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in desired.get("manifests", []) if isinstance(m, dict) and m.get("kind") == "ZoneRelease"]
 
@@ -75,7 +80,9 @@ class Agent:
             "step": desired.get("step"),
             "applied_revision": self.applied_revision,
             "applied_step": self.applied_step,
-            "health": "ok" if not self.error else "degraded",
+            "health": "draining" if self.draining() else ("ok" if not self.error else "degraded"),
+            **({"draining": True, "active_requests": self.in_flight(),
+                "envoy_state": self.admin.server_state() if self.admin else None} if self.draining() else {"draining": False}),
             "error": self.error,
             "versions": versions,
             "instances": [dict(i.record(), key=i.key, healthy=i.healthy) for i in self.sup.instances.values()],
@@ -90,6 +97,34 @@ class Agent:
         out = self.state.restore_previous()
         self.wake.set()
         return out
+
+    def draining(self) -> bool:
+        return state.read_drain(self.state)
+
+    def drain(self, enable: bool, timeout: float) -> dict[str, Any]:
+        """Take this VM out of rotation (maintenance, decommission) or put it back.
+
+        The flag is stored first (a restarted agent, or a restarted Envoy, drains again); the local
+        Envoy then fails its health check, so the zone's load balancer stops sending new requests,
+        while requests still arriving are served. With ``timeout`` the answer waits until no
+        request is in flight to this VM's instances (``drained``). Desired state keeps converging:
+        a drained VM is current when it comes back.
+        """
+        state.write_drain(self.state, enable)
+        envoy_ok = self.admin.set_health(not enable) if self.admin is not None else None
+        if enable and self.admin is not None and timeout > 0:
+            self._wait(lambda: self.in_flight() == 0, timeout=timeout)
+        active = self.in_flight()
+        log.info("drain %s: envoy %s, %d request(s) in flight", "on" if enable else "off",
+                 {True: "took it", False: "did not answer", None: "absent"}[envoy_ok], active)
+        self.wake.set()
+        return drain_answer(enable, active, self.admin.server_state() if self.admin else None)
+
+    def in_flight(self) -> int:
+        if self.admin is None:
+            return 0
+        clusters = sorted({envoy.cluster_name(i.service, i.version) for i in self.sup.instances.values()})
+        return self.admin.total_active_requests(clusters)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -117,6 +152,13 @@ class Agent:
         self.state.set_instances(self.sup.records())
 
     def converge_once(self) -> None:
+        if self.admin is not None:
+            # The stored drain flag wins: set by ``fed-agent rpc``, or lost by a restarted Envoy.
+            draining, envoy_state = self.draining(), self.admin.server_state()
+            if draining and envoy_state == "LIVE":
+                self.admin.set_health(False)
+            elif not draining and envoy_state == "DRAINING":
+                self.admin.set_health(True)
         desired = self.state.desired()
         if desired is None:
             return

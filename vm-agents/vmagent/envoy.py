@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import urllib.error
 import urllib.request
 
 from vmagent import state
@@ -80,7 +81,7 @@ def write(path: str, document: dict[str, object]) -> None:
 
 
 class Admin:
-    """Read-only questions to the local Envoy's admin port."""
+    """Questions to the local Envoy's admin port, and its health-check switch (drain)."""
 
     def __init__(self, address: str, timeout: float = 2.0) -> None:
         self.base = f"http://{address}"
@@ -107,6 +108,30 @@ class Admin:
             return self.stats("^cluster_manager.cds.version_text$").get("cluster_manager.cds.version_text")
         except OSError:
             return None
+
+    def set_health(self, ok: bool) -> bool:
+        """``/healthcheck/fail`` (Envoy reports DRAINING: ``/ready`` and the listener's health-check
+        path answer 503, so load balancers that check it stop sending new requests; requests that
+        arrive are still served) or ``/healthcheck/ok``. True when Envoy took it."""
+        req = urllib.request.Request(f"{self.base}/healthcheck/{'ok' if ok else 'fail'}", method="POST", data=b"")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def server_state(self) -> str | None:
+        """LIVE, DRAINING, ... from ``/ready`` (503 while draining)."""
+        try:
+            with urllib.request.urlopen(f"{self.base}/ready", timeout=self.timeout) as resp:
+                return str(resp.read().decode().strip())
+        except urllib.error.HTTPError as exc:
+            return str(exc.read().decode().strip())
+        except OSError:
+            return None
+
+    def total_active_requests(self, clusters: list[str]) -> int:
+        return sum(self.active_requests(c) for c in clusters)
 
     def active_requests(self, cluster: str) -> int:
         key = f"cluster.{cluster}.upstream_rq_active"

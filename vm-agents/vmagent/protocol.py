@@ -1,6 +1,6 @@
 """The agent protocol: one JSON object per line each way, versioned.
 
-Request: ``{"protocol": 1, "op": "hello"|"status"|"apply"|"rollback", ...}``; response:
+Request: ``{"protocol": 1, "op": "hello"|"status"|"apply"|"drain"|"rollback", ...}``; response:
 ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The hub speaks it over an SSH channel:
 either OpenSSH running ``fed-agent rpc`` as a forced command, or the agent's own SSH endpoint.
 Standard library only.
@@ -13,7 +13,7 @@ from typing import Any
 
 from vmagent import PROTOCOL_VERSION, __version__
 
-OPS = ("hello", "status", "apply", "rollback")
+OPS = ("hello", "status", "apply", "drain", "rollback")
 
 
 def decode(line: str) -> dict[str, Any]:
@@ -66,6 +66,12 @@ def handle(line: str, backend: Any) -> dict[str, Any]:
             return dict(backend.status(), ok=True)
         if op == "apply":
             return dict(backend.apply(req.get("desired") or {}), ok=True)
+        if op == "drain":
+            enable = req.get("enable", True)
+            timeout = req.get("timeout", 30.0)
+            if not isinstance(enable, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 600:
+                raise ValueError("drain takes enable (true/false) and timeout (seconds, 0..600)")
+            return dict(backend.drain(enable, float(timeout)), ok=True)
         return dict(backend.rollback(), ok=True)
     except Exception as exc:  # every failure is an answer, never a dropped channel
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)}

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 from vmagent import protocol, state
+from vmagent.converge import drain_answer as converge_answer
 
 
 class StateDirBackend:
@@ -30,6 +32,24 @@ class StateDirBackend:
 
     def rollback(self) -> dict[str, Any]:
         return self.state.restore_previous()
+
+    def drain(self, enable: bool, timeout: float) -> dict[str, Any]:
+        """Store the flag for the running agent, then wait (up to ``timeout``) for its report to
+        show Envoy switched and, when draining, nothing in flight."""
+        state.write_drain(self.state, enable)
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self.state.report() or {}
+            done = bool(r.get("draining")) == enable and (
+                not enable or (r.get("active_requests") == 0 and r.get("envoy_state") in (None, "DRAINING")))
+            if done or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        answer = converge_answer(enable, int(r.get("active_requests") or 0) if enable else 0, r.get("envoy_state"))
+        if bool(r.get("draining")) != enable:
+            answer["drained"] = False
+            answer["pending"] = "the running agent has not picked the change up yet (is fed-agent run running?)"
+        return answer
 
 
 def main(state_dir: str) -> int:

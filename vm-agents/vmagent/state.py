@@ -102,3 +102,11 @@ class StateDir:
             return {"accepted": False, "reason": "no previous desired state stored"}
         self.set_desired(prev)
         return {"accepted": True, "revision": prev.get("revision")}
+
+
+def read_drain(sd: StateDir) -> bool:
+    return bool((read_json(sd.path("drain.json")) or {}).get("draining"))
+
+
+def write_drain(sd: StateDir, draining: bool) -> None:
+    write_json(sd.path("drain.json"), {"draining": draining, "at": time.time()})
