@@ -32,6 +32,11 @@ def _loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ports", type=_ports, default=(20000, 20999), help="port range for app instances")
     p.add_argument("--targets-file", help="Prometheus file_sd file listing the app instances")
     p.add_argument("--stop-instances", action="store_true", help="stop app instances when the agent stops")
+    p.add_argument("--runner", choices=("auto", "systemd", "process"), default="auto",
+                   help="run app instances as systemd units (where systemd is the init system) or as "
+                        "supervised processes; auto picks systemd when the host booted with it")
+    p.add_argument("--unit-dir", default="/etc/systemd/system", help="where systemd unit files are written")
+    p.add_argument("--systemctl", default="systemctl", help="the systemctl to call")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     from vmagent import converge
 
     config = converge.Config(args.state_dir, args.zone, args.envoy_admin, args.envoy_dir, args.stat_prefix,
-                             args.ports, args.targets_file)
+                             args.ports, args.targets_file, runner=args.runner, unit_dir=args.unit_dir,
+                             systemctl=args.systemctl)
     if args.cmd == "serve":
         from vmagent import server
 

@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from vmagent import PROTOCOL_VERSION, __version__, envoy, state, supervisor
+from vmagent import PROTOCOL_VERSION, __version__, envoy, state, supervisor, units
 
 log = logging.getLogger("vmagent")
 
@@ -22,7 +22,8 @@ log = logging.getLogger("vmagent")
 class Config:
     def __init__(self, state_dir: str, zone: str, envoy_admin: str | None, envoy_dir: str | None,
                  stat_prefix: str = "ingress", ports: tuple[int, int] = (20000, 20999),
-                 targets_file: str | None = None, interval: float = 0.5) -> None:
+                 targets_file: str | None = None, interval: float = 0.5, runner: str = "process",
+                 unit_dir: str = "/etc/systemd/system", systemctl: str = "systemctl") -> None:
         self.state_dir = state_dir
         self.zone = zone
         self.envoy_admin = envoy_admin
@@ -31,6 +32,9 @@ class Config:
         self.ports = ports
         self.targets_file = targets_file
         self.interval = interval
+        self.runner = runner  # "process", "systemd", or "auto" (systemd where it is the init system)
+        self.unit_dir = unit_dir
+        self.systemctl = systemctl
 
 
 def drain_answer(enable: bool, active: int, envoy_state: str | None) -> dict[str, Any]:
@@ -46,7 +50,14 @@ class Agent:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state = state.StateDir(config.state_dir)
-        self.sup = supervisor.Supervisor(os.path.join(config.state_dir, "logs"), *config.ports)
+        log_dir = os.path.join(config.state_dir, "logs")
+        runner = config.runner
+        if runner == "auto":
+            runner = "systemd" if units.systemd_booted() else "process"
+        self.sup: supervisor.Supervisor = (
+            units.SystemdSupervisor(log_dir, *config.ports, unit_dir=config.unit_dir, systemctl=config.systemctl)
+            if runner == "systemd" else supervisor.Supervisor(log_dir, *config.ports))
+        self.runner = runner
         self.sup.adopt(self.state.instances())
         self.admin = envoy.Admin(config.envoy_admin) if config.envoy_admin else None
         self.wake = asyncio.Event()
@@ -76,6 +87,7 @@ class Agent:
             "protocol": PROTOCOL_VERSION,
             "agent_version": __version__,
             "zone": self.config.zone,
+            "runner": self.runner,
             "revision": desired.get("revision"),
             "step": desired.get("step"),
             "applied_revision": self.applied_revision,
@@ -177,7 +189,7 @@ class Agent:
         # 1. start what is missing, restart what died (drift)
         for key, spec in wanted.items():
             inst = self.sup.instances.get(key)
-            if inst is not None and not supervisor.alive(inst.pid):
+            if inst is not None and not self.sup.alive(inst):
                 log.warning("instance %s (pid %d) died: restarting", key, inst.pid)
                 self.sup.instances.pop(key)
                 self.sup.start(key, spec["service"], spec["version"], spec["command"], self.env(spec),

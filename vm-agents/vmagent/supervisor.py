@@ -28,10 +28,12 @@ class Instance:
     healthy: bool = False
     started_at: float = field(default_factory=time.time)
     restarts: int = 0
+    unit: str = ""  # the systemd unit running it (systemd runner), else empty
 
     def record(self) -> dict[str, object]:
         return {"service": self.service, "version": self.version, "port": self.port, "pid": self.pid,
-                "command": self.command, "health": self.health, "restarts": self.restarts}
+                "command": self.command, "health": self.health, "restarts": self.restarts,
+                **({"unit": self.unit} if self.unit else {})}
 
 
 def alive(pid: int) -> bool:
@@ -97,6 +99,9 @@ class Supervisor:
 
     def records(self) -> dict[str, dict[str, object]]:
         return {k: i.record() for k, i in self.instances.items()}
+
+    def alive(self, inst: Instance) -> bool:
+        return alive(inst.pid)
 
     def start(self, key: str, service: str, version: str, command: list[str], env: dict[str, str],
               health: str, restarts: int = 0) -> Instance:
