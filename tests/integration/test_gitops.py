@@ -202,35 +202,13 @@ def test_openpgp_signed_commits_verify(tmp_path: Path, monkeypatch: pytest.Monke
 @pytest.fixture
 def git_sshd(tmp_path: Path):
     """OpenSSH sshd on loopback whose only authorised key may run git (git-shell), nothing else."""
-    from federation.demo.procs import Supervisor, wait_for
-    from tests.integration.conftest import free_port
+    from federation.demo.procs import Supervisor
+    from tests.integration.sshd import keygen, start_sshd
 
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    for name in ("client_key", "host_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
-    port = free_port()
-    client_pub = (tmp_path / "client_key.pub").read_text().strip()
-    (tmp_path / "authorized_keys").write_text(
-        f'command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"",restrict {client_pub}\n')
-    cfg = tmp_path / "sshd_config"
-    cfg.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {tmp_path / 'host_key'}",
-        f"PidFile {tmp_path / 'sshd.pid'}", f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}",
-        "PermitRootLogin forced-commands-only", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-        "UsePAM no", "StrictModes no", "LogLevel ERROR", ""]))
-    kind, key = (tmp_path / "host_key.pub").read_text().split()[:2]
-    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {key}\n")
+    client_pub = keygen(tmp_path / "client_key")
     procs = Supervisor(tmp_path / "logs")
     try:
-        procs.start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)])
-
-        def listening() -> bool:
-            import socket
-
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(listening, 20, "sshd")
+        port = start_sshd(tmp_path, procs, f'command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"",restrict {client_pub}\n')
         yield tmp_path, port
     finally:
         procs.stop_all()

@@ -17,14 +17,10 @@ from federation.demo.procs import Supervisor, wait_for
 from federation.runtimes.ssh import Pool, Target
 from federation.runtimes.vm import VmZone
 from tests.integration.conftest import free_port
+from tests.integration.sshd import keygen, start_sshd
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
-
-
-def keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return Path(str(path) + ".pub").read_text().strip()
 
 
 def manifests(version: str = "v1", weight: int = 10_000) -> list[dict]:
@@ -204,37 +200,13 @@ def test_unreachable_vm_blocks_the_step_and_converges_when_back(fleet):
 @pytest.fixture
 def sshd(tmp_path: Path):
     """A real OpenSSH sshd on loopback: root may only run the forced command (fed-agent rpc)."""
-    sshd_bin = "/usr/sbin/sshd"
-    if not os.path.exists(sshd_bin):
-        pytest.fail("openssh-server is installed by make install")
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     procs = Supervisor(tmp_path / "logs")
     hub_pub = keygen(tmp_path / "hub_key")
-    host_pub = keygen(tmp_path / "host_key")
     state = tmp_path / "state"
-    port = free_port()
-    (tmp_path / "authorized_keys").write_text(
-        f'command="{BIN / "fed-agent"} rpc --state-dir {state}",restrict {hub_pub}\n')
-    cfg = tmp_path / "sshd_config"
-    cfg.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {tmp_path / 'host_key'}",
-        f"PidFile {tmp_path / 'sshd.pid'}", f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}",
-        "PermitRootLogin forced-commands-only", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-        "UsePAM no", "StrictModes no", "AllowAgentForwarding no", "X11Forwarding no", "LogLevel ERROR", ""]))
-    kind, key = host_pub.split()[:2]
-    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {key}\n")
     try:
-        procs.start("sshd", [sshd_bin, "-D", "-e", "-f", str(cfg)])
+        port = start_sshd(tmp_path, procs, f'command="{BIN / "fed-agent"} rpc --state-dir {state}",restrict {hub_pub}\n')
         procs.start("agent-loop", [str(BIN / "fed-agent"), "run", "--zone", "vms", "--state-dir", str(state),
                                    "--ports", "31500-31510", "--stop-instances"])
-
-        def listening() -> bool:
-            import socket
-
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(listening, 20, "sshd")
         yield tmp_path, port
     finally:
         procs.stop_all()
@@ -283,21 +255,11 @@ def test_openssh_forced_command_serves_the_protocol_and_nothing_else(sshd):
 
 def test_fedctl_agents_install_then_status_over_openssh(tmp_path: Path):
     """Install with an operator key over SFTP; afterwards the hub's key reaches only the agent."""
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     procs = Supervisor(tmp_path / "logs")
     admin_pub = keygen(tmp_path / "admin_key")
     keygen(tmp_path / "hub_key")
-    host_pub = keygen(tmp_path / "host_key")
-    port = free_port()
     auth = tmp_path / "authorized_keys"
-    auth.write_text(admin_pub + "\n")
-    cfg = tmp_path / "sshd_config"
-    cfg.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {tmp_path / 'host_key'}", f"PidFile {tmp_path / 'pid'}",
-        f"AuthorizedKeysFile {auth}", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
-        "UsePAM no", "StrictModes no", "Subsystem sftp internal-sftp", "LogLevel ERROR", ""]))
-    kind, key = host_pub.split()[:2]
-    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {kind} {key}\n")
+    port = start_sshd(tmp_path, procs, admin_pub + "\n", root_login="prohibit-password", sftp=True)
     fleet_file = tmp_path / "fleet.yaml"
     fleet_file.write_text(json.dumps({"apiVersion": "federation.io/v1alpha1", "kind": "Fleet", "metadata": {"name": "t"},
                                       "spec": {"zones": [{"name": "vms", "kind": "vm", "git": {"url": "/dev/null"},
@@ -309,15 +271,6 @@ def test_fedctl_agents_install_then_status_over_openssh(tmp_path: Path):
                                                "mesh": {"provider": "envoy", "git": {"url": "/dev/null"}}}}))
     fedctl = [sys.executable, "-m", "federation.cli.main"]
     try:
-        procs.start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)])
-
-        def listening() -> bool:
-            import socket
-
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(listening, 20, "sshd")
         r = subprocess.run([*fedctl, "agents", "install", "--fleet", str(fleet_file), "--zone", "vms",
                             "--admin-key", str(tmp_path / "admin_key"), "--prefix", str(tmp_path / "opt"),
                             "--state-dir", str(tmp_path / "state"), "--authorized-keys", str(auth)],

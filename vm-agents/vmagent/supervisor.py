@@ -103,14 +103,20 @@ class Supervisor:
     def alive(self, inst: Instance) -> bool:
         return alive(inst.pid)
 
-    def start(self, key: str, service: str, version: str, command: list[str], env: dict[str, str],
-              health: str, restarts: int = 0) -> Instance:
+    def prepare(self, key: str, service: str, version: str, command: list[str],
+                env: dict[str, str]) -> tuple[int, list[str], dict[str, str], str]:
+        """A free port, the argv with ``${PORT}`` filled in, the instance's environment, its log file."""
         port = free_port(self.port_low, self.port_high, {i.port for i in self.instances.values()})
         argv = [c.replace("${PORT}", str(port)) for c in command]
+        inst_env = dict(env, PORT=str(port), FED_SERVICE=service, FED_VERSION=version)
+        return port, argv, inst_env, os.path.join(self.log_dir, key.replace("/", "_") + ".log")
+
+    def start(self, key: str, service: str, version: str, command: list[str], env: dict[str, str],
+              health: str, restarts: int = 0) -> Instance:
+        port, argv, inst_env, log_file = self.prepare(key, service, version, command, env)
         child_env = dict(os.environ)
-        child_env.update(env)
-        child_env.update({"PORT": str(port), "FED_SERVICE": service, "FED_VERSION": version})
-        log = open(os.path.join(self.log_dir, key.replace("/", "_") + ".log"), "ab")  # noqa: SIM115
+        child_env.update(inst_env)
+        log = open(log_file, "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     env=child_env, start_new_session=True, close_fds=True)

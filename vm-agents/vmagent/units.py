@@ -15,7 +15,7 @@ import shutil
 import subprocess
 
 from vmagent import state
-from vmagent.supervisor import Instance, Supervisor, free_port
+from vmagent.supervisor import Instance, Supervisor
 
 PREFIX = "fed-"
 
@@ -102,16 +102,13 @@ class SystemdSupervisor(Supervisor):
 
     def start(self, key: str, service: str, version: str, command: list[str], env: dict[str, str],
               health: str, restarts: int = 0) -> Instance:
-        port = free_port(self.port_low, self.port_high, {i.port for i in self.instances.values()})
-        argv = [c.replace("${PORT}", str(port)) for c in command]
+        port, argv, full_env, log_file = self.prepare(key, service, version, command, env)
         if argv and not os.path.isabs(argv[0]):
             found = shutil.which(argv[0])
             if found is None:
                 raise RuntimeError(f"{key}: {argv[0]!r} is not on the agent's PATH (systemd needs an absolute path)")
             argv[0] = found
         unit = unit_name(key)
-        full_env = dict(env, PORT=str(port), FED_SERVICE=service, FED_VERSION=version)
-        log_file = os.path.join(self.log_dir, key.replace("/", "_") + ".log")
         text = render_unit(key, service, version, argv, full_env, log_file, self.user)
         state.write_atomic(os.path.join(self.unit_dir, unit), text.encode(), mode=0o644)
         self._ctl("daemon-reload")
