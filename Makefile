@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check federation vm-agents tests
 	$(BIN)/lint-imports
 	$(BIN)/mypy federation/core
+	$(BIN)/vermin -q -t=3.9- --no-tips --violations vm-agents/vmagent  # the agent runs on old VMs' Python
 
 test: lint
 	$(BIN)/pytest -q tests --ignore=tests/benchmarks -m "not k8s"
