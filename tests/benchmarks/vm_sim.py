@@ -3,7 +3,8 @@
 Each endpoint is the agent's real SSH front (``vmagent.server._session``: protocol only, requests on
 stdin or as the command) backed by an in-memory agent that applies at once. Real VMs fsync their
 own disks in parallel; N state dirs on one disk would measure that disk, not the fan-out.
-Run: python vm_sim.py --count N --dir DIR (writes DIR/ports.json when all listen; stops on SIGTERM).
+Run: python vm_sim.py --count N --dir DIR [--ports-file F] (writes DIR/F when all listen; stops on
+SIGTERM). The benchmark runs two of them (real VMs do their side of the handshakes in parallel).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class SimAgent:
         return {"accepted": False, "reason": "simulated"}
 
 
-async def main(count: int, root: Path) -> None:
+async def main(count: int, root: Path, ports_file: str = "ports.json") -> None:
     root.mkdir(parents=True, exist_ok=True)
     host_key = root / "host_key"
     if not host_key.exists():
@@ -55,7 +56,9 @@ async def main(count: int, root: Path) -> None:
             allow_pty=False, agent_forwarding=False, x11_forwarding=False, allow_scp=False, encoding="utf-8")
         servers.append(srv)
         ports.append(srv.sockets[0].getsockname()[1])
-    (root / "ports.json").write_text(json.dumps(ports))
+    tmp = root / f".{ports_file}.tmp"
+    tmp.write_text(json.dumps(ports))
+    tmp.rename(root / ports_file)  # appears complete: the benchmark polls for it
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -69,5 +72,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--dir", type=Path, required=True)
+    p.add_argument("--ports-file", default="ports.json")
     a = p.parse_args()
-    asyncio.run(main(a.count, a.dir))
+    asyncio.run(main(a.count, a.dir, a.ports_file))
