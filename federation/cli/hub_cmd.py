@@ -82,12 +82,15 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
         from federation.runtimes.leases import Shards
 
         shards = Shards(hub_api, lease_namespace, identity or socket.gethostname(), max_share=max_rollouts)
+    commands = None
     if state_store == "configmap":
-        from federation.hub.store import ConfigMapStore
+        from federation.hub.store import ConfigMapCommands, ConfigMapStore
 
         store = ConfigMapStore(hub_api, str(store_namespace))
+        commands = ConfigMapCommands(hub_api, str(store_namespace))
     h = service.Hub(f, state_dir, tick=tick, shards=shards, discover_every=2.0 if shards else 5.0,
-                    events=(hub_api, lease_namespace) if shards and lease_namespace else None, store=store)
+                    events=(hub_api, lease_namespace) if shards and lease_namespace else None, store=store,
+                    commands=commands)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

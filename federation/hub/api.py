@@ -60,13 +60,13 @@ def app_for(hub: Hub, token: str) -> FastAPI:
         return await hub.rollout(key)
 
     @app.post("/api/v1/rollouts/{namespace}/{name}/{command}", dependencies=auth)
-    def control(namespace: str, name: str, command: str) -> dict[str, Any]:
+    async def control(namespace: str, name: str, command: str) -> dict[str, Any]:
         key = f"{namespace}/{name}"
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
         if command not in COMMANDS:
             raise HTTPException(400, f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
-        hub.commands.put(key, command)
+        await hub.commands.put(key, command)
         return {"rollout": key, "accepted": command}
 
     @app.middleware("http")

@@ -23,11 +23,11 @@ from typing import Any
 from federation.core import decide as core
 from federation.core.errors import FederationError, PermanentError
 from federation.core.spec import FederatedCanary, Fleet
-from federation.core.state import COMMANDS, Command, Emit, Phase, RolloutStatus
+from federation.core.state import Command, Emit, Phase, RolloutStatus
 from federation.core.weights import subsets_for
 from federation.hub.fleet import FleetAdapters
 from federation.hub.metrics import HubMetrics
-from federation.hub.store import FileStore, Store
+from federation.hub.store import FileStore, Store, check_command
 from federation.hub.worker import RolloutWorker, TickReport
 
 log = logging.getLogger("federation.hub")
@@ -43,20 +43,19 @@ class Commands:
     def _path(self, key: str) -> Path:
         return self.root / (key.replace("/", "__") + ".json")
 
-    def put(self, key: str, command: str) -> None:
-        if command not in COMMANDS:
-            raise ValueError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
+    async def put(self, key: str, command: str) -> None:
+        check_command(command)
         tmp = self._path(key).with_suffix(".tmp")
         tmp.write_text(json.dumps({"command": command, "at": time.time()}))
         tmp.rename(self._path(key))
 
-    def peek(self, key: str) -> Command | None:
+    async def peek(self, key: str) -> Command | None:
         try:
             return json.loads(self._path(key).read_text())["command"]  # type: ignore[no-any-return]
         except (FileNotFoundError, ValueError, KeyError):
             return None
 
-    def done(self, key: str) -> None:
+    async def done(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
 
@@ -133,14 +132,16 @@ class Hub:
 
     def __init__(self, fleet: Fleet, state_dir: Path, *, tick: float = 1.0, discover_every: float = 5.0,
                  shards: Any | None = None, events: tuple[Any, str] | None = None,
-                 store: Store | None = None, adapters: Any | None = None) -> None:
+                 store: Store | None = None, adapters: Any | None = None, commands: Any | None = None) -> None:
         self.fleet = fleet
         self.state_dir = Path(state_dir)
         self.lock = StateLock(self.state_dir)
         self.lock.acquire()
         self.adapters = adapters if adapters is not None else FleetAdapters(fleet, self.state_dir / "work")
         self.store: Store = store if store is not None else FileStore(self.state_dir / "state")
-        self.commands = Commands(self.state_dir / "commands")
+        # Operator commands: files here, or ConfigMaps on the hub's cluster (any replica takes the API
+        # call, the one running the rollout consumes it).
+        self.commands = commands if commands is not None else Commands(self.state_dir / "commands")
         self.metrics = HubMetrics()
         self.tick = tick
         self.discover_every = discover_every
@@ -199,7 +200,11 @@ class Hub:
     async def _run(self, worker: RolloutWorker, key: str) -> None:
         while not self._stop.is_set() and key in self.canaries and (self.owned is None or key in self.owned):
             canary = self.canaries[key]
-            command = self.commands.peek(key)
+            try:
+                command = await self.commands.peek(key)
+            except FederationError as exc:
+                log.warning("%s: pending commands unreadable: %s", key, exc)
+                command = None
             t0 = time.perf_counter()
             async with self._clones.shared():
                 report = await worker.tick(canary, command)
@@ -207,7 +212,10 @@ class Hub:
             self.last[key] = report
             await self.forward_events(report)
             if command is not None and not report.error:
-                self.commands.done(key)
+                try:
+                    await self.commands.done(key)
+                except FederationError as exc:  # seen again next tick: the core ignores a repeat
+                    log.warning("%s: command %s not cleared: %s", key, command, exc)
             await self._sleep(self._pace(canary, report.decision.status))
 
     async def forward_events(self, report: TickReport) -> None:
@@ -289,7 +297,7 @@ class Hub:
             "message": status.message,
             "zones": zones,
             "checks": [c.for_storage() for c in status.last_checks],
-            "pendingCommand": self.commands.peek(key),
+            "pendingCommand": await self.commands.peek(key),
             "workerRestarts": self.restarts.get(key, 0),
             "target": status.target,
             "upToDate": canary is not None and core.same_target(canary.spec, status.target),

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from federation import files
-from federation.core.state import RolloutStatus
+from federation.core.state import COMMANDS, RolloutStatus
+
+
+def check_command(command: str) -> None:
+    if command not in COMMANDS:
+        raise ValueError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
 
 
 class Store(Protocol):
@@ -118,3 +123,45 @@ class ConfigMapStore:
         selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         found = await kube.list_configmaps(self.api, self.namespace, selector)
         return sorted(cm.annotations[KEY_ANNOTATION] for cm in found if KEY_ANNOTATION in cm.annotations)
+
+
+class ConfigMapCommands:
+    """Pending operator commands as ConfigMaps on the hub's cluster, one per rollout: whichever
+    replica receives the API call writes it; the replica running the rollout consumes it."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+
+    def _name(self, key: str) -> str:
+        return configmap_name(key, prefix="fed-command")
+
+    async def put(self, key: str, command: str) -> None:
+        import time
+
+        from federation.runtimes import kubernetes as kube
+
+        check_command(command)
+        data = {"command": command, "at": f"{time.time():.3f}"}
+        labels = {**MANAGED_BY, "federation.io/state": "command"}
+        for _ in range(3):  # a newer command replaces a pending one; a concurrent writer: read again
+            cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
+            try:
+                await kube.put_configmap(self.api, self.namespace, self._name(key), data, labels=labels,
+                                         annotations={KEY_ANNOTATION: key},
+                                         resource_version=cm.resource_version if cm else None)
+                return
+            except kube.Conflict:
+                continue
+        raise kube.Conflict(f"command for {key}: the ConfigMap kept changing; try again")
+
+    async def peek(self, key: str) -> str | None:
+        from federation.runtimes import kubernetes as kube
+
+        cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
+        return cm.data.get("command") if cm else None
+
+    async def done(self, key: str) -> None:
+        from federation.runtimes import kubernetes as kube
+
+        await kube.delete_configmap(self.api, self.namespace, self._name(key))

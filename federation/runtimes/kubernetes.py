@@ -279,3 +279,12 @@ async def list_configmaps(api: Api, namespace: str, selector: str) -> list[Confi
     except ApiException as exc:
         raise _error(f"configmaps in {namespace}", exc) from None
     return [_configmap(o) for o in out.items]
+
+
+async def delete_configmap(api: Api, namespace: str, name: str) -> None:
+    """Delete; already gone is fine."""
+    try:
+        await api.call("ConfigMap", api.core.delete_namespaced_config_map, name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise _error(f"configmap {namespace}/{name}", exc) from None

@@ -77,3 +77,31 @@ def test_configmap_names_do_not_collide():
     assert len(names) == 4
     long = configmap_name("a-very-long-namespace-name-here/" + "x" * 200)
     assert len(long) <= 63
+
+
+def test_commands_through_configmaps_reach_the_replica_running_the_rollout(tmp_path: Path):
+    from federation.hub.service import Commands
+    from federation.hub.store import ConfigMapCommands
+
+    with Emulator() as emu:
+        api = _api(emu, tmp_path)
+        api_replica, owner = ConfigMapCommands(api, "hub"), ConfigMapCommands(api, "hub")
+
+        async def scenario() -> None:
+            assert await owner.peek("shop/frontend") is None
+            await api_replica.put("shop/frontend", "pause")
+            await api_replica.put("shop/frontend", "promote")  # a newer command replaces a pending one
+            assert await owner.peek("shop/frontend") == "promote"
+            assert await ConfigMapStore(api, "hub").keys() == []  # commands are not rollout statuses
+            await owner.done("shop/frontend")
+            await owner.done("shop/frontend")  # already gone: fine
+            assert await api_replica.peek("shop/frontend") is None
+            with pytest.raises(ValueError, match="unknown command"):
+                await api_replica.put("shop/frontend", "delete-everything")
+            files = Commands(tmp_path / "commands")  # the file variant, same contract
+            await files.put("shop/frontend", "abort")
+            assert await files.peek("shop/frontend") == "abort"
+            await files.done("shop/frontend")
+            assert await files.peek("shop/frontend") is None
+
+        asyncio.run(scenario())
