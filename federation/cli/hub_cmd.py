@@ -17,7 +17,7 @@ import typer
 from federation import specfiles
 from federation.cli import output
 from federation.core import spec as specs
-from federation.core.errors import FederationError, PermanentError, TemporaryError
+from federation.core.errors import FederationError, PermanentError, Problem, SpecError, TemporaryError
 from federation.core.weights import Subset, as_percent
 
 hub = typer.Typer(help="The hub service.", no_args_is_help=True)
@@ -66,10 +66,10 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
     f = specfiles.load_one(fleet, specs.Fleet)
     host, _, port = listen.rpartition(":")
     if state_store not in ("file", "configmap"):
-        raise PermanentError(f"--state-store: {state_store!r} is not one of: file, configmap")
+        raise SpecError([Problem("--state-store", "", f"{state_store!r} is not one of: file, configmap")])
     store_namespace = state_namespace or lease_namespace
     if state_store == "configmap" and not store_namespace:
-        raise PermanentError("--state-store configmap needs --state-namespace (or --lease-namespace)")
+        raise SpecError([Problem("--state-store", "", "configmap needs --state-namespace (or --lease-namespace)")])
     shards = store = hub_api = None
     if lease_namespace or state_store == "configmap":
         from federation.runtimes import kubernetes as kube

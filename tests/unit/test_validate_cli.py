@@ -88,3 +88,15 @@ def test_plan_table_names_every_subset():
     assert r.returncode == 0, r.stderr
     for col in ("eks/v2", "onprem/v2", "vms/v1", "6.67%", "promotion"):
         assert col in r.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--state-store", "bogus"], "--state-store: 'bogus' is not one of: file, configmap"),
+    (["--state-store", "configmap"], "--state-store: configmap needs --state-namespace"),
+])
+def test_hub_run_refuses_bad_options_before_starting(tmp_path: Path, args: list[str], message: str):
+    env_token = {"FEDERATION_TOKEN": "t" * 32}
+    r = subprocess.run([*FEDCTL, "hub", "run", "--fleet", "clusters/fleet.yaml", "--state-dir", str(tmp_path / "s"), *args],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env_token}, timeout=60)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "s").exists()  # nothing half-started
