@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from federation.core.weights import Subset, as_percent
 from federation.gitops import repo as gitrepo
 from federation.hub.mesh import EdgeRoute, KubeRoute
 from federation.metrics.analysis import Analyzer
-from federation.routers import envoy as envoy_router
 from federation.routers.model import RouteRequest
 from federation.runtimes import kubernetes as kube
 from federation.runtimes import ssh
@@ -60,7 +59,6 @@ class KubeZoneStatus:
 @dataclass(frozen=True)
 class StepResult:
     commits: dict[str, str]  # repo name -> sha (only repos that changed)
-    pull_requests: dict[str, str] = field(default_factory=dict)  # zone -> branch waiting to be merged
 
 
 @dataclass
@@ -261,13 +259,11 @@ class FleetAdapters:
         """The step the hub-managed Envoy edge runs for ``rollout`` (provider envoy)."""
         if self.edge is None:
             raise PermanentError("this fleet's mesh has no hub-managed edge")
-        return envoy_router.step_of(await self.edge.version_text(service), rollout)
+        return await self.route.step(rollout, service, 0)
 
     async def mesh_step(self, canary: specs.FederatedCanary, step: int) -> int | None:
         """The step the mesh route is live at: the edge's, Flux's on the global control plane, or
         what the applied objects carry (direct mode)."""
-        if self.edge is not None:
-            return await self.edge_step(canary.key, canary.spec.service.name)
         return await self.route.step(canary.key, canary.spec.service.name, step)
 
     @staticmethod
@@ -387,6 +383,11 @@ class FleetAdapters:
         return await asyncio.to_thread(repo.commit_and_push, edit, message, idempotency=(key, step), expect=expect,
                                        branch=branch)
 
+    @staticmethod
+    def expect(action: SetWeights) -> dict[str, str]:
+        """What an existing commit of the same step must carry to count as this step (idempotency)."""
+        return {"Stage": action.stage, "Canary-Weight": str(action.canary_weight)}
+
     def pull_request(self, zone: str) -> bool:
         return self.fleet.zone(zone).git.pull_request
 
@@ -399,10 +400,9 @@ class FleetAdapters:
         mesh route (commit + edge). A branch not merged yet leaves the zone lagging: the rollout
         waits, and its progress deadline applies as to any zone that does not converge."""
         d = self.deferred[key]
-        merged = {}
         for zone, sha in list(d.waiting.items()):
-            merged[zone] = await asyncio.to_thread(self.repos[zone].merged, sha)
-        for zone in [z for z, ok in merged.items() if ok]:
+            if not await asyncio.to_thread(self.repos[zone].merged, sha):
+                continue
             log.info("%s: step %d merged in zone %s: applying", key, d.action.step, zone)
             del d.waiting[zone]
             await self._converge(zone, d.action.step)
@@ -414,10 +414,10 @@ class FleetAdapters:
     async def _mesh(self, canary: specs.FederatedCanary, action: SetWeights, commits: dict[str, str], wait: bool,
                     edge_timeout: float = 15.0) -> None:
         key = canary.key
-        expect = {"Stage": action.stage, "Canary-Weight": str(action.canary_weight)}
         req = self.route_request(canary, action)
         docs = self.route.render(req)
-        sha = await self.commit(MESH, self._edit_mesh(req, docs), self.message(canary, action), key, action.step, expect)
+        sha = await self.commit(MESH, self._edit_mesh(req, docs), self.message(canary, action), key, action.step,
+                                self.expect(action))
         if sha:
             commits[MESH] = sha
         await self.route.apply(docs)
@@ -444,9 +444,8 @@ class FleetAdapters:
         zones = list(dict.fromkeys(canary.spec.primary.zones + canary.spec.canary.zones))
         message = self.message(canary, action)
         commits: dict[str, str] = {}
-        branches: dict[str, str] = {}
         waiting: dict[str, str] = {}
-        expect = {"Stage": action.stage, "Canary-Weight": str(action.canary_weight)}
+        expect = self.expect(action)
         self.deferred.pop(key, None)  # a newer step replaces one still waiting
 
         async def zone_step(z: str) -> None:
@@ -455,7 +454,6 @@ class FleetAdapters:
             if sha:
                 commits[z] = sha
             if branch is not None and sha and not await asyncio.to_thread(self.repos[z].merged, sha):
-                branches[z] = branch
                 waiting[z] = sha
                 log.info("%s: step %d for zone %s waits in branch %s to be merged", key, action.step, z, branch)
                 return
@@ -472,4 +470,4 @@ class FleetAdapters:
                 self.deferred[key] = Deferred(canary, action, waiting, mesh_done=False)
             else:
                 await self._mesh(canary, action, commits, wait=False)
-        return StepResult(commits, branches)
+        return StepResult(commits)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
 from federation import files
 from federation.core.state import COMMANDS, RolloutStatus
+from federation.runtimes import kubernetes as kube
 
 
 def check_command(command: str) -> None:
@@ -98,8 +100,6 @@ class ConfigMapStore:
         self.versions: dict[str, str] = {}  # key -> resourceVersion last read or written by us
 
     async def load(self, key: str) -> RolloutStatus:
-        from federation.runtimes import kubernetes as kube
-
         cm = await kube.get_configmap(self.api, self.namespace, configmap_name(key))
         if cm is None or DATA_KEY not in cm.data:
             self.versions.pop(key, None)
@@ -110,16 +110,12 @@ class ConfigMapStore:
     async def save(self, key: str, status: RolloutStatus) -> None:
         """Raises ``kubernetes.Conflict`` when the ConfigMap changed since this store last read or
         wrote it: the caller's status is not saved, and its next load sees the other writer's."""
-        from federation.runtimes import kubernetes as kube
-
         rv = self.versions.pop(key, None)
         self.versions[key] = await kube.put_configmap(
             self.api, self.namespace, configmap_name(key), {DATA_KEY: _encode(status)}, labels=MANAGED_BY,
             annotations={KEY_ANNOTATION: key}, resource_version=rv)
 
     async def keys(self) -> list[str]:
-        from federation.runtimes import kubernetes as kube
-
         selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         found = await kube.list_configmaps(self.api, self.namespace, selector)
         return sorted(cm.annotations[KEY_ANNOTATION] for cm in found if KEY_ANNOTATION in cm.annotations)
@@ -137,10 +133,6 @@ class ConfigMapCommands:
         return configmap_name(key, prefix="fed-command")
 
     async def put(self, key: str, command: str) -> None:
-        import time
-
-        from federation.runtimes import kubernetes as kube
-
         check_command(command)
         data = {"command": command, "at": f"{time.time():.3f}"}
         labels = {**MANAGED_BY, "federation.io/state": "command"}
@@ -156,12 +148,8 @@ class ConfigMapCommands:
         raise kube.Conflict(f"command for {key}: the ConfigMap kept changing; try again")
 
     async def peek(self, key: str) -> str | None:
-        from federation.runtimes import kubernetes as kube
-
         cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
         return cm.data.get("command") if cm else None
 
     async def done(self, key: str) -> None:
-        from federation.runtimes import kubernetes as kube
-
         await kube.delete_configmap(self.api, self.namespace, self._name(key))

@@ -80,12 +80,12 @@ class RolloutWorker:
         needs = core.needs(spec, status, now)
         zones = list(dict.fromkeys(spec.primary.zones + spec.canary.zones))
         zone_task = self.adapters.observe_zones(zones, canary, status.step)
-        edge_task = self.adapters.mesh_step(canary, status.step)
+        mesh_task = self.adapters.mesh_step(canary, status.step)
         metrics_task = self.adapters.analyzer.collect(spec, canary.metadata.namespace) if needs.metrics else None
         hooks_task = self._hooks(canary, needs.hooks, status)
-        gathered = await asyncio.gather(zone_task, edge_task, hooks_task,
+        gathered = await asyncio.gather(zone_task, mesh_task, hooks_task,
                                         *([metrics_task] if metrics_task else []), return_exceptions=True)
-        zone_statuses, edge_step, hook_results = gathered[0], gathered[1], gathered[2]
+        zone_statuses, mesh_step, hook_results = gathered[0], gathered[1], gathered[2]
         metrics: tuple[MetricSample, ...] = ()
         if metrics_task is not None:
             m = gathered[3]
@@ -97,14 +97,14 @@ class RolloutWorker:
         if isinstance(zone_statuses, BaseException):
             log.warning("%s: zone observation failed: %s", self.key, zone_statuses)
             zone_statuses = {}
-        if isinstance(edge_step, BaseException):
-            edge_step = None
+        if isinstance(mesh_step, BaseException):
+            mesh_step = None
         if isinstance(hook_results, BaseException):
             hook_results = {}
         applied: dict[str, int | None] = {z: s.applied_step() for z, s in zone_statuses.items()}  # type: ignore[union-attr]
         for z in zones:
             applied.setdefault(z, None)
-        applied[MESH] = edge_step  # type: ignore[assignment]
+        applied[MESH] = mesh_step  # type: ignore[assignment]
         readiness = {}
         for z, zs in zone_statuses.items():  # type: ignore[union-attr]
             readiness[z] = Readiness(
