@@ -72,6 +72,7 @@ class Agent:
 
     def status(self) -> dict[str, Any]:
         desired = self.state.desired() or {}
+        draining = self.draining()
         versions: dict[str, dict[str, Any]] = {}
         for rel in releases(desired):
             service = rel["spec"]["service"]
@@ -92,9 +93,9 @@ class Agent:
             "step": desired.get("step"),
             "applied_revision": self.applied_revision,
             "applied_step": self.applied_step,
-            "health": "draining" if self.draining() else ("ok" if not self.error else "degraded"),
+            "health": "draining" if draining else ("ok" if not self.error else "degraded"),
             **({"draining": True, "active_requests": self.in_flight(),
-                "envoy_state": self.admin.server_state() if self.admin else None} if self.draining() else {"draining": False}),
+                "envoy_state": self.admin.server_state() if self.admin else None} if draining else {"draining": False}),
             "error": self.error,
             "versions": versions,
             "instances": [dict(i.record(), key=i.key, healthy=i.healthy) for i in self.sup.instances.values()],

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from vmagent import protocol, state
-from vmagent.converge import drain_answer as converge_answer
+from vmagent.converge import drain_answer
 
 
 class StateDirBackend:
@@ -40,13 +40,12 @@ class StateDirBackend:
         deadline = time.monotonic() + timeout
         while True:
             r = self.state.report() or {}
-            done = bool(r.get("draining")) == enable and (
-                not enable or (r.get("active_requests") == 0 and r.get("envoy_state") in (None, "DRAINING")))
-            if done or time.monotonic() >= deadline:
+            picked_up = bool(r.get("draining")) == enable
+            answer = drain_answer(enable, int(r.get("active_requests") or 0) if enable else 0, r.get("envoy_state"))
+            if (picked_up and (not enable or answer["drained"])) or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
-        answer = converge_answer(enable, int(r.get("active_requests") or 0) if enable else 0, r.get("envoy_state"))
-        if bool(r.get("draining")) != enable:
+        if not picked_up:
             answer["drained"] = False
             answer["pending"] = "the running agent has not picked the change up yet (is fed-agent run running?)"
         return answer

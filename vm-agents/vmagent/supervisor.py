@@ -114,22 +114,27 @@ class Supervisor:
     def start(self, key: str, service: str, version: str, command: list[str], env: dict[str, str],
               health: str, restarts: int = 0) -> Instance:
         port, argv, inst_env, log_file = self.prepare(key, service, version, command, env)
-        child_env = dict(os.environ)
-        child_env.update(inst_env)
-        log = open(log_file, "ab")  # noqa: SIM115
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=child_env, start_new_session=True, close_fds=True)
-        finally:
-            log.close()
-        inst = Instance(key, service, version, port, proc.pid, argv, health, restarts=restarts)
+        inst = Instance(key, service, version, port, 0, argv, health, restarts=restarts)
+        self.launch(inst, inst_env, log_file)
         self.instances[key] = inst
         return inst
 
+    def launch(self, inst: Instance, env: dict[str, str], log_file: str) -> None:
+        """Run ``inst`` (sets its pid): here a process in its own session, logging to ``log_file``."""
+        log = open(log_file, "ab")  # noqa: SIM115
+        try:
+            proc = subprocess.Popen(inst.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, **env}, start_new_session=True, close_fds=True)
+        finally:
+            log.close()
+        inst.pid = proc.pid
+
     def stop(self, key: str, grace: float = 5.0) -> None:
         inst = self.instances.pop(key, None)
-        if inst is None:
-            return
+        if inst is not None:
+            self.terminate(inst, grace)
+
+    def terminate(self, inst: Instance, grace: float) -> None:
         stop_group(inst.pid, grace)
 
     def check_health(self, inst: Instance, timeout: float = 1.0) -> bool:

@@ -100,27 +100,22 @@ class SystemdSupervisor(Supervisor):
                                                str(r.get("health", "/healthz")), restarts=int(r.get("restarts", 0)),  # type: ignore[arg-type]
                                                unit=unit)
 
-    def start(self, key: str, service: str, version: str, command: list[str], env: dict[str, str],
-              health: str, restarts: int = 0) -> Instance:
-        port, argv, full_env, log_file = self.prepare(key, service, version, command, env)
-        if argv and not os.path.isabs(argv[0]):
-            found = shutil.which(argv[0])
+    def launch(self, inst: Instance, env: dict[str, str], log_file: str) -> None:
+        """Write, enable and start the instance's unit (sets its unit and main pid)."""
+        if inst.command and not os.path.isabs(inst.command[0]):
+            found = shutil.which(inst.command[0])
             if found is None:
-                raise RuntimeError(f"{key}: {argv[0]!r} is not on the agent's PATH (systemd needs an absolute path)")
-            argv[0] = found
-        unit = unit_name(key)
-        text = render_unit(key, service, version, argv, full_env, log_file, self.user)
-        state.write_atomic(os.path.join(self.unit_dir, unit), text.encode(), mode=0o644)
+                raise RuntimeError(f"{inst.key}: {inst.command[0]!r} is not on the agent's PATH "
+                                   "(systemd needs an absolute path)")
+            inst.command[0] = found
+        inst.unit = unit_name(inst.key)
+        text = render_unit(inst.key, inst.service, inst.version, inst.command, env, log_file, self.user)
+        state.write_atomic(os.path.join(self.unit_dir, inst.unit), text.encode(), mode=0o644)
         self._ctl("daemon-reload")
-        self._ctl("enable", "--now", unit)
-        inst = Instance(key, service, version, port, self._main_pid(unit), argv, health, restarts=restarts, unit=unit)
-        self.instances[key] = inst
-        return inst
+        self._ctl("enable", "--now", inst.unit)
+        inst.pid = self._main_pid(inst.unit)
 
-    def stop(self, key: str, grace: float = 5.0) -> None:
-        inst = self.instances.pop(key, None)
-        if inst is None:
-            return
+    def terminate(self, inst: Instance, grace: float) -> None:
         self._ctl("disable", "--now", inst.unit, check=False)
         try:
             os.unlink(os.path.join(self.unit_dir, inst.unit))
