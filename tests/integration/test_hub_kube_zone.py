@@ -16,6 +16,7 @@ from federation.core.weights import subsets_for
 from federation.gitops import repo as gitrepo
 from federation.hub.fleet import FleetAdapters
 from federation.runtimes import kubernetes as kube
+from tests.integration import flux
 from tests.integration.conftest import free_port
 from tests.k8s_emulator import Emulator
 
@@ -27,19 +28,10 @@ def test_kubernetes_zone_step_converges_through_flux(tmp_path: Path):
     with Emulator() as emu:
         kc = emu.kubeconfig(str(tmp_path / "kubeconfig"))
         api = kube.Api(kube.api_client(specs.Kubeconfig(path=kc, context="emulated")))
-        seed = tmp_path / "seed"
-        seed.mkdir()
-        (seed / "frontend.yaml").write_text((ROOT / "clusters" / "eks" / "frontend.yaml").read_text()
-                                            .replace("v2:\n      command", "v1:\n      command", 1)
-                                            .replace("    v3:\n", "    v2:\n", 1))
-        gitrepo.init_bare_seeded(tmp_path / "eks.git", seed)
+        flux.seed_zone_repo(tmp_path)
         gitrepo.init_bare_seeded(tmp_path / "mesh.git", ROOT / "clusters" / "mesh")
+        flux.create(api, "eks")
         g, v, p = kube.FLUX_KS
-        api.custom.create_namespaced_custom_object(g, v, "flux-system", p, {
-            "apiVersion": f"{g}/{v}", "kind": "Kustomization", "metadata": {"name": "eks"}, "spec": {"path": "./"}})
-        gg, gv, gp = kube.FLUX_GIT
-        api.custom.create_namespaced_custom_object(gg, gv, "flux-system", gp, {
-            "apiVersion": f"{gg}/{gv}", "kind": "GitRepository", "metadata": {"name": "eks"}, "spec": {"url": "x"}})
         for version, available in (("v1", 2), ("v2", 1)):
             api.apps.create_namespaced_deployment("shop", k8s.V1Deployment(
                 metadata=k8s.V1ObjectMeta(name=f"frontend-{version}"),
@@ -52,9 +44,7 @@ def test_kubernetes_zone_step_converges_through_flux(tmp_path: Path):
         def flux_applies_head() -> str:
             head = subprocess.run(["git", "--git-dir", str(tmp_path / "eks.git"), "rev-parse", "main"],
                                   capture_output=True, text=True, check=True).stdout.strip()
-            api.custom.patch_namespaced_custom_object_status(g, v, "flux-system", p, "eks", {"status": {
-                "observedGeneration": 1, "lastAppliedRevision": f"main@sha1:{head}",
-                "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded"}]}})
+            flux.applied(api, "eks", head)
             return head
 
         fleet = specs.Fleet.model_validate({

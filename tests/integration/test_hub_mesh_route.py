@@ -20,6 +20,7 @@ from federation.hub.fleet import FleetAdapters
 from federation.hub.mesh import STEP_ANNOTATION
 from federation.runtimes import kubernetes as kube
 from tests import schemas
+from tests.integration import flux
 from tests.k8s_emulator import Emulator
 
 pytestmark = pytest.mark.integration
@@ -30,12 +31,7 @@ G, V, P = "kuma.io", "v1alpha1", "meshhttproutes"
 def setup(tmp_path: Path, emu: Emulator, mode: str) -> tuple[specs.Fleet, specs.FederatedCanary, kube.Api]:
     kc = emu.kubeconfig(str(tmp_path / "kubeconfig"))
     api = kube.Api(kube.api_client(specs.Kubeconfig(path=kc, context="emulated")))
-    seed = tmp_path / "seed"
-    seed.mkdir()
-    (seed / "frontend.yaml").write_text((ROOT / "clusters" / "eks" / "frontend.yaml").read_text()
-                                        .replace("v2:\n      command", "v1:\n      command", 1)
-                                        .replace("    v3:\n", "    v2:\n", 1))
-    gitrepo.init_bare_seeded(tmp_path / "eks.git", seed)
+    flux.seed_zone_repo(tmp_path)
     mesh_seed = tmp_path / "mesh-seed"
     mesh_seed.mkdir()
     (mesh_seed / "README.md").write_text("mesh routes, written by the federation hub\n")
@@ -112,17 +108,11 @@ def test_direct_mode_server_side_applies_the_route(tmp_path: Path):
 def test_gitops_mode_waits_for_flux_on_the_global_control_plane(tmp_path: Path):
     with Emulator() as emu:
         fleet, canary, api = setup(tmp_path, emu, "gitops")
+        flux.create(api, "mesh")
         g, v, p = kube.FLUX_KS
-        api.custom.create_namespaced_custom_object(g, v, "flux-system", p, {
-            "apiVersion": f"{g}/{v}", "kind": "Kustomization", "metadata": {"name": "mesh"}, "spec": {"path": "./"}})
-        gg, gv, gp = kube.FLUX_GIT
-        api.custom.create_namespaced_custom_object(gg, gv, "flux-system", gp, {
-            "apiVersion": f"{gg}/{gv}", "kind": "GitRepository", "metadata": {"name": "mesh"}, "spec": {"url": "x"}})
 
         def flux_applies(rev: str) -> None:
-            api.custom.patch_namespaced_custom_object_status(g, v, "flux-system", p, "mesh", {"status": {
-                "observedGeneration": 1, "lastAppliedRevision": f"main@sha1:{rev}",
-                "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded"}]}})
+            flux.applied(api, "mesh", rev)
 
         async def scenario() -> None:
             ad = FleetAdapters(fleet, tmp_path / "hub")
