@@ -11,7 +11,7 @@ import typer
 from federation import specfiles
 from federation.cli import output
 from federation.core import spec as specs
-from federation.core.weights import Subset, as_percent
+from federation.core.weights import as_percent
 
 
 def _short(analysis: str) -> str:
@@ -43,11 +43,12 @@ def history(service: Annotated[str, typer.Argument(help="Service name (or namesp
     records = hist.collect(repos, service.split("/")[-1] if "/" not in service else service, limit)
     data = [r.for_output() for r in records]
     rows = []
-    for r in records:
-        when = dt.datetime.fromtimestamp(r.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-        weights = " ".join(f"{Subset.parse(k)}={as_percent(v)}" for k, v in sorted(r.weights.items()))
-        rows.append([when, r.rollout, r.step, r.stage, as_percent(r.canary_weight), weights,
-                     _short(r.analysis), r.author, ",".join(f"{k}:{v[:7]}" for k, v in sorted(r.commits.items()))])
+    for h in records:
+        r = h.record
+        when = dt.datetime.fromtimestamp(h.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        weights = " ".join(f"{s}={as_percent(v)}" for s, v in r.weights)
+        rows.append([when, r.rollout, r.step, r.stage.value, as_percent(r.canary_weight), weights,
+                     _short(r.analysis), h.author, ",".join(f"{k}:{v[:7]}" for k, v in sorted(h.commits.items()))])
     output.emit(data, fmt, ["time (UTC)", "rollout", "step", "stage", "canary", "weights", "analysis", "author",
                             "commits"], rows, title=f"history of {service}")
 

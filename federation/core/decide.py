@@ -10,7 +10,7 @@ Callers: ``hub`` (every tick), tests (table-driven), ``needs()`` tells the hub w
 from __future__ import annotations
 
 from federation.core import analysis as analysis_mod
-from federation.core import plan
+from federation.core import plan, steps
 from federation.core.spec import BASIS_POINTS, CanarySpec, Strategy, WebhookType
 from federation.core.state import (
     Action,
@@ -23,25 +23,19 @@ from federation.core.state import (
     Phase,
     RolloutStatus,
     SetWeights,
+    Stage,
 )
 from federation.core.weights import Subset, as_percent, subsets_for
 
 
 def target_of(spec: CanarySpec) -> str:
-    """Identity of a rollout: a new value starts (or restarts) one. Versions and zones, and the
-    checksum of the canary version's definitions in the zone repos when the hub read them (an image
-    tag or artifact bump there is a new revision, as a pod-template change is for Flagger)."""
-    versions = f"{spec.primary.version}@{','.join(spec.primary.zones)}->{spec.canary.version}@{','.join(spec.canary.zones)}"
-    return f"{versions}#{spec.checksum}" if spec.checksum else versions
+    """Identity of a rollout as stored (see ``core.steps.RolloutTarget``)."""
+    return str(steps.RolloutTarget.of(spec))
 
 
 def same_target(spec: CanarySpec, stored: str | None) -> bool:
-    """Whether ``stored`` (a status's or a commit's target) is this spec's rollout; a target stored
-    without a checksum (an older hub, or none known) is compared on versions and zones."""
-    if stored is None:
-        return False
-    current = target_of(spec)
-    return current == stored or ("#" not in stored and current.split("#", 1)[0] == stored)
+    """Whether ``stored`` (a status's or a commit's target) is this spec's rollout."""
+    return steps.RolloutTarget.of(spec).same(steps.RolloutTarget.parse(stored))
 
 
 def analysis_due(status: RolloutStatus, now: float) -> bool:
@@ -158,7 +152,7 @@ class _Tick:
                     out.append(f"{z}/{self.spec.canary.version}")
         return out
 
-    def set_weights(self, stage: str, canary: int, *, mirror: int = 0, matched: bool = False,
+    def set_weights(self, stage: Stage, canary: int, *, mirror: int = 0, matched: bool = False,
                     retire: tuple[Subset, ...] = (), reason: str = "",
                     checks: tuple[CheckResult, ...] = ()) -> dict[str, object]:
         step = self.status.step + 1
@@ -176,7 +170,7 @@ class _Tick:
 
     def rollback(self, why: str, checks: tuple[CheckResult, ...] = ()) -> Decision:
         canary_subsets = tuple(Subset(z, self.spec.canary.version) for z in self.spec.canary.zones)
-        changes = self.set_weights("rollback", 0, retire=canary_subsets, reason=why, checks=checks)
+        changes = self.set_weights(Stage.ROLLBACK, 0, retire=canary_subsets, reason=why, checks=checks)
         self.actions.append(CallHooks(WebhookType.POST_ROLLOUT))
         self.emit("error", "Rollback", f"rolling back {self.spec.canary.version}: {why}")
         return self.done(phase=Phase.FAILED, message=f"rolled back: {why}", **changes)
@@ -197,10 +191,10 @@ class _Tick:
             return self.done(phase=Phase.WAITING, message=f"waiting for approval: {why}", **base)
         self.emit("info", "Started", f"new revision {self.spec.canary.version} in {', '.join(self.spec.canary.zones)}")
         if self.spec.skip_analysis:
-            changes = self.set_weights("promotion", BASIS_POINTS, reason="skipAnalysis")
+            changes = self.set_weights(Stage.PROMOTION, BASIS_POINTS, reason="skipAnalysis")
             return self.done(phase=Phase.PROMOTING, message="skipAnalysis: promoting", **base, **changes)
         matched = a.strategy is Strategy.AB
-        changes = self.set_weights("initial", 0, mirror=plan.mirror_weight_bp(a), matched=matched,
+        changes = self.set_weights(Stage.INITIAL, 0, mirror=plan.mirror_weight_bp(a), matched=matched,
                                    reason="rollout started")
         return self.done(phase=Phase.PROGRESSING, message="canary deployed, waiting for convergence",
                          **base, **changes)
@@ -223,7 +217,7 @@ class _Tick:
         extra: dict[str, object] = {} if checks is None else {"last_checks": checks}
         if not ladder:  # the analysis ladder already ended at 100%: nothing left to shift
             return self.done(phase=Phase.PROMOTING, message=message or "promoting", **extra)
-        changes = self.set_weights("promotion", ladder[0], reason=reason, checks=checks or ())
+        changes = self.set_weights(Stage.PROMOTION, ladder[0], reason=reason, checks=checks or ())
         return self.done(phase=Phase.PROMOTING, message=message or f"promoting: canary {as_percent(ladder[0])}",
                          **extra, **changes)
 
@@ -273,7 +267,7 @@ class _Tick:
                 if not ok:
                     return self.done(next_analysis_at=self.now + interval, last_checks=checks,
                                      message=f"weight increase waits: {why}")
-                changes = self.set_weights("analysis", nxt, reason=verdict.summary(), checks=checks)
+                changes = self.set_weights(Stage.ANALYSIS, nxt, reason=verdict.summary(), checks=checks)
                 self.emit("info", "Advance", f"canary weight {as_percent(nxt)}")
                 return self.done(message=f"canary {as_percent(nxt)}", last_checks=checks, **changes)
             return self.promote_or_wait(checks)
@@ -326,8 +320,9 @@ class _Tick:
         if s.phase is Phase.INITIALIZING:
             return self.initialise()
         new_target = not same_target(spec, s.target)
-        if new_target and s.phase is Phase.SUCCEEDED and s.target is not None and \
-                s.target.split("#", 1)[0] == target_of(spec).split("#", 1)[0]:
+        stored = steps.RolloutTarget.parse(s.target)
+        if new_target and s.phase is Phase.SUCCEEDED and stored is not None and \
+                stored.versions == steps.RolloutTarget.of(spec).versions:
             # The promoted version's definition changed in place: both sides are that version now,
             # there is nothing to split traffic between. Say so loudly; a new version key canaries it.
             self.emit("warn", "ChangedInPlace",
@@ -390,7 +385,7 @@ class _Tick:
     def initialise(self) -> Decision:
         s = self.status
         if s.step == 0:
-            changes = self.set_weights("initialise", 0, reason="initialising: all traffic to the primary")
+            changes = self.set_weights(Stage.INITIALISE, 0, reason="initialising: all traffic to the primary")
             return self.done(primary_version=self.spec.primary.version, message="initialising", **changes)
         waiting = self.converge()
         if waiting is not None:
@@ -405,10 +400,10 @@ class _Tick:
                 return self.done()
             ladder = plan.promotion_ladder(a, s.canary_weight)
             nxt = ladder[0]
-            changes = self.set_weights("promotion", nxt, reason="promotion step")
+            changes = self.set_weights(Stage.PROMOTION, nxt, reason="promotion step")
             return self.done(message=f"promoting: canary {as_percent(nxt)}", **changes)
         primary_subsets = tuple(Subset(z, self.spec.primary.version) for z in self.spec.primary.zones)
-        changes = self.set_weights("finalising", BASIS_POINTS, retire=primary_subsets,
+        changes = self.set_weights(Stage.FINALISING, BASIS_POINTS, retire=primary_subsets,
                                    reason="canary has all traffic; retiring the old primary")
         return self.done(phase=Phase.FINALISING, message="finalising", **changes)
 

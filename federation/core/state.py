@@ -167,6 +167,39 @@ COMMANDS: tuple[str, ...] = ("pause", "resume", "promote", "abort", "retry")
 # ----------------------------------------------------------------------------- actions
 
 
+class Stage(enum.StrEnum):
+    INITIALISE = "initialise"
+    """All traffic to the primary before any canary exists."""
+    INITIAL = "initial"
+    """A new canary starts: weight 0 (or the mirror / matched share)."""
+    ANALYSIS = "analysis"
+    """A passing analysis stepped the canary weight up."""
+    PROMOTION = "promotion"
+    """Traffic moves to the canary after the analysis (or an operator's promote)."""
+    FINALISING = "finalising"
+    """The canary has all traffic; the old primary is retired."""
+    ROLLBACK = "rollback"
+    """The canary is sent back to weight 0 and retired."""
+
+    @property
+    def verb(self) -> str:
+        """The word in a step commit's subject."""
+        return _VERBS[self]
+
+    def phase_after(self, stored: Phase) -> Phase:
+        """The phase a rollout is in once a step of this stage is committed (crash recovery)."""
+        if self in (Stage.INITIAL, Stage.ANALYSIS):
+            return Phase.WAITING_PROMOTION if stored is Phase.WAITING_PROMOTION else Phase.PROGRESSING
+        return _PHASES[self]
+
+
+_VERBS = {Stage.INITIALISE: "initialise", Stage.INITIAL: "start", Stage.ANALYSIS: "canary",
+          Stage.PROMOTION: "promote", Stage.FINALISING: "finalise", Stage.ROLLBACK: "rollback"}
+_PHASES = {Stage.INITIALISE: Phase.INITIALIZING, Stage.PROMOTION: Phase.PROMOTING,
+           Stage.FINALISING: Phase.FINALISING, Stage.ROLLBACK: Phase.FAILED}
+
+
+
 @dataclass(frozen=True)
 class SetWeights:
     """Commit these weights (routes and zone manifests) as step ``step`` and make every zone apply them.
@@ -176,7 +209,7 @@ class SetWeights:
     """
 
     step: int
-    stage: str
+    stage: Stage
     canary_weight: int
     mirror_weight: int
     matched: bool
@@ -184,6 +217,9 @@ class SetWeights:
     retire: tuple[Subset, ...] = ()
     reason: str = ""
     checks: tuple[CheckResult, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stage", Stage(self.stage))  # a stage given as its text is still a Stage
 
 
 @dataclass(frozen=True)

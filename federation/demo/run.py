@@ -28,7 +28,7 @@ from federation import specfiles
 from federation.core import decide
 from federation.core import spec as specs
 from federation.core.errors import FederationError
-from federation.core.state import Phase, SetWeights
+from federation.core.state import Phase, SetWeights, Stage
 from federation.demo.fleet import SERVICE, LocalFleet
 from federation.gitops import repo as gitrepo
 from federation.hub.fleet import MESH, FleetAdapters
@@ -342,11 +342,11 @@ def verify(first: RolloutOutcome, second: RolloutOutcome, mesh_log: list[gitrepo
            third: RolloutOutcome | None = None) -> list[tuple[str, bool]]:
     total1 = sum(first.served.values())
     total2 = sum(second.served.values())
-    steps: dict[tuple[str, str], int] = Counter()
-    for c in mesh_log:
-        if "Step" in c.trailers:
-            steps[(c.trailers.get("Rollout", ""), c.trailers["Step"])] += 1
-    rollback_commits = [c for c in mesh_log if c.trailers.get("Stage") == "rollback"]
+    steps: dict[tuple[str, int], int] = Counter()
+    records = [r for r in (c.record for c in mesh_log) if r is not None]
+    for r in records:
+        steps[(r.rollout, r.step)] += 1
+    rollback_commits = [r for r in records if r.stage is Stage.ROLLBACK]
     rollbacks_expected = 1
     later: list[tuple[str, bool]] = []
     if third is not None:

@@ -9,62 +9,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from federation.gitops.repo import CommitInfo, Repo
+from federation.core.steps import StepRecord
+from federation.gitops.repo import Repo
 
 
 @dataclass
-class StepRecord:
-    rollout: str
-    step: int
-    stage: str
+class HistoryStep:
+    """One step of a rollout: its record, when and by whom it was first committed, and the commit
+    of every repo it touched."""
+
+    record: StepRecord
     time: float
     author: str
     subject: str
-    canary_weight: int
-    weights: dict[str, int]
-    analysis: str
     commits: dict[str, str] = field(default_factory=dict)  # repo name -> sha
 
     def for_output(self) -> dict[str, object]:
-        return {"rollout": self.rollout, "step": self.step, "stage": self.stage, "time": self.time,
-                "author": self.author, "subject": self.subject, "canaryWeight": self.canary_weight,
-                "weights": self.weights, "analysis": self.analysis, "commits": self.commits}
+        r = self.record
+        return {"rollout": r.rollout, "step": r.step, "stage": r.stage.value, "time": self.time,
+                "author": self.author, "subject": self.subject, "canaryWeight": r.canary_weight,
+                "weights": r.weight_map, "analysis": r.analysis, "commits": self.commits}
 
 
-def _weights(text: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for part in filter(None, text.split(",")):
-        k, _, v = part.partition("=")
-        try:
-            out[k] = int(v)
-        except ValueError:
-            continue
-    return out
-
-
-def collect(repos: dict[str, Repo], service: str, limit: int = 1000) -> list[StepRecord]:
+def collect(repos: dict[str, Repo], service: str, limit: int = 1000) -> list[HistoryStep]:
     """Steps of rollouts whose id ends in ``/service`` (or equals it), oldest first."""
-    steps: dict[tuple[str, int], StepRecord] = {}
+    steps: dict[tuple[str, int], HistoryStep] = {}
     for name, repo in repos.items():
         for c in repo.log(limit):
-            rec = _record(c, service)
-            if rec is None:
+            rec = c.record
+            if rec is None or not (rec.rollout == service or rec.rollout.endswith("/" + service)):
                 continue
-            key = (rec.rollout, rec.step)
-            existing = steps.setdefault(key, rec)
+            existing = steps.setdefault((rec.rollout, rec.step), HistoryStep(rec, c.time, c.author, c.subject))
             existing.commits[name] = c.sha
             existing.time = min(existing.time, c.time)
-    return sorted(steps.values(), key=lambda r: (r.time, r.rollout, r.step))
-
-
-def _record(c: CommitInfo, service: str) -> StepRecord | None:
-    t = c.trailers
-    rollout = t.get("Rollout", "")
-    if not rollout or not (rollout == service or rollout.endswith("/" + service)):
-        return None
-    try:
-        step = int(t.get("Step", ""))
-    except ValueError:
-        return None
-    return StepRecord(rollout, step, t.get("Stage", ""), c.time, c.author, c.subject,
-                      int(t.get("Canary-Weight", "0") or 0), _weights(t.get("Weights", "")), t.get("Analysis", ""))
+    return sorted(steps.values(), key=lambda h: (h.time, h.record.rollout, h.record.step))

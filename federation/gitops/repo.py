@@ -4,7 +4,7 @@ Everything goes through ``repo.git.*`` (the index API changes the process cwd, u
 A push is checked with ``raise_if_error()``; a non-fast-forward is fetched, rebased and retried
 with backoff, never forced, so a human commit made during a rollout is never lost. Credentials
 come from the environment or a file into Git's askpass, never into a URL, a log or a commit.
-Callers: ``gitops.store`` (async wrapper), ``demo`` (seeding bare repos).
+Callers: ``gitops`` (the async facade and ZoneRelease files), ``demo`` (seeding bare repos).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from pathlib import Path
 import git
 from git.exc import GitCommandError
 
+from federation.core import steps
 from federation.core.errors import PermanentError, TemporaryError
 from federation.core.spec import GitAuth
 
 log = logging.getLogger("federation.gitops")
 
-TRAILER_PREFIX = "Federation-"
 AUTHOR_NAME = "federation-hub"
 AUTHOR_EMAIL = "federation-hub@localhost"
 
@@ -106,8 +106,13 @@ class CommitInfo:
     author: str
     time: float
     subject: str
-    trailers: dict[str, str]
+    trailers: dict[str, str]  # ours (``Federation-*``), full keys
     files: tuple[str, ...] = ()
+
+    @property
+    def record(self) -> steps.StepRecord | None:
+        """The step this commit records, if it is one of the hub's step commits."""
+        return steps.StepRecord.from_trailers(self.trailers)
 
 
 @dataclass
@@ -199,7 +204,8 @@ class Repo:
         number reused for different weights is an error, never silently taken as done.
         """
         for c in self.log(depth):
-            if c.trailers.get("Rollout") == rollout and c.trailers.get("Step") == str(step):
+            r = c.record
+            if r is not None and r.rollout == rollout and r.step == step:
                 clash = {k: (v, c.trailers.get(k)) for k, v in (expect or {}).items() if c.trailers.get(k) != v}
                 if clash:
                     raise PermanentError(f"{self.url}: step {step} of {rollout} is already committed ({c.sha[:8]}) "
@@ -209,12 +215,12 @@ class Repo:
 
     def last_step(self, rollout: str, depth: int = 200) -> CommitInfo | None:
         """The newest commit of ``rollout`` (the highest step) in recent history."""
-        best: CommitInfo | None = None
+        best: tuple[int, CommitInfo] | None = None
         for c in self.log(depth):
-            if c.trailers.get("Rollout") == rollout and c.trailers.get("Step", "").isdigit() and \
-                    (best is None or int(c.trailers["Step"]) > int(best.trailers["Step"])):
-                best = c
-        return best
+            r = c.record
+            if r is not None and r.rollout == rollout and (best is None or r.step > best[0]):
+                best = (r.step, c)
+        return best[1] if best else None
 
     def commit_and_push(self, edit: Callable[[Repo], list[str]], message: str, *, attempts: int = 5,
                         backoff: float = 0.2, idempotency: tuple[str, int] | None = None,
@@ -322,7 +328,7 @@ class Repo:
             if not record:
                 continue
             sha, author, at, subject, trailers = (record.split(sep) + [""] * 5)[:5]
-            commits.append(CommitInfo(sha, author, float(at), subject, parse_trailers(trailers)))
+            commits.append(CommitInfo(sha, author, float(at), subject, steps.parse_trailers(trailers)))
         return commits
 
 
@@ -341,19 +347,6 @@ def reachable(url: str, branch: str, credentials: Credentials | None = None, tim
         return _redact(str(exc.stderr or exc).strip().splitlines()[-1] if str(exc.stderr or exc).strip() else "failed",
                        creds.secrets())
     return None if str(out).strip() else f"branch {branch} not found"
-
-
-def parse_trailers(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(": ")
-        if sep and key.startswith(TRAILER_PREFIX):
-            out[key[len(TRAILER_PREFIX):]] = value.strip()
-    return out
-
-
-def format_trailers(values: dict[str, str]) -> str:
-    return "\n".join(f"{TRAILER_PREFIX}{k}: {v}" for k, v in values.items())
 
 
 def init_bare_seeded(bare: Path, seed: Path, branch: str = "main", message: str = "seed") -> str:

@@ -18,10 +18,9 @@ from typing import Any
 
 from federation import specfiles
 from federation.core import spec as specs
-from federation.core.decide import target_of
+from federation.core import steps
 from federation.core.errors import FederationError, PermanentError, TemporaryError
 from federation.core.state import SetWeights
-from federation.core.weights import Subset, as_percent
 from federation.gitops import repo as gitrepo
 from federation.hub.mesh import EdgeRoute, KubeRoute
 from federation.metrics.analysis import Analyzer
@@ -246,13 +245,13 @@ class FleetAdapters:
         if revision is None:
             return None
         repo = self.repos[zone]
-        ours = [c for c in repo.log(200) if c.trailers.get("Rollout") == rollout and c.trailers.get("Step", "").isdigit()]
-        needed = next((c for c in ours if int(c.trailers["Step"]) <= step), None)
-        if needed is None or repo.contains(revision, needed.sha):
+        ours = [(r.step, c.sha) for c in repo.log(200) if (r := c.record) is not None and r.rollout == rollout]
+        needed = next((sha for n, sha in ours if n <= step), None)
+        if needed is None or repo.contains(revision, needed):
             return step
-        for c in ours:
-            if repo.contains(revision, c.sha):
-                return int(c.trailers["Step"])
+        for n, sha in ours:
+            if repo.contains(revision, sha):
+                return n
         return 0
 
     async def edge_step(self, rollout: str, service: str) -> int | None:
@@ -266,17 +265,6 @@ class FleetAdapters:
         what the applied objects carry (direct mode)."""
         return await self.route.step(canary.key, canary.spec.service.name, step)
 
-    @staticmethod
-    def action_from_commit(c: gitrepo.CommitInfo) -> SetWeights:
-        """The step a commit records, rebuilt from its trailers (to apply it again after a crash)."""
-        t = c.trailers
-        weights = tuple(sorted((Subset.parse(k), int(v)) for k, _, v in
-                               (p.partition("=") for p in t.get("Weights", "").split(",") if p)))
-        retire = tuple(Subset.parse(x) for x in t.get("Retire", "").split(",") if x)
-        return SetWeights(int(t["Step"]), t.get("Stage", ""), int(t.get("Canary-Weight", "0")),
-                          int(t.get("Mirror-Weight", "0")), t.get("Matched") == "true", weights, retire,
-                          reason="applied again after a hub restart")
-
     def last_step(self, rollout: str) -> gitrepo.CommitInfo | None:
         """The newest step Git holds for ``rollout``: the mesh repo (every step commits there), or a
         pull-request branch (or its merge) of a zone repo, for a step whose mesh part waits."""
@@ -286,8 +274,8 @@ class FleetAdapters:
                 repo = self.repos[z.name]
                 found += [c for c in [repo.last_step(rollout)] if c is not None]
                 found += [c for c in repo.branch_heads(f"federation/{rollout}/")
-                          if c.trailers.get("Rollout") == rollout and c.trailers.get("Step", "").isdigit()]
-        return max(found, key=lambda c: int(c.trailers["Step"]), default=None)
+                          if c.record is not None and c.record.rollout == rollout]
+        return max(found, key=lambda c: c.record.step if c.record else -1, default=None)
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -301,31 +289,9 @@ class FleetAdapters:
             zones=tuple(self.fleet.zone_names),
         )
 
-    def message(self, canary: specs.FederatedCanary, action: SetWeights, total_steps: int | None = None) -> str:
-        stage = {"initialise": "initialise", "initial": "start", "analysis": "canary", "promotion": "promote", "finalising": "finalise",
-                 "rollback": "rollback"}.get(action.stage, action.stage)
-        title = f"{canary.spec.service.name}: {stage} {canary.spec.canary.version} {as_percent(action.canary_weight)}"
-        title += f" (step {action.step})"
-        trailers = {
-            "Rollout": canary.key,
-            "Target": target_of(canary.spec),
-            "Step": str(action.step),
-            "Stage": action.stage,
-            "Canary-Weight": str(action.canary_weight),
-            "Weights": ",".join(f"{s}={w}" for s, w in action.weights),
-        }
-        if action.mirror_weight:
-            trailers["Mirror-Weight"] = str(action.mirror_weight)
-        if action.matched:
-            trailers["Matched"] = "true"
-        if action.retire:
-            trailers["Retire"] = ",".join(str(s) for s in action.retire)
-        if action.checks:
-            trailers["Analysis"] = "; ".join(
-                f"{c.metric}@{c.zone or 'global'}={'-' if c.value is None else f'{c.value:.4g}'}:{c.outcome}"
-                for c in action.checks)
-        body = action.reason or ""
-        return f"{title}\n\n{body}\n\n{gitrepo.format_trailers(trailers)}\n"
+    def message(self, canary: specs.FederatedCanary, action: SetWeights) -> str:
+        record = steps.StepRecord.of(canary.key, canary.spec, action)
+        return record.message(canary.spec.service.name, canary.spec.canary.version, action.reason)
 
     def _edit_zone(self, zone: str, canary: specs.FederatedCanary, action: SetWeights) -> Any:
         service = canary.spec.service.name
@@ -386,7 +352,7 @@ class FleetAdapters:
     @staticmethod
     def expect(action: SetWeights) -> dict[str, str]:
         """What an existing commit of the same step must carry to count as this step (idempotency)."""
-        return {"Stage": action.stage, "Canary-Weight": str(action.canary_weight)}
+        return steps.StepRecord("", action.step, action.stage, action.canary_weight).identity()
 
     def pull_request(self, zone: str) -> bool:
         return self.fleet.zone(zone).git.pull_request

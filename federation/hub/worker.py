@@ -31,6 +31,7 @@ from federation.core.state import (
     RolloutStatus,
     SetWeights,
 )
+from federation.core.steps import RolloutTarget
 from federation.hub.fleet import MESH, FleetAdapters
 from federation.hub.store import Store
 from federation.notify import alerts, webhooks
@@ -143,27 +144,21 @@ class RolloutWorker:
         """Git is ahead of the state store when the hub died between a commit and saving status:
         adopt the committed step (its weights and stage) so no weight regresses and no step repeats."""
         last = self.adapters.last_step(self.key)
-        if last is None or int(last.trailers["Step"]) <= status.step:
+        rec = last.record if last is not None else None
+        if rec is None or rec.step <= status.step:
             return status
-        t = last.trailers
-        step = int(t["Step"])
-        stage = t.get("Stage", "")
-        phase = {"promotion": Phase.PROMOTING, "finalising": Phase.FINALISING, "rollback": Phase.FAILED,
-                 "initialise": Phase.INITIALIZING}.get(stage, Phase.PROGRESSING)
-        if stage in ("initial", "analysis") and status.phase is Phase.WAITING_PROMOTION:
-            phase = Phase.WAITING_PROMOTION
+        phase = rec.stage.phase_after(status.phase)
         log.warning("%s: Git holds step %d (%s) beyond the stored step %d: resuming from Git",
-                    self.key, step, stage, status.step)
-        target = t.get("Target", status.target)
+                    self.key, rec.step, rec.stage.value, status.step)
+        target = str(rec.target) if rec.target is not None else status.target
         versions = {}
-        if target and target != status.target and "->" in target:
-            primary, canary = target.split("->", 1)
-            versions = {"primary_version": primary.split("@")[0], "canary_version": canary.split("@")[0],
+        if rec.target is not None and target != status.target:
+            versions = {"primary_version": rec.target.primary_version, "canary_version": rec.target.canary_version,
                         "failed_checks": 0, "iterations": 0, "started_at": now}
-        recovered = status.with_(step=step, phase=phase, target=target, **versions, canary_weight=int(t.get("Canary-Weight", "0")),
-                                 mirror_weight=int(t.get("Mirror-Weight", "0")), converged_at=None,
+        recovered = status.with_(step=rec.step, phase=phase, target=target, **versions,
+                                 canary_weight=rec.canary_weight, mirror_weight=rec.mirror_weight, converged_at=None,
                                  next_analysis_at=None, step_started_at=now, held_since=None,
-                                 message=f"resumed from Git at step {step}")
+                                 message=f"resumed from Git at step {rec.step}")
         if phase is Phase.FAILED and recovered.failed_checks < status.failed_checks:
             recovered = recovered.with_(failed_checks=status.failed_checks)
         await self.store.save(self.key, recovered)
@@ -180,10 +175,10 @@ class RolloutWorker:
             # A (re)started worker applies the current step again: Git may hold it while the edge or a
             # zone never got it (the hub died between commit and apply). Commits are found, not redone.
             last = self.adapters.last_step(self.key)
-            if last is not None and int(last.trailers["Step"]) == status.step and \
-                    core.same_target(canary.spec, last.trailers.get("Target")):
+            rec = last.record if last is not None else None
+            if rec is not None and rec.step == status.step and RolloutTarget.of(canary.spec).same(rec.target):
                 try:
-                    await self.adapters.apply_step(canary, self.adapters.action_from_commit(last))
+                    await self.adapters.apply_step(canary, rec.action())
                 except FederationError as exc:
                     log.error("%s: applying step %d again failed, will retry: %s", self.key, status.step, exc)
                     report = TickReport(self.key, now, status, Decision(status), None, error=str(exc))

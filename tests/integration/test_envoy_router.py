@@ -7,6 +7,7 @@ import json
 import math
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -94,13 +95,16 @@ def test_weights_flipped_100_times_under_load_lose_nothing_and_split_holds(tmp_p
             applied += 1
         return applied
 
-    load = subprocess.Popen([hey, "-z", "10s", "-c", "8", "-q", "40", f"http://127.0.0.1:{listener}/"],
+    # The load runs until the flips are done (then hey is interrupted and prints its report): a
+    # fixed duration would end first on a loaded machine.
+    load = subprocess.Popen([hey, "-z", "600s", "-c", "8", "-q", "40", f"http://127.0.0.1:{listener}/"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         # Flip only once the load is flowing through the edge.
         wait_for(lambda: sum(cluster_totals(admin).values()) > 50, 10, "load through the edge")
         assert asyncio.run(flip(120)) == 120
         assert load.poll() is None, "the load ended before the weight changes did"
+        load.send_signal(signal.SIGINT)
         out, _ = load.communicate(timeout=60)
     finally:
         if load.poll() is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -11,8 +12,11 @@ import pytest
 
 from federation import specfiles
 from federation.core import spec as specs
+from federation.core import steps
 from federation.core.errors import TemporaryError
 from federation.core.spec import GitAuth
+from federation.core.state import Stage
+from federation.core.weights import Subset
 from federation.gitops import history
 from federation.gitops import repo as gitrepo
 from tests.integration.git_http import GitHTTPServer
@@ -42,11 +46,10 @@ def step_edit(step: int):
 
 
 def message(step: int) -> str:
-    return (f"frontend: canary {step}% (step {step})\n\n" +
-            gitrepo.format_trailers({"Rollout": "shop/frontend", "Step": str(step), "Stage": "analysis",
-                                     "Canary-Weight": str(step * 100),
-                                     "Weights": f"vms/v1={10_000 - step * 100},vms/v2={step * 100}",
-                                     "Analysis": f"request-success-rate@global={99 + step / 100:.4g}:pass"}) + "\n")
+    record = steps.StepRecord("shop/frontend", step, Stage.ANALYSIS, step * 100,
+                              ((Subset("vms", "v1"), 10_000 - step * 100), (Subset("vms", "v2"), step * 100)),
+                              analysis=f"request-success-rate@global={99 + step / 100:.4g}:pass")
+    return record.message("frontend", "v2")
 
 
 def test_50_steps_with_concurrent_human_commits_lose_nothing(tmp_path: Path):
@@ -65,13 +68,16 @@ def test_50_steps_with_concurrent_human_commits_lose_nothing(tmp_path: Path):
         while not stop.is_set() and n < 200:
             n += 1
             # A human edits the same file the hub edits (a comment line) and another file.
+            # Each edit is new whatever the clone holds (after a lost race it is back at an older
+            # note), and NOTES.md is added explicitly: there is always something to commit.
             path = human / "frontend.yaml"
             git("pull", "-q", "--rebase", cwd=human)
             text = path.read_text()
-            path.write_text(text.replace("# frontend on the legacy VMs.", f"# frontend on the legacy VMs. note {n}.", 1)
-                            if "note" not in text else text.replace(f"note {n - 1}.", f"note {n}.", 1))
+            path.write_text(re.sub(r"# frontend on the legacy VMs\.( note \d+\.)?",
+                                   f"# frontend on the legacy VMs. note {n}.", text, count=1))
             (human / "NOTES.md").write_text(f"edit {n}\n")
-            git("commit", "-qam", f"human edit {n}", cwd=human)
+            git("add", "frontend.yaml", "NOTES.md", cwd=human)
+            git("commit", "-qm", f"human edit {n}", cwd=human)
             try:
                 git("push", "-q", "origin", "HEAD:main", cwd=human)
                 human_shas.append(git("rev-parse", "HEAD", cwd=human).strip())
@@ -268,11 +274,11 @@ def test_history_round_trips_what_was_written(tmp_path: Path):
     for r in repos.values():  # crash recovery: the same step again writes nothing new
         assert r.commit_and_push(step_edit(3), message(3), idempotency=("shop/frontend", 3)) == r.head()
     records = history.collect(repos, "frontend")
-    assert [r.step for r in records] == [1, 2, 3]
-    assert records[1].weights == {"vms/v1": 9800, "vms/v2": 200} and records[1].canary_weight == 200
+    assert [h.record.step for h in records] == [1, 2, 3]
+    assert records[1].record.weight_map == {"vms/v1": 9800, "vms/v2": 200} and records[1].record.canary_weight == 200
     assert set(records[2].commits) == {"vms", "mesh"}
-    assert records[0].analysis == "request-success-rate@global=99.01:pass"
-    assert all(r.author == gitrepo.AUTHOR_NAME for r in records)
+    assert records[0].record.analysis == "request-success-rate@global=99.01:pass"
+    assert all(h.author == gitrepo.AUTHOR_NAME for h in records)
 
 
 def test_a_version_bump_in_a_zone_repo_is_a_new_canary_revision(tmp_path: Path):
