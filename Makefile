@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit lint bench e2e-k8s clean
+.PHONY: install demo test test-unit lint bench e2e-k8s kube clean
 
 $(STAMP): pyproject.toml scripts/install-system-deps
 	./scripts/install-system-deps
@@ -25,7 +25,12 @@ lint: $(STAMP)
 	$(BIN)/mypy federation/core
 	$(BIN)/vermin -q -t=3.9- --no-tips --violations vm-agents/vmagent  # the agent runs on old VMs' Python
 
-test: lint
+# kube-apiserver and etcd for the Kubernetes-facing tests, built from the Go module proxy (pinned in
+# tests/kube/go.mod) into ~/.cache/federation/kube/<version>/bin once per machine; see README.md.
+kube:
+	nice -n 10 ./scripts/build-kube
+
+test: lint kube
 	$(BIN)/pytest -q tests --ignore=tests/benchmarks -m "not k8s"
 
 test-unit: $(STAMP)

@@ -89,7 +89,7 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
         store = ConfigMapStore(hub_api, str(store_namespace))
         commands = ConfigMapCommands(hub_api, str(store_namespace))
     h = service.Hub(f, state_dir, tick=tick, shards=shards, discover_every=2.0 if shards else 5.0,
-                    events=(hub_api, lease_namespace) if shards and lease_namespace else None, store=store,
+                    events=hub_api if shards and lease_namespace else None, store=store,
                     commands=commands)
 
     async def main() -> None:
@@ -131,8 +131,12 @@ def _key(service: str, items: list[dict[str, Any]] | None = None) -> str:
 def _row(r: dict[str, Any]) -> list[Any]:
     weights = " ".join(f"{Subset.parse(k)}={as_percent(v)}" for k, v in r["weights"].items())
     zones = " ".join(f"{z}:{'?' if v['appliedStep'] is None else v['appliedStep']}" for z, v in r["zones"].items())
+    message = r["message"]
+    stuck = r.get("commandNotCleared")
+    if stuck:
+        message = f"command {stuck['command']} applied, not cleared: {stuck['error']}; {message}"
     return [r["rollout"], r["phase"] + (" (paused)" if r["paused"] else ""), as_percent(r["canaryWeight"]), weights,
-            f"{r['failedChecks']}/{r['threshold']}", r["step"], zones or "-", r["message"][:80]]
+            f"{r['failedChecks']}/{r['threshold']}", r["step"], zones or "-", message[:160]]
 
 
 COLUMNS = ["rollout", "phase", "canary", "weights", "failed", "step", "zones (applied step)", "message"]

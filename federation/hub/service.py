@@ -49,11 +49,17 @@ class Commands:
         tmp.write_text(json.dumps({"command": command, "at": time.time()}))
         tmp.rename(self._path(key))
 
-    async def peek(self, key: str) -> Command | None:
+    async def pending(self, key: str) -> tuple[Command, str] | None:
+        """The pending command and what identifies this one request (its time of arrival)."""
         try:
-            return json.loads(self._path(key).read_text())["command"]  # type: ignore[no-any-return]
+            doc = json.loads(self._path(key).read_text())
+            return doc["command"], str(doc.get("at", ""))
         except (FileNotFoundError, ValueError, KeyError):
             return None
+
+    async def peek(self, key: str) -> Command | None:
+        got = await self.pending(key)
+        return got[0] if got else None
 
     async def done(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -131,7 +137,7 @@ class Hub:
     per-rollout Lease it holds; without it, this hub runs every rollout (one per state dir)."""
 
     def __init__(self, fleet: Fleet, state_dir: Path, *, tick: float = 1.0, discover_every: float = 5.0,
-                 shards: Any | None = None, events: tuple[Any, str] | None = None,
+                 shards: Any | None = None, events: Any | None = None,
                  store: Store | None = None, adapters: Any | None = None, commands: Any | None = None) -> None:
         self.fleet = fleet
         self.state_dir = Path(state_dir)
@@ -151,7 +157,10 @@ class Hub:
         self.last: dict[str, TickReport] = {}
         self.restarts: dict[str, int] = {}
         self.shards = shards
-        self.events = events  # (kubernetes Api of the hub's cluster, namespace) for phase-change Events
+        self.events = events  # kubernetes Api of the hub's cluster, for phase-change Events
+        # Commands applied but not cleared (the store refused the delete): never applied twice,
+        # shown in the rollout's status, cleared again at every tick. key -> (identity, view).
+        self.uncleared: dict[str, tuple[str, dict[str, str]]] = {}
         self.owned: set[str] | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -200,11 +209,7 @@ class Hub:
     async def _run(self, worker: RolloutWorker, key: str) -> None:
         while not self._stop.is_set() and key in self.canaries and (self.owned is None or key in self.owned):
             canary = self.canaries[key]
-            try:
-                command = await self.commands.peek(key)
-            except FederationError as exc:
-                log.warning("%s: pending commands unreadable: %s", key, exc)
-                command = None
+            command, ident = await self._pending(key)
             t0 = time.perf_counter()
             async with self._clones.shared():
                 report = await worker.tick(canary, command)
@@ -212,25 +217,55 @@ class Hub:
             self.last[key] = report
             await self.forward_events(report)
             if command is not None and not report.error:
-                try:
-                    await self.commands.done(key)
-                except FederationError as exc:  # seen again next tick: the core ignores a repeat
-                    log.warning("%s: command %s not cleared: %s", key, command, exc)
+                await self._clear(key, command, ident)
             await self._sleep(self._pace(canary, report.decision.status))
 
+    async def _pending(self, key: str) -> tuple[Command | None, str]:
+        """The command for this tick: a pending one not applied yet. One applied already but not
+        cleared is not given to the core again (a repeated promote or pause would hold the rollout
+        where it is); clearing it is tried again instead."""
+        try:
+            got = await self.commands.pending(key)
+        except FederationError as exc:
+            log.warning("%s: pending commands unreadable: %s", key, exc)
+            return None, ""
+        stuck = self.uncleared.get(key)
+        if got is None:
+            self.uncleared.pop(key, None)  # cleared by someone else
+            return None, ""
+        command, ident = got
+        if stuck is None or stuck[0] != ident:
+            self.uncleared.pop(key, None)  # a newer command replaced the stuck one
+            return command, ident
+        await self._clear(key, command, ident)
+        return None, ""
+
+    async def _clear(self, key: str, command: str, ident: str) -> None:
+        try:
+            await self.commands.done(key)
+        except FederationError as exc:
+            if key not in self.uncleared:
+                log.error("%s: command %s was applied but cannot be cleared (%s); it will not be applied "
+                          "again, and clearing is retried at every tick", key, command, exc)
+            self.uncleared[key] = (ident, {"command": command, "error": str(exc)})
+            return
+        if key in self.uncleared:
+            log.info("%s: command %s cleared", key, command)
+        self.uncleared.pop(key, None)
+
     async def forward_events(self, report: TickReport) -> None:
-        """Each event of a tick as a Kubernetes Event on the hub's cluster (when it runs in one)."""
+        """Each event of a tick as a Kubernetes Event on the hub's cluster (when it runs in one), in
+        the FederatedCanary's namespace: an Event lives in the namespace of the object it names."""
         if self.events is None:
             return
         from federation.runtimes import kubernetes as kube
 
-        api, namespace = self.events
         ns, name = report.key.split("/", 1)
         for a in report.decision.actions:
             if isinstance(a, Emit):
                 try:
-                    await kube.emit_event(api, namespace, {"kind": "FederatedCanary", "name": name, "namespace": ns,
-                                                           "apiVersion": "federation.io/v1alpha1"},
+                    await kube.emit_event(self.events, {"kind": "FederatedCanary", "name": name, "namespace": ns,
+                                                        "apiVersion": "federation.io/v1alpha1"},
                                           a.reason, a.message, "Warning" if a.severity != "info" else "Normal")
                 except FederationError as exc:
                     log.warning("%s: event not recorded: %s", report.key, exc)
@@ -298,6 +333,7 @@ class Hub:
             "zones": zones,
             "checks": [c.for_storage() for c in status.last_checks],
             "pendingCommand": await self.commands.peek(key),
+            "commandNotCleared": self.uncleared[key][1] if key in self.uncleared else None,
             "workerRestarts": self.restarts.get(key, 0),
             "target": status.target,
             "upToDate": canary is not None and core.same_target(canary.spec, status.target),

@@ -147,9 +147,17 @@ class ConfigMapCommands:
                 continue
         raise kube.Conflict(f"command for {key}: the ConfigMap kept changing; try again")
 
-    async def peek(self, key: str) -> str | None:
+    async def pending(self, key: str) -> tuple[str, str] | None:
+        """The pending command and what identifies this one request (its time of arrival and the
+        ConfigMap's resourceVersion)."""
         cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
-        return cm.data.get("command") if cm else None
+        if cm is None or "command" not in cm.data:
+            return None
+        return cm.data["command"], f"{cm.data.get('at', '')}@{cm.resource_version}"
+
+    async def peek(self, key: str) -> str | None:
+        got = await self.pending(key)
+        return got[0] if got else None
 
     async def done(self, key: str) -> None:
         await kube.delete_configmap(self.api, self.namespace, self._name(key))

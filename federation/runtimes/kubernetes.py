@@ -210,9 +210,12 @@ async def server_side_apply(api: Api, manifest: dict[str, Any], field_manager: s
         raise _error(f"apply {manifest['kind']} {name}", exc) from None
 
 
-async def emit_event(api: Api, namespace: str, involved: dict[str, str], reason: str, message: str,
+async def emit_event(api: Api, involved: dict[str, str], reason: str, message: str,
                      kind: str = "Normal", now: dt.datetime | None = None) -> None:
-    """A core/v1 Event on the hub's cluster for a rollout's phase change."""
+    """A core/v1 Event on the hub's cluster for a rollout's phase change, in the namespace of the
+    object it names (the API server refuses an Event whose namespace differs from its
+    involvedObject's)."""
+    namespace = involved["namespace"]
     t = now or dt.datetime.now(dt.UTC)
     body = k8s.CoreV1Event(
         metadata=k8s.V1ObjectMeta(generate_name=f"{involved['name']}.", namespace=namespace),

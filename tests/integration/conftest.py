@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from federation.demo.procs import Supervisor, wait_for
+from tests import real_kube
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +27,24 @@ def free_port() -> int:
 def envoy_bin() -> str:
     here = Path(sys.executable).parent / "envoy"
     return str(here) if here.exists() else (shutil.which("envoy") or "envoy")
+
+
+@pytest.fixture(scope="session")
+def kube_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[real_kube.Cluster]:
+    """One real kube-apiserver (and its etcd) for the session, stopped by process group at the end."""
+    work = tmp_path_factory.mktemp("kube")
+    sup = Supervisor(work / "logs")
+    try:
+        yield real_kube.start(work, sup)
+    finally:
+        sup.stop_all()
+
+
+@pytest.fixture
+def k8s(kube_session: real_kube.Cluster) -> real_kube.Cluster:
+    """The session's API server with what earlier tests left removed."""
+    kube_session.reset()
+    return kube_session
 
 
 @pytest.fixture

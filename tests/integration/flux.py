@@ -1,5 +1,6 @@
-"""Flux objects on the Kubernetes emulator, as the hub's tests need them: a Kustomization with its
-GitRepository, and Flux reporting a revision applied; plus a zone repo seeded with v1 and v2."""
+"""Flux objects on the test API server, as the hub's tests need them: a Kustomization with its
+GitRepository (valid against Flux's CRDs), and Flux reporting a revision applied through the status
+subresource, as kustomize-controller writes it; plus a zone repo seeded with v1 and v2."""
 
 from __future__ import annotations
 
@@ -7,26 +8,41 @@ from pathlib import Path
 
 from federation.gitops import repo as gitrepo
 from federation.runtimes import kubernetes as kube
+from tests.real_kube import condition
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "flux-system"
 
 
 def create(api: kube.Api, name: str) -> None:
-    g, v, p = kube.FLUX_KS
-    api.custom.create_namespaced_custom_object(g, v, NS, p, {
-        "apiVersion": f"{g}/{v}", "kind": "Kustomization", "metadata": {"name": name}, "spec": {"path": "./"}})
     g, v, p = kube.FLUX_GIT
     api.custom.create_namespaced_custom_object(g, v, NS, p, {
-        "apiVersion": f"{g}/{v}", "kind": "GitRepository", "metadata": {"name": name}, "spec": {"url": "x"}})
+        "apiVersion": f"{g}/{v}", "kind": "GitRepository", "metadata": {"name": name},
+        "spec": {"interval": "1m", "url": f"https://git.example.invalid/{name}.git", "ref": {"branch": "main"}}})
+    g, v, p = kube.FLUX_KS
+    api.custom.create_namespaced_custom_object(g, v, NS, p, {
+        "apiVersion": f"{g}/{v}", "kind": "Kustomization", "metadata": {"name": name},
+        "spec": {"interval": "1m", "path": "./", "prune": True,
+                 "sourceRef": {"kind": "GitRepository", "name": name}}})
+
+
+def report(api: kube.Api, name: str, revision: str | None, ready: str = "True",
+           reason: str = "ReconciliationSucceeded", stalled: bool = False, observed: int | None = None) -> None:
+    """Kustomization ``name``'s status as Flux writes it: revision applied, Ready/Stalled, generation seen."""
+    g, v, p = kube.FLUX_KS
+    conds = [condition("Ready", ready, reason, f"{reason} msg")]
+    if stalled:
+        conds.append(condition("Stalled", "True", "BuildFailed", "kustomize build failed"))
+    gen = api.custom.get_namespaced_custom_object(g, v, NS, p, name)["metadata"]["generation"]
+    status = {"conditions": conds, "observedGeneration": gen if observed is None else observed}
+    if revision:
+        status["lastAppliedRevision"] = f"main@sha1:{revision}"
+    api.custom.patch_namespaced_custom_object_status(g, v, NS, p, name, {"status": status})
 
 
 def applied(api: kube.Api, name: str, revision: str) -> None:
     """The Kustomization ``name`` reports ``revision`` applied and Ready."""
-    g, v, p = kube.FLUX_KS
-    api.custom.patch_namespaced_custom_object_status(g, v, NS, p, name, {"status": {
-        "observedGeneration": 1, "lastAppliedRevision": f"main@sha1:{revision}",
-        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded"}]}})
+    report(api, name, revision)
 
 
 def seed_zone_repo(tmp_path: Path, name: str = "eks") -> Path:

@@ -1,5 +1,7 @@
 """The hub's executor and observer on a Kubernetes zone: commit, ask Flux to reconcile, map Flux's
-applied revision back to our step, read Deployment readiness — through the official client."""
+applied revision back to our step, read Deployment readiness — through the official client, against
+a real kube-apiserver with the hub's ServiceAccount token (clusters/hub/member-cluster.yaml). Flux's
+and the Deployment controller's status are written by the test, as those controllers would."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kubernetes import client as k8s
 
 from federation.core import spec as specs
 from federation.core.state import SetWeights
@@ -18,79 +19,73 @@ from federation.hub.fleet import FleetAdapters
 from federation.runtimes import kubernetes as kube
 from tests.integration import flux
 from tests.integration.conftest import free_port
-from tests.k8s_emulator import Emulator
+from tests.real_kube import Cluster, condition, deployment, deployment_status
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_kubernetes_zone_step_converges_through_flux(tmp_path: Path):
-    with Emulator() as emu:
-        kc = emu.kubeconfig(str(tmp_path / "kubeconfig"))
-        api = kube.Api(kube.api_client(specs.Kubeconfig(path=kc, context="emulated")))
-        flux.seed_zone_repo(tmp_path)
-        gitrepo.init_bare_seeded(tmp_path / "mesh.git", ROOT / "clusters" / "mesh")
-        flux.create(api, "eks")
-        g, v, p = kube.FLUX_KS
-        for version, available in (("v1", 2), ("v2", 1)):
-            api.apps.create_namespaced_deployment("shop", k8s.V1Deployment(
-                metadata=k8s.V1ObjectMeta(name=f"frontend-{version}"),
-                spec=k8s.V1DeploymentSpec(replicas=2, selector=k8s.V1LabelSelector(match_labels={"v": version}),
-                                          template=k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels={"v": version}),
-                                                                         spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="i")])))))
-            api.apps.patch_namespaced_deployment_status(f"frontend-{version}", "shop", {"status": {
-                "observedGeneration": 1, "replicas": 2, "availableReplicas": available, "updatedReplicas": 2}})
+def test_kubernetes_zone_step_converges_through_flux(tmp_path: Path, k8s: Cluster):
+    kc = k8s.member_kc.path
+    api = k8s.admin  # Flux and the Deployment controller; the hub uses its own token (kc)
+    flux.seed_zone_repo(tmp_path)
+    gitrepo.init_bare_seeded(tmp_path / "mesh.git", ROOT / "clusters" / "mesh")
+    flux.create(api, "eks")
+    g, v, p = kube.FLUX_KS
+    for version, available in (("v1", 2), ("v2", 1)):
+        deployment(api, "shop", f"frontend-{version}", 2, {"app": "frontend", "version": version})
+        deployment_status(api, "shop", f"frontend-{version}", available, 2)
 
-        def flux_applies_head() -> str:
-            head = subprocess.run(["git", "--git-dir", str(tmp_path / "eks.git"), "rev-parse", "main"],
-                                  capture_output=True, text=True, check=True).stdout.strip()
-            flux.applied(api, "eks", head)
-            return head
+    def flux_applies_head() -> str:
+        head = subprocess.run(["git", "--git-dir", str(tmp_path / "eks.git"), "rev-parse", "main"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        flux.applied(api, "eks", head)
+        return head
 
-        fleet = specs.Fleet.model_validate({
-            "apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "k"},
-            "spec": {"zones": [{"name": "eks", "kind": "kubernetes", "git": {"url": str(tmp_path / "eks.git")},
-                                "prometheus": {"url": "http://127.0.0.1:1"}, "ingress": {"address": "127.0.0.1", "port": 1},
-                                "kubeconfig": {"path": kc, "context": "emulated"}}],
-                     "mesh": {"provider": "envoy", "git": {"url": str(tmp_path / "mesh.git")},
-                              "edge": {"rdsPath": str(tmp_path / "edge" / "rds.json"),
-                                       "admin": {"address": "127.0.0.1", "port": free_port()}}}}})
-        canary = specs.FederatedCanary.model_validate({
-            "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "frontend", "namespace": "shop"},
-            "spec": {"service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["eks"]},
-                     "canary": {"version": "v2", "zones": ["eks"]},
-                     "analysis": {"stepWeight": 20, "canaryReadyThreshold": 50, "metrics": []}}})
+    fleet = specs.Fleet.model_validate({
+        "apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "k"},
+        "spec": {"zones": [{"name": "eks", "kind": "kubernetes", "git": {"url": str(tmp_path / "eks.git")},
+                            "prometheus": {"url": "http://127.0.0.1:1"}, "ingress": {"address": "127.0.0.1", "port": 1},
+                            "kubeconfig": {"path": kc, "context": "member"}}],
+                 "mesh": {"provider": "envoy", "git": {"url": str(tmp_path / "mesh.git")},
+                          "edge": {"rdsPath": str(tmp_path / "edge" / "rds.json"),
+                                   "admin": {"address": "127.0.0.1", "port": free_port()}}}}})
+    canary = specs.FederatedCanary.model_validate({
+        "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "frontend", "namespace": "shop"},
+        "spec": {"service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["eks"]},
+                 "canary": {"version": "v2", "zones": ["eks"]},
+                 "analysis": {"stepWeight": 20, "canaryReadyThreshold": 50, "metrics": []}}})
 
-        async def scenario() -> None:
-            ad = FleetAdapters(fleet, tmp_path / "hub")
-            try:
-                await ad.sync()
-                flux_applies_head()
-                weights = tuple(sorted(subsets_for(canary.spec, 2000, fleet).items()))
-                action = SetWeights(3, "analysis", 2000, 0, False, weights, reason="test")
-                result = await ad.apply_step(canary, action)
-                assert set(result.commits) == {"eks", "mesh"}
-                ks = api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "eks")
-                assert kube.RECONCILE in ks["metadata"]["annotations"]  # Flux was asked to reconcile now
-                st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
-                assert st.applied_step() == 0  # Flux has not applied our commit yet: behind
-                head = flux_applies_head()
-                assert head == result.commits["eks"]
-                st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
-                assert st.applied_step() == 3
-                assert st.ready_percent("frontend", "v1") == 100.0 and st.ready_percent("frontend", "v2") == 50.0
-                text = subprocess.run(["git", "--git-dir", str(tmp_path / "eks.git"), "show", "main:frontend.yaml"],
-                                      capture_output=True, text=True, check=True).stdout
-                assert "v1: 8000" in text and "v2: 2000" in text
-                assert st.failed("frontend", "v2") == ""
-                # The canary Deployment gives up (its own progressDeadlineSeconds): reported as a
-                # failure of the canary, which the core rolls back at once.
-                api.apps.patch_namespaced_deployment_status("frontend-v2", "shop", {"status": {"conditions": [
-                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}})
-                st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
-                assert "ProgressDeadlineExceeded" in st.failed("frontend", "v2")
-                assert st.failed("frontend", "v1") == ""
-            finally:
-                await ad.close()
+    async def scenario() -> None:
+        ad = FleetAdapters(fleet, tmp_path / "hub")
+        try:
+            await ad.sync()
+            flux_applies_head()
+            weights = tuple(sorted(subsets_for(canary.spec, 2000, fleet).items()))
+            action = SetWeights(3, "analysis", 2000, 0, False, weights, reason="test")
+            result = await ad.apply_step(canary, action)
+            assert set(result.commits) == {"eks", "mesh"}
+            ks = api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "eks")
+            assert kube.RECONCILE in ks["metadata"]["annotations"]  # Flux was asked to reconcile now
+            st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
+            assert st.applied_step() == 0  # Flux has not applied our commit yet: behind
+            head = flux_applies_head()
+            assert head == result.commits["eks"]
+            st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
+            assert st.applied_step() == 3
+            assert st.ready_percent("frontend", "v1") == 100.0 and st.ready_percent("frontend", "v2") == 50.0
+            text = subprocess.run(["git", "--git-dir", str(tmp_path / "eks.git"), "show", "main:frontend.yaml"],
+                                  capture_output=True, text=True, check=True).stdout
+            assert "v1: 8000" in text and "v2: 2000" in text
+            assert st.failed("frontend", "v2") == ""
+            # The canary Deployment gives up (its own progressDeadlineSeconds): reported as a
+            # failure of the canary, which the core rolls back at once.
+            deployment_status(api, "shop", "frontend-v2", 1, 2, [
+                condition("Progressing", "False", "ProgressDeadlineExceeded")])
+            st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
+            assert "ProgressDeadlineExceeded" in st.failed("frontend", "v2")
+            assert st.failed("frontend", "v1") == ""
+        finally:
+            await ad.close()
 
-        asyncio.run(scenario())
+    asyncio.run(scenario())

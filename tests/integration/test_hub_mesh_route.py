@@ -1,7 +1,8 @@
 """The hub's mesh route on a mesh with a global control plane (Kuma here), through the official
-client against the emulator: direct mode (server-side apply, live once the objects carry the step)
-and GitOps mode (committed to the mesh repo, live once Flux there reports a revision holding it).
-Every object the hub applies is validated against Kuma's CRD schema."""
+client against a real kube-apiserver with the hub's ServiceAccount token (clusters/hub/
+member-cluster.yaml and mesh-cluster.yaml): direct mode (server-side apply, live once the objects
+carry the step) and GitOps mode (committed to the mesh repo, live once Flux there reports a revision
+holding it). The API server validates every object the hub applies against Kuma's CRD."""
 
 from __future__ import annotations
 
@@ -21,16 +22,17 @@ from federation.hub.mesh import STEP_ANNOTATION
 from federation.runtimes import kubernetes as kube
 from tests import schemas
 from tests.integration import flux
-from tests.k8s_emulator import Emulator
+from tests.real_kube import Cluster
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 G, V, P = "kuma.io", "v1alpha1", "meshhttproutes"
 
 
-def setup(tmp_path: Path, emu: Emulator, mode: str) -> tuple[specs.Fleet, specs.FederatedCanary, kube.Api]:
-    kc = emu.kubeconfig(str(tmp_path / "kubeconfig"))
-    api = kube.Api(kube.api_client(specs.Kubeconfig(path=kc, context="emulated")))
+def setup(tmp_path: Path, k8s: Cluster, mode: str) -> tuple[specs.Fleet, specs.FederatedCanary, kube.Api]:
+    """The fleet (the hub reaches the mesh with its own token) and the admin's client (Flux, humans)."""
+    kc = k8s.member_kc.path
+    api = k8s.admin
     flux.seed_zone_repo(tmp_path)
     mesh_seed = tmp_path / "mesh-seed"
     mesh_seed.mkdir()
@@ -40,9 +42,9 @@ def setup(tmp_path: Path, emu: Emulator, mode: str) -> tuple[specs.Fleet, specs.
         "apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "k"},
         "spec": {"zones": [{"name": z, "kind": "kubernetes", "git": {"url": str(tmp_path / "eks.git"), "path": "."},
                             "prometheus": {"url": "http://127.0.0.1:1"}, "ingress": {"address": "127.0.0.1", "port": 1},
-                            "kubeconfig": {"path": kc, "context": "emulated"}} for z in ("eks",)],
+                            "kubeconfig": {"path": kc, "context": "member"}} for z in ("eks",)],
                  "mesh": {"provider": "kuma", "git": {"url": str(tmp_path / "mesh.git")}, "apply": mode,
-                          "kubeconfig": {"path": kc, "context": "emulated"}}}})
+                          "kubeconfig": {"path": kc, "context": "member"}}}})
     canary = specs.FederatedCanary.model_validate({
         "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "frontend", "namespace": "shop"},
         "spec": {"service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["eks"]},
@@ -68,77 +70,73 @@ def weights_of(route: dict) -> dict[str, int]:
     return out
 
 
-def test_direct_mode_server_side_applies_the_route(tmp_path: Path):
-    with Emulator() as emu:
-        fleet, canary, api = setup(tmp_path, emu, "direct")
+def test_direct_mode_server_side_applies_the_route(tmp_path: Path, k8s: Cluster):
+    fleet, canary, api = setup(tmp_path, k8s, "direct")
 
-        async def scenario() -> None:
-            ad = FleetAdapters(fleet, tmp_path / "hub")
-            try:
-                await ad.sync()
-                assert await ad.mesh_step(canary, 0) is None  # nothing applied yet
-                result = await ad.apply_step(canary, action(canary, fleet, 3, 2000))
-                assert set(result.commits) == {"eks", "mesh"}
-                (route,) = routes(api)
-                schemas.validate({k: route[k] for k in ("apiVersion", "kind", "spec")} |
-                                 {"metadata": {"name": route["metadata"]["name"]}})
-                assert route["metadata"]["annotations"][STEP_ANNOTATION] == "3"
-                assert await ad.mesh_step(canary, 3) == 3
-                rv = route["metadata"]["resourceVersion"]
-                await ad.apply_step(canary, action(canary, fleet, 4, 4000))
-                (route,) = routes(api)
-                assert route["metadata"]["resourceVersion"] != rv  # applied again, not created twice
-                assert await ad.mesh_step(canary, 4) == 4
-                shares = weights_of(route)
-                assert sum(v for k, v in shares.items() if k.endswith("/v2")) * 10000 // sum(shares.values()) == 4000
-                # The mesh repo holds the same route (the record of the step).
-                text = subprocess.run(["git", "--git-dir", str(tmp_path / "mesh.git"), "show", "main:routes/frontend.yaml"],
-                                      capture_output=True, text=True, check=True).stdout
-                (committed,) = [d for d in yaml.safe_load_all(text) if d]
-                assert committed["spec"] == route["spec"]
-                # Somebody deletes the route: the step no longer counts as live.
-                api.custom.delete_namespaced_custom_object(G, V, route["metadata"]["namespace"], P, route["metadata"]["name"])
-                assert await ad.mesh_step(canary, 4) is None
-            finally:
-                await ad.close()
+    async def scenario() -> None:
+        ad = FleetAdapters(fleet, tmp_path / "hub")
+        try:
+            await ad.sync()
+            assert await ad.mesh_step(canary, 0) is None  # nothing applied yet
+            result = await ad.apply_step(canary, action(canary, fleet, 3, 2000))
+            assert set(result.commits) == {"eks", "mesh"}
+            (route,) = routes(api)
+            schemas.validate({k: route[k] for k in ("apiVersion", "kind", "spec")} |
+                             {"metadata": {"name": route["metadata"]["name"]}})
+            assert route["metadata"]["annotations"][STEP_ANNOTATION] == "3"
+            assert await ad.mesh_step(canary, 3) == 3
+            rv = route["metadata"]["resourceVersion"]
+            await ad.apply_step(canary, action(canary, fleet, 4, 4000))
+            (route,) = routes(api)
+            assert route["metadata"]["resourceVersion"] != rv  # applied again, not created twice
+            assert await ad.mesh_step(canary, 4) == 4
+            shares = weights_of(route)
+            assert sum(v for k, v in shares.items() if k.endswith("/v2")) * 10000 // sum(shares.values()) == 4000
+            # The mesh repo holds the same route (the record of the step).
+            text = subprocess.run(["git", "--git-dir", str(tmp_path / "mesh.git"), "show", "main:routes/frontend.yaml"],
+                                  capture_output=True, text=True, check=True).stdout
+            (committed,) = [d for d in yaml.safe_load_all(text) if d]
+            assert committed["spec"] == route["spec"]
+            # Somebody deletes the route: the step no longer counts as live.
+            api.custom.delete_namespaced_custom_object(G, V, route["metadata"]["namespace"], P, route["metadata"]["name"])
+            assert await ad.mesh_step(canary, 4) is None
+        finally:
+            await ad.close()
 
-        asyncio.run(scenario())
-
-
-def test_gitops_mode_waits_for_flux_on_the_global_control_plane(tmp_path: Path):
-    with Emulator() as emu:
-        fleet, canary, api = setup(tmp_path, emu, "gitops")
-        flux.create(api, "mesh")
-        g, v, p = kube.FLUX_KS
-
-        def flux_applies(rev: str) -> None:
-            flux.applied(api, "mesh", rev)
-
-        async def scenario() -> None:
-            ad = FleetAdapters(fleet, tmp_path / "hub")
-            try:
-                await ad.sync()
-                before = ad.repos["mesh"].head()
-                flux_applies(before)
-                result = await ad.apply_step(canary, action(canary, fleet, 3, 2000))
-                assert routes(api) == []  # the hub does not apply it: Flux does
-                ks = api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "mesh")
-                assert kube.RECONCILE in ks["metadata"]["annotations"]
-                assert await ad.mesh_step(canary, 3) == 0  # Flux is behind our commit
-                flux_applies(result.commits["mesh"])
-                assert await ad.mesh_step(canary, 3) == 3
-                api.custom.patch_namespaced_custom_object_status(g, v, "flux-system", p, "mesh", {"status": {
-                    "conditions": [{"type": "Ready", "status": "False", "reason": "BuildFailed"}]}})
-                assert await ad.mesh_step(canary, 3) is None  # a failing reconciliation is not live
-            finally:
-                await ad.close()
-
-        asyncio.run(scenario())
+    asyncio.run(scenario())
 
 
-def test_a_mesh_without_its_control_plane_is_refused(tmp_path: Path):
-    with Emulator() as emu:
-        fleet, _, _ = setup(tmp_path, emu, "direct")
+def test_gitops_mode_waits_for_flux_on_the_global_control_plane(tmp_path: Path, k8s: Cluster):
+    fleet, canary, api = setup(tmp_path, k8s, "gitops")
+    flux.create(api, "mesh")
+    g, v, p = kube.FLUX_KS
+
+    def flux_applies(rev: str) -> None:
+        flux.applied(api, "mesh", rev)
+
+    async def scenario() -> None:
+        ad = FleetAdapters(fleet, tmp_path / "hub")
+        try:
+            await ad.sync()
+            before = ad.repos["mesh"].head()
+            flux_applies(before)
+            result = await ad.apply_step(canary, action(canary, fleet, 3, 2000))
+            assert routes(api) == []  # the hub does not apply it: Flux does
+            ks = api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "mesh")
+            assert kube.RECONCILE in ks["metadata"]["annotations"]
+            assert await ad.mesh_step(canary, 3) == 0  # Flux is behind our commit
+            flux_applies(result.commits["mesh"])
+            assert await ad.mesh_step(canary, 3) == 3
+            flux.report(api, "mesh", result.commits["mesh"], ready="False", reason="BuildFailed")
+            assert await ad.mesh_step(canary, 3) is None  # a failing reconciliation is not live
+        finally:
+            await ad.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_mesh_without_its_control_plane_is_refused(tmp_path: Path, k8s: Cluster):
+    fleet, _, _ = setup(tmp_path, k8s, "direct")
     doc = fleet.model_dump(by_alias=True, exclude_none=True, mode="json")
     del doc["spec"]["mesh"]["kubeconfig"]
     broken = specs.Fleet.model_validate(doc)

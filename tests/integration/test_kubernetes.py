@@ -1,4 +1,6 @@
-"""Kubernetes through the official client, against the HTTP-level emulator on loopback."""
+"""Kubernetes through the official client, against a real kube-apiserver (tests/real_kube.py): the
+hub's calls run with its ServiceAccounts' tokens and the RBAC of clusters/hub/; what a controller
+would write (Flux's and the Deployment controller's status) the test writes as the admin."""
 
 from __future__ import annotations
 
@@ -8,8 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kubernetes import client as k8s
-from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from federation.core.errors import PermanentError
@@ -17,85 +17,15 @@ from federation.core.spec import Kubeconfig
 from federation.gitops import repo as gitrepo
 from federation.runtimes import kubernetes as kube
 from federation.runtimes.leases import Lease, Shards
-from tests.k8s_emulator import Emulator
+from tests.integration import flux
+from tests.real_kube import HUB_NS, Cluster, condition, deployment, deployment_status
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def emu(tmp_path: Path):
-    with Emulator() as e:
-        e.kubeconfig(str(tmp_path / "kubeconfig"))
-        yield e, kube.Api(kube.api_client(Kubeconfig(path=str(tmp_path / "kubeconfig"), context="emulated")))
-
-
-def test_emulator_is_faithful_where_the_hub_depends_on_it(emu):
-    e, api = emu
-    core = api.core
-    cm = core.create_namespaced_config_map("hub", k8s.V1ConfigMap(
-        metadata=k8s.V1ObjectMeta(name="state", labels={"app": "federation", "tier": "hub"}), data={"a": "1"}))
-    rv = cm.metadata.resource_version
-    with pytest.raises(ApiException) as err:
-        core.create_namespaced_config_map("hub", k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="state")))
-    assert err.value.status == 409
-    cm.data = {"a": "2"}
-    fresh = core.replace_namespaced_config_map("state", "hub", cm)
-    assert int(fresh.metadata.resource_version) > int(rv)
-    cm.metadata.resource_version = rv  # stale
-    cm.data = {"a": "3"}
-    with pytest.raises(ApiException) as err:
-        core.replace_namespaced_config_map("state", "hub", cm)
-    assert err.value.status == 409 and "modified" in err.value.body
-    core.patch_namespaced_config_map("state", "hub", {"data": {"b": "x"}})
-    assert core.read_namespaced_config_map("state", "hub").data == {"a": "2", "b": "x"}
-    core.patch_namespaced_config_map("state", "hub", [{"op": "remove", "path": "/data/a"}])  # a list: JSON patch
-    assert ("PATCH", "/api/v1/namespaces/hub/configmaps/state") in e.requests
-    assert core.read_namespaced_config_map("state", "hub").data == {"b": "x"}
-    core.create_namespaced_config_map("hub", k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="other", labels={"app": "x"})))
-    names = [c.metadata.name for c in core.list_namespaced_config_map("hub", label_selector="app=federation").items]
-    assert names == ["state"]
-    assert [c.metadata.name for c in core.list_namespaced_config_map("hub", label_selector="app in (x,y)").items] == ["other"]
-    # status subresource: writes to /status touch only status, writes to the object never status
-    g, v, p = kube.FLUX_KS
-    api.custom.create_namespaced_custom_object(g, v, "flux-system", p, {
-        "apiVersion": f"{g}/{v}", "kind": "Kustomization", "metadata": {"name": "zone"}, "spec": {"path": "./"}})
-    api.custom.patch_namespaced_custom_object_status(g, v, "flux-system", p, "zone",
-                                                     {"status": {"lastAppliedRevision": "x"}, "spec": {"path": "evil"}})
-    obj = api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "zone")
-    assert obj["spec"]["path"] == "./" and obj["status"]["lastAppliedRevision"] == "x"
-    api.custom.patch_namespaced_custom_object(g, v, "flux-system", p, "zone", {"status": {"lastAppliedRevision": "y"}})
-    assert api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "zone")["status"]["lastAppliedRevision"] == "x"
-    # watch: events after a resourceVersion, through the client's own Watch
-    start = core.list_namespaced_config_map("hub").metadata.resource_version
-    core.patch_namespaced_config_map("state", "hub", {"data": {"c": "y"}})
-    core.delete_namespaced_config_map("other", "hub")
-    events = [(ev["type"], ev["object"].metadata.name) for ev in k8s_watch.Watch().stream(
-        core.list_namespaced_config_map, "hub", resource_version=start, timeout_seconds=1)]
-    assert events == [("MODIFIED", "state"), ("DELETED", "other")]
-
-
-def flux(api: kube.Api, revision: str | None, ready: str = "True", reason: str = "ReconciliationSucceeded",
-         stalled: bool = False, observed: int | None = None) -> None:
-    g, v, p = kube.FLUX_KS
-    try:
-        api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "zone")
-    except ApiException:
-        api.custom.create_namespaced_custom_object(g, v, "flux-system", p, {
-            "apiVersion": f"{g}/{v}", "kind": "Kustomization", "metadata": {"name": "zone"}, "spec": {"path": "./"}})
-        gg, gv, gp = kube.FLUX_GIT
-        api.custom.create_namespaced_custom_object(gg, gv, "flux-system", gp, {
-            "apiVersion": f"{gg}/{gv}", "kind": "GitRepository", "metadata": {"name": "zone"}, "spec": {"url": "x"}})
-    conds = [{"type": "Ready", "status": ready, "reason": reason, "message": f"{reason} msg"}]
-    if stalled:
-        conds.append({"type": "Stalled", "status": "True", "reason": "BuildFailed", "message": "kustomize build failed"})
-    api.custom.patch_namespaced_custom_object_status(g, v, "flux-system", p, "zone", {"status": {
-        "lastAppliedRevision": f"main@sha1:{revision}" if revision else None, "conditions": conds,
-        "observedGeneration": 1 if observed is None else observed}})
-
-
-def test_flux_convergence_ready_stalled_behind_and_reconcile_request(emu, tmp_path: Path):
-    _, api = emu
+def test_flux_convergence_ready_stalled_behind_and_reconcile_request(k8s: Cluster, tmp_path: Path):
+    admin, hub = k8s.admin, k8s.member
     bare = tmp_path / "zone.git"
     gitrepo.init_bare_seeded(bare, ROOT / "clusters" / "eks")
     repo = gitrepo.Repo(str(bare), "main", tmp_path / "w")
@@ -111,49 +41,47 @@ def test_flux_convergence_ready_stalled_behind_and_reconcile_request(emu, tmp_pa
     subprocess.run(["git", "-C", str(human), "push", "-q", "origin", "HEAD:main"], check=True)
     later = subprocess.run(["git", "-C", str(human), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     repo.ensure()
-    z = kube.FluxZone(api)
+    flux.create(admin, "zone")
+    z = kube.FluxZone(hub)
 
     def converged(st: kube.FluxStatus) -> bool:
         return st.ready and st.revision is not None and repo.contains(st.revision, ours)
 
-    flux(api, first)
+    assert not asyncio.run(z.status()).ready  # created, never reconciled: no status
+    flux.report(admin, "zone", first)
     st = asyncio.run(z.status())
     assert st.ready and st.revision == first and not converged(st)  # behind our commit
-    flux(api, ours)
+    flux.report(admin, "zone", ours)
     assert converged(asyncio.run(z.status()))
-    flux(api, later)
+    flux.report(admin, "zone", later)
     assert converged(asyncio.run(z.status()))  # at or after our commit counts
-    flux(api, later, ready="False", reason="ReconciliationFailed", stalled=True)
+    flux.report(admin, "zone", later, ready="False", reason="ReconciliationFailed", stalled=True)
     st = asyncio.run(z.status())
     assert not st.ready and st.stalled and st.failing and st.reason == "ReconciliationFailed"
-    flux(api, ours, observed=0)  # a status for an older generation is not ready
+    flux.report(admin, "zone", ours, observed=0)  # a status for an older generation is not ready
     assert not asyncio.run(z.status()).ready
     stamp = asyncio.run(z.request_reconcile(dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)))
     for g, v, p in (kube.FLUX_KS, kube.FLUX_GIT):
-        obj = api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "zone")
+        obj = admin.custom.get_namespaced_custom_object(g, v, "flux-system", p, "zone")
         assert obj["metadata"]["annotations"][kube.RECONCILE] == stamp == "2026-11-22T12:00:00.000000Z"
+        # an annotation is metadata: the generation (and so Flux's observedGeneration check) stays
+        assert obj["metadata"]["generation"] == 1
 
 
-def test_readiness_gating_from_deployments(emu):
-    _e, api = emu
-    api.apps.create_namespaced_deployment("shop", k8s.V1Deployment(
-        metadata=k8s.V1ObjectMeta(name="frontend-v2"),
-        spec=k8s.V1DeploymentSpec(replicas=4, selector=k8s.V1LabelSelector(match_labels={"app": "f"}),
-                                  template=k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels={"app": "f"}),
-                                                                 spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="i")])))))
-    z = kube.FluxZone(api)
-
-    def status(available: int, updated: int, conds: list | None = None) -> None:
-        api.apps.patch_namespaced_deployment_status("frontend-v2", "shop", {"status": {
-            "observedGeneration": 1, "replicas": 4, "availableReplicas": available, "updatedReplicas": updated,
-            "conditions": conds or []}})
-
-    status(2, 4)
+def test_readiness_gating_from_deployments(k8s: Cluster):
+    admin = k8s.admin
+    deployment(admin, "shop", "frontend-v2", 4, {"app": "f"})
+    z = kube.FluxZone(k8s.member)
+    pct, why = asyncio.run(z.deployment_ready("shop", "frontend-v2", 100))
+    assert pct == 0.0 and why == "rollout not observed yet"  # no controller has seen it
+    deployment_status(admin, "shop", "frontend-v2", 2, 4)
     pct, why = asyncio.run(z.deployment_ready("shop", "frontend-v2", 100))
     assert pct == 50.0 and why == "2/4 available"
-    status(4, 4)
+    deployment_status(admin, "shop", "frontend-v2", 4, 4)
     assert asyncio.run(z.deployment_ready("shop", "frontend-v2", 100)) == (100.0, "")
-    status(3, 4, [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}])
+    deployment_status(admin, "shop", "frontend-v2", 3, 4, [
+        condition("Progressing", "False", "ProgressDeadlineExceeded") | {"lastUpdateTime": dt.datetime.now(dt.UTC)
+                                                                         .strftime("%Y-%m-%dT%H:%M:%SZ")}])
     pct, why = asyncio.run(z.deployment_ready("shop", "frontend-v2", 75))
     assert pct == 75.0 and "progress deadline exceeded" in why
     assert asyncio.run(z.deployment_ready("shop", "missing", 100))[0] is None
@@ -170,11 +98,11 @@ class Clock:
         self.t += dt.timedelta(seconds=s)
 
 
-def test_lease_election_two_contenders_hand_over_and_no_split_brain(emu):
-    _, api = emu
+def test_lease_election_two_contenders_hand_over_and_no_split_brain(k8s: Cluster):
+    api = k8s.hub
     clock = Clock()
-    a = Lease(api, "hub", "federation-leader", "replica-a", duration=10, clock=clock)
-    b = Lease(api, "hub", "federation-leader", "replica-b", duration=10, clock=clock)
+    a = Lease(api, HUB_NS, "federation-leader", "replica-a", duration=10, clock=clock)
+    b = Lease(k8s.hub, HUB_NS, "federation-leader", "replica-b", duration=10, clock=clock)
 
     async def scenario() -> None:
         assert await a.try_acquire() and not await b.try_acquire()
@@ -185,13 +113,13 @@ def test_lease_election_two_contenders_hand_over_and_no_split_brain(emu):
         clock.advance(2)  # a stopped renewing 11 s ago
         assert await b.try_acquire()
         assert not await a.try_acquire()  # a comes back: b holds a fresh lease
-        lease = api.coordination.read_namespaced_lease("federation-leader", "hub")
+        lease = api.coordination.read_namespaced_lease("federation-leader", HUB_NS)
         assert lease.spec.holder_identity == "replica-b" and lease.spec.lease_transitions == 1
         # Race at expiry: both read the same resourceVersion; the API accepts one PUT, 409s the other.
         clock.advance(11)
         results = await asyncio.gather(a.try_acquire(), b.try_acquire())
         assert sorted(results) == [False, True]
-        holder = api.coordination.read_namespaced_lease("federation-leader", "hub").spec.holder_identity
+        holder = api.coordination.read_namespaced_lease("federation-leader", HUB_NS).spec.holder_identity
         assert (holder == "replica-a") == results[0] and (holder == "replica-b") == results[1]
         await (a if results[0] else b).release()
         assert await (b if results[0] else a).try_acquire()  # released: taken at once
@@ -199,28 +127,27 @@ def test_lease_election_two_contenders_hand_over_and_no_split_brain(emu):
     asyncio.run(scenario())
 
 
-def test_stale_resource_version_cannot_steal_a_lease(emu, monkeypatch):
-    _, api = emu
+def test_stale_resource_version_cannot_steal_a_lease(k8s: Cluster, monkeypatch):
+    api = k8s.hub
     clock = Clock()
-    a = Lease(api, "hub", "l", "a", duration=10, clock=clock)
-    b = Lease(api, "hub", "l", "b", duration=10, clock=clock)
+    a = Lease(api, HUB_NS, "l", "a", duration=10, clock=clock)
+    b = Lease(api, HUB_NS, "l", "b", duration=10, clock=clock)
     asyncio.run(a.try_acquire())
     clock.advance(11)
-    stale = api.coordination.read_namespaced_lease("l", "hub")
+    stale = api.coordination.read_namespaced_lease("l", HUB_NS)
     asyncio.run(a.try_acquire())  # a renews in between: the resourceVersion moves on
     real_read = api.coordination.read_namespaced_lease
     monkeypatch.setattr(api.coordination, "read_namespaced_lease", lambda *args, **kw: stale)
     assert not asyncio.run(b.try_acquire())  # b's view says expired, but its PUT is 409
     monkeypatch.setattr(api.coordination, "read_namespaced_lease", real_read)
-    assert api.coordination.read_namespaced_lease("l", "hub").spec.holder_identity == "a"
+    assert api.coordination.read_namespaced_lease("l", HUB_NS).spec.holder_identity == "a"
 
 
-def test_sharded_rollouts_move_when_a_replica_dies(emu):
-    _, api = emu
+def test_sharded_rollouts_move_when_a_replica_dies(k8s: Cluster):
     clock = Clock()
     rollouts = [f"shop/svc{i}" for i in range(6)]
-    r1 = Shards(api, "hub", "r1", duration=10, clock=clock, max_share=3)
-    r2 = Shards(api, "hub", "r2", duration=10, clock=clock, max_share=3)
+    r1 = Shards(k8s.hub, HUB_NS, "r1", duration=10, clock=clock, max_share=3)
+    r2 = Shards(k8s.hub, HUB_NS, "r2", duration=10, clock=clock, max_share=3)
 
     async def scenario() -> None:
         own1 = await r1.reconcile(rollouts)
@@ -235,19 +162,49 @@ def test_sharded_rollouts_move_when_a_replica_dies(emu):
     asyncio.run(scenario())
 
 
-def test_events_and_server_side_apply(emu):
-    e, api = emu
-    asyncio.run(kube.emit_event(api, "hub", {"kind": "FederatedCanary", "name": "frontend", "namespace": "shop"},
-                                "Promoting", "promoting v2"))
-    events = api.core.list_namespaced_event("hub").items
-    assert len(events) == 1 and events[0].reason == "Promoting" and events[0].involved_object.name == "frontend"
+def test_events_go_to_the_namespace_of_the_object_they_name(k8s: Cluster):
+    """An Event naming shop/frontend lives in shop (the API server answers 422 otherwise), and the
+    hub's RBAC lets it record Events there."""
+    asyncio.run(kube.emit_event(k8s.hub, {"kind": "FederatedCanary", "name": "frontend", "namespace": "shop",
+                                          "apiVersion": "federation.io/v1alpha1"}, "Promoting", "promoting v2"))
+    (ev,) = k8s.admin.core.list_namespaced_event("shop").items
+    assert (ev.reason, ev.involved_object.name, ev.involved_object.namespace) == ("Promoting", "frontend", "shop")
+    assert k8s.admin.core.list_namespaced_event(HUB_NS).items == []
+    # What the hub did before: an Event in its own namespace naming an object in another one.
+    with pytest.raises(ApiException) as err:
+        k8s.admin.core.create_namespaced_event(HUB_NS, {
+            "metadata": {"generateName": "frontend."}, "reason": "Promoting", "message": "m", "type": "Normal",
+            "involvedObject": {"kind": "FederatedCanary", "name": "frontend", "namespace": "shop"}})
+    assert err.value.status == 422 and "does not match event" in err.value.body
+
+
+def test_server_side_apply_of_a_mesh_route(k8s: Cluster):
     route = {"apiVersion": "kuma.io/v1alpha1", "kind": "MeshHTTPRoute",
              "metadata": {"name": "frontend-federation", "namespace": "kuma-system"}, "spec": {"targetRef": {"kind": "Mesh"}}}
-    asyncio.run(kube.server_side_apply(api, route))
-    route["spec"]["to"] = [{"targetRef": {"kind": "MeshService", "name": "frontend"}}]
-    out = asyncio.run(kube.server_side_apply(api, route))
+    first = asyncio.run(kube.server_side_apply(k8s.member, route))
+    route["spec"]["to"] = [{"targetRef": {"kind": "MeshService", "name": "frontend"},
+                            "rules": [{"default": {"backendRefs": [{"kind": "MeshService", "name": "frontend", "weight": 1}]}}]}]
+    out = asyncio.run(kube.server_side_apply(k8s.member, route))
     assert out["spec"]["to"][0]["targetRef"]["name"] == "frontend"
-    assert ("PATCH", "/apis/kuma.io/v1alpha1/namespaces/kuma-system/meshhttproutes/frontend-federation") in e.requests
+    assert out["metadata"]["uid"] == first["metadata"]["uid"]  # applied again, not created again
+    managers = {m["manager"] for m in out["metadata"]["managedFields"]}
+    assert managers == {"federation"}
+    # The CRD's schema is enforced: an unknown targetRef kind is refused.
+    route["spec"]["targetRef"] = {"kind": "NoSuchKind"}
+    with pytest.raises(Exception, match="422"):
+        asyncio.run(kube.server_side_apply(k8s.member, route))
+
+
+def test_a_verb_the_rbac_does_not_grant_is_a_clear_403(k8s: Cluster):
+    """The member-cluster account may read Deployments, not change ConfigMaps on the hub's cluster,
+    nor delete Deployments: the API answers 403 and the hub reports an RBAC error."""
+    with pytest.raises(PermanentError, match=r"access denied \(403\): check the hub's RBAC"):
+        asyncio.run(kube.put_configmap(k8s.member, HUB_NS, "x", {"a": "1"}, labels={}, annotations={},
+                                       resource_version=None))
+    deployment(k8s.admin, "shop", "frontend-v1", 1, {"app": "f"})
+    with pytest.raises(ApiException) as err:
+        k8s.member.apps.delete_namespaced_deployment("frontend-v1", "shop")
+    assert err.value.status == 403 and "cannot delete resource" in err.value.body
 
 
 def test_unreadable_kubeconfig_is_a_clear_error(tmp_path: Path):
