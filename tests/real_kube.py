@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,19 @@ class Cluster:
     admin_kc: Kubeconfig
     hub_kc: Kubeconfig
     member_kc: Kubeconfig
+    _apis: dict[str, kube.Api] = field(default_factory=dict)
 
     def api(self, kc: Kubeconfig) -> kube.Api:
-        return kube.Api(kube.api_client(kc))
+        """One client per kubeconfig for the session (closed by ``close``)."""
+        if kc.context not in self._apis:
+            self._apis[str(kc.context)] = kube.Api(kube.api_client(kc))
+        return self._apis[str(kc.context)]
+
+    def close(self) -> None:
+        for api in self._apis.values():
+            api.close()
+        self._apis.clear()
+        self.server.stop()
 
     @property
     def admin(self) -> kube.Api:

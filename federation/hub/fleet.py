@@ -122,6 +122,10 @@ class FleetAdapters:
 
     async def close(self) -> None:
         await self.pool.close()
+        for z in self.kube.values():
+            z.api.close()
+        if isinstance(self.route, KubeRoute):
+            self.route.api.close()
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,12 @@ def _error(what: str, exc: Exception) -> Exception:
             return PermanentError(f"{what}: access denied ({exc.status}): check the hub's RBAC")
         if exc.status == 404:
             return PermanentError(f"{what}: not found")
-        return TemporaryError(f"{what}: API answered {exc.status} {exc.reason}")
+        detail = ""
+        try:
+            detail = str(json.loads(exc.body or "{}").get("message", ""))[:300]
+        except (ValueError, AttributeError):
+            pass
+        return TemporaryError(f"{what}: API answered {exc.status} {exc.reason}" + (f": {detail}" if detail else ""))
     return TemporaryError(f"{what}: {type(exc).__name__}: {exc}")
 
 
@@ -62,6 +68,10 @@ class Api:
         self.coordination = k8s.CoordinationV1Api(api)
         self.timeout = timeout
         self.retries = retries
+
+    def close(self) -> None:
+        """Close the client's pooled connections (idempotent)."""
+        self.api.close()
 
     async def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("_request_timeout", self.timeout)

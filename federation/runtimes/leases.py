@@ -28,6 +28,28 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class MicroTime(dt.datetime):
+    """A Lease's acquireTime and renewTime as the API server parses a MicroTime (RFC 3339 with
+    always six fractional digits): the client writes datetimes with isoformat(), which drops the
+    fraction on a whole second, and the server refuses that Lease (400)."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return self.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    @classmethod
+    def of(cls, t: dt.datetime) -> MicroTime:
+        return cls(t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond, tzinfo=t.tzinfo or dt.UTC)
+
+
+def _body(lease: k8s.V1Lease) -> k8s.V1Lease:
+    if lease.spec is not None:
+        for attr in ("acquire_time", "renew_time"):
+            value = getattr(lease.spec, attr)
+            if value is not None:
+                setattr(lease.spec, attr, MicroTime.of(value))
+    return lease
+
+
 @dataclass
 class LeaseState:
     holder: str | None
@@ -59,7 +81,7 @@ class Lease:
                                spec=k8s.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=self.duration,
                                                     acquire_time=now, renew_time=now, lease_transitions=0))
             try:
-                await self.api.call("lease", c.create_namespaced_lease, self.namespace, body)
+                await self.api.call("lease", c.create_namespaced_lease, self.namespace, _body(body))
                 self.held = True
             except ApiException as exc2:
                 if exc2.status != 409:
@@ -81,7 +103,7 @@ class Lease:
         lease.spec = spec
         try:
             # resourceVersion from our read travels with the PUT: a stale view gets a 409.
-            await self.api.call("lease", c.replace_namespaced_lease, self.name, self.namespace, lease)
+            await self.api.call("lease", c.replace_namespaced_lease, self.name, self.namespace, _body(lease))
             if not self.held:
                 log.info("lease %s/%s acquired by %s", self.namespace, self.name, self.identity)
             self.held = True
@@ -101,7 +123,8 @@ class Lease:
             if lease.spec and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = None
-                await self.api.call("lease", c.replace_namespaced_lease, self.name, self.namespace, lease)
+                await self.api.call("lease", c.replace_namespaced_lease, self.name, self.namespace,
+                                    _body(lease))
         except ApiException:
             pass
         self.held = False

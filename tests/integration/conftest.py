@@ -34,9 +34,13 @@ def kube_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[real_kube
     """One real kube-apiserver (and its etcd) for the session, stopped by process group at the end."""
     work = tmp_path_factory.mktemp("kube")
     sup = Supervisor(work / "logs")
+    cluster = None
     try:
-        yield real_kube.start(work, sup)
+        cluster = real_kube.start(work, sup)
+        yield cluster
     finally:
+        if cluster is not None:
+            cluster.close()
         sup.stop_all()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from federation.core.errors import PermanentError
+from federation.core.errors import PermanentError, TemporaryError
 from federation.core.spec import Kubeconfig
 from federation.gitops import repo as gitrepo
 from federation.runtimes import kubernetes as kube
@@ -99,6 +99,8 @@ class Clock:
 
 
 def test_lease_election_two_contenders_hand_over_and_no_split_brain(k8s: Cluster):
+    """The clock ticks in whole seconds: a real API server refuses a MicroTime without its six
+    fractional digits (400), which the client's isoformat() drops on a whole second."""
     api = k8s.hub
     clock = Clock()
     a = Lease(api, HUB_NS, "federation-leader", "replica-a", duration=10, clock=clock)
@@ -181,17 +183,20 @@ def test_events_go_to_the_namespace_of_the_object_they_name(k8s: Cluster):
 def test_server_side_apply_of_a_mesh_route(k8s: Cluster):
     route = {"apiVersion": "kuma.io/v1alpha1", "kind": "MeshHTTPRoute",
              "metadata": {"name": "frontend-federation", "namespace": "kuma-system"}, "spec": {"targetRef": {"kind": "Mesh"}}}
-    first = asyncio.run(kube.server_side_apply(k8s.member, route))
+    asyncio.run(kube.server_side_apply(k8s.member, route))  # created (201: the client returns no body)
+    first = k8s.admin.custom.get_namespaced_custom_object("kuma.io", "v1alpha1", "kuma-system", "meshhttproutes",
+                                                          "frontend-federation")
     route["spec"]["to"] = [{"targetRef": {"kind": "MeshService", "name": "frontend"},
-                            "rules": [{"default": {"backendRefs": [{"kind": "MeshService", "name": "frontend", "weight": 1}]}}]}]
+                            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                       "default": {"backendRefs": [{"kind": "MeshService", "name": "frontend", "weight": 1}]}}]}]
     out = asyncio.run(kube.server_side_apply(k8s.member, route))
     assert out["spec"]["to"][0]["targetRef"]["name"] == "frontend"
     assert out["metadata"]["uid"] == first["metadata"]["uid"]  # applied again, not created again
     managers = {m["manager"] for m in out["metadata"]["managedFields"]}
     assert managers == {"federation"}
-    # The CRD's schema is enforced: an unknown targetRef kind is refused.
-    route["spec"]["targetRef"] = {"kind": "NoSuchKind"}
-    with pytest.raises(Exception, match="422"):
+    # The CRD's schema is enforced: a rule without matches is refused, with the server's reason.
+    del route["spec"]["to"][0]["rules"][0]["matches"]
+    with pytest.raises(TemporaryError, match=r"422 .*spec.to\[0\].rules\[0\].matches: Required value"):
         asyncio.run(kube.server_side_apply(k8s.member, route))
 
 

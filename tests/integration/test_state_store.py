@@ -190,6 +190,7 @@ def test_a_command_that_cannot_be_cleared_is_shown_and_does_not_hold_the_rollout
             hub.stop()
             await task
             hub.lock.release()
+            limited.close()
 
     with caplog.at_level(logging.ERROR, logger="federation.hub"):
         asyncio.run(scenario())
