@@ -64,10 +64,12 @@ class Cluster:
         return self._apis[str(kc.context)]
 
     def close(self) -> None:
-        for api in self._apis.values():
-            api.close()
-        self._apis.clear()
-        self.server.stop()
+        try:
+            for api in self._apis.values():
+                api.close()
+            self._apis.clear()
+        finally:
+            self.server.stop()
 
     @property
     def admin(self) -> kube.Api:

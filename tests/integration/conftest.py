@@ -39,9 +39,11 @@ def kube_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[real_kube
         cluster = real_kube.start(work, sup)
         yield cluster
     finally:
-        if cluster is not None:
-            cluster.close()
-        sup.stop_all()
+        try:
+            if cluster is not None:
+                cluster.close()
+        finally:
+            sup.stop_all()  # etcd and kube-apiserver by process group, whatever happened before
 
 
 @pytest.fixture
