@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,8 +41,10 @@ def print_event(kind: str, data: dict[str, Any]) -> None:
         output.info(f"  git --git-dir {data['mesh']} log --format='%h %s%n%(trailers:only)'")
         output.info(f"  fedctl history frontend --fleet {data['fleet']}")
     elif kind == "keep":
-        output.info(f"--keep: left running in {data['workdir']}; stop each process group with:")
-        output.info("  kill -TERM -- " + " ".join(f"-{pid}" for pid in data["pids"].values()))
+        output.info(f"left running in {data['workdir']} (process groups in {data['workdir']}/processes.json)")
+        output.info(f"  fleet file: {data['fleet']}   edge: {data['edge']}")
+        output.info("  stop everything (agents first, they stop their app instances):")
+        output.info("  kill -TERM -- " + " ".join(f"-{g}" for g in data["groups"]))
 
 
 def _tick(r: Any, t: float) -> None:
@@ -67,6 +70,8 @@ def _tick(r: Any, t: float) -> None:
 def demo(workdir: Annotated[Path, typer.Option(help="Workspace for repos, keys, configs and logs.")] = Path(".federation-demo"),
          fast: Annotated[bool, typer.Option("--fast", help="Short intervals: the whole demo in under 3 minutes.")] = False,
          keep: Annotated[bool, typer.Option("--keep", help="Leave the fleet running at the end.")] = False,
+         fleet_only: Annotated[bool, typer.Option("--fleet-only", help="Only start the fleet (no rollouts) and "
+                                                  "leave it running, for a hub of your own (see docs/operating.md).")] = False,
          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the hub's decisions.")] = False) -> None:
     """Run a real hybrid rollout on this machine: Git, Envoy, Prometheus, SSH agents and hey.
 
@@ -80,6 +85,8 @@ def demo(workdir: Annotated[Path, typer.Option(help="Workspace for repos, keys, 
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     output.markup("[bold]federation demo[/bold]: zones eks, onprem and vms are SIMULATED on this machine "
                   "(local processes behind real Envoy, Prometheus, Git and SSH)")
+    if fleet_only:
+        raise typer.Exit(asyncio.run(demo_run.fleet_only(workdir, print_event)))
     code = demo_run.run_sync(workdir, fast, keep, print_event)
     raise typer.Exit(code)
 

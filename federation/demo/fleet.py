@@ -260,14 +260,16 @@ class LocalFleet:
         for z in self.zones:
             boot = self._zone_config(z)
             self.sup.start(f"envoy-{z.name}", [envoy, "-c", str(boot), "--log-level", "warn",
-                                               "--base-id", str(z.admin_port)])
+                                               "--base-id", str(z.admin_port)],
+                           outlive_parent=True)
             prom_cfg = self._prometheus_config(z)
             self.sup.start(f"prometheus-{z.name}", [
                 prometheus, f"--config.file={prom_cfg}", f"--storage.tsdb.path={prom_cfg.parent / 'data'}",
                 f"--web.listen-address=127.0.0.1:{z.prom_port}", "--storage.tsdb.retention.time=1h",
                 "--log.level=warn"])
         boot = self._edge_config()
-        self.sup.start("envoy-edge", [envoy, "-c", str(boot), "--log-level", "warn", "--base-id", str(self.edge_admin)])
+        self.sup.start("envoy-edge", [envoy, "-c", str(boot), "--log-level", "warn", "--base-id", str(self.edge_admin)],
+                       outlive_parent=True)
         for z in self.zones:
             zd = self.zdir(z.name)
             ready = zd / "agent.ready"
@@ -295,6 +297,19 @@ class LocalFleet:
             wait_for(lambda z=z: up(f"http://127.0.0.1:{z.admin_port}/ready"), timeout, f"{z.name} ingress Envoy")
             wait_for(lambda z=z: up(f"http://127.0.0.1:{z.prom_port}/-/ready"), timeout, f"{z.name} Prometheus")
             wait_for(lambda z=z: (self.zdir(z.name) / "agent.ready").exists(), timeout, f"{z.name} fed-agent")
+
+    @property
+    def processes_file(self) -> Path:
+        return self.workdir / "processes.json"
+
+    def keep(self) -> list[int]:
+        """Leave everything running past this process: record each process group (agents first, so
+        they stop their app instances before anything else goes) in ``processes.json`` and return
+        the group ids in that order."""
+        order = sorted(self.sup.procs, key=lambda p: (not p.name.startswith("agent-"), p.name))
+        groups = [p.pid for p in order]
+        self.processes_file.write_text(json.dumps({p.name: p.pid for p in order}, indent=1) + "\n")
+        return groups
 
     def stop(self) -> None:
         """Stop everything: agents first (they stop their app instances), then the rest."""

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,13 @@ class Supervisor:
         self.log_dir = Path(log_dir)
         self.procs: list[Proc] = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
+              outlive_parent: bool = False) -> Proc:
+        """``outlive_parent``: the program kills itself when its parent dies (Envoy does): give it a
+        keeper as parent (``demo.keeper``, same process group) so it survives this process's exit."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if outlive_parent:
+            argv = [sys.executable, "-m", "federation.demo.keeper", *argv]
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "ab") as out:
             popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

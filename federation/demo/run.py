@@ -332,7 +332,8 @@ async def run(workdir: Path, fast: bool, keep: bool, report: Report) -> int:
     finally:
         await demo.close()
         if keep:
-            report("keep", {"pids": demo.fleet.sup.pids(), "workdir": str(demo.fleet.workdir)})
+            report("keep", {"groups": demo.fleet.keep(), "workdir": str(demo.fleet.workdir),
+                            "fleet": str(demo.fleet.fleet_file), "edge": demo.fleet.edge_url})
         else:
             await asyncio.to_thread(demo.stop)
             report("info", {"text": "stopped every process the demo started"})
@@ -372,6 +373,21 @@ def verify(first: RolloutOutcome, second: RolloutOutcome, mesh_log: list[gitrepo
         (f"mesh repo: one rollback commit ({len(rollback_commits)})", len(rollback_commits) == rollbacks_expected),
         *later,
     ]
+
+
+async def fleet_only(workdir: Path, report: Report) -> int:
+    """Start the local fleet (no hub, no rollout) and leave it running for a hub of one's own."""
+    demo = Demo(workdir, True, report)
+    try:
+        await demo.setup()
+    except BaseException:
+        await asyncio.to_thread(demo.stop)
+        raise
+    finally:
+        await demo.close()
+    report("keep", {"groups": demo.fleet.keep(), "workdir": str(demo.fleet.workdir),
+                    "fleet": str(demo.fleet.fleet_file), "edge": demo.fleet.edge_url})
+    return 0
 
 
 def run_sync(workdir: Path, fast: bool, keep: bool, report: Report) -> int:
