@@ -24,20 +24,32 @@ hub = typer.Typer(help="The hub service.", no_args_is_help=True)
 rollout = typer.Typer(help="Control one rollout through the hub's API.", no_args_is_help=True)
 
 HubOpt = Annotated[str, typer.Option("--hub", envvar="FEDERATION_HUB", help="Hub API address.")]
-TokenOpt = Annotated[str | None, typer.Option("--token", envvar="FEDERATION_TOKEN", help="Hub API bearer token.",
-                                              show_default=False)]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="FEDERATION_TOKEN", show_default=False,
+                                              help="Hub API bearer token (prefer --token-file: a command line "
+                                                   "is visible to every user of the machine).")]
+TokenFileOpt = Annotated[Path | None, typer.Option("--token-file", envvar="FEDERATION_TOKEN_FILE", show_default=False,
+                                                   help="File holding the hub API bearer token.")]
 FormatOpt = Annotated[output.Format, typer.Option("--output", "-o")]
 
 
 def _token(token: str | None, token_file: Path | None = None) -> str:
+    """The API token from exactly one source: FEDERATION_TOKEN/--token or a file
+    (--token-file/FEDERATION_TOKEN_FILE). Two at once is an input error: which one wins would be
+    a guess, and a stale one silently winning locks operators out."""
+    if token and token_file is not None:
+        raise SpecError([Problem("--token-file", "", "two token sources (FEDERATION_TOKEN or --token, and "
+                                 f"--token-file or FEDERATION_TOKEN_FILE={token_file}): keep one")])
     if token:
         return token
     if token_file is not None:
         try:
-            return token_file.read_text().strip()
+            value = token_file.read_text().strip()
         except OSError as exc:
-            raise PermanentError(f"cannot read token file {token_file}: {exc.strerror}") from None
-    raise PermanentError("no API token: set FEDERATION_TOKEN or pass --token")
+            raise SpecError([Problem(str(token_file), "", f"cannot read the token file: {exc.strerror}")]) from None
+        if not value:
+            raise SpecError([Problem(str(token_file), "", "the token file is empty")])
+        return value
+    raise PermanentError("no API token: set FEDERATION_TOKEN_FILE (or pass --token-file), or FEDERATION_TOKEN")
 
 
 @hub.command("run")
@@ -62,7 +74,7 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
     from federation.hub import api, logs, service
 
     logs.configure(json_lines=log_json, level=logging.DEBUG if verbose else logging.INFO)
-    token = _token(os.environ.get("FEDERATION_TOKEN"), token_file)
+    token = _token(os.environ.get("FEDERATION_TOKEN"), token_file)  # two sources at once: exit 2
     f = specfiles.load_one(fleet, specs.Fleet)
     host, _, port = listen.rpartition(":")
     if state_store not in ("file", "configmap"):
@@ -101,19 +113,23 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
     asyncio.run(main())
 
 
-def _client(hub_url: str, token: str | None) -> httpx.Client:
-    return httpx.Client(base_url=hub_url, headers={"Authorization": f"Bearer {_token(token)}"}, timeout=10.0)
+def _client(hub_url: str, token: str, timeout: float = 10.0) -> httpx.Client:
+    return httpx.Client(base_url=hub_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
 
 
-def _call(hub_url: str, token: str | None, method: str, path: str) -> Any:
+def _call(hub_url: str, token: str, method: str, path: str, params: dict[str, Any] | None = None,
+          timeout: float = 10.0, answers: tuple[int, ...] = ()) -> Any:
+    """One API call; ``answers``: status codes >= 400 whose JSON body is returned, not raised."""
     try:
-        with _client(hub_url, token) as c:
-            r = c.request(method, path)
+        with _client(hub_url, token, timeout) as c:
+            r = c.request(method, path, params=params)
     except httpx.HTTPError as exc:
         raise TemporaryError(f"hub at {hub_url} unreachable: {exc}") from None
     if r.status_code == 401:
         raise PermanentError("the hub refused the token (401)")
-    if r.status_code >= 400:
+    if r.status_code >= 500:
+        raise TemporaryError(f"hub at {hub_url} answered {r.status_code}")
+    if r.status_code >= 400 and r.status_code not in answers:
         detail = r.json().get("detail") if r.headers.get("content-type", "").startswith("application/json") else r.text
         raise FederationError(f"hub answered {r.status_code}: {detail}")
     return r.json()
@@ -135,6 +151,9 @@ def _row(r: dict[str, Any]) -> list[Any]:
     stuck = r.get("commandNotCleared")
     if stuck:
         message = f"command {stuck['command']} applied, not cleared: {stuck['error']}; {message}"
+    nxt = r.get("nextRelease")
+    if nxt:  # the status still describes the previous rollout; the new release starts at the next tick
+        message = f"new release {nxt['canary']['version']}@{'+'.join(nxt['canary']['zones'])} starting; " + message
     return [r["rollout"], r["phase"] + (" (paused)" if r["paused"] else ""), as_percent(r["canaryWeight"]), weights,
             f"{r['failedChecks']}/{r['threshold']}", r["step"], zones or "-", message[:160]]
 
@@ -142,23 +161,42 @@ def _row(r: dict[str, Any]) -> list[Any]:
 COLUMNS = ["rollout", "phase", "canary", "weights", "failed", "step", "zones (applied step)", "message"]
 
 
-def status(hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None, fmt: FormatOpt = output.Format.table) -> None:
+def status(hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None, token_file: TokenFileOpt = None,
+           fmt: FormatOpt = output.Format.table) -> None:
     """Every rollout the hub runs: phase, weights per (zone, version), failed checks, zone convergence."""
-    data = _call(hub_url, token, "GET", "/api/v1/rollouts")
+    data = _call(hub_url, _token(token, token_file), "GET", "/api/v1/rollouts")
     output.emit(data, fmt, COLUMNS, [_row(r) for r in data["items"]], title="rollouts")
     for key, problem in data.get("problems", {}).items():
         output.error(f"{key}: {problem}")
 
 
+WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for the hub's answer (0: do not wait).")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Queue the command and return at once (fire and forget).")]
+
+
+def _answer(res: dict[str, Any]) -> None:
+    """Print the hub's answer; exit 1 when it rejected the command, 3 when it did not answer in time."""
+    line = f"{res['rollout']}: {res['command']} {res['state']}: {res['message']}"
+    if res["state"] == "rejected":
+        output.error(line)
+        raise typer.Exit(1)
+    if res["state"] == "pending":
+        output.error(line)
+        raise typer.Exit(3)
+    output.info(line)
+
+
 def _control(command: str, doc: str) -> Any:
     def cmd(service: Annotated[str, typer.Argument(help="Service (name or namespace/name).")],
-            hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None) -> None:
-        items = _call(hub_url, token, "GET", "/api/v1/rollouts")["items"]
-        key = _key(service, items)
-        res = _call(hub_url, token, "POST", f"/api/v1/rollouts/{key}/{command}")
-        output.info(f"{res['rollout']}: {res['accepted']} requested")
+            hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None, token_file: TokenFileOpt = None,
+            wait: WaitOpt = 30.0, no_wait: NoWaitOpt = False) -> None:
+        t = _token(token, token_file)
+        key = _key(service, _call(hub_url, t, "GET", "/api/v1/rollouts")["items"])
+        w = 0.0 if no_wait else min(max(wait, 0.0), 120.0)
+        _answer(_call(hub_url, t, "POST", f"/api/v1/rollouts/{key}/{command}", params={"wait": w},
+                      timeout=w + 10.0, answers=(409,)))
 
-    cmd.__doc__ = doc
+    cmd.__doc__ = doc + " Waits for the hub's answer: exit 0 accepted, 1 rejected (with the reason)."
     return cmd
 
 
@@ -166,23 +204,50 @@ for _name, _cmd, _doc in [
     ("pause", "pause", "Hold the rollout where it is (no step, no analysis) until resume."),
     ("resume", "resume", "Resume a paused rollout."),
     ("promote", "promote", "Manual gate: skip the remaining analysis and promote now."),
-    ("abort", "abort", "Roll the canary back now (a rollback commit)."),
-    ("undo", "abort", "Revert to the last promoted state: roll the running canary back (same as abort)."),
+    ("abort", "abort", "Roll the running canary back now (a rollback commit)."),
     ("retry", "retry", "Run a failed rollout again with the same canary."),
-    ("start", "retry", "Start a failed or finished rollout again (same as retry)."),
+    ("start", "retry", "Start a failed rollout again (same as retry)."),
 ]:
     rollout.command(_name)(_control(_cmd, _doc))
 
 
+@rollout.command("undo")
+def undo(service: Annotated[str, typer.Argument(help="Service (name or namespace/name).")],
+         hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None, token_file: TokenFileOpt = None,
+         skip_analysis: Annotated[bool, typer.Option("--skip-analysis", help="Shift all traffic at once, "
+                                                     "without analysis (an emergency).")] = False) -> None:
+    """Go back to the previously promoted version: a new rollout (committed to the mesh repo) from
+    what serves now to the version promoted before it, through analysis unless --skip-analysis.
+    Refused (exit 1, with the reason) while a rollout runs or when nothing was promoted before."""
+    t = _token(token, token_file)
+    key = _key(service, _call(hub_url, t, "GET", "/api/v1/rollouts")["items"])
+    _answer(_call(hub_url, t, "POST", f"/api/v1/rollouts/{key}/undo", params={"skipAnalysis": skip_analysis},
+                  timeout=60.0, answers=(409,)))
+
+
 @rollout.command("watch")
 def watch(service: Annotated[str, typer.Argument()], hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None,
+          token_file: TokenFileOpt = None,
           interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 2.0,
-          until_done: Annotated[bool, typer.Option("--until-done", help="Exit when the rollout ends.")] = False) -> None:
-    """Live progress: one line each time the rollout changes."""
+          until_done: Annotated[bool, typer.Option("--until-done", help="Exit when the rollout ends.")] = False,
+          max_backoff: Annotated[float, typer.Option(help="Longest wait between reconnection attempts.")] = 30.0) -> None:
+    """Live progress: one line each time the rollout changes. Reconnects (with backoff, saying so)
+    when the hub is unreachable or restarting; Ctrl-C ends it."""
+    t = _token(token, token_file)
     last = None
+    backoff = 0.0
     while True:
-        items = _call(hub_url, token, "GET", "/api/v1/rollouts")["items"]
-        r = _call(hub_url, token, "GET", f"/api/v1/rollouts/{_key(service, items)}")
+        try:
+            items = _call(hub_url, t, "GET", "/api/v1/rollouts")["items"]
+            r = _call(hub_url, t, "GET", f"/api/v1/rollouts/{_key(service, items)}")
+        except TemporaryError as exc:
+            backoff = min(max_backoff, backoff * 2 or 1.0)
+            output.error(f"{time.strftime('%H:%M:%S')} {exc}; reconnecting in {backoff:g}s")
+            time.sleep(backoff)
+            continue
+        if backoff:
+            output.error(f"{time.strftime('%H:%M:%S')} reconnected to the hub at {hub_url}")
+            backoff = 0.0
         line = _row(r)
         if line != last:
             output.info(f"{time.strftime('%H:%M:%S')} " + "  ".join(str(x) for x in line[1:]))

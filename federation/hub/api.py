@@ -11,7 +11,8 @@ import secrets
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from federation.core.state import COMMANDS
@@ -59,15 +60,29 @@ def app_for(hub: Hub, token: str) -> FastAPI:
             raise HTTPException(404, f"no rollout {key}")
         return await hub.rollout(key)
 
+    def answered(res: dict[str, Any]) -> JSONResponse:
+        # 200 accepted, 409 rejected (with the reason), 202 queued or not consumed yet.
+        code = {"accepted": 200, "rejected": 409}.get(res["state"], 202)
+        return JSONResponse(res, status_code=code)
+
+    @app.post("/api/v1/rollouts/{namespace}/{name}/undo", dependencies=auth)
+    async def undo(namespace: str, name: str,
+                   skip_analysis: Annotated[bool, Query(alias="skipAnalysis")] = False) -> JSONResponse:
+        key = f"{namespace}/{name}"
+        if key not in hub.canaries:
+            raise HTTPException(404, f"no rollout {key}")
+        return answered(await hub.undo(key, skip_analysis=skip_analysis))
+
     @app.post("/api/v1/rollouts/{namespace}/{name}/{command}", dependencies=auth)
-    async def control(namespace: str, name: str, command: str) -> dict[str, Any]:
+    async def control(namespace: str, name: str, command: str,
+                      wait: Annotated[float, Query(ge=0, le=120)] = 30.0) -> JSONResponse:
+        """Queue the command, wake the rollout's worker and wait up to ``wait`` seconds for its answer."""
         key = f"{namespace}/{name}"
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
         if command not in COMMANDS:
-            raise HTTPException(400, f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
-        await hub.commands.put(key, command)
-        return {"rollout": key, "accepted": command}
+            raise HTTPException(400, f"unknown command {command!r}; known: {', '.join(COMMANDS)}, undo")
+        return answered(await hub.command(key, command, wait))
 
     @app.middleware("http")
     async def no_store(request: Request, call_next: Any) -> Response:

@@ -16,15 +16,17 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from federation import files
 from federation.core import decide as core
 from federation.core.errors import FederationError, PermanentError
-from federation.core.spec import FederatedCanary, Fleet
+from federation.core.spec import FederatedCanary, Fleet, Placement
 from federation.core.state import Command, Emit, Phase, RolloutStatus
-from federation.core.weights import subsets_for
+from federation.core.weights import as_percent, subsets_for
 from federation.hub.fleet import FleetAdapters
 from federation.hub.metrics import HubMetrics
 from federation.hub.store import FileStore, Store, check_command
@@ -34,35 +36,81 @@ log = logging.getLogger("federation.hub")
 
 
 class Commands:
-    """Pending operator commands, one file per rollout, removed once a tick consumed them."""
+    """Pending operator commands, one file per rollout, removed once a tick consumed them; the
+    answer to the last one consumed (accepted or rejected, and why) beside it, for the API caller
+    waiting on it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, key: str) -> Path:
-        return self.root / (key.replace("/", "__") + ".json")
+    def _path(self, key: str, suffix: str = ".json") -> Path:
+        return self.root / (key.replace("/", "__") + suffix)
 
-    async def put(self, key: str, command: str) -> None:
+    async def put(self, key: str, command: str) -> str:
         check_command(command)
-        tmp = self._path(key).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"command": command, "at": time.time()}))
+        cid = uuid.uuid4().hex[:12]
+        tmp = self._path(key, ".tmp")
+        tmp.write_text(json.dumps({"command": command, "id": cid, "at": time.time()}))
         tmp.rename(self._path(key))
+        return cid
 
-    async def pending(self, key: str) -> tuple[Command, str] | None:
-        """The pending command and what identifies this one request (its time of arrival)."""
+    async def pending(self, key: str) -> dict[str, Any] | None:
         try:
-            doc = json.loads(self._path(key).read_text())
-            return doc["command"], str(doc.get("at", ""))
-        except (FileNotFoundError, ValueError, KeyError):
+            d = json.loads(self._path(key).read_text())
+        except (FileNotFoundError, ValueError):
             return None
+        return d if isinstance(d, dict) and "command" in d else None
 
     async def peek(self, key: str) -> Command | None:
-        got = await self.pending(key)
-        return got[0] if got else None
+        d = await self.pending(key)
+        return None if d is None else d["command"]  # type: ignore[no-any-return]
 
-    async def done(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+    async def done(self, key: str, cid: str | None = None, answer: dict[str, Any] | None = None) -> None:
+        """The command ``cid`` was consumed: keep ``answer``; drop the pending file unless a newer
+        command replaced it meanwhile."""
+        if answer is not None:
+            files.replace(self._path(key, ".answer.json"), json.dumps({**answer, "id": cid}).encode(), mode=0o600)
+        d = await self.pending(key)
+        if cid is None or d is None or d.get("id") in (cid, None):
+            self._path(key).unlink(missing_ok=True)
+
+    async def answer(self, key: str, cid: str) -> dict[str, Any] | None:
+        try:
+            d = json.loads(self._path(key, ".answer.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return d if isinstance(d, dict) and d.get("id") == cid else None
+
+
+def answer_for(command: str, before: RolloutStatus, after: RolloutStatus) -> dict[str, Any]:
+    """Whether the tick that consumed ``command`` did what it asks, in the operator's words."""
+    where = f"step {after.step}, canary {as_percent(after.canary_weight)}"
+    ok = {
+        "pause": after.paused and not before.paused,
+        "resume": before.paused and not after.paused,
+        "abort": after.phase is Phase.FAILED and before.phase is not Phase.FAILED,
+        "retry": before.phase is Phase.FAILED and after.phase is not Phase.FAILED,
+        "promote": after.phase in (Phase.PROMOTING, Phase.FINALISING, Phase.SUCCEEDED)
+        and before.phase not in (Phase.PROMOTING, Phase.FINALISING, Phase.SUCCEEDED),
+    }.get(command, False)
+    if ok:
+        did = {"pause": f"paused at {where}", "resume": f"resumed at {where}",
+               "abort": f"rolled back ({where})", "retry": f"started again ({where})",
+               "promote": f"promoting ({where})"}[command]
+        return {"command": command, "state": "accepted", "message": f"{did}: phase {after.phase.value}: {after.message}"}
+    why = after.message
+    if command == "pause" and before.paused:
+        why = "already paused"
+    elif command == "resume" and not before.paused:
+        why = f"not paused (phase {after.phase.value})"
+    return {"command": command, "state": "rejected", "message": why}
+
+
+
+def _ident(pending: dict[str, Any]) -> str:
+    """What identifies one command request: its id, else its time of arrival."""
+    return str(pending.get("id") or pending.get("at") or "")
 
 
 class StateLock:
@@ -164,6 +212,9 @@ class Hub:
         self.owned: set[str] | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        # Set to cut a worker's sleep short: an operator command arrived, or its spec changed.
+        self._wake: dict[str, asyncio.Event] = {}
+        self._answered: dict[str, asyncio.Event] = {}
         # Discovery refreshes the clones (fetch + reset) alone; ticks of different rollouts run
         # together between refreshes (each repo has its own lock for commits).
         self._clones = SharedLock()
@@ -175,7 +226,12 @@ class Hub:
             await self.adapters.sync()
         found = self.adapters.canaries()
         self.problems = {k: p for k, (_, c, p) in found.items() if c is None}
+        before = self.canaries
         self.canaries = {k: c for k, (_, c, _) in found.items() if c is not None}
+        for key, c in self.canaries.items():
+            old = before.get(key)
+            if old is not None and core.target_of(old.spec) != core.target_of(c.spec):
+                self.wake(key)  # a new release: start it now, not at the end of the current sleep
         mine = set(self.canaries)
         if self.shards is not None:
             mine = await self.shards.reconcile(sorted(self.canaries))
@@ -209,18 +265,22 @@ class Hub:
     async def _run(self, worker: RolloutWorker, key: str) -> None:
         while not self._stop.is_set() and key in self.canaries and (self.owned is None or key in self.owned):
             canary = self.canaries[key]
-            command, ident = await self._pending(key)
+            pending = await self._pending(key)
+            command = pending["command"] if pending else None
             t0 = time.perf_counter()
             async with self._clones.shared():
                 report = await worker.tick(canary, command)
             self.metrics.observe(report, time.perf_counter() - t0)
             self.last[key] = report
             await self.forward_events(report)
-            if command is not None and not report.error:
-                await self._clear(key, command, ident)
-            await self._sleep(self._pace(canary, report.decision.status))
+            if pending is not None and not report.error:
+                answer = answer_for(pending["command"], report.status, report.decision.status)
+                log.info("%s: %s %s: %s", key, pending["command"], answer["state"], answer["message"])
+                await self._clear(key, pending, answer)
+                self._answered.setdefault(key, asyncio.Event()).set()
+            await self._sleep_worker(key, self._pace(canary, report.decision.status))
 
-    async def _pending(self, key: str) -> tuple[Command | None, str]:
+    async def _pending(self, key: str) -> dict[str, Any] | None:
         """The command for this tick: a pending one not applied yet. One applied already but not
         cleared is not given to the core again (a repeated promote or pause would hold the rollout
         where it is); clearing it is tried again instead."""
@@ -228,26 +288,26 @@ class Hub:
             got = await self.commands.pending(key)
         except FederationError as exc:
             log.warning("%s: pending commands unreadable: %s", key, exc)
-            return None, ""
+            return None
         stuck = self.uncleared.get(key)
         if got is None:
             self.uncleared.pop(key, None)  # cleared by someone else
-            return None, ""
-        command, ident = got
-        if stuck is None or stuck[0] != ident:
+            return None
+        if stuck is None or stuck[0] != _ident(got):
             self.uncleared.pop(key, None)  # a newer command replaced the stuck one
-            return command, ident
-        await self._clear(key, command, ident)
-        return None, ""
+            return got
+        await self._clear(key, got, None)
+        return None
 
-    async def _clear(self, key: str, command: str, ident: str) -> None:
+    async def _clear(self, key: str, pending: dict[str, Any], answer: dict[str, Any] | None) -> None:
+        command = pending["command"]
         try:
-            await self.commands.done(key)
+            await self.commands.done(key, pending.get("id"), answer)
         except FederationError as exc:
             if key not in self.uncleared:
                 log.error("%s: command %s was applied but cannot be cleared (%s); it will not be applied "
                           "again, and clearing is retried at every tick", key, command, exc)
-            self.uncleared[key] = (ident, {"command": command, "error": str(exc)})
+            self.uncleared[key] = (_ident(pending), {"command": command, "error": str(exc)})
             return
         if key in self.uncleared:
             log.info("%s: command %s cleared", key, command)
@@ -278,6 +338,91 @@ class Hub:
         due = (status.next_analysis_at or 0) - time.time()
         return min(max(self.tick, due), canary.spec.analysis.interval_seconds)
 
+    def wake(self, key: str) -> None:
+        """Cut the sleep of ``key``'s worker short (or the next one, when it is mid-tick)."""
+        self._wake.setdefault(key, asyncio.Event()).set()
+
+    async def _sleep_worker(self, key: str, seconds: float) -> None:
+        event = self._wake.setdefault(key, asyncio.Event())
+        if not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=seconds)
+        event.clear()
+
+    async def command(self, key: str, command: str, wait: float) -> dict[str, Any]:
+        """Queue ``command`` for ``key``, wake its worker, and wait up to ``wait`` seconds for the
+        tick that consumes it: the answer (accepted or rejected), else state queued/pending."""
+        cid = await self.commands.put(key, command)
+        self.wake(key)
+        base = {"rollout": key, "command": command, "id": cid}
+        if wait <= 0:
+            return {**base, "state": "queued", "message": "queued for the rollout's worker"}
+        deadline = time.monotonic() + wait
+        while True:
+            answered = self._answered.setdefault(key, asyncio.Event())
+            answered.clear()
+            found = await self.commands.answer(key, cid)
+            if found is not None:
+                return {**base, "state": found["state"], "message": found["message"]}
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return {**base, "state": "pending",
+                        "message": f"not yet consumed after {wait:g}s (the rollout's worker is busy, or another "
+                                   "replica runs it); it stays queued"}
+            with contextlib.suppress(asyncio.TimeoutError):  # another replica answers through the store
+                await asyncio.wait_for(answered.wait(), timeout=min(left, 0.5))
+
+    async def undo(self, key: str, *, skip_analysis: bool = False) -> dict[str, Any]:
+        """A new rollout back to the previously promoted version (see ``hub.undo``), committed to
+        the mesh repo; the answer names the commit, or why there is nothing to go back to."""
+        from federation.hub import undo as undo_mod
+        from federation.hub.fleet import MESH
+
+        base = {"rollout": key, "command": "undo"}
+
+        def rejected(why: str) -> dict[str, Any]:
+            log.info("%s: undo rejected: %s", key, why)
+            return {**base, "state": "rejected", "message": why}
+
+        canary = self.canaries[key]
+        status = await self.store.load(key)
+        if not core.same_target(canary.spec, status.target):
+            return rejected("the mesh repo holds a release that has not started yet; wait for it, then undo")
+        now = undo_mod.serving(canary.spec, status)
+        if isinstance(now, str):
+            return rejected(now)
+        mesh = self.adapters.repos[MESH]
+        async with self._clones.exclusive():
+            history = await asyncio.to_thread(mesh.log, 2000)
+            before = undo_mod.previous(history, key, now)
+            if before is None:
+                return rejected(f"nothing to go back to: the mesh repo records no promotion to {now} "
+                                "after another version")
+            missing = [z for z in before.zones if not (
+                (found := self.adapters.zone_release(z, canary.spec.service.name)) is not None
+                and before.version in ((found[1].get("spec") or {}).get("versions") or {}))]
+            if missing:
+                return rejected(f"{before} cannot come back: the repo of zone(s) {', '.join(missing)} no longer "
+                                f"defines version {before.version} under spec.versions")
+            path = self.adapters.canaries()[key][0]
+
+            def edit(repo: Any) -> list[str]:
+                text = repo.read(path) or ""
+                (repo.workdir / path).write_text(
+                    undo_mod.rewrite(text, key, now, before, skip_analysis), encoding="utf-8")
+                return [path]
+
+            how = "skipping analysis" if skip_analysis else "through analysis"
+            sha = await asyncio.to_thread(mesh.commit_and_push, edit,
+                                          f"{canary.spec.service.name}: undo {now} -> {before} ({how})\n\n"
+                                          f"A new rollout back to the previously promoted version.\n",
+                                          author="fedctl rollout undo <operator@localhost>")
+        log.info("%s: undo: new rollout %s -> %s committed (%s, %s)", key, now, before, (sha or "")[:12], how)
+        await self.discover()
+        self.wake(key)
+        return {**base, "state": "accepted",
+                "message": f"new rollout {now} -> {before} ({how}) committed to the mesh repo as {(sha or '?')[:12]}"}
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
@@ -301,13 +446,38 @@ class Hub:
 
     def stop(self) -> None:
         self._stop.set()
+        for event in self._wake.values():
+            event.set()
 
     # -- views for the API ----------------------------------------------------------------------
+
+    def _spec_of(self, key: str, canary: FederatedCanary | None, status: RolloutStatus) -> Any:
+        """The spec the stored status belongs to. Right after a new release is discovered the
+        status still describes the previous rollout: pair it with that rollout's spec (the one its
+        last tick ran, else one rebuilt from its stored target), never with the new one."""
+        if canary is None or status.target is None or core.same_target(canary.spec, status.target):
+            return canary.spec if canary is not None else None
+        report = self.last.get(key)
+        if report is not None and report.observations is not None and \
+                core.same_target(report.observations.spec, status.target):
+            return report.observations.spec
+        try:
+            sides = status.target.split("#", 1)[0].split("->", 1)
+            (pv, pz), (cv, cz) = (side.split("@", 1) for side in sides)
+            update = {"primary": Placement(version=pv, zones=pz.split(",")),
+                      "canary": Placement(version=cv, zones=cz.split(","))}
+            if set(cz.split(",")) != set(canary.spec.canary.zones):
+                update["zone_weights"] = None
+            return canary.spec.model_copy(update=update)
+        except ValueError:
+            return None
 
     async def rollout(self, key: str) -> dict[str, Any]:
         canary = self.canaries.get(key)
         status = await self.store.load(key)
         report = self.last.get(key)
+        spec = self._spec_of(key, canary, status)
+        up_to_date = canary is not None and core.same_target(canary.spec, status.target)
         zones: dict[str, Any] = {}
         if report is not None and report.observations is not None:
             obs = report.observations
@@ -316,19 +486,19 @@ class Hub:
                 zones[z] = {"appliedStep": step, "primaryReady": r.primary if r else None,
                             "canaryReady": r.canary if r else None}
         weights: dict[str, int] = {}
-        if canary is not None:
-            weights = {str(s): w for s, w in sorted(subsets_for(canary.spec, status.canary_weight, self.fleet).items())}
+        if spec is not None:
+            weights = {str(s): w for s, w in sorted(subsets_for(spec, status.canary_weight, self.fleet).items())}
         return {
             "rollout": key,
             "phase": status.phase.value,
             "paused": status.paused,
-            "primary": canary.spec.primary.model_dump(by_alias=True) if canary else None,
-            "canary": canary.spec.canary.model_dump(by_alias=True) if canary else None,
+            "primary": spec.primary.model_dump(by_alias=True) if spec else None,
+            "canary": spec.canary.model_dump(by_alias=True) if spec else None,
             "canaryWeight": status.canary_weight,
             "weights": weights,
             "step": status.step,
             "failedChecks": status.failed_checks,
-            "threshold": canary.spec.analysis.threshold if canary else None,
+            "threshold": spec.analysis.threshold if spec else None,
             "message": status.message,
             "zones": zones,
             "checks": [c.for_storage() for c in status.last_checks],
@@ -336,7 +506,12 @@ class Hub:
             "commandNotCleared": self.uncleared[key][1] if key in self.uncleared else None,
             "workerRestarts": self.restarts.get(key, 0),
             "target": status.target,
-            "upToDate": canary is not None and core.same_target(canary.spec, status.target),
+            "upToDate": up_to_date,
+            # The release found in the mesh repo that this status does not describe yet (it starts
+            # at the worker's next tick), else None.
+            "nextRelease": None if up_to_date or canary is None else {
+                "primary": canary.spec.primary.model_dump(by_alias=True),
+                "canary": canary.spec.canary.model_dump(by_alias=True)},
             "checksum": canary.spec.checksum if canary else None,
         }
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -132,32 +133,57 @@ class ConfigMapCommands:
     def _name(self, key: str) -> str:
         return configmap_name(key, prefix="fed-command")
 
-    async def put(self, key: str, command: str) -> None:
+    async def put(self, key: str, command: str) -> str:
         check_command(command)
-        data = {"command": command, "at": f"{time.time():.3f}"}
+        cid = uuid.uuid4().hex[:12]
+        data = {"command": command, "id": cid, "at": f"{time.time():.3f}"}
+        await self._write(key, lambda old: data)
+        return cid
+
+    async def _write(self, key: str, change: Any) -> None:
         labels = {**MANAGED_BY, "federation.io/state": "command"}
         for _ in range(3):  # a newer command replaces a pending one; a concurrent writer: read again
             cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
             try:
-                await kube.put_configmap(self.api, self.namespace, self._name(key), data, labels=labels,
-                                         annotations={KEY_ANNOTATION: key},
+                await kube.put_configmap(self.api, self.namespace, self._name(key), change(cm.data if cm else {}),
+                                         labels=labels, annotations={KEY_ANNOTATION: key},
                                          resource_version=cm.resource_version if cm else None)
                 return
             except kube.Conflict:
                 continue
         raise kube.Conflict(f"command for {key}: the ConfigMap kept changing; try again")
 
-    async def pending(self, key: str) -> tuple[str, str] | None:
-        """The pending command and what identifies this one request (its time of arrival and the
-        ConfigMap's resourceVersion)."""
+    async def pending(self, key: str) -> dict[str, Any] | None:
+        """The pending command, its id and what identifies this one request (its time of arrival
+        and the ConfigMap's resourceVersion)."""
         cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
         if cm is None or "command" not in cm.data:
             return None
-        return cm.data["command"], f"{cm.data.get('at', '')}@{cm.resource_version}"
+        return {"command": cm.data["command"], "id": cm.data.get("id"),
+                "at": f"{cm.data.get('at', '')}@{cm.resource_version}"}
 
     async def peek(self, key: str) -> str | None:
-        got = await self.pending(key)
-        return got[0] if got else None
+        d = await self.pending(key)
+        return None if d is None else str(d["command"])
 
-    async def done(self, key: str) -> None:
-        await kube.delete_configmap(self.api, self.namespace, self._name(key))
+    async def done(self, key: str, cid: str | None = None, answer: dict[str, Any] | None = None) -> None:
+        """The command ``cid`` was consumed: keep ``answer`` for the replica whose API caller waits
+        on it; keep a newer command that replaced it meanwhile."""
+        if answer is None:
+            await kube.delete_configmap(self.api, self.namespace, self._name(key))
+            return
+
+        def change(old: dict[str, str]) -> dict[str, str]:
+            keep = {} if cid is None or old.get("id") in (cid, None) else \
+                {k: v for k, v in old.items() if k in ("command", "id", "at")}
+            return {**keep, "answer": json.dumps({**answer, "id": cid})}
+
+        await self._write(key, change)
+
+    async def answer(self, key: str, cid: str) -> dict[str, Any] | None:
+        cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
+        try:
+            d = json.loads(cm.data["answer"]) if cm is not None and "answer" in cm.data else None
+        except ValueError:
+            return None
+        return d if isinstance(d, dict) and d.get("id") == cid else None

@@ -129,16 +129,16 @@ class RecordingWorker:
 
 def test_a_command_that_cannot_be_cleared_is_shown_and_does_not_hold_the_rollout(
         k8s: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
-    """A hub whose RBAC lacks delete on configmaps (clusters/hub before this fix) applies a command
-    once: it is not given to the core again at every tick (a repeated promote would answer
-    "promote ignored" forever), the failure is in the rollout's status and in the log, and once
-    the ConfigMap is gone the hub forgets it."""
+    """A hub that cannot clear a consumed command (here: RBAC that only reads configmaps; before
+    the fix, clusters/hub granted no delete) applies it once: it is not given to the core again at
+    every tick (a repeated promote would answer "promote ignored" forever), the failure is in the
+    rollout's status and in the log, and once the ConfigMap is gone the hub forgets it."""
     k8s.server.apply([
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "hub-without-delete", "namespace": HUB_NS}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
          "metadata": {"name": "hub-without-delete", "namespace": HUB_NS},
          "rules": [{"apiGroups": [""], "resources": ["configmaps"],
-                    "verbs": ["get", "list", "watch", "create", "update", "patch"]}]},
+                    "verbs": ["get", "list", "watch"]}]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
          "metadata": {"name": "hub-without-delete", "namespace": HUB_NS},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "hub-without-delete"},
@@ -146,6 +146,7 @@ def test_a_command_that_cannot_be_cleared_is_shown_and_does_not_hold_the_rollout
     kc = k8s.server.token_kubeconfig(HUB_NS, "hub-without-delete", tmp_path / "kc", "no-delete")
     limited = kube.Api(kube.api_client(specs.Kubeconfig(path=str(kc), context="no-delete")))
     commands = ConfigMapCommands(limited, HUB_NS)
+    operator = ConfigMapCommands(k8s.hub, HUB_NS)  # the API replica taking the operator's calls
     monkeypatch.setattr(service, "RolloutWorker", RecordingWorker)
     RecordingWorker.given = []
 
@@ -167,21 +168,21 @@ def test_a_command_that_cannot_be_cleared_is_shown_and_does_not_hold_the_rollout
     hub.canaries = {"shop/frontend": canary}
 
     async def scenario() -> None:
-        await commands.put("shop/frontend", "promote")
+        await operator.put("shop/frontend", "promote")
         task = asyncio.create_task(hub._run(service.RolloutWorker("shop/frontend"), "shop/frontend"))
         try:
             await asyncio.to_thread(wait_for, lambda: len(RecordingWorker.given) >= 5, 60, "five ticks")
             assert RecordingWorker.given[0] == "promote" and set(RecordingWorker.given[1:]) == {None}
             view = (await hub.rollout("shop/frontend"))["commandNotCleared"]
             assert view["command"] == "promote" and "access denied (403)" in view["error"]
-            assert await commands.peek("shop/frontend") == "promote"  # still there: delete is refused
+            assert await commands.peek("shop/frontend") == "promote"  # still there: the hub may not write it
             # An operator (or a hub with the fixed RBAC) removes it: the hub forgets the failure.
             await ConfigMapCommands(k8s.hub, HUB_NS).done("shop/frontend")
             n = len(RecordingWorker.given)
             await asyncio.to_thread(wait_for, lambda: len(RecordingWorker.given) >= n + 2, 60, "two more ticks")
             assert (await hub.rollout("shop/frontend"))["commandNotCleared"] is None
             # A newer command is applied (once) even while the hub cannot clear commands.
-            await commands.put("shop/frontend", "pause")
+            await operator.put("shop/frontend", "pause")
             await asyncio.to_thread(wait_for, lambda: "pause" in RecordingWorker.given, 60, "pause applied")
             n = len(RecordingWorker.given)
             await asyncio.to_thread(wait_for, lambda: len(RecordingWorker.given) >= n + 3, 60, "three more ticks")
@@ -196,3 +197,25 @@ def test_a_command_that_cannot_be_cleared_is_shown_and_does_not_hold_the_rollout
         asyncio.run(scenario())
     stuck = [r.getMessage() for r in caplog.records if "cannot be cleared" in r.getMessage()]
     assert len(stuck) == 2 and "command promote" in stuck[0] and "403" in stuck[0]  # once per command
+
+
+def test_command_answers_reach_the_replica_that_took_the_call(k8s: Cluster, tmp_path: Path):
+    """The replica running the rollout writes the answer; the one whose API caller waits reads it.
+    A newer command that replaced the consumed one stays pending."""
+
+    async def scenario(api_replica, owner) -> None:  # type: ignore[no-untyped-def]
+        cid = await api_replica.put("shop/frontend", "pause")
+        pending = await owner.pending("shop/frontend")
+        assert pending is not None and (pending["command"], pending["id"]) == ("pause", cid)
+        newer = await api_replica.put("shop/frontend", "abort")  # arrives while the pause is consumed
+        await owner.done("shop/frontend", cid, {"state": "accepted", "message": "paused at step 2"})
+        assert (await api_replica.answer("shop/frontend", cid))["message"] == "paused at step 2"
+        assert await api_replica.answer("shop/frontend", newer) is None
+        assert await owner.peek("shop/frontend") == "abort"
+        await owner.done("shop/frontend", newer, {"state": "rejected", "message": "abort ignored: phase Failed"})
+        assert await owner.peek("shop/frontend") is None
+        assert (await api_replica.answer("shop/frontend", newer))["state"] == "rejected"
+
+    asyncio.run(scenario(ConfigMapCommands(k8s.hub, HUB_NS), ConfigMapCommands(k8s.hub, HUB_NS)))
+    files = service.Commands(tmp_path / "commands")
+    asyncio.run(scenario(files, files))
