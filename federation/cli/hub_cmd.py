@@ -225,6 +225,13 @@ def undo(service: Annotated[str, typer.Argument(help="Service (name or namespace
                   timeout=60.0, answers=(409,)))
 
 
+def _discovering(hub_url: str) -> bool:
+    try:
+        return httpx.get(f"{hub_url}/readyz", timeout=5.0).status_code == 503
+    except httpx.HTTPError:
+        return True
+
+
 @rollout.command("watch")
 def watch(service: Annotated[str, typer.Argument()], hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None,
           token_file: TokenFileOpt = None,
@@ -239,7 +246,13 @@ def watch(service: Annotated[str, typer.Argument()], hub_url: HubOpt = "http://1
     while True:
         try:
             items = _call(hub_url, t, "GET", "/api/v1/rollouts")["items"]
-            r = _call(hub_url, t, "GET", f"/api/v1/rollouts/{_key(service, items)}")
+            try:
+                key = _key(service, items)
+            except FederationError:
+                if _discovering(hub_url):  # a hub just started: its rollouts are not known yet
+                    raise TemporaryError(f"hub at {hub_url} is starting (discovering rollouts)") from None
+                raise
+            r = _call(hub_url, t, "GET", f"/api/v1/rollouts/{key}")
         except TemporaryError as exc:
             backoff = min(max_backoff, backoff * 2 or 1.0)
             output.error(f"{time.strftime('%H:%M:%S')} {exc}; reconnecting in {backoff:g}s")

@@ -393,6 +393,7 @@ class Hub:
             return rejected(now)
         mesh = self.adapters.repos[MESH]
         async with self._clones.exclusive():
+            await self.adapters.sync()  # the newest mesh history and zone definitions
             history = await asyncio.to_thread(mesh.log, 2000)
             before = undo_mod.previous(history, key, now)
             if before is None:
