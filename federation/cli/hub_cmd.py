@@ -154,8 +154,11 @@ def _row(r: dict[str, Any]) -> list[Any]:
     nxt = r.get("nextRelease")
     if nxt:  # the status still describes the previous rollout; the new release starts at the next tick
         message = f"new release {nxt['canary']['version']}@{'+'.join(nxt['canary']['zones'])} starting; " + message
+    waiting = [f"{z}: {v['reason']}" for z, v in r["zones"].items() if v.get("reason")]
+    if waiting:
+        message = f"{message} | waiting on " + "; ".join(waiting)
     return [r["rollout"], r["phase"] + (" (paused)" if r["paused"] else ""), as_percent(r["canaryWeight"]), weights,
-            f"{r['failedChecks']}/{r['threshold']}", r["step"], zones or "-", message[:160]]
+            f"{r['failedChecks']}/{r['threshold']}", r["step"], zones or "-", message[:400]]
 
 
 COLUMNS = ["rollout", "phase", "canary", "weights", "failed", "step", "zones (applied step)", "message"]

@@ -27,6 +27,7 @@ from federation.core.errors import FederationError, PermanentError
 from federation.core.spec import FederatedCanary, Fleet, Placement
 from federation.core.state import Command, Emit, Phase, RolloutStatus
 from federation.core.weights import as_percent, subsets_for
+from federation.hub import reasons
 from federation.hub.fleet import FleetAdapters
 from federation.hub.metrics import HubMetrics
 from federation.hub.store import FileStore, Store, check_command
@@ -215,6 +216,8 @@ class Hub:
         # Set to cut a worker's sleep short: an operator command arrived, or its spec changed.
         self._wake: dict[str, asyncio.Event] = {}
         self._answered: dict[str, asyncio.Event] = {}
+        # rollout -> zone -> why it has not applied the current step (logged when it appears).
+        self.waiting: dict[str, dict[str, str]] = {}
         # Discovery refreshes the clones (fetch + reset) alone; ticks of different rollouts run
         # together between refreshes (each repo has its own lock for commits).
         self._clones = SharedLock()
@@ -272,6 +275,7 @@ class Hub:
                 report = await worker.tick(canary, command)
             self.metrics.observe(report, time.perf_counter() - t0)
             self.last[key] = report
+            self._explain(key, report)
             await self.forward_events(report)
             if pending is not None and not report.error:
                 answer = answer_for(pending["command"], report.status, report.decision.status)
@@ -337,6 +341,21 @@ class Hub:
             return self.tick  # a step is converging: look often
         due = (status.next_analysis_at or 0) - time.time()
         return min(max(self.tick, due), canary.spec.analysis.interval_seconds)
+
+    def _explain(self, key: str, report: TickReport) -> None:
+        """Keep (and log once, when it appears or changes) why each zone is not at the step."""
+        obs = report.observations
+        status = report.decision.status
+        if obs is None or status.paused:
+            return
+        now = reasons.reasons(status.step, dict(obs.applied), report.zones, report.error) if status.step else {}
+        before = self.waiting.get(key, {})
+        for z, why in now.items():
+            if before.get(z) != why:
+                log.warning("%s: zone %s has not applied step %d: %s", key, z, status.step, why)
+        for z in before.keys() - now.keys():
+            log.info("%s: zone %s reached step %s", key, z, obs.applied.get(z))
+        self.waiting[key] = now
 
     def wake(self, key: str) -> None:
         """Cut the sleep of ``key``'s worker short (or the next one, when it is mid-tick)."""
@@ -485,7 +504,8 @@ class Hub:
             for z, step in obs.applied.items():
                 r = obs.readiness.get(z)
                 zones[z] = {"appliedStep": step, "primaryReady": r.primary if r else None,
-                            "canaryReady": r.canary if r else None}
+                            "canaryReady": r.canary if r else None,
+                            "reason": self.waiting.get(key, {}).get(z, "")}
         weights: dict[str, int] = {}
         if spec is not None:
             weights = {str(s): w for s, w in sorted(subsets_for(spec, status.canary_weight, self.fleet).items())}

@@ -5,6 +5,7 @@ not there yet."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -55,6 +56,18 @@ def test_commands_answer_and_exit_by_it(tmp_path: Path, procs: Supervisor):
     wait_for(lambda: "reconnected to the hub" in watch.log_path.read_text(), 60, "watch reconnected")
     wait_for(lambda: "Initializing" in watch.log_path.read_text(), 60, "watch shows the rollout")
     assert "Traceback" not in watch.log_path.read_text()
+
+    # No zone answers: each carries why, in the API, in status and once in the hub's log.
+    def reasons() -> dict[str, str]:
+        items = json.loads(fedctl("status", "-o", "json", env=env).stdout)["items"]
+        return {z: v["reason"] for z, v in items[0]["zones"].items() if v["reason"]} if items else {}
+
+    wait_for(lambda: {"eks", "onprem", "vms"} <= reasons().keys(), 60, "a reason for every zone")
+    assert all("unreachable" in why and "cannot connect" in why for z, why in reasons().items() if z != "mesh")
+    r = fedctl("status", env=env)
+    assert "waiting on" in r.stdout and "unreachable" in r.stdout
+    hub_log = (tmp_path / "logs" / "hub.log").read_text()
+    assert "shop/frontend: zone vms has not applied step 1: fed-agent@127.0.0.1:" in hub_log
 
     r = fedctl("rollout", "pause", "frontend", env=env)
     assert r.returncode == 0 and "shop/frontend: pause accepted: paused at step" in r.stdout, r.stdout + r.stderr

@@ -1,0 +1,144 @@
+"""Benchmark: how fast an operator's command takes effect, whatever the analysis interval.
+
+1. Command to effect on a hub (the real Hub, worker, core and API; in-memory zones) whose rollout
+   waits 10 minutes for its next analysis: pause, resume, abort and retry, p50/p99 from the API
+   call to the stored status showing the effect. Goal: under 1 s.
+2. Abort to primary-only traffic at the edge on the demo fleet (real Envoy, SSH agents, Git), with
+   a hub process at a 30 s analysis interval: from the API call until 50 requests in a row through
+   the edge are answered by the primary. Goal: a few seconds (the Git commit and the Envoys'
+   reload), not an analysis interval.
+Prints the figures next to the goals; asserts only that every command took effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from federation.core.decide import target_of
+from federation.core.state import Phase, RolloutStatus
+from federation.demo import run as demo_run
+from federation.demo.fleet import LocalFleet
+from federation.demo.procs import Supervisor, wait_for
+from federation.hub.api import app_for
+from federation.hub.service import Hub
+from federation.hub.store import MemoryStore
+from tests import memory_hub
+from tests.integration.conftest import free_port
+
+KEY = "shop/frontend"
+TOKEN = "b" * 32
+ROUNDS = 40
+
+
+def _p(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def test_command_to_effect_on_a_hub(tmp_path: Path):
+    c = memory_hub.canary(interval="10m")
+    adapters = memory_hub.MemoryAdapters(memory_hub.fleet(), [c])
+    adapters.applied[KEY] = 2
+    store = MemoryStore()
+    hub = Hub(memory_hub.fleet(), tmp_path / "hub", tick=0.05, discover_every=1.0, store=store, adapters=adapters)
+    took: dict[str, list[float]] = {"pause": [], "resume": [], "abort": [], "retry": []}
+    effect = {"pause": lambda s: s.paused, "resume": lambda s: not s.paused,
+              "abort": lambda s: s.phase is Phase.FAILED, "retry": lambda s: s.phase is not Phase.FAILED}
+
+    async def go() -> None:
+        now = time.time()
+        await store.save(KEY, RolloutStatus(
+            phase=Phase.PROGRESSING, primary_version="v1", canary_version="v2", target=target_of(c.spec),
+            canary_weight=2000, step=2, pre_rollout_passed=True, step_started_at=now, converged_at=now,
+            next_analysis_at=now + 600, started_at=now))
+        task = asyncio.create_task(hub.run())
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(hub, TOKEN)), base_url="http://hub",
+                                     headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:
+            while KEY not in hub.last:
+                await asyncio.sleep(0.01)
+            for _ in range(ROUNDS):
+                for cmd in ("pause", "resume", "abort", "retry"):
+                    t0 = time.perf_counter()
+                    r = await client.post(f"/api/v1/rollouts/{KEY}/{cmd}", params={"wait": 0})
+                    assert r.status_code == 202
+                    while not effect[cmd](await store.load(KEY)):
+                        assert time.perf_counter() - t0 < 60, f"{cmd} took no effect"
+                        await asyncio.sleep(0.002)
+                    took[cmd].append(time.perf_counter() - t0)
+                # retry restarts at step 0: let it come back to a converged step before the next round
+                while (s := await store.load(KEY)).converged_at is None or s.paused:
+                    await asyncio.sleep(0.01)
+        hub.stop()
+        await task
+
+    asyncio.run(go())
+    print(f"\n[bench commands] command to effect, hub with in-memory zones, analysis interval 10 min "
+          f"({ROUNDS} rounds; goal < 1000 ms):")
+    for cmd, values in took.items():
+        print(f"  {cmd:<7} p50 {_p(values, .5) * 1000:7.1f} ms   p99 {_p(values, .99) * 1000:7.1f} ms   "
+              f"max {max(values) * 1000:7.1f} ms")
+
+
+def test_abort_to_primary_only_traffic_at_the_edge(tmp_path: Path):
+    fleet = LocalFleet(tmp_path / "fleet")
+    fleet.prepare()
+    procs = Supervisor(tmp_path / "logs")
+    token = secrets.token_hex(16)
+    (tmp_path / "token").write_text(token)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api/v1/rollouts/{KEY}"
+    headers = {"Authorization": f"Bearer {token}"}
+    samples: list[float] = []
+    commands: list[float] = []
+
+    def status() -> dict:
+        return httpx.get(api, headers=headers, timeout=10).json()
+
+    def canary_served() -> bool:
+        return any(httpx.get(fleet.edge_url, timeout=5).headers.get("x-version") == "v2" for _ in range(40))
+
+    try:
+        fleet.start()
+        procs.start("hey", ["hey", "-z", "900s", "-q", "20", "-c", "4", fleet.edge_url])
+        procs.start("hub", [sys.executable, "-m", "federation.cli.main", "hub", "run", "--fleet", str(fleet.fleet_file),
+                            "--state-dir", str(tmp_path / "hub"), "--listen", f"127.0.0.1:{port}",
+                            "--token-file", str(tmp_path / "token"), "--tick", "0.5"])
+        pace = demo_run.Pace("30s", "10s", 25, 50, 50, 3, 0.5, 5, 600)
+        demo_run.release(fleet, demo_run.canary_doc(pace, ("v1", ["vms"]), ("v2", ["eks", "onprem"])), "release v2")
+        for i in range(3):
+            wait_for(lambda: _ok(lambda: status()["canaryWeight"] > 0 and status()["phase"] == "Progressing"),
+                     300, "canary receiving traffic")
+            wait_for(canary_served, 120, "the edge serving some v2")
+            t0 = time.perf_counter()
+            r = httpx.post(f"{api}/abort", headers=headers, timeout=70)
+            commands.append(time.perf_counter() - t0)
+            assert r.status_code == 200, r.text
+            run = 0
+            while run < 50:
+                assert time.perf_counter() - t0 < 120, "abort never reached the edge"
+                run = run + 1 if httpx.get(fleet.edge_url, timeout=5).headers.get("x-version") == "v1" else 0
+            samples.append(time.perf_counter() - t0)
+            if i < 2:
+                r = httpx.post(f"{api}/retry", headers=headers, timeout=70)
+                assert r.status_code == 200, r.text
+    finally:
+        procs.stop_all()
+        fleet.stop()
+    print(f"\n[bench commands] abort to primary-only traffic at the edge (demo fleet, analysis interval 30 s, "
+          f"{len(samples)} aborts): answer p50 {statistics.median(commands) * 1000:.0f} ms, "
+          f"edge p50 {statistics.median(samples):.2f} s, max {max(samples):.2f} s "
+          f"(goal: seconds, not the 30 s interval)")
+
+
+def _ok(check) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return bool(check())
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False
