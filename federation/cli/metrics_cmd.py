@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -38,7 +38,15 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
     from federation.metrics.analysis import Analyzer
     f = specfiles.load_one(fleet, specs.Fleet)
     c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, service, cache)
-    samples = asyncio.run(Analyzer(f).collect(c.spec, c.metadata.namespace))
+    analyzer = Analyzer(f)
+
+    async def gather() -> tuple[Any, dict[str, str]]:
+        zones = c.spec.canary.zones
+        samples, health = await asyncio.gather(analyzer.collect(c.spec, c.metadata.namespace),
+                                               asyncio.gather(*[analyzer.clients[z].healthy() for z in zones]))
+        return samples, {z: why for z, why in zip(zones, health, strict=True) if why}
+
+    samples, broken = asyncio.run(gather())
     verdict = core_analysis.judge(c.spec, samples)
     by = {(s.metric, s.zone): s for s in samples}
     data, rows = [], []
@@ -52,7 +60,23 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
     output.emit({"rollout": c.key, "canary": c.spec.canary.version, "checks": data}, fmt,
                 ["metric", "scope", "value", "requests", "outcome", "detail"], rows,
                 title=f"{c.key}: {c.spec.canary.version} in {', '.join(c.spec.canary.zones)}")
-    if verdict.failed:
+    judged(verdict, broken, c.spec.canary.version)
+
+
+def judged(verdict: core_analysis.Verdict, broken: dict[str, str], version: str) -> None:
+    """Exit 3 when a zone's Prometheus is broken (one line per zone), 1 when a check failed on
+    real figures, 0 when it passed or when there is simply no traffic to judge yet (said so)."""
+    for zone, why in broken.items():
+        output.error(f"zone {zone}: {why}")
+    if broken:
+        raise typer.Exit(3)
+    if any(ch.outcome == "fail" for ch in verdict.checks):
+        raise typer.Exit(1)
+    nodata = [ch for ch in verdict.checks if ch.outcome == "nodata"]
+    if nodata:
+        if all("no requests" in ch.message or "empty result" in ch.message for ch in nodata):
+            output.info(f"no traffic yet to {version}: nothing to judge (no requests in the metrics' window)")
+            return
         raise typer.Exit(1)
 
 

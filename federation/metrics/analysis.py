@@ -112,7 +112,7 @@ class Analyzer:
         except NoData as exc:
             return _ZoneFigures(zone, None, None, str(exc))
         except TimeoutError:
-            return _ZoneFigures(zone, None, None, "timeout")
+            return _ZoneFigures(zone, None, None, f"prometheus {client.source.url}: timed out")
 
     async def _series(self, metric: str, service: str, namespace: str, version: str, zone: str,
                       start: float, end: float, step: float) -> list[float] | str:

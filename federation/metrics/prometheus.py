@@ -12,6 +12,7 @@ import concurrent.futures
 import datetime
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,26 @@ def _dt(ts: float) -> datetime.datetime:
 
 class NoData(Exception):
     """The query gave no usable answer; ``str()`` says why."""
+
+
+class Unreachable(NoData):
+    """The server itself failed (refused, timed out, answered an error): a broken backend, not
+    missing traffic. ``str()`` names the endpoint, never the URL-encoded query."""
+
+
+def _short(exc: Exception) -> str:
+    """One short cause for a failed request: no URL, no encoded query, no exception chain."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if m:
+        return m.group(1).strip()
+    if isinstance(exc, requests.ConnectionError):
+        return "cannot connect"
+    text = re.sub(r"(with url: )?/api/v1/\S*", "", text)
+    text = re.sub(r"https?://\S+", "", text)
+    return " ".join(text.split())[:200] or type(exc).__name__
 
 
 def _secret(env: str | None, file: str | None) -> str | None:
@@ -85,9 +106,9 @@ class Client:
             params = {"time": f"{at:.3f}"} if at is not None else None
             result = self._connect().custom_query(query, params=params)
         except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
-            raise NoData(f"{self.source.url}: {type(exc).__name__}: {str(exc)[:200]}") from None
+            raise Unreachable(f"prometheus {self.source.url}: {_short(exc)}") from None
         if not isinstance(result, list):
-            raise NoData(f"{self.source.url}: unexpected answer")
+            raise Unreachable(f"prometheus {self.source.url}: unexpected answer")
         return result
 
     def scalar_sync(self, query: str, at: float | None = None) -> float:
@@ -119,7 +140,7 @@ class Client:
             result = self._connect().custom_query_range(
                 query, start_time=_dt(start), end_time=_dt(end), step=f"{step:g}s")
         except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
-            raise NoData(f"{self.source.url}: {type(exc).__name__}: {str(exc)[:200]}") from None
+            raise Unreachable(f"prometheus {self.source.url}: {_short(exc)}") from None
         values = [float(v) for series in result for _, v in series.get("values", [])]
         values = [v for v in values if not math.isnan(v)]
         if not values:
