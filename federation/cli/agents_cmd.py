@@ -59,7 +59,8 @@ def drain(fleet: FleetOpt, zone: Annotated[str, typer.Option(help="The vm zone."
 @agents.command("status")
 def status(fleet: FleetOpt, zone: Annotated[str | None, typer.Option(help="Only this zone.")] = None,
            fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:
-    """Every VM: reachable, agent version, applied revision and step, health."""
+    """Every VM: reachable, agent version, applied revision and step, health; then each zone's
+    ingress Envoy and the edge Envoy (admin /ready, route version). Exit 3 when any is down."""
     from federation.runtimes import ssh
     from federation.runtimes.vm import VmZone
     f = specfiles.load_one(fleet, specs.Fleet)
@@ -80,13 +81,32 @@ def status(fleet: FleetOpt, zone: Annotated[str | None, typer.Option(help="Only 
         finally:
             await pool.close()
 
+    async def envoys() -> list[dict[str, Any]]:
+        from federation.runtimes import envoy_admin
+        targets = [(z.name, "ingress", z.ingress.address, z.ingress.admin_port) for z in _vm_zones(f, zone)
+                   if z.ingress is not None and z.ingress.admin_port]
+        if f.spec.mesh.edge is not None and zone is None:
+            targets.append(("mesh", "edge", f.spec.mesh.edge.admin.address, f.spec.mesh.edge.admin.port))
+        states = await asyncio.gather(*[envoy_admin.check(a, p) for _, _, a, p in targets])
+        return [{"zone": z, "envoy": kind, "admin": f"{a}:{p}", "reachable": st.ok, "detail": st.detail}
+                for (z, kind, a, p), st in zip(targets, states, strict=True)]
+
     rows = asyncio.run(gather())
+    envoy_rows = asyncio.run(envoys())
+    if fmt is not output.Format.table:  # one list: the hosts, then the Envoys
+        output.emit(rows + envoy_rows, fmt)
+        if any(not r["reachable"] for r in rows + envoy_rows):
+            raise typer.Exit(3)
+        return
     output.emit(rows, fmt, ["zone", "host", "reachable", "agent", "applied revision", "step", "health", "ready %", "error"],
                 [[r["zone"], r["host"], "yes" if r["reachable"] else "no", r["agentVersion"] or "-",
                   (r["appliedRevision"] or "-")[:12], r["appliedStep"] if r["appliedStep"] is not None else "-",
                   r["health"], " ".join(f"{k}={v:g}" for k, v in r["versions"].items()) or "-", r["error"] or ""]
                  for r in rows], title="agents")
-    if any(not r["reachable"] for r in rows):
+    output.emit(envoy_rows, fmt, ["zone", "envoy", "admin", "ok", "detail"],
+                [[e["zone"], e["envoy"], e["admin"], "yes" if e["reachable"] else "NO", e["detail"]] for e in envoy_rows],
+                title="envoys")
+    if any(not r["reachable"] for r in rows + envoy_rows):
         raise typer.Exit(3)
 
 

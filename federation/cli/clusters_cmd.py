@@ -16,11 +16,12 @@ from federation.core.errors import FederationError
 
 def clusters(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_FLEET")],
              fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:
-    """Reachability of every zone's Git repo, Prometheus, and SSH hosts; exit 3 when any is down."""
+    """Reachability of every zone's Git repo, Prometheus, SSH hosts (or API), ingress Envoy and the
+    edge Envoy (admin /ready and the route version each runs); exit 3 when any is down."""
     from federation.gitops import repo as gitrepo
     from federation.metrics.prometheus import Client
+    from federation.runtimes import envoy_admin, ssh
     from federation.runtimes import kubernetes as kube
-    from federation.runtimes import ssh
     f = specfiles.load_one(fleet, specs.Fleet)
 
     async def check() -> list[dict[str, Any]]:
@@ -55,7 +56,16 @@ def clusters(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERA
                 except FederationError as exc:
                     return {"zone": z.name, "part": "kubernetes", "target": target, "ok": False, "detail": str(exc)}
 
+            async def envoy_row(zone: str, part: str, address: str, port: int) -> dict[str, Any]:
+                st = await envoy_admin.check(address, port)
+                return {"zone": zone, "part": part, "target": f"{address}:{port}", "ok": st.ok, "detail": st.detail}
+
             tasks = [git_row(z.name, z.git) for z in f.spec.zones] + [git_row("mesh", f.spec.mesh.git)]
+            tasks += [envoy_row(z.name, "ingress envoy", z.ingress.address, z.ingress.admin_port)
+                      for z in f.spec.zones if z.ingress is not None and z.ingress.admin_port]
+            if f.spec.mesh.edge is not None:
+                edge = f.spec.mesh.edge.admin
+                tasks.append(envoy_row("mesh", "edge envoy", edge.address, edge.port))
             tasks += [prom_row(z) for z in f.spec.zones]
             tasks += [host_row(z, h) for z in f.spec.zones if z.kind is specs.ZoneKind.VM for h in z.hosts or []]
             tasks += [kube_row(z) for z in f.spec.zones if z.kind is specs.ZoneKind.KUBERNETES]

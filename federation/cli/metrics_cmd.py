@@ -9,10 +9,11 @@ from typing import Annotated, Any
 import typer
 
 from federation import specfiles
-from federation.cli import output
+from federation.cli import hub_cmd, output
 from federation.core import analysis as core_analysis
 from federation.core import spec as specs
 from federation.core.errors import Problem, SpecError
+from federation.core.state import CheckResult
 
 
 def _canary_from_mesh(fleet: specs.Fleet, service: str, cache: Path) -> specs.FederatedCanary:
@@ -30,37 +31,55 @@ def _canary_from_mesh(fleet: specs.Fleet, service: str, cache: Path) -> specs.Fe
 
 
 def metrics(service: Annotated[str, typer.Argument(help="Service (name or namespace/name).")],
-            fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_FLEET")],
+            fleet: Annotated[Path | None, typer.Option("--fleet", "-f", envvar="FEDERATION_FLEET",
+                                                       help="Fleet spec file (query yourself, when no hub is given).")] = None,
+            hub_url: Annotated[str | None, typer.Option("--hub", envvar="FEDERATION_HUB", help="Ask this running "
+                                                        "hub (nothing is cloned here).")] = None,
+            token: hub_cmd.TokenOpt = None, token_file: hub_cmd.TokenFileOpt = None,
             canary: Annotated[Path | None, typer.Option(help="FederatedCanary file (default: from the mesh repo).")] = None,
             cache: Annotated[Path, typer.Option(envvar="FEDERATION_CACHE")] = Path.home() / ".cache" / "federation",
             fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:
-    """Query every canary zone's Prometheus now; print global and per-zone figures and verdicts."""
-    from federation.metrics.analysis import Analyzer
-    f = specfiles.load_one(fleet, specs.Fleet)
-    c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, service, cache)
-    analyzer = Analyzer(f)
+    """Query every canary zone's Prometheus now; print global and per-zone figures and verdicts.
+    Exit 0 passed (or no traffic yet, said so), 1 a check failed, 3 a zone's Prometheus is broken.
+    Asks the running hub when --hub/FEDERATION_HUB is set (and no --canary file is given)."""
+    if hub_url and canary is None:
+        t = hub_cmd._token(token, token_file)
+        key = hub_cmd._key(service, hub_cmd._call(hub_url, t, "GET", "/api/v1/rollouts")["items"])
+        res = hub_cmd._call(hub_url, t, "GET", f"/api/v1/rollouts/{key}/metrics", timeout=60.0)
+        checks = [CheckResult.from_storage(c) for c in res["checks"]]
+        requests = [c.get("requests") for c in res["checks"]]
+        broken: dict[str, str] = res["broken"]
+        key, version, zones = res["rollout"], res["canary"]["version"], res["canary"]["zones"]
+    elif fleet is not None:
+        from federation.metrics.analysis import Analyzer
+        f = specfiles.load_one(fleet, specs.Fleet)
+        c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, service, cache)
+        analyzer = Analyzer(f)
 
-    async def gather() -> tuple[Any, dict[str, str]]:
-        zones = c.spec.canary.zones
-        samples, health = await asyncio.gather(analyzer.collect(c.spec, c.metadata.namespace),
-                                               asyncio.gather(*[analyzer.clients[z].healthy() for z in zones]))
-        return samples, {z: why for z, why in zip(zones, health, strict=True) if why}
+        async def gather() -> tuple[Any, dict[str, str]]:
+            zs = c.spec.canary.zones
+            samples, health = await asyncio.gather(analyzer.collect(c.spec, c.metadata.namespace),
+                                                   asyncio.gather(*[analyzer.clients[z].healthy() for z in zs]))
+            return samples, {z: why for z, why in zip(zs, health, strict=True) if why}
 
-    samples, broken = asyncio.run(gather())
-    verdict = core_analysis.judge(c.spec, samples)
-    by = {(s.metric, s.zone): s for s in samples}
+        samples, broken = asyncio.run(gather())
+        checks = list(core_analysis.judge(c.spec, samples).checks)
+        by = {(s.metric, s.zone): s for s in samples}
+        requests = [getattr(by.get((ch.metric, ch.zone)), "requests", None) for ch in checks]
+        key, version, zones = c.key, c.spec.canary.version, c.spec.canary.zones
+    else:
+        raise SpecError([Problem("--hub", "", "pass --hub (or set FEDERATION_HUB) to ask a running hub, "
+                                 "or --fleet to query the zones' Prometheus yourself")])
     data, rows = [], []
-    for check in verdict.checks:
-        s = by.get((check.metric, check.zone))
-        requests = s.requests if s else None
+    for check, n in zip(checks, requests, strict=True):
         data.append({"metric": check.metric, "zone": check.zone or "global", "value": check.value,
-                     "requests": requests, "outcome": check.outcome, "detail": check.message})
+                     "requests": n, "outcome": check.outcome, "detail": check.message})
         rows.append([check.metric, check.zone or "global", "n/a" if check.value is None else f"{check.value:.4g}",
-                     "-" if requests is None else f"{requests:.0f}", check.outcome, check.message])
-    output.emit({"rollout": c.key, "canary": c.spec.canary.version, "checks": data}, fmt,
+                     "-" if n is None else f"{n:.0f}", check.outcome, check.message])
+    output.emit({"rollout": key, "canary": version, "checks": data}, fmt,
                 ["metric", "scope", "value", "requests", "outcome", "detail"], rows,
-                title=f"{c.key}: {c.spec.canary.version} in {', '.join(c.spec.canary.zones)}")
-    judged(verdict, broken, c.spec.canary.version)
+                title=f"{key}: {version} in {', '.join(zones)}")
+    judged(core_analysis.Verdict(tuple(checks)), broken, version)
 
 
 def judged(verdict: core_analysis.Verdict, broken: dict[str, str], version: str) -> None:

@@ -60,6 +60,18 @@ def app_for(hub: Hub, token: str) -> FastAPI:
             raise HTTPException(404, f"no rollout {key}")
         return await hub.rollout(key)
 
+    @app.get("/api/v1/history/{service}", dependencies=auth)
+    async def history(service: str, limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
+        """Every step of the service's rollouts, from the hub's clones of the fleet's repos."""
+        return {"service": service, "items": await hub.history(service, limit)}
+
+    @app.get("/api/v1/rollouts/{namespace}/{name}/metrics", dependencies=auth)
+    async def metrics_now(namespace: str, name: str) -> dict[str, Any]:
+        key = f"{namespace}/{name}"
+        if key not in hub.canaries:
+            raise HTTPException(404, f"no rollout {key}")
+        return await hub.analysis_now(key)
+
     def answered(res: dict[str, Any]) -> JSONResponse:
         # 200 accepted, 409 rejected (with the reason), 202 queued or not consumed yet.
         code = {"accepted": 200, "rejected": 409}.get(res["state"], 202)

@@ -536,5 +536,30 @@ class Hub:
             "checksum": canary.spec.checksum if canary else None,
         }
 
+    async def history(self, service: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Every step of ``service``'s rollouts from the hub's own clones (no new clone)."""
+        from federation.gitops import history as hist
+
+        async with self._clones.shared():
+            records = await asyncio.to_thread(hist.collect, self.adapters.repos, service, limit)
+        return [r.for_output() for r in records]
+
+    async def analysis_now(self, key: str) -> dict[str, Any]:
+        """The canary's metrics queried now and judged, and which canary zone's Prometheus is broken."""
+        from federation.core import analysis as core_analysis
+
+        canary = self.canaries[key]
+        analyzer = self.adapters.analyzer
+        zones = canary.spec.canary.zones
+        samples, health = await asyncio.gather(
+            analyzer.collect(canary.spec, canary.metadata.namespace),
+            asyncio.gather(*[analyzer.clients[z].healthy() for z in zones]))
+        verdict = core_analysis.judge(canary.spec, samples)
+        by = {(x.metric, x.zone): x for x in samples}
+        return {"rollout": key, "canary": canary.spec.canary.model_dump(by_alias=True),
+                "checks": [{**c.for_storage(), "requests": getattr(by.get((c.metric, c.zone)), "requests", None)}
+                           for c in verdict.checks],
+                "broken": {z: why for z, why in zip(zones, health, strict=True) if why}}
+
     async def rollouts(self) -> list[dict[str, Any]]:
         return list(await asyncio.gather(*[self.rollout(k) for k in sorted(self.canaries)]))

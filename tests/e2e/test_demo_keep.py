@@ -59,6 +59,26 @@ def test_kept_fleet_survives_the_launcher_and_stops_by_the_printed_groups(tmp_pa
             wait_for(lambda a=admin: _up(f"http://127.0.0.1:{a}/ready"), 30, f"Envoy admin {admin}")
         answer = httpx.get(f"http://127.0.0.1:{edge_port}/", timeout=5)  # a refused connection raises here
         assert answer.status_code in (200, 503)
+        # clusters and agents status check every ingress Envoy and the edge Envoy too.
+        fedctl = [sys.executable, "-m", "federation.cli.main"]
+        fleet_file = str(workdir / "fleet.yaml")
+        ok = subprocess.run([*fedctl, "clusters", "--fleet", fleet_file], capture_output=True, text=True, timeout=120)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert ok.stdout.count("ingress envoy") == 3 and "edge envoy" in ok.stdout and "LIVE; routes frontend@" in ok.stdout
+        edge = json.loads((workdir / "processes.json").read_text())["envoy-edge"]
+        os.killpg(edge, signal.SIGSTOP)  # the edge stops answering (and comes back below)
+        try:
+            down = subprocess.run([*fedctl, "clusters", "--fleet", fleet_file], capture_output=True, text=True,
+                                  timeout=120)
+            agents = subprocess.run([*fedctl, "agents", "status", "--fleet", fleet_file, "-o", "json"],
+                                    capture_output=True, text=True, timeout=120)
+        finally:
+            os.killpg(edge, signal.SIGCONT)
+        assert down.returncode == 3 and re.search(r"edge envoy.*NO.*timed out", down.stdout), down.stdout
+        assert agents.returncode == 3, agents.stdout + agents.stderr
+        rows = json.loads(agents.stdout)
+        assert [r["reachable"] for r in rows if r.get("envoy") == "edge"] == [False]
+        assert all(r["reachable"] for r in rows if r.get("envoy") != "edge")
         # The printed line stops everything.
         subprocess.run(["bash", "-c", line.strip()], check=True, timeout=30)
         wait_for(lambda: not any(_group_alive(g) for g in printed), 60, "every kept process group stopped")

@@ -67,7 +67,21 @@ def test_commands_answer_and_exit_by_it(tmp_path: Path, procs: Supervisor):
     r = fedctl("status", env=env)
     assert "waiting on" in r.stdout and "unreachable" in r.stdout
     hub_log = (tmp_path / "logs" / "hub.log").read_text()
-    assert "shop/frontend: zone vms has not applied step 1: fed-agent@127.0.0.1:" in hub_log
+    assert "shop/frontend: zone vms has not applied step 1: unreachable: fed-agent@127.0.0.1:" in hub_log
+
+    # history and metrics ask the running hub: nothing is cloned here.
+    home = tmp_path / "home"
+    home.mkdir()
+    r = fedctl("history", "frontend", "-o", "json", env={**env, "HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    assert [x["stage"] for x in json.loads(r.stdout)][:1] == ["initialise"]
+    assert not (home / ".cache").exists()
+    r = fedctl("metrics", "frontend", env={**env, "HOME": str(home)})
+    assert r.returncode == 3, r.stdout + r.stderr  # no Prometheus runs here: named per zone, one line each
+    assert sorted(ln.split(":")[0] for ln in r.stderr.strip().splitlines()) == ["zone eks", "zone onprem"]
+    assert "Connection refused" in r.stderr and "query=" not in r.stderr and "Traceback" not in r.stderr
+    r = fedctl("history", "frontend", env=_env())
+    assert r.returncode == 2 and "pass --hub" in r.stderr
 
     r = fedctl("rollout", "pause", "frontend", env=env)
     assert r.returncode == 0 and "shop/frontend: pause accepted: paused at step" in r.stdout, r.stdout + r.stderr
