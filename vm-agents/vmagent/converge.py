@@ -142,16 +142,30 @@ class Agent:
     # -- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        failures = 0
         while not self._stopping:
             try:
                 await asyncio.to_thread(self.converge_once)
+                if self.error:
+                    log.info("converge pass succeeded again (after %d failed)", failures)
                 self.error = ""
+                failures = 0
             except Exception as exc:  # keep supervising whatever one pass hit
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.exception("converge pass failed")
+                error = f"{type(exc).__name__}: {exc}"
+                failures += 1
+                if error != self.error:
+                    # One line per distinct error: a missing binary or a full disk is expected and
+                    # needs no traceback; anything else gets one, once.
+                    if isinstance(exc, (OSError, ValueError)):
+                        log.warning("converge pass failed: %s (retrying with back-off)", error)
+                    else:
+                        log.exception("converge pass failed (retrying with back-off)")
+                self.error = error
             self.wake.clear()
+            # Back off while the same pass keeps failing (a new desired state still wakes at once).
+            delay = self.config.interval * min(2 ** failures, 16) if failures else self.config.interval
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=self.config.interval)
+                await asyncio.wait_for(self.wake.wait(), timeout=delay)
             except asyncio.TimeoutError:
                 pass
 
