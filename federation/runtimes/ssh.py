@@ -104,7 +104,10 @@ class Pool:
         async with self._sem:
             for attempt in range(self.retries + 1):
                 try:
-                    return await asyncio.wait_for(self._exchange(t, request), timeout=_call_timeout or self.call_timeout)
+                    # asyncio.timeout, not wait_for: no inner task whose late failure is logged as
+                    # "Task exception was never retrieved" with a traceback.
+                    async with asyncio.timeout(_call_timeout or self.call_timeout):
+                        return await self._exchange(t, request)
                 except PermanentError:
                     raise
                 except (OSError, asyncssh.Error, TimeoutError, TemporaryError, EOFError) as exc:
