@@ -26,6 +26,7 @@ from federation.core import decide as core
 from federation.core.errors import FederationError, PermanentError
 from federation.core.spec import FederatedCanary, Fleet, Placement
 from federation.core.state import Command, Emit, Phase, RolloutStatus
+from federation.core.steps import RolloutTarget
 from federation.core.weights import as_percent, subsets_for
 from federation.hub import reasons
 from federation.hub.fleet import FleetAdapters
@@ -481,16 +482,14 @@ class Hub:
         if report is not None and report.observations is not None and \
                 core.same_target(report.observations.spec, status.target):
             return report.observations.spec
-        try:
-            sides = status.target.split("#", 1)[0].split("->", 1)
-            (pv, pz), (cv, cz) = (side.split("@", 1) for side in sides)
-            update = {"primary": Placement(version=pv, zones=pz.split(",")),
-                      "canary": Placement(version=cv, zones=cz.split(","))}
-            if set(cz.split(",")) != set(canary.spec.canary.zones):
-                update["zone_weights"] = None
-            return canary.spec.model_copy(update=update)
-        except ValueError:
+        t = RolloutTarget.parse(status.target)
+        if t is None or not t.primary_zones or not t.canary_zones:
             return None
+        update: dict[str, Any] = {"primary": Placement(version=t.primary_version, zones=list(t.primary_zones)),
+                                  "canary": Placement(version=t.canary_version, zones=list(t.canary_zones))}
+        if set(t.canary_zones) != set(canary.spec.canary.zones):
+            update["zone_weights"] = None
+        return canary.spec.model_copy(update=update)
 
     async def rollout(self, key: str) -> dict[str, Any]:
         canary = self.canaries.get(key)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from federation import specfiles
 from federation.core.spec import CanarySpec
-from federation.core.state import Phase, RolloutStatus
+from federation.core.state import Phase, RolloutStatus, Stage
+from federation.core.steps import RolloutTarget
 from federation.gitops.repo import CommitInfo
 
 
@@ -33,13 +34,8 @@ class Side:
         return self.version == other.version and set(self.zones) == set(other.zones)
 
 
-def _sides(target: str) -> tuple[Side, Side] | None:
-    try:
-        primary, canary = target.split("#", 1)[0].split("->", 1)
-        (pv, pz), (cv, cz) = primary.split("@", 1), canary.split("@", 1)
-    except ValueError:
-        return None
-    return Side(pv, tuple(pz.split(","))), Side(cv, tuple(cz.split(",")))
+def _sides(target: RolloutTarget) -> tuple[Side, Side]:
+    return Side(target.primary_version, target.primary_zones), Side(target.canary_version, target.canary_zones)
 
 
 def serving(spec: CanarySpec, status: RolloutStatus) -> Side | str:
@@ -54,12 +50,12 @@ def serving(spec: CanarySpec, status: RolloutStatus) -> Side | str:
 def previous(log: Iterable[CommitInfo], key: str, now: Side) -> Side | None:
     """The version promoted before ``now``, from the rollout's finalising commits (newest first)."""
     for c in log:
-        t = c.trailers
-        if t.get("Rollout") != key or t.get("Stage") != "finalising":
+        rec = c.record
+        if rec is None or rec.rollout != key or rec.stage is not Stage.FINALISING or rec.target is None:
             continue
-        sides = _sides(t.get("Target", ""))
-        if sides is not None and sides[1].same(now):
-            return sides[0]
+        before, promoted = _sides(rec.target)
+        if promoted.same(now):
+            return before
     return None
 
 

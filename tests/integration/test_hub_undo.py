@@ -13,7 +13,8 @@ import httpx
 from federation import specfiles
 from federation.core import spec as specs
 from federation.core.decide import target_of
-from federation.core.state import Phase, RolloutStatus
+from federation.core.state import Phase, RolloutStatus, Stage
+from federation.core.steps import RolloutTarget, StepRecord
 from federation.demo import run as demo_run
 from federation.demo.fleet import LocalFleet
 from federation.gitops import repo as gitrepo
@@ -33,8 +34,8 @@ def _finalising(fleet: LocalFleet, target: str, tmp_path: Path) -> None:
         (repo.workdir / "routes" / "frontend.txt").write_text(target)
         return ["routes/frontend.txt"]
 
-    trailers = gitrepo.format_trailers({"Rollout": KEY, "Target": target, "Step": "9", "Stage": "finalising"})
-    r.commit_and_push(edit, f"frontend: finalise\n\n{trailers}\n")
+    record = StepRecord(KEY, 9, Stage.FINALISING, 10_000, target=RolloutTarget.parse(target))
+    r.commit_and_push(edit, record.message("frontend", "v2"))
 
 
 def test_undo_goes_back_to_the_previously_promoted_version(tmp_path: Path):
