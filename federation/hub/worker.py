@@ -66,6 +66,7 @@ class RolloutWorker:
         self.clock = clock
         self.listener = listener
         self._resynced = False
+        self._last_error = ""
 
     async def _hooks(self, canary: FederatedCanary, types: tuple[WebhookType, ...],
                      status: RolloutStatus) -> dict[str, HookResult]:
@@ -194,7 +195,11 @@ class RolloutWorker:
             # Nothing is saved: the same decision is made again next tick, and the executor's
             # idempotency keeps a half-done step from being committed twice.
             report.error = str(exc)
-            log.error("%s: executing step failed, will retry: %s", self.key, exc)
+            # Once per distinct error (the next ticks retry the same step): the hub's reasons say
+            # the rest (which zone waits, and why) in status and watch.
+            log.log(logging.ERROR if report.error != self._last_error else logging.DEBUG,
+                    "%s: executing step failed, will retry: %s", self.key, exc)
+            self._last_error = report.error
             await self._notify(report)
             return report
         try:
@@ -204,6 +209,9 @@ class RolloutWorker:
             # down: the next tick loads again and decides from what is there.
             report.error = f"status not saved: {exc}"
             log.error("%s: %s", self.key, report.error)
+        if not report.error and self._last_error:
+            log.info("%s: step applied after failing: %s", self.key, self._last_error)
+            self._last_error = ""
         await self._notify(report)
         return report
 
