@@ -86,6 +86,9 @@ def test_commands_wake_the_worker_and_answer_what_they_did(tmp_path: Path):
         assert r.status_code == 409 and "resume first" in r.json()["message"]
         r = await client.post(f"/api/v1/rollouts/{KEY}/resume")
         assert r.status_code == 200 and r.json()["state"] == "accepted", r.text
+        r = await client.post(f"/api/v1/rollouts/{KEY}/promote")
+        assert r.status_code == 200 and r.json()["message"].startswith("promoting"), r.text
+        assert (await _status(hub)).phase is Phase.PROMOTING
         r = await client.post(f"/api/v1/rollouts/{KEY}/abort")
         assert r.status_code == 200 and r.json()["message"].startswith("rolled back"), r.text
         after = await _status(hub)
