@@ -50,6 +50,9 @@ def _short(exc: Exception) -> str:
     if isinstance(exc, requests.Timeout):
         return "timed out"
     text = str(exc)
+    if isinstance(exc, requests.exceptions.SSLError):  # say why TLS failed (an unknown CA, say)
+        m = re.search(r"\[SSL: [A-Z_]+\] ([^'\")(]+)", text)
+        return f"SSL: {m.group(1).strip()}" if m else "SSL handshake failed"
     m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
     if m:
         return m.group(1).strip()
