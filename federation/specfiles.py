@@ -35,7 +35,7 @@ def dump(docs: Iterable[Any]) -> str:
     """Plain YAML text for rendered manifests (several documents separated by ---)."""
     y = YAML(typ="safe", pure=True)
     y.default_flow_style = False
-    y.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    y.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     out = io.StringIO()
     y.dump_all(list(docs), out)
     return out.getvalue()

@@ -1,4 +1,4 @@
-"""Validate rendered manifests against the real CRD schemas in ../shared/schemas."""
+"""Validate rendered manifests against the real CRD schemas in tests/data/schemas (see its README)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+SCHEMAS = Path(__file__).resolve().parent / "data" / "schemas"
 
 CRDS = {
     ("kuma.io/v1alpha1", "MeshHTTPRoute"): "kuma/kuma.io_meshhttproutes.yaml",

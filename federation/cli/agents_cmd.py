@@ -34,16 +34,17 @@ def drain(fleet: FleetOpt, zone: Annotated[str, typer.Option(help="The vm zone."
     """Take VMs out of rotation for maintenance (their Envoy fails its health check; requests in
     flight finish) or, with --undo, put them back. Exit 3 when a host is unreachable or not drained."""
     from federation.runtimes import ssh
-    from federation.runtimes.vm import VmZone
+    from federation.runtimes.vm import VmAgents
+    from vmagent.protocol import DrainAnswer
     f = specfiles.load_one(fleet, specs.Fleet)
     if not 0 <= timeout <= 600:
         raise SpecError([Problem("--timeout", "", "must be between 0 and 600 seconds")])
     (z,) = _vm_zones(f, zone)
 
-    async def go() -> list[tuple[str, dict[str, Any] | str]]:
+    async def go() -> list[tuple[str, DrainAnswer | str]]:
         pool = ssh.Pool(retries=0, connect_timeout=5, call_timeout=10)
         try:
-            return await VmZone(z, pool).drain(not undo, host or None, timeout)
+            return await VmAgents(z, pool).drain(not undo, host or None, timeout)
         finally:
             await pool.close()
 
@@ -62,7 +63,7 @@ def status(fleet: FleetOpt, zone: Annotated[str | None, typer.Option(help="Only 
     """Every VM: reachable, agent version, applied revision and step, health; then each zone's
     ingress Envoy and the edge Envoy (admin /ready, route version). Exit 3 when any is down."""
     from federation.runtimes import ssh
-    from federation.runtimes.vm import VmZone
+    from federation.runtimes.vm import VmAgents
     f = specfiles.load_one(fleet, specs.Fleet)
 
     async def gather() -> list[dict[str, Any]]:
@@ -70,7 +71,7 @@ def status(fleet: FleetOpt, zone: Annotated[str | None, typer.Option(help="Only 
         try:
             rows = []
             for z in _vm_zones(f, zone):
-                st = await VmZone(z, pool).observe()
+                st = await VmAgents(z, pool).observe()
                 for h in st.hosts:
                     rows.append({"zone": z.name, "host": h.target, "reachable": h.reachable,
                                  "agentVersion": h.agent_version, "appliedRevision": h.applied_revision,

@@ -56,7 +56,7 @@ def _tick(r: Any, t: float) -> None:
         weights = "  ".join(f"{s}={as_percent(w)}" for s, w in a.weights)
         output.info(f"  [{t:6.1f}s] step {a.step} {a.stage:<10} canary {as_percent(a.canary_weight):>6}  {weights}")
     if checks and (sw or st.failed_checks != r.status.failed_checks or st.message != r.status.message):
-        per = {}
+        per: dict[str, list[str]] = {}
         for c in checks:
             per.setdefault(c.metric, []).append(f"{c.zone or 'global'} {_fmt(c.value)}{'' if c.outcome == 'pass' else ' ' + c.outcome.upper()}")
         line = " | ".join(f"{m}: " + ", ".join(v) for m, v in per.items())

@@ -88,7 +88,7 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
 
         kc = specs.Kubeconfig(path=str(kubeconfig), in_cluster=False) if kubeconfig else specs.Kubeconfig(in_cluster=True)
         hub_api = kube.Api(kube.api_client(kc))
-    if lease_namespace:
+    if lease_namespace and hub_api is not None:
         import socket
 
         from federation.runtimes.leases import Shards

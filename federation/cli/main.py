@@ -42,10 +42,11 @@ def _register_optional() -> None:
 _register_optional()
 
 
-def run() -> None:
-    """Console-script entry: map our errors to exit codes and one-line messages."""
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry (``argv`` None: the process's arguments): map our errors to exit codes
+    and one-line messages. Exits through ``SystemExit`` as every click program does."""
     try:
-        app(standalone_mode=True)
+        app(args=argv, prog_name="fedctl", standalone_mode=True)
     except SpecError as exc:
         for p in exc.problems:
             output.error(str(p))

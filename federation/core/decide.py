@@ -4,20 +4,29 @@ No I/O, no clock, no asyncio: the hub observes, calls this, and executes the ret
 Flagger's semantics live here, stretched over zones: a step counts only once every zone has applied
 it; analysis runs one interval after that; failed checks are counted within a run and roll back at
 ``threshold``; the progress deadline rolls back a step that never converges or a canary never ready.
-Callers: ``hub`` (every tick), tests (table-driven), ``needs()`` tells the hub what to observe.
+What a tick reads beyond Git, convergence and readiness (webhook gates, metrics) it asks for:
+``decide_or_ask`` returns ``Needs`` when the tick reaches something the hub has not observed yet
+(``Observations.observed``), and the hub observes it and asks again — as httpx's auth flows yield
+requests. One source of truth: no separate prediction of what a tick will read can drift from it.
+Callers: ``hub.worker`` (every tick, through ``decide_or_ask``), tests (table-driven ``decide``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from federation.core import analysis as analysis_mod
 from federation.core import plan, steps
 from federation.core.spec import BASIS_POINTS, CanarySpec, Strategy, WebhookType
 from federation.core.state import (
+    METRICS,
     Action,
     CallHooks,
     CheckResult,
     Decision,
     Emit,
+    HookResult,
+    MetricSample,
     Needs,
     Observations,
     Phase,
@@ -47,37 +56,6 @@ def analysis_due(status: RolloutStatus, now: float) -> bool:
     )
 
 
-def needs(spec: CanarySpec, status: RolloutStatus, now: float) -> Needs:
-    """What the hub must observe this tick besides Git, convergence and readiness."""
-    if spec.suspend or status.paused:
-        return Needs()
-    a = spec.analysis
-    hooks: list[WebhookType] = []
-    new_target = not same_target(spec, status.target)
-    if status.phase is Phase.WAITING or (new_target and status.phase is not Phase.INITIALIZING):
-        hooks.append(WebhookType.CONFIRM_ROLLOUT)
-    if status.phase in (Phase.PROGRESSING, Phase.WAITING):
-        hooks.append(WebhookType.ROLLBACK)
-    due = analysis_due(status, now) and status.phase is not Phase.PROMOTING
-    idle = canary_idle(spec, status)
-    if due and not spec.skip_analysis:
-        if not status.pre_rollout_passed:
-            hooks.append(WebhookType.PRE_ROLLOUT)
-        if not idle:
-            hooks.append(WebhookType.ROLLOUT)
-        # Gates are asked only when a passing check would act on them.
-        if a.strategy is Strategy.CANARY:
-            at_top = plan.next_analysis_weight(a, status.canary_weight) == status.canary_weight
-        else:
-            at_top = status.iterations + 1 >= (a.iterations or 1)
-        if status.phase is Phase.WAITING_PROMOTION or at_top:
-            hooks.append(WebhookType.CONFIRM_PROMOTION)
-        else:
-            hooks.append(WebhookType.CONFIRM_TRAFFIC_INCREASE)
-    wanted = tuple(h for h in hooks if a.hooks(h))
-    return Needs(metrics=due and bool(a.metrics) and not spec.skip_analysis and not idle, hooks=wanted)
-
-
 def canary_idle(spec: CanarySpec, status: RolloutStatus) -> bool:
     """No live traffic reaches the canary (weight 0, no mirror) in a weighted rollout.
 
@@ -86,6 +64,14 @@ def canary_idle(spec: CanarySpec, status: RolloutStatus) -> bool:
     """
     return (spec.analysis.strategy is Strategy.CANARY and status.canary_weight == 0
             and status.mirror_weight == 0)
+
+
+class _Missing(Exception):
+    """The tick reached something not observed (internal: ``decide_or_ask`` returns its needs)."""
+
+    def __init__(self, needs: Needs) -> None:
+        super().__init__(needs)
+        self.needs = needs
 
 
 class _Tick:
@@ -108,17 +94,31 @@ class _Tick:
     def emit(self, severity: str, reason: str, message: str) -> None:
         self.actions.append(Emit(severity, reason, message))  # type: ignore[arg-type]
 
+    def hook_results(self, kind: WebhookType) -> Mapping[str, HookResult]:
+        if not self.obs.has(kind.value):
+            raise _Missing(Needs(hooks=(kind,)))
+        return self.obs.hooks
+
+    def metrics(self) -> tuple[MetricSample, ...]:
+        if not self.obs.has(METRICS):
+            raise _Missing(Needs(metrics=True))
+        return self.obs.metrics
+
     def gate(self, kind: WebhookType) -> tuple[bool, str]:
         """All hooks of ``kind`` answered 2xx this tick (a hook not called counts as a no)."""
-        for h in self.spec.analysis.hooks(kind):
-            r = self.obs.hooks.get(h.name)
+        hooks = self.spec.analysis.hooks(kind)
+        results = self.hook_results(kind) if hooks else {}
+        for h in hooks:
+            r = results.get(h.name)
             if r is None or not r.ok:
                 return False, f"{kind.value} hook {h.name!r} " + (r.message if r else "not answered")
         return True, ""
 
     def any_hook_ok(self, kind: WebhookType) -> str | None:
-        for h in self.spec.analysis.hooks(kind):
-            r = self.obs.hooks.get(h.name)
+        hooks = self.spec.analysis.hooks(kind)
+        results = self.hook_results(kind) if hooks else {}
+        for h in hooks:
+            r = results.get(h.name)
             if r is not None and r.ok:
                 return h.name
         return None
@@ -247,7 +247,7 @@ class _Tick:
             ok, why = self.gate(WebhookType.ROLLOUT)
             if not ok:
                 return failed_check(why)
-            verdict = analysis_mod.judge(self.spec, self.obs.metrics)
+            verdict = analysis_mod.judge(self.spec, self.metrics())
         if verdict.failed:
             return failed_check(verdict.summary(), verdict.checks)
         if verdict.held:
@@ -408,6 +408,18 @@ class _Tick:
         return self.done(phase=Phase.FINALISING, message="finalising", **changes)
 
 
+def decide_or_ask(status: RolloutStatus, observations: Observations, now: float) -> Decision | Needs:
+    """The next status and its actions, or what this tick still needs observed (then ask again
+    with it added to ``observations``: a pure function, so running the tick again is the same tick)."""
+    try:
+        return _Tick(status, observations, now).tick()
+    except _Missing as missing:
+        return missing.needs
+
+
 def decide(status: RolloutStatus, observations: Observations, now: float) -> Decision:
-    """The next status and the actions that take the fleet there."""
-    return _Tick(status, observations, now).tick()
+    """The next status and the actions that take the fleet there, from complete observations."""
+    out = decide_or_ask(status, observations, now)
+    if isinstance(out, Needs):
+        raise ValueError(f"decide() reached what was not observed: {out}; use decide_or_ask")
+    return out

@@ -172,6 +172,12 @@ class FluxRef(Model):
     workload_namespace: str | None = None  # where <service>-<version> Deployments run (default: the canary's)
 
 
+RESERVED_ZONE_NAMES = {
+    "mesh": "the mesh repo's and the mesh route's key among the zones",
+    "global": "the fleet-wide scope of a metric",
+}
+
+
 class ZoneKind(str, enum.Enum):
     KUBERNETES = "kubernetes"
     VM = "vm"
@@ -191,6 +197,13 @@ class Zone(Model):
     known_hosts: str | None = None
     identity_file: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_ZONE_NAMES:
+            raise ValueError(f"{v!r} is reserved ({RESERVED_ZONE_NAMES[v]}); give the zone another name")
+        return v
 
     @model_validator(mode="after")
     def _per_kind(self) -> Zone:

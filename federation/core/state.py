@@ -158,6 +158,22 @@ class Observations:
     metrics: tuple[MetricSample, ...] = ()
     hooks: Mapping[str, HookResult] = field(default_factory=dict)
     command: Command | None = None  # an operator's request, consumed by this tick
+    # What of ``metrics`` and ``hooks`` (by webhook type, and METRICS) the hub observed; None: all
+    # a tick may read is here (tests, replays). ``decide_or_ask`` asks for anything else it reaches.
+    observed: frozenset[str] | None = None
+
+    def has(self, what: str) -> bool:
+        return self.observed is None or what in self.observed
+
+    def adding(self, what: Needs, hooks: Mapping[str, HookResult],
+               metrics: tuple[MetricSample, ...] | None) -> Observations:
+        """These observations with what was asked for observed too."""
+        seen = {*(self.observed or ()), *(h.value for h in what.hooks), *((METRICS,) if what.metrics else ())}
+        return dataclasses.replace(self, hooks={**self.hooks, **hooks},
+                                   metrics=self.metrics if metrics is None else metrics, observed=frozenset(seen))
+
+
+METRICS = "metrics"  # in Observations.observed: the canary zones' metrics were read
 
 
 Command = Literal["pause", "resume", "promote", "abort", "retry"]
@@ -249,7 +265,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Needs:
-    """What the next tick must observe beyond Git, convergence and readiness."""
+    """What a tick asked to be observed before it can decide (``core.decide.decide_or_ask``)."""
 
     metrics: bool = False
     hooks: tuple[WebhookType, ...] = ()

@@ -320,7 +320,7 @@ class LocalFleet:
 
     def _stop_recorded_instances(self, zone: str) -> None:
         # Safety net when an agent died without stopping its instances: their pids are on record.
-        from vmagent import supervisor as agent_supervisor
+        import vmagent.supervisor as agent_supervisor
 
         records = self.zdir(zone) / "agent" / "instances.json"
         try:

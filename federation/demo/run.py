@@ -31,7 +31,7 @@ from federation.core.errors import FederationError
 from federation.core.state import Phase, SetWeights, Stage
 from federation.demo.fleet import SERVICE, LocalFleet
 from federation.gitops import repo as gitrepo
-from federation.hub.fleet import MESH, FleetAdapters
+from federation.hub import parts as hub_parts
 from federation.hub.store import FileStore
 from federation.hub.worker import RolloutWorker, TickReport
 
@@ -121,9 +121,10 @@ class Load:
 
     def __init__(self, url: str, burst: int, qps: int = 25, workers: int = 4) -> None:
         self.url, self.burst, self.qps, self.workers = url, burst, qps, workers
-        self.hey = shutil.which("hey")
-        if self.hey is None:
+        hey = shutil.which("hey")
+        if hey is None:
             raise FederationError("hey not found: run `make install` (it installs the Debian package hey)")
+        self.hey: str = hey
         self.stats = LoadStats()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -156,7 +157,7 @@ class Load:
 
 def canary_doc(pace: Pace, primary: tuple[str, list[str]], canary: tuple[str, list[str]]) -> dict[str, Any]:
     base = specfiles.read_documents(Path(__file__).resolve().parents[2] / "clusters" / "canaries" / "frontend.yaml")[0]
-    doc = copy.deepcopy(base)
+    doc: dict[str, Any] = copy.deepcopy(base)
     doc["metadata"] = {"name": SERVICE, "namespace": "shop"}
     doc["spec"]["primary"] = {"version": primary[0], "zones": primary[1]}
     doc["spec"]["canary"] = {"version": canary[0], "zones": canary[1]}
@@ -227,7 +228,7 @@ class Demo:
         self.pace = Pace.fast() if fast else Pace.realistic()
         self.fleet = LocalFleet(workdir)
         self.report = report
-        self.adapters: FleetAdapters | None = None
+        self.parts: hub_parts.Parts | None = None
         self.t0 = time.monotonic()
 
     def elapsed(self) -> float:
@@ -240,14 +241,14 @@ class Demo:
                                      "and the edge Envoy"})
         await asyncio.to_thread(self.fleet.start)
         fleet_spec = specfiles.load_one(self.fleet.fleet_file, specs.Fleet)
-        self.adapters = FleetAdapters(fleet_spec, self.fleet.workdir / "hub")
+        self.parts = hub_parts.build(fleet_spec, self.fleet.workdir / "hub")
         self.report("info", {"text": f"fleet ready in {self.elapsed():.1f}s; edge at {self.fleet.edge_url}"})
 
     async def rollout(self, name: str, doc: dict[str, Any] | None, expect: Phase,
                       change: Callable[[], str] | None = None) -> RolloutOutcome:
         """Release ``doc`` (a FederatedCanary) through the mesh repo, or make ``change`` (a commit to a
         zone repo: the hub must see the new revision by itself), then tick until the end state."""
-        assert self.adapters is not None
+        assert self.parts is not None
         if change is not None:
             sha = await asyncio.to_thread(change)
             self.report("info", {"text": f"{name}: {sha[:8]} pushed to a zone repo; the hub must notice it"})
@@ -270,12 +271,12 @@ class Demo:
             commits.extend(r.commits.values())
             self.report("tick", {"report": r, "t": self.elapsed()})
 
-        worker = RolloutWorker(key, self.adapters, store, listener=listener)
+        worker = RolloutWorker(key, self.parts, store, listener=listener)
         start = time.monotonic()
         try:
             while True:
-                await self.adapters.sync()
-                canaries = self.adapters.canaries()
+                await self.parts.sync()
+                canaries = await self.parts.canaries()
                 _, canary, problem = canaries.get(key, ("", None, "no FederatedCanary shop/frontend in the mesh repo"))
                 if canary is None:
                     raise FederationError(problem)
@@ -300,13 +301,13 @@ class Demo:
         self.report("outcome", {"outcome": outcome, "expected": expect.value})
         return outcome
 
-    def mesh_log(self) -> list[gitrepo.CommitInfo]:
-        assert self.adapters is not None
-        return self.adapters.repos[MESH].log(100)
+    async def mesh_log(self) -> list[gitrepo.CommitInfo]:
+        assert self.parts is not None
+        return await self.parts.mesh.log(100)
 
     async def close(self) -> None:
-        if self.adapters is not None:
-            await self.adapters.close()
+        if self.parts is not None:
+            await self.parts.close()
 
     def stop(self) -> None:
         self.fleet.stop()
@@ -323,7 +324,7 @@ async def run(workdir: Path, fast: bool, keep: bool, report: Report) -> int:
                                     canary_doc(demo.pace, ("v2", ["eks", "onprem"]), ("v3", ["eks"])), Phase.FAILED)
         third = await demo.rollout("rollout 3: v3 fixed in the eks repo (same version, new build)", None,
                                    Phase.SUCCEEDED, change=lambda: fix_build(demo.fleet))
-        checks = verify(first, second, demo.mesh_log(), third)
+        checks = verify(first, second, await demo.mesh_log(), third)
         ok = all(passed for _, passed in checks)
         report("summary", {"outcomes": [first, second, third], "checks": checks, "seconds": demo.elapsed(),
                            "workdir": str(demo.fleet.workdir), "mesh": demo.fleet.git_url("mesh"),

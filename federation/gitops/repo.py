@@ -292,6 +292,21 @@ class Repo:
         except GitCommandError:
             return False
 
+    def step_reached(self, rollout: str, revision: str | None, step: int, depth: int = 200) -> int | None:
+        """The step an applied Git revision (Flux's ``lastAppliedRevision``) reaches for ``rollout``:
+        ``step`` once it holds the newest commit of ours at or before it, else the newest of our
+        steps it does hold (0: none). None when nothing is applied."""
+        if revision is None:
+            return None
+        ours = [(r.step, c.sha) for c in self.log(depth) if (r := c.record) is not None and r.rollout == rollout]
+        needed = next((sha for n, sha in ours if n <= step), None)
+        if needed is None or self.contains(revision, needed):
+            return step
+        for n, sha in ours:
+            if self.contains(revision, sha):
+                return n
+        return 0
+
     def merged(self, sha: str) -> bool:
         """Pull-request mode: whether ``sha`` has reached the main branch (after a fetch)."""
         with self.lock:

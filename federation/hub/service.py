@@ -11,78 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
 import logging
-import os
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from federation import files
 from federation.core import decide as core
-from federation.core.errors import FederationError, PermanentError
+from federation.core.errors import FederationError
 from federation.core.spec import FederatedCanary, Fleet, Placement
-from federation.core.state import Command, Emit, Phase, RolloutStatus
+from federation.core.state import Emit, Phase, RolloutStatus
 from federation.core.steps import RolloutTarget
 from federation.core.weights import as_percent, subsets_for
+from federation.hub import parts as hub_parts
 from federation.hub import reasons
-from federation.hub.fleet import FleetAdapters
+from federation.hub.locks import SharedLock, StateLock
 from federation.hub.metrics import HubMetrics
-from federation.hub.store import FileStore, Store, check_command
+from federation.hub.store import Commands, FileStore, Store
 from federation.hub.worker import RolloutWorker, TickReport
 
 log = logging.getLogger("federation.hub")
-
-
-class Commands:
-    """Pending operator commands, one file per rollout, removed once a tick consumed them; the
-    answer to the last one consumed (accepted or rejected, and why) beside it, for the API caller
-    waiting on it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, key: str, suffix: str = ".json") -> Path:
-        return self.root / (key.replace("/", "__") + suffix)
-
-    async def put(self, key: str, command: str) -> str:
-        check_command(command)
-        cid = uuid.uuid4().hex[:12]
-        tmp = self._path(key, ".tmp")
-        tmp.write_text(json.dumps({"command": command, "id": cid, "at": time.time()}))
-        tmp.rename(self._path(key))
-        return cid
-
-    async def pending(self, key: str) -> dict[str, Any] | None:
-        try:
-            d = json.loads(self._path(key).read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return d if isinstance(d, dict) and "command" in d else None
-
-    async def peek(self, key: str) -> Command | None:
-        d = await self.pending(key)
-        return None if d is None else d["command"]  # type: ignore[no-any-return]
-
-    async def done(self, key: str, cid: str | None = None, answer: dict[str, Any] | None = None) -> None:
-        """The command ``cid`` was consumed: keep ``answer``; drop the pending file unless a newer
-        command replaced it meanwhile."""
-        if answer is not None:
-            files.replace(self._path(key, ".answer.json"), json.dumps({**answer, "id": cid}).encode(), mode=0o600)
-        d = await self.pending(key)
-        if cid is None or d is None or d.get("id") in (cid, None):
-            self._path(key).unlink(missing_ok=True)
-
-    async def answer(self, key: str, cid: str) -> dict[str, Any] | None:
-        try:
-            d = json.loads(self._path(key, ".answer.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return d if isinstance(d, dict) and d.get("id") == cid else None
 
 
 def answer_for(command: str, before: RolloutStatus, after: RolloutStatus) -> dict[str, Any]:
@@ -115,85 +62,18 @@ def _ident(pending: dict[str, Any]) -> str:
     return str(pending.get("id") or pending.get("at") or "")
 
 
-class StateLock:
-    """One hub per state directory on one machine: an exclusive flock, released when the process
-    ends (also when killed), so a restarted hub takes over at once and a second one is refused."""
-
-    def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.path = state_dir / "hub.lock"
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = self.path.read_text().strip() or "another process"
-            os.close(fd)
-            raise PermanentError(f"{self.path.parent} is in use by hub pid {holder}; one hub per state directory") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
-class SharedLock:
-    """Many holders of ``shared()`` at once, or one of ``exclusive()``; a waiting exclusive holder
-    goes first (new shared holders wait), so discovery is not starved by busy workers."""
-
-    def __init__(self) -> None:
-        self._cond = asyncio.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
-
-    @contextlib.asynccontextmanager
-    async def shared(self) -> AsyncIterator[None]:
-        async with self._cond:
-            await self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
-            self._shared += 1
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._shared -= 1
-                self._cond.notify_all()
-
-    @contextlib.asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        async with self._cond:
-            self._waiting += 1
-            try:
-                await self._cond.wait_for(lambda: not self._exclusive and not self._shared)
-            finally:
-                self._waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
 class Hub:
     """``shards``: when several replicas run (in a cluster), each runs only the rollouts whose
     per-rollout Lease it holds; without it, this hub runs every rollout (one per state dir)."""
 
     def __init__(self, fleet: Fleet, state_dir: Path, *, tick: float = 1.0, discover_every: float = 5.0,
                  shards: Any | None = None, events: Any | None = None,
-                 store: Store | None = None, adapters: Any | None = None, commands: Any | None = None) -> None:
+                 store: Store | None = None, parts: hub_parts.Parts | None = None, commands: Any | None = None) -> None:
         self.fleet = fleet
         self.state_dir = Path(state_dir)
         self.lock = StateLock(self.state_dir)
         self.lock.acquire()
-        self.adapters = adapters if adapters is not None else FleetAdapters(fleet, self.state_dir / "work")
+        self.parts = parts if parts is not None else hub_parts.build(fleet, self.state_dir / "work")
         self.store: Store = store if store is not None else FileStore(self.state_dir / "state")
         # Operator commands: files here, or ConfigMaps on the hub's cluster (any replica takes the API
         # call, the one running the rollout consumes it).
@@ -202,6 +82,7 @@ class Hub:
         self.tick = tick
         self.discover_every = discover_every
         self.canaries: dict[str, FederatedCanary] = {}
+        self.paths: dict[str, str] = {}  # rollout -> its file in the mesh repo
         self.problems: dict[str, str] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
@@ -227,11 +108,12 @@ class Hub:
 
     async def discover(self) -> None:
         async with self._clones.exclusive():
-            await self.adapters.sync()
-        found = self.adapters.canaries()
+            await self.parts.sync()
+        found = await self.parts.canaries()
         self.problems = {k: p for k, (_, c, p) in found.items() if c is None}
         before = self.canaries
         self.canaries = {k: c for k, (_, c, _) in found.items() if c is not None}
+        self.paths = {k: path for k, (path, c, _) in found.items() if c is not None}
         for key, c in self.canaries.items():
             old = before.get(key)
             if old is not None and core.target_of(old.spec) != core.target_of(c.spec):
@@ -251,7 +133,7 @@ class Hub:
         self.ready.set()
 
     async def _supervise(self, key: str) -> None:
-        worker = RolloutWorker(key, self.adapters, self.store)
+        worker = RolloutWorker(key, self.parts, self.store)
         backoff = 1.0
         while not self._stop.is_set():
             try:
@@ -264,7 +146,7 @@ class Hub:
                 log.exception("%s: rollout worker crashed (restart %d in %.0fs)", key, self.restarts[key], backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
-                worker = RolloutWorker(key, self.adapters, self.store)
+                worker = RolloutWorker(key, self.parts, self.store)
 
     async def _run(self, worker: RolloutWorker, key: str) -> None:
         while not self._stop.is_set() and key in self.canaries and (self.owned is None or key in self.owned):
@@ -395,8 +277,9 @@ class Hub:
     async def undo(self, key: str, *, skip_analysis: bool = False) -> dict[str, Any]:
         """A new rollout back to the previously promoted version (see ``hub.undo``), committed to
         the mesh repo; the answer names the commit, or why there is nothing to go back to."""
+        from federation.gitops import releases
+        from federation.gitops.repo import Repo
         from federation.hub import undo as undo_mod
-        from federation.hub.fleet import MESH
 
         base = {"rollout": key, "command": "undo"}
 
@@ -411,21 +294,30 @@ class Hub:
         now = undo_mod.serving(canary.spec, status)
         if isinstance(now, str):
             return rejected(now)
-        mesh = self.adapters.repos[MESH]
+        mesh = self.parts.mesh
+        service = canary.spec.service.name
         async with self._clones.exclusive():
-            await self.adapters.sync()  # the newest mesh history and zone definitions
-            history = await asyncio.to_thread(mesh.log, 2000)
+            await self.parts.sync()  # the newest mesh history and zone definitions
+            history = await mesh.log(2000)
             before = undo_mod.previous(history, key, now)
             if before is None:
                 return rejected(f"nothing to go back to: the mesh repo records no promotion to {now} "
                                 "after another version")
-            missing = [z for z in before.zones if not (
-                (found := self.adapters.zone_release(z, canary.spec.service.name)) is not None
-                and before.version in ((found[1].get("spec") or {}).get("versions") or {}))]
+            version = before.version
+            missing = []
+            for z in before.zones:
+                zrepo = self.parts.repos[z]
+                under = zrepo.path
+
+                def defined(r: Repo, under: str = under) -> bool:
+                    return releases.definition(r, under, service, version) is not None
+
+                if not await zrepo.call(defined):
+                    missing.append(z)
             if missing:
                 return rejected(f"{before} cannot come back: the repo of zone(s) {', '.join(missing)} no longer "
                                 f"defines version {before.version} under spec.versions")
-            path = self.adapters.canaries()[key][0]
+            path = self.paths[key]
 
             def edit(repo: Any) -> list[str]:
                 text = repo.read(path) or ""
@@ -434,10 +326,10 @@ class Hub:
                 return [path]
 
             how = "skipping analysis" if skip_analysis else "through analysis"
-            sha = await asyncio.to_thread(mesh.commit_and_push, edit,
-                                          f"{canary.spec.service.name}: undo {now} -> {before} ({how})\n\n"
-                                          f"A new rollout back to the previously promoted version.\n",
-                                          author="fedctl rollout undo <operator@localhost>")
+            message = (f"{service}: undo {now} -> {before} ({how})\n\n"
+                       "A new rollout back to the previously promoted version.\n")
+            sha = await mesh.call(lambda r: r.commit_and_push(edit, message,
+                                                              author="fedctl rollout undo <operator@localhost>"))
         log.info("%s: undo: new rollout %s -> %s committed (%s, %s)", key, now, before, (sha or "")[:12], how)
         await self.discover()
         self.wake(key)
@@ -462,7 +354,7 @@ class Hub:
             await asyncio.gather(*self.tasks.values(), return_exceptions=True)
             if self.shards is not None:
                 await self.shards.release_all()
-            await self.adapters.close()
+            await self.parts.close()
             self.lock.release()
 
     def stop(self) -> None:
@@ -540,7 +432,8 @@ class Hub:
         from federation.gitops import history as hist
 
         async with self._clones.shared():
-            records = await asyncio.to_thread(hist.collect, self.adapters.repos, service, limit)
+            repos = {name: r.repo for name, r in self.parts.repos.items()}
+            records = await asyncio.to_thread(hist.collect, repos, service, limit)
         return [r.for_output() for r in records]
 
     async def analysis_now(self, key: str) -> dict[str, Any]:
@@ -548,7 +441,7 @@ class Hub:
         from federation.core import analysis as core_analysis
 
         canary = self.canaries[key]
-        analyzer = self.adapters.analyzer
+        analyzer = self.parts.analyzer
         zones = canary.spec.canary.zones
         samples, health = await asyncio.gather(
             analyzer.collect(canary.spec, canary.metadata.namespace),

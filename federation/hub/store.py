@@ -5,12 +5,14 @@ atomically (temp, fsync, rename, fsync dir). ``ConfigMapStore`` (a hub in a clus
 per rollout on the hub's cluster, written at the resourceVersion last read, so a replica that lost
 a rollout's Lease cannot overwrite the status its successor wrote (the write is refused with 409,
 raised as ``Conflict``, and nothing is saved). ``MemoryStore``: the same contract in memory (tests,
-benchmarks). Callers: the rollout worker (load at each tick, save after the decision's actions
-ran), the hub's API views.
+benchmarks). Operator commands wait beside them: ``Commands`` (files) or ``ConfigMapCommands``.
+Callers: the rollout worker (load at each tick, save after the decision's actions ran), the hub's
+service and API views.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from federation import files
-from federation.core.state import COMMANDS, RolloutStatus
+from federation.core.state import COMMANDS, Command, RolloutStatus
 from federation.runtimes import kubernetes as kube
 
 
@@ -55,14 +57,21 @@ class FileStore:
             return RolloutStatus()
         return RolloutStatus.from_storage(json.loads(p.read_text()))
 
-    async def load(self, key: str) -> RolloutStatus:
-        return self.read(key)
-
-    async def save(self, key: str, status: RolloutStatus) -> None:
+    def write(self, key: str, status: RolloutStatus) -> None:
         files.replace(self._path(key), _encode(status).encode(), mode=0o600)
 
-    async def keys(self) -> list[str]:
+    def stored_keys(self) -> list[str]:
         return sorted(p.stem.replace("__", "/") for p in self.root.glob("*.json"))
+
+    # The file work (reads, fsync'd writes) runs in a worker thread, off the event loop.
+    async def load(self, key: str) -> RolloutStatus:
+        return await asyncio.to_thread(self.read, key)
+
+    async def save(self, key: str, status: RolloutStatus) -> None:
+        await asyncio.to_thread(self.write, key, status)
+
+    async def keys(self) -> list[str]:
+        return await asyncio.to_thread(self.stored_keys)
 
 
 class MemoryStore:
@@ -120,6 +129,61 @@ class ConfigMapStore:
         selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         found = await kube.list_configmaps(self.api, self.namespace, selector)
         return sorted(cm.annotations[KEY_ANNOTATION] for cm in found if KEY_ANNOTATION in cm.annotations)
+
+
+class Commands:
+    """Pending operator commands, one file per rollout, removed once a tick consumed them; the
+    answer to the last one consumed (accepted or rejected, and why) beside it, for the API caller
+    waiting on it. File work runs in a worker thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str, suffix: str = ".json") -> Path:
+        return self.root / (key.replace("/", "__") + suffix)
+
+    def _put(self, key: str, doc: dict[str, Any]) -> None:
+        tmp = self._path(key, ".tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.rename(self._path(key))
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        try:
+            d = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return d if isinstance(d, dict) else None
+
+    async def put(self, key: str, command: str) -> str:
+        check_command(command)
+        cid = uuid.uuid4().hex[:12]
+        await asyncio.to_thread(self._put, key, {"command": command, "id": cid, "at": time.time()})
+        return cid
+
+    async def pending(self, key: str) -> dict[str, Any] | None:
+        d = await asyncio.to_thread(self._read, self._path(key))
+        return d if d is not None and "command" in d else None
+
+    async def peek(self, key: str) -> Command | None:
+        d = await self.pending(key)
+        return None if d is None else d["command"]
+
+    def _done(self, key: str, cid: str | None, answer: dict[str, Any] | None) -> None:
+        if answer is not None:
+            files.replace(self._path(key, ".answer.json"), json.dumps({**answer, "id": cid}).encode(), mode=0o600)
+        d = self._read(self._path(key))
+        if cid is None or d is None or d.get("id") in (cid, None):
+            self._path(key).unlink(missing_ok=True)
+
+    async def done(self, key: str, cid: str | None = None, answer: dict[str, Any] | None = None) -> None:
+        """The command ``cid`` was consumed: keep ``answer``; drop the pending file unless a newer
+        command replaced it meanwhile."""
+        await asyncio.to_thread(self._done, key, cid, answer)
+
+    async def answer(self, key: str, cid: str) -> dict[str, Any] | None:
+        d = await asyncio.to_thread(self._read, self._path(key, ".answer.json"))
+        return d if d is not None and d.get("id") == cid else None
 
 
 class ConfigMapCommands:

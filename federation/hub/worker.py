@@ -1,9 +1,10 @@
 """One rollout's worker: observe → ``core.decide`` → execute → persist, one tick at a time.
 
-Observation is concurrent (Git, every zone's agents, the edge, metrics, webhook gates) and asks the
-core what it needs (``core.decide.needs``). The status is saved only after the decision's actions
-ran; a crash in between repeats the decision, and the executor's per-step idempotency (a commit
-carrying the same rollout and step is found, not written again) keeps that harmless.
+Observation is concurrent (every zone's runtime, the mesh route); webhook gates and metrics are
+observed when the decision asks for them (``core.decide.decide_or_ask``). The status is saved
+only after the decision's actions ran; a crash in between repeats the decision, and the
+executor's per-step idempotency (a commit carrying the same rollout and step is found, not
+written again) keeps that harmless.
 Callers: the hub service and the demo.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from federation.core import decide as core
+from federation.core import recovery
 from federation.core.errors import FederationError
 from federation.core.spec import FederatedCanary, WebhookType
 from federation.core.state import (
@@ -26,16 +28,16 @@ from federation.core.state import (
     HookResult,
     MetricSample,
     Observations,
-    Phase,
     Readiness,
     RolloutStatus,
     SetWeights,
 )
-from federation.core.steps import RolloutTarget
-from federation.hub.fleet import MESH, FleetAdapters
+from federation.hub import recovery as git_steps
+from federation.hub.parts import Parts
 from federation.hub.store import Store
 from federation.notify import alerts, webhooks
-from federation.runtimes.vm import ZoneStatus
+from federation.runtimes.ports import ZoneObservation
+from federation.runtimes.routes import MESH
 
 log = logging.getLogger("federation.hub.worker")
 
@@ -49,7 +51,7 @@ class TickReport:
     status: RolloutStatus
     decision: Decision
     observations: Observations | None
-    zones: dict[str, ZoneStatus] = field(default_factory=dict)
+    zones: dict[str, ZoneObservation] = field(default_factory=dict)
     commits: dict[str, str] = field(default_factory=dict)
     error: str = ""
 
@@ -58,10 +60,10 @@ Listener = Callable[[TickReport], Awaitable[None] | None]
 
 
 class RolloutWorker:
-    def __init__(self, key: str, adapters: FleetAdapters, store: Store,
+    def __init__(self, key: str, parts: Parts, store: Store,
                  clock: Callable[[], float] = time.time, listener: Listener | None = None) -> None:
         self.key = key
-        self.adapters = adapters
+        self.parts = parts
         self.store = store
         self.clock = clock
         self.listener = listener
@@ -76,59 +78,72 @@ class RolloutWorker:
         return await webhooks.call_all(hooks, canary.metadata.name, canary.metadata.namespace, status.phase.value,
                                        checksum=canary.spec.checksum)
 
-    async def observe(self, canary: FederatedCanary, status: RolloutStatus, now: float,
-                      command: Command | None = None) -> tuple[Observations, dict[str, ZoneStatus]]:
+    async def _zones(self, canary: FederatedCanary, zones: list[str], step: int) -> dict[str, ZoneObservation]:
+        await self.parts.executor.advance(canary.key)  # a step waiting for merges moves on first
+        seen = await asyncio.gather(*[self.parts.zones[z].observe(canary, step) for z in zones])
+        return dict(zip(zones, seen, strict=True))
+
+    async def _metrics(self, canary: FederatedCanary) -> tuple[MetricSample, ...]:
         spec = canary.spec
-        needs = core.needs(spec, status, now)
+        try:
+            return await self.parts.analyzer.collect(spec, canary.metadata.namespace)
+        except Exception as exc:  # any failure to read metrics is no data, judged as such by the core
+            reason = f"metrics unavailable: {exc}"
+            return tuple(MetricSample(x.name, None, None, reason) for x in spec.analysis.metrics)
+
+    async def observe(self, canary: FederatedCanary, status: RolloutStatus, now: float,
+                      command: Command | None = None) -> tuple[Observations, dict[str, ZoneObservation]]:
+        """What every tick reads: zones and the mesh route. Gates and metrics are observed when the
+        decision asks for them (``decide``)."""
+        spec = canary.spec
         zones = list(dict.fromkeys(spec.primary.zones + spec.canary.zones))
-        zone_task = self.adapters.observe_zones(zones, canary, status.step)
-        mesh_task = self.adapters.mesh_step(canary, status.step)
-        metrics_task = self.adapters.analyzer.collect(spec, canary.metadata.namespace) if needs.metrics else None
-        hooks_task = self._hooks(canary, needs.hooks, status)
-        gathered = await asyncio.gather(zone_task, mesh_task, hooks_task,
-                                        *([metrics_task] if metrics_task else []), return_exceptions=True)
-        zone_statuses, mesh_step, hook_results = gathered[0], gathered[1], gathered[2]
-        metrics: tuple[MetricSample, ...] = ()
-        if metrics_task is not None:
-            m = gathered[3]
-            if isinstance(m, BaseException):
-                reason = f"metrics unavailable: {m}"
-                metrics = tuple(MetricSample(x.name, None, None, reason) for x in spec.analysis.metrics)
-            else:
-                metrics = m  # type: ignore[assignment]
+        zone_statuses, mesh_step = await asyncio.gather(
+            self._zones(canary, zones, status.step), self.parts.executor.mesh_step(canary, status.step),
+            return_exceptions=True)
         if isinstance(zone_statuses, BaseException):
             log.warning("%s: zone observation failed: %s", self.key, zone_statuses)
             zone_statuses = {}
         if isinstance(mesh_step, BaseException):
             mesh_step = None
-        if isinstance(hook_results, BaseException):
-            hook_results = {}
-        applied: dict[str, int | None] = {z: s.applied_step() for z, s in zone_statuses.items()}  # type: ignore[union-attr]
+        applied: dict[str, int | None] = {z: s.applied_step() for z, s in zone_statuses.items()}
         for z in zones:
             applied.setdefault(z, None)
-        applied[MESH] = mesh_step  # type: ignore[assignment]
+        applied[MESH] = mesh_step
         readiness = {}
-        for z, zs in zone_statuses.items():  # type: ignore[union-attr]
+        for z, zs in zone_statuses.items():
             readiness[z] = Readiness(
                 primary=zs.ready_percent(spec.service.name, spec.primary.version) if z in spec.primary.zones else None,
                 canary=zs.ready_percent(spec.service.name, spec.canary.version) if z in spec.canary.zones else None,
                 canary_failed=zs.failed(spec.service.name, spec.canary.version) if z in spec.canary.zones else "",
             )
-        obs = Observations(spec=spec, fleet=self.adapters.fleet, applied=applied, readiness=readiness,
-                           metrics=metrics, hooks=hook_results, command=command)  # type: ignore[arg-type]
-        return obs, zone_statuses  # type: ignore[return-value]
+        obs = Observations(spec=spec, fleet=self.parts.fleet, applied=applied, readiness=readiness,
+                           command=command, observed=frozenset())
+        return obs, zone_statuses
+
+    async def decide(self, canary: FederatedCanary, status: RolloutStatus, obs: Observations,
+                     now: float) -> tuple[Decision, Observations]:
+        """``core.decide`` asks for the gates and metrics it reaches; each is observed once, then the
+        (pure) tick runs again with it — what the decision reads is what the hub observed."""
+        for _ in range(len(WebhookType) + 2):
+            out = core.decide_or_ask(status, obs, now)
+            if isinstance(out, Decision):
+                return out, obs
+            hooks, metrics = await asyncio.gather(self._hooks(canary, out.hooks, status),
+                                                  self._metrics(canary) if out.metrics else _nothing())
+            obs = obs.adding(out, hooks, metrics if out.metrics else None)
+        raise RuntimeError(f"{self.key}: the decision kept asking for more observations")  # a bug in the core
 
     async def execute(self, canary: FederatedCanary, decision: Decision) -> dict[str, str]:
         commits: dict[str, str] = {}
         spec = canary.spec
         for action in decision.actions:
             if isinstance(action, SetWeights):
-                result = await self.adapters.apply_step(canary, action)
+                result = await self.parts.executor.apply_step(canary, action)
                 commits.update(result.commits)
             elif isinstance(action, Emit):
                 level = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[action.severity]
                 log.log(level, "%s: %s: %s", self.key, action.reason, action.message)
-                await alerts.notify(self.adapters.fleet.spec.alert_providers, canary, decision.status.phase.value,
+                await alerts.notify(self.parts.fleet.spec.alert_providers, canary, decision.status.phase.value,
                                     action.severity, action.reason, action.message)
                 event_hooks = spec.analysis.hooks(WebhookType.EVENT)
                 if event_hooks:
@@ -141,53 +156,36 @@ class RolloutWorker:
                         log.warning("%s: %s hook %s failed: %s", self.key, action.type.value, name, r.message)
         return commits
 
-    async def recover(self, status: RolloutStatus, now: float) -> RolloutStatus:
-        """Git is ahead of the state store when the hub died between a commit and saving status:
-        adopt the committed step (its weights and stage) so no weight regresses and no step repeats."""
-        last = self.adapters.last_step(self.key)
-        rec = last.record if last is not None else None
-        if rec is None or rec.step <= status.step:
-            return status
-        phase = rec.stage.phase_after(status.phase)
-        log.warning("%s: Git holds step %d (%s) beyond the stored step %d: resuming from Git",
-                    self.key, rec.step, rec.stage.value, status.step)
-        target = str(rec.target) if rec.target is not None else status.target
-        versions = {}
-        if rec.target is not None and target != status.target:
-            versions = {"primary_version": rec.target.primary_version, "canary_version": rec.target.canary_version,
-                        "failed_checks": 0, "iterations": 0, "started_at": now}
-        recovered = status.with_(step=rec.step, phase=phase, target=target, **versions,
-                                 canary_weight=rec.canary_weight, mirror_weight=rec.mirror_weight, converged_at=None,
-                                 next_analysis_at=None, step_started_at=now, held_since=None,
-                                 message=f"resumed from Git at step {rec.step}")
-        if phase is Phase.FAILED and recovered.failed_checks < status.failed_checks:
-            recovered = recovered.with_(failed_checks=status.failed_checks)
-        await self.store.save(self.key, recovered)
-        return recovered
+    async def resync(self, canary: FederatedCanary, status: RolloutStatus, now: float) -> RolloutStatus:
+        """A (re)started worker: Git can be ahead of the store when a hub died mid-step (this one, or
+        the replica that held the rollout before); the current step is applied once more."""
+        pull_request = {z.name for z in self.parts.fleet.spec.zones if z.git.pull_request}
+        found = await git_steps.recorded_steps(self.parts.repos, pull_request, self.key)
+        r = recovery.recover(canary.spec, status, found, now)
+        if r.adopted is not None:
+            log.warning("%s: Git holds step %d (%s) beyond the stored step %d: resuming from Git",
+                        self.key, r.adopted.step, r.adopted.stage.value, status.step)
+            await self.store.save(self.key, r.status)
+        if r.reapply is not None:
+            spec = canary.spec
+            message = r.reapply.message(spec.service.name, spec.canary.version, "applied again after a hub restart")
+            await self.parts.executor.apply_record(canary, r.reapply, message)
+        return r.status
 
     async def tick(self, canary: FederatedCanary, command: Command | None = None) -> TickReport:
         now = self.clock()
         status = await self.store.load(self.key)
-        # Git can only be ahead of the store when a hub died mid-step (this one, or the replica that
-        # held the rollout before): that is known on the worker's first tick, not on every tick.
         if not self._resynced:
-            status = await self.recover(status, now)
-        if not self._resynced and status.step > 0:
-            # A (re)started worker applies the current step again: Git may hold it while the edge or a
-            # zone never got it (the hub died between commit and apply). Commits are found, not redone.
-            last = self.adapters.last_step(self.key)
-            rec = last.record if last is not None else None
-            if rec is not None and rec.step == status.step and RolloutTarget.of(canary.spec).same(rec.target):
-                try:
-                    await self.adapters.apply_step(canary, rec.action())
-                except FederationError as exc:
-                    log.error("%s: applying step %d again failed, will retry: %s", self.key, status.step, exc)
-                    report = TickReport(self.key, now, status, Decision(status), None, error=str(exc))
-                    await self._notify(report)
-                    return report
+            try:
+                status = await self.resync(canary, status, now)
+            except FederationError as exc:
+                log.error("%s: applying step %d again failed, will retry: %s", self.key, status.step, exc)
+                report = TickReport(self.key, now, status, Decision(status), None, error=str(exc))
+                await self._notify(report)
+                return report
         self._resynced = True
         obs, zones = await self.observe(canary, status, now, command)
-        decision = core.decide(status, obs, now)
+        decision, obs = await self.decide(canary, status, obs, now)
         report = TickReport(self.key, now, status, decision, obs, zones)
         try:
             report.commits = await self.execute(canary, decision)
@@ -220,3 +218,7 @@ class RolloutWorker:
             r = self.listener(report)
             if asyncio.iscoroutine(r):
                 await r
+
+
+async def _nothing() -> tuple[MetricSample, ...]:
+    return ()

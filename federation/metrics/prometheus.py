@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from federation.core import durations
@@ -104,7 +105,7 @@ class Client:
                                        session=session, timeout=self.timeout, retry=retry)
         return self._prom
 
-    def _query(self, query: str, at: float | None = None) -> list[dict[str, object]]:
+    def _query(self, query: str, at: float | None = None) -> list[dict[str, Any]]:
         try:
             params = {"time": f"{at:.3f}"} if at is not None else None
             result = self._connect().custom_query(query, params=params)
@@ -119,7 +120,7 @@ class Client:
         result = self._query(query, at)
         if not result:
             raise NoData("empty result")
-        value = float(result[0]["value"][1])  # type: ignore[index]
+        value = float(result[0]["value"][1])
         if math.isnan(value):
             raise NoData("NaN result")
         return value
@@ -128,11 +129,11 @@ class Client:
         """A ``sum by (le)`` query as {upper bound: cumulative count}."""
         out: dict[float, float] = {}
         for sample in self._query(query, at):
-            le = sample["metric"].get("le")  # type: ignore[union-attr]
+            le = sample["metric"].get("le")
             if le is None:
                 continue
             bound = float(le)
-            out[bound * scale if not math.isinf(bound) else bound] = float(sample["value"][1])  # type: ignore[index]
+            out[bound * scale if not math.isinf(bound) else bound] = float(sample["value"][1])
         if not out:
             raise NoData("empty result")
         return out

@@ -2,7 +2,7 @@
 
 Envoy ignores in-place writes to a watched xDS file, so the document is written to a temp file in
 the same directory and renamed over the path. The admin endpoint's ``version_text`` is the proof of
-convergence. Callers: the hub (as the ``mesh`` target of a provider-envoy fleet).
+convergence. Callers: ``runtimes.routes.EdgeRoute`` (the mesh route of a provider-envoy fleet).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ requests, Events, server-side apply, and Lease-based leader election and shardin
 The client is synchronous; every call runs in a thread (``asyncio.to_thread``) with a request
 timeout, and API errors become our error types. The hub only reads member clusters — except the
 ``reconcile.fluxcd.io/requestedAt`` annotation, which asks Flux to reconcile now.
-Callers: the hub (zones of kind kubernetes, HA), tests against the emulator.
+Callers: ``runtimes.flux`` (zones of kind kubernetes), ``runtimes.routes`` (mesh routes),
+``runtimes.leases`` and ``hub.store`` (HA), tests against the emulator.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ RECONCILE = "reconcile.fluxcd.io/requestedAt"
 def api_client(kc: Kubeconfig | None, timeout: float = 10.0) -> k8s.ApiClient:
     try:
         if kc is not None and kc.in_cluster:
-            k8s_config.load_incluster_config()
+            k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
             return k8s.ApiClient()
-        return k8s_config.new_client_from_config(config_file=kc.path if kc else None,
-                                                 context=kc.context if kc else None)
+        client: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kc.path if kc else None, context=kc.context if kc else None)
+        return client
     except (k8s_config.ConfigException, OSError) as exc:
         raise PermanentError(f"kubeconfig: {exc}") from None
 
@@ -71,7 +73,7 @@ class Api:
 
     def close(self) -> None:
         """Close the client's pooled connections (idempotent)."""
-        self.api.close()
+        self.api.close()  # type: ignore[no-untyped-call]
 
     async def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("_request_timeout", self.timeout)
@@ -210,12 +212,16 @@ async def server_side_apply(api: Api, manifest: dict[str, Any], field_manager: s
     ns = (manifest.get("metadata") or {}).get("namespace")
     name = manifest["metadata"]["name"]
     try:
+        applied: dict[str, Any]
         if ns:
-            return await api.call("apply", api.custom.patch_namespaced_custom_object, group, version, ns, plural, name,
-                                  manifest, field_manager=field_manager, force=True,
-                                  _content_type="application/apply-patch+yaml")
-        return await api.call("apply", api.custom.patch_cluster_custom_object, group, version, plural, name, manifest,
-                              field_manager=field_manager, force=True, _content_type="application/apply-patch+yaml")
+            applied = await api.call("apply", api.custom.patch_namespaced_custom_object, group, version, ns, plural,
+                                     name, manifest, field_manager=field_manager, force=True,
+                                     _content_type="application/apply-patch+yaml")
+        else:
+            applied = await api.call("apply", api.custom.patch_cluster_custom_object, group, version, plural, name,
+                                     manifest, field_manager=field_manager, force=True,
+                                     _content_type="application/apply-patch+yaml")
+        return applied
     except ApiException as exc:
         raise _error(f"apply {manifest['kind']} {name}", exc) from None
 

@@ -12,10 +12,15 @@ import asyncio
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import asyncssh
+with warnings.catch_warnings():
+    # asyncssh still names DSA key types, which cryptography >= 51 deprecates on use: a warning
+    # on every run of ours that nobody can act on (we never offer or accept DSA keys).
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
+    import asyncssh
 
 from federation.core.errors import PermanentError, TemporaryError
 

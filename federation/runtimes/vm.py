@@ -1,9 +1,10 @@
 """VM zones: the hub's side of the agent protocol, fanned out over a zone's hosts.
 
-``apply`` pushes the zone's manifests at a revision to every host concurrently; ``observe`` asks
-every host for its status, re-pushes the desired state to any host that is behind (a host that was
-down converges once it returns), and reports the zone's applied step (None while any host is
-unreachable or behind) and per-version readiness (the worst host). Callers: the hub.
+``VmAgents.apply`` pushes the zone's manifests at a revision to every host concurrently;
+``observe`` asks every host for its status, re-pushes the desired state to any host that is behind
+(a host that was down converges once it returns), and reports the zone's applied step (None while
+any host is unreachable or behind) and per-version readiness (the worst host). ``VmZone`` is the
+hub's ``ZoneRuntime`` for a VM zone. Callers: the hub (``VmZone``), ``fedctl agents`` (``VmAgents``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from federation.core.errors import FederationError
-from federation.core.spec import Zone
+from federation.core.spec import FederatedCanary, Zone
+from federation.core.steps import StepRecord
+from federation.gitops import releases
+from federation.gitops.aio import AsyncRepo
+from federation.gitops.repo import Repo
 from federation.runtimes.ssh import Pool, Target
+from vmagent.protocol import ApplyAnswer, Desired, DrainAnswer, HelloAnswer, StatusAnswer, VersionStatus
 
 log = logging.getLogger("federation.vm")
 
@@ -26,7 +32,7 @@ class HostStatus:
     reachable: bool
     applied_step: int | None = None
     applied_revision: str | None = None
-    versions: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, VersionStatus] = field(default_factory=dict)
     agent_version: str | None = None
     health: str = "unknown"
     error: str = ""
@@ -55,15 +61,20 @@ class ZoneStatus:
     def failed(self, service: str, version: str) -> str:
         return ""  # the agent restarts a failing instance itself; the rollout's deadline decides
 
+    def reasons(self) -> list[str]:
+        return [f"{h.target}: {h.error or 'unreachable'}" for h in self.hosts if h.error or not h.reachable]
 
-class VmZone:
+
+class VmAgents:
+    """The agents of one VM zone over SSH: apply a desired state, status, drain, hello."""
+
     def __init__(self, zone: Zone, pool: Pool) -> None:
         if not zone.hosts or not zone.known_hosts:
             raise FederationError(f"zone {zone.name}: a vm zone needs hosts and knownHosts")
         self.zone = zone
         self.pool = pool
         self.targets = [Target(h.address, h.port, h.user, zone.known_hosts, zone.identity_file) for h in zone.hosts]
-        self.desired: dict[str, Any] | None = None
+        self.desired: Desired | None = None
 
     async def apply(self, revision: str, step: int, manifests: list[Any]) -> None:
         self.desired = {"revision": revision, "step": step, "manifests": manifests}
@@ -75,7 +86,7 @@ class VmZone:
     async def _push(self, t: Target) -> None:
         if self.desired is None:
             return
-        resp = await self.pool.call(t, "apply", desired=self.desired)
+        resp = cast(ApplyAnswer, await self.pool.call(t, "apply", desired=self.desired))
         if not resp.get("ok"):
             raise FederationError(f"{t}: agent refused apply: {resp.get('error')}")
         if not resp.get("accepted", False):
@@ -83,7 +94,7 @@ class VmZone:
 
     async def _status(self, t: Target) -> HostStatus:
         try:
-            resp = await self.pool.call(t, "status")
+            resp = cast(StatusAnswer, await self.pool.call(t, "status"))
         except FederationError as exc:
             return HostStatus(str(t), False, error=str(exc))
         if not resp.get("ok"):
@@ -92,7 +103,8 @@ class VmZone:
                         resp.get("versions") or {}, resp.get("agent_version"), resp.get("health", "unknown"),
                         resp.get("error") or "")
         want = self.desired
-        if want is not None and (resp.get("step") is None or resp["step"] < want["step"]):
+        stored = resp.get("step")
+        if want is not None and (stored is None or stored < want.get("step", 0)):
             # This host missed an apply (it was down, or restarted empty): send it again.
             try:
                 await self._push(t)
@@ -104,17 +116,17 @@ class VmZone:
         return ZoneStatus(self.zone.name, list(await asyncio.gather(*[self._status(t) for t in self.targets])))
 
     async def drain(self, enable: bool, hosts: list[str] | None = None,
-                    timeout: float = 30.0) -> list[tuple[str, dict[str, Any] | str]]:
+                    timeout: float = 30.0) -> list[tuple[str, DrainAnswer | str]]:
         """Take hosts out of rotation (``enable``) or back in: each agent fails its Envoy health
         check and answers once nothing is in flight (or ``timeout``). Per host: the answer or why not."""
         targets = [t for t in self.targets if hosts is None or t.address in hosts or str(t) in hosts]
         if hosts is not None and not targets:
             raise FederationError(f"zone {self.zone.name}: no host among {', '.join(hosts)}")
 
-        async def one(t: Target) -> dict[str, Any] | str:
+        async def one(t: Target) -> DrainAnswer | str:
             try:
-                resp = await self.pool.call(t, "drain", enable=enable, timeout=timeout,
-                                            _call_timeout=timeout + self.pool.call_timeout)
+                resp = cast(DrainAnswer, await self.pool.call(t, "drain", enable=enable, timeout=timeout,
+                                                              _call_timeout=timeout + self.pool.call_timeout))
             except FederationError as exc:
                 return str(exc)
             return resp if resp.get("ok") else str(resp.get("error"))
@@ -122,11 +134,38 @@ class VmZone:
         results = await asyncio.gather(*[one(t) for t in targets])
         return [(str(t), r) for t, r in zip(targets, results, strict=True)]
 
-    async def hello(self) -> list[tuple[str, dict[str, Any] | str]]:
-        out: list[tuple[str, dict[str, Any] | str]] = []
+    async def hello(self) -> list[tuple[str, HelloAnswer | str]]:
+        out: list[tuple[str, HelloAnswer | str]] = []
         for t in self.targets:
             try:
-                out.append((str(t), await self.pool.call(t, "hello")))
+                out.append((str(t), cast(HelloAnswer, await self.pool.call(t, "hello"))))
             except FederationError as exc:
                 out.append((str(t), str(exc)))
         return out
+
+
+class VmZone:
+    """A VM zone as the hub drives it (``runtimes.ports.ZoneRuntime``): the step is committed to
+    the zone repo; converging sends every agent the repo's head and its ZoneRelease manifests."""
+
+    def __init__(self, zone: Zone, repo: AsyncRepo, pool: Pool) -> None:
+        self.name = zone.name
+        self.repo = repo
+        self.pull_request = zone.git.pull_request
+        self.agents = VmAgents(zone, pool)
+
+    async def commit(self, canary: FederatedCanary, record: StepRecord, message: str,
+                     branch: str | None = None) -> str | None:
+        return await releases.commit_step(self.repo, self.name, canary.spec.service.name, record, message, branch)
+
+    async def converge(self, step: int) -> None:
+        under = self.repo.path
+
+        def desired(r: Repo) -> tuple[str, list[Any]]:
+            return r.head(), releases.manifests(r, under)
+
+        head, manifests = await self.repo.call(desired)
+        await self.agents.apply(head, step, manifests)
+
+    async def observe(self, canary: FederatedCanary, step: int) -> ZoneStatus:
+        return await self.agents.observe()

@@ -30,12 +30,16 @@ from federation.demo.procs import Supervisor, wait_for
 from federation.hub.api import app_for
 from federation.hub.service import Hub
 from federation.hub.store import MemoryStore
-from tests import memory_hub
+from tests import hubfakes
 from tests.integration.conftest import free_port
 
 KEY = "shop/frontend"
 TOKEN = "b" * 32
 ROUNDS = 40
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def _p(values: list[float], q: float) -> float:
@@ -44,15 +48,22 @@ def _p(values: list[float], q: float) -> float:
 
 
 def test_command_to_effect_on_a_hub(tmp_path: Path):
-    c = memory_hub.canary(interval="10m")
-    adapters = memory_hub.MemoryAdapters(memory_hub.fleet(), [c])
+    c = hubfakes.canary(interval="10m")
+    adapters = hubfakes.MemoryParts(hubfakes.fleet(), [c])
     adapters.applied[KEY] = 2
     store = MemoryStore()
-    hub = Hub(memory_hub.fleet(), tmp_path / "hub", tick=0.05, discover_every=1.0, store=store, adapters=adapters)
+    hub = Hub(hubfakes.fleet(), tmp_path / "hub", tick=0.05, discover_every=1.0, store=store, parts=adapters)
     took: dict[str, list[float]] = {"pause": [], "resume": [], "promote": [], "abort": [], "retry": []}
     effect = {"pause": lambda s: s.paused, "resume": lambda s: not s.paused,
               "promote": lambda s: s.phase is Phase.PROMOTING,
               "abort": lambda s: s.phase is Phase.FAILED, "retry": lambda s: s.phase is not Phase.FAILED}
+
+    async def _effect(cmd: str) -> bool:
+        return bool(effect[cmd](await store.load(KEY)))
+
+    async def converged() -> bool:
+        s = await store.load(KEY)
+        return s.converged_at is not None and not s.paused
 
     async def go() -> None:
         now = time.time()
@@ -63,20 +74,16 @@ def test_command_to_effect_on_a_hub(tmp_path: Path):
         task = asyncio.create_task(hub.run())
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(hub, TOKEN)), base_url="http://hub",
                                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:
-            while KEY not in hub.last:
-                await asyncio.sleep(0.01)
+            await hubfakes.until(lambda: _true(KEY in hub.last), 60, "the worker's first tick")
             for _ in range(ROUNDS):
                 for cmd in took:
                     t0 = time.perf_counter()
                     r = await client.post(f"/api/v1/rollouts/{KEY}/{cmd}", params={"wait": 0})
                     assert r.status_code == 202
-                    while not effect[cmd](await store.load(KEY)):
-                        assert time.perf_counter() - t0 < 60, f"{cmd} took no effect"
-                        await asyncio.sleep(0.002)
+                    await hubfakes.until(lambda c=cmd: _effect(c), 60, f"{cmd} taking effect", interval=0.002)
                     took[cmd].append(time.perf_counter() - t0)
                 # retry restarts at step 0: let it come back to a converged step before the next round
-                while (s := await store.load(KEY)).converged_at is None or s.paused:
-                    await asyncio.sleep(0.01)
+                await hubfakes.until(converged, 60, "a converged step after retry")
         hub.stop()
         await task
 

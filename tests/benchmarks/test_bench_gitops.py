@@ -38,16 +38,21 @@ def test_commit_push_latency(tmp_path: Path):
     times = []
     for step in range(1, 21):
         t0 = time.perf_counter()
-        one.commit_and_push(edit(step), f"step {step}", idempotency=("bench/x", step))
+        assert one.commit_and_push(edit(step), f"step {step}", idempotency=("bench/x", step))
         times.append(time.perf_counter() - t0)
+    assert [c.subject for c in one.log(20)] == [f"step {s}" for s in range(20, 0, -1)]  # each step pushed once
     many = make(tmp_path / "many", 50)
 
     async def parallel(step: int) -> float:
         t0 = time.perf_counter()
-        await asyncio.gather(*[asyncio.to_thread(r.commit_and_push, edit(step), f"step {step}") for r in many])
+        shas = await asyncio.gather(*[asyncio.to_thread(r.commit_and_push, edit(step), f"step {step}") for r in many])
+        assert all(shas), "a repo had nothing committed"
         return time.perf_counter() - t0
 
     par = [asyncio.run(parallel(s)) for s in range(1, 4)]
+    for r in many:  # every repo's remote holds the three steps, in order
+        r.ensure()
+        assert [c.subject for c in r.log(3)] == ["step 3", "step 2", "step 1"]
     print(f"\n[bench gitops] commit+push one repo: median {statistics.median(times) * 1000:.0f} ms, "
           f"p90 {sorted(times)[int(len(times) * 0.9) - 1] * 1000:.0f} ms over {len(times)} steps "
           f"(fetch, edit with ruamel, commit, push, raise_if_error)")

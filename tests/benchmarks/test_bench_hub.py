@@ -1,5 +1,5 @@
 """Benchmark: 1,000 rollouts on one hub (``hub.service.Hub``: discovery, one supervised worker per
-rollout, the real worker and core, the memory store) with fast in-memory adapters — every step
+rollout, the real worker and core, the memory store) with the hub's parts in memory (``tests.hubfakes``) — every step
 applies at once and every zone reports good metrics. Prints hub CPU and RSS per rollout, hub ticks
 per second and decisions per second of the core (CPU spent inside ``decide`` only)."""
 
@@ -16,74 +16,15 @@ from typing import Any
 from federation import specfiles
 from federation.core import decide as core
 from federation.core import spec as specs
-from federation.core.state import MetricSample, Phase, SetWeights
+from federation.core.state import Phase
 from federation.demo import run as demo_run
 from federation.hub import worker as worker_mod
-from federation.hub.fleet import StepResult
 from federation.hub.service import Hub
 from federation.hub.store import MemoryStore
+from tests.hubfakes import MemoryParts
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLLOUTS = 1000
-
-
-class _Zone:
-    def __init__(self, step: int | None) -> None:
-        self.step = step
-
-    def applied_step(self) -> int | None:
-        return self.step
-
-    def ready_percent(self, service: str, version: str) -> float:
-        return 100.0
-
-    def failed(self, service: str, version: str) -> str:
-        return ""
-
-
-class _Analyzer:
-    async def collect(self, spec: specs.CanarySpec, namespace: str) -> tuple[MetricSample, ...]:
-        out = []
-        for m in spec.analysis.metrics:
-            value = 99.9 if m.name == "request-success-rate" else 120.0
-            out.append(MetricSample(m.name, None, value, requests=5000))
-            out.extend(MetricSample(m.name, z, value, requests=1000) for z in spec.canary.zones)
-        return tuple(out)
-
-
-class MemoryAdapters:
-    """What the worker and the hub use of ``FleetAdapters``, in memory: a step applies at once."""
-
-    def __init__(self, fleet: specs.Fleet, canaries: list[specs.FederatedCanary]) -> None:
-        self.fleet = fleet
-        self.analyzer = _Analyzer()
-        self._canaries = {c.key: ("canaries/" + c.metadata.name + ".yaml", c, "") for c in canaries}
-        self.applied: dict[str, int] = {}
-        self.steps = 0
-
-    async def sync(self, names: list[str] | None = None) -> None:
-        return None
-
-    def canaries(self) -> dict[str, tuple[str, specs.FederatedCanary | None, str]]:
-        return self._canaries
-
-    async def observe_zones(self, zones: list[str], canary: specs.FederatedCanary, step: int = 0) -> dict[str, _Zone]:
-        got = self.applied.get(canary.key)
-        return {z: _Zone(got) for z in zones}
-
-    async def mesh_step(self, canary: specs.FederatedCanary, step: int) -> int | None:
-        return self.applied.get(canary.key)
-
-    async def apply_step(self, canary: specs.FederatedCanary, action: SetWeights) -> StepResult:
-        self.applied[canary.key] = action.step
-        self.steps += 1
-        return StepResult({})
-
-    def last_step(self, rollout: str) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 def _canaries() -> list[specs.FederatedCanary]:
@@ -114,11 +55,11 @@ def test_1000_rollouts_on_one_hub(tmp_path: Path):
             decide_cpu[0] += time.process_time() - t
             decide_cpu[1] += 1
 
-    adapters = MemoryAdapters(fleet, canaries)
+    adapters = MemoryParts(fleet, canaries)
     store = MemoryStore()
     worker_mod.core.decide = timed_decide  # type: ignore[attr-defined]
     try:
-        hub = Hub(fleet, tmp_path / "hub", tick=0.05, discover_every=1.0, store=store, adapters=adapters)
+        hub = Hub(fleet, tmp_path / "hub", tick=0.05, discover_every=1.0, store=store, parts=adapters)
 
         async def scenario() -> tuple[float, float]:
             cpu0, wall0 = time.process_time(), time.perf_counter()

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from federation.core import spec as specs
 from federation.metrics.analysis import Analyzer
+from tests import fleets
 
 
 def server(delay: float) -> ThreadingHTTPServer:
@@ -49,8 +50,7 @@ def test_analysis_fan_out_over_20_zones():
                   "prometheus": {"url": f"http://127.0.0.1:{s.server_address[1]}", "timeout": "5s"},
                   "ingress": {"address": "127.0.0.1", "port": 1}, "hosts": [{"address": "127.0.0.1"}],
                   "knownHosts": "/dev/null"} for i, s in enumerate(servers)]
-        fleet = specs.Fleet.model_validate({"apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "b"},
-                                            "spec": {"zones": zones, "mesh": {"provider": "envoy", "git": {"url": "/dev/null"}}}})
+        fleet = fleets.fleet(zones, name="b")
         spec = specs.FederatedCanary.model_validate({
             "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "f"},
             "spec": {"service": {"name": "f"}, "primary": {"version": "v1", "zones": ["z0"]},

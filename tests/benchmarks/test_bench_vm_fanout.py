@@ -17,7 +17,7 @@ import pytest
 from federation.core import spec as specs
 from federation.demo.procs import Supervisor, wait_for
 from federation.runtimes.ssh import Pool
-from federation.runtimes.vm import VmZone
+from federation.runtimes.vm import VmAgents
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,7 +30,7 @@ def zone(ports: list[int], tmp: Path) -> specs.Zone:
         "knownHosts": str(tmp / "known_hosts"), "identityFile": str(tmp / "hub_key")})
 
 
-async def apply_and_confirm(z: VmZone, step: int) -> float:
+async def apply_and_confirm(z: VmAgents, step: int) -> float:
     t0 = time.perf_counter()
     await z.apply(f"rev{step}", step, [])
     while (await z.observe()).applied_step() != step:
@@ -63,12 +63,12 @@ def test_vm_fanout(tmp_path: Path):
             # The hub is a long-running process: one handshake first (to a host outside the measured
             # ones, its pool closed) so imports and first-use setup are not counted as a cold pool's cost.
             warmup = Pool()
-            await VmZone(zone(ports[-1:], tmp_path), warmup).observe()
+            await VmAgents(zone(ports[-1:], tmp_path), warmup).observe()
             await warmup.close()
             step = 0
             for n in (50, 200, 500):
                 pool = Pool(concurrency=256, connect_timeout=30, call_timeout=30)
-                z = VmZone(zone(ports[:n], tmp_path), pool)
+                z = VmAgents(zone(ports[:n], tmp_path), pool)
                 try:
                     step += 1
                     results[f"cold {n}"] = await apply_and_confirm(z, step)

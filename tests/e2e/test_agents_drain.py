@@ -22,7 +22,7 @@ from federation.core.state import Phase
 from federation.demo import run as demo_run
 from federation.demo.fleet import READY_PATH, LocalFleet
 from federation.demo.procs import wait_for
-from federation.hub.fleet import FleetAdapters
+from federation.hub import parts as hub_parts
 from federation.hub.store import FileStore
 from federation.hub.worker import RolloutWorker
 
@@ -45,10 +45,10 @@ def test_drain_a_vm_and_bring_it_back(tmp_path: Path):
         demo_run.release(fleet, demo_run.canary_doc(demo_run.Pace.fast(), ("v1", ["vms"]), ("v2", ["eks"])), "release")
 
         async def initialise() -> None:  # the hub's first step puts v1 on the VMs
-            ad = FleetAdapters(f, tmp_path / "hub")
+            ad = hub_parts.build(f, tmp_path / "hub")
             try:
                 await ad.sync()
-                canary = ad.canaries()["shop/frontend"][1]
+                canary = (await ad.canaries())["shop/frontend"][1]
                 assert canary is not None
                 worker = RolloutWorker("shop/frontend", ad, FileStore(tmp_path / "state"))
                 for _ in range(200):

@@ -4,11 +4,7 @@ hold the rollout (no traffic moves), opening them lets it go on; pre-rollout, th
 
 from __future__ import annotations
 
-import json
 import secrets
-import threading
-from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,46 +16,19 @@ from federation.demo.fleet import LocalFleet
 from federation.demo.procs import Supervisor, wait_for
 from tests import gitlog
 from tests.e2e.test_hub import FEDCTL
+from tests.httpstub import Receiver
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.e2e
 
 
-class Hooks:
+class Hooks(Receiver):
     """One receiver, a path per webhook; a gate answers 403 until opened."""
 
     def __init__(self) -> None:
-        self.calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.open: dict[str, bool] = {"confirm-rollout": False, "confirm-promotion": False}
-        self.lock = threading.Lock()
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                name = self.path.strip("/")
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    outer.calls[name].append(body)
-                    code = 200 if outer.open.get(name, True) else 403
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def count(self, name: str) -> int:
-        with self.lock:
-            return len(self.calls[name])
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(status=lambda name: 200 if self.open.get(name, True) else 403)
+        self.url = self.base
 
 
 def test_live_hub_runs_gates_and_hooks(tmp_path: Path):

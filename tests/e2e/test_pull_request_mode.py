@@ -17,9 +17,10 @@ from federation.core.state import Phase
 from federation.demo import run as demo_run
 from federation.demo.fleet import LocalFleet
 from federation.demo.procs import Supervisor
-from federation.hub.fleet import MESH, FleetAdapters
+from federation.hub import parts as hub_parts
 from federation.hub.store import FileStore
 from federation.hub.worker import RolloutWorker
+from federation.runtimes.routes import MESH
 from tests import gitlog
 
 pytestmark = pytest.mark.e2e
@@ -75,21 +76,21 @@ def test_pull_request_mode_waits_for_merges(tmp_path: Path):
         bot = MergeBot(fleet.git_url("eks"), tmp_path / "reviewer")
 
         async def scenario() -> None:
-            ad = FleetAdapters(f, tmp_path / "hub")
+            ad = hub_parts.build(f, tmp_path / "hub")
             await ad.sync()
-            canary = ad.canaries()[KEY][1]
+            canary = (await ad.canaries())[KEY][1]
             assert canary is not None
             worker = RolloutWorker(KEY, ad, store)
             try:
                 # The first step waits in a branch: nothing of it reaches eks' main or the edge.
                 for _ in range(100):
                     await worker.tick(canary)
-                    if KEY in ad.deferred:
+                    if KEY in ad.executor.deferred:
                         break
                     await asyncio.sleep(0.1)
-                step = ad.deferred[KEY].action.step
+                step = ad.executor.deferred[KEY].record.step
                 branch = f"federation/{KEY}/step-{step}"
-                assert ad.deferred[KEY].waiting.keys() == {"eks"}
+                assert ad.executor.deferred[KEY].waiting.keys() == {"eks"}
                 eks_main = gitlog.commits(Path(fleet.git_url("eks")))
                 assert not any(c.get("Step") == str(step) for c in eks_main)
                 onprem = gitlog.commits(Path(fleet.git_url("onprem")))
@@ -97,17 +98,17 @@ def test_pull_request_mode_waits_for_merges(tmp_path: Path):
                 for _ in range(5):  # the rollout waits: the edge keeps the previous step
                     report = await worker.tick(canary)
                     assert report.observations is not None and report.observations.applied["eks"] != step
-                    assert await ad.edge_step(KEY, "frontend") != step
+                    assert await ad.route.live_step(KEY, "frontend", 0) != step
                 assert any(r.endswith(branch) for r in bot.branches())
                 # A hub restart while the step waits: the new worker finds the branch and waits on.
                 await ad.close()
-                ad = FleetAdapters(f, tmp_path / "hub-restarted")
+                ad = hub_parts.build(f, tmp_path / "hub-restarted")
                 await ad.sync()
-                canary = ad.canaries()[KEY][1]
+                canary = (await ad.canaries())[KEY][1]
                 assert canary is not None
                 worker = RolloutWorker(KEY, ad, store)
                 await worker.tick(canary)
-                assert ad.deferred[KEY].action.step == step
+                assert ad.executor.deferred[KEY].record.step == step
                 # Merged: eks converges, then the mesh route follows.
                 assert bot.merge_all() == 1
                 for _ in range(600):

@@ -15,7 +15,15 @@ import pytest
 from federation.demo.procs import Supervisor, wait_for
 from tests import real_kube
 
-pytestmark = pytest.mark.integration
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this directory is an integration test (a ``pytestmark`` in a conftest marks
+    nothing: markers apply from test modules; this hook applies it)."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
 
 
 def free_port() -> int:

@@ -291,7 +291,7 @@ def test_a_version_bump_in_a_zone_repo_is_a_new_canary_revision(tmp_path: Path):
     from federation.core.decide import target_of
     from federation.demo import run as demo_run
     from federation.demo.fleet import LocalFleet
-    from federation.hub.fleet import FleetAdapters
+    from federation.hub import parts as hub_parts
 
     fleet = LocalFleet(tmp_path / "fleet")
     fleet.prepare()
@@ -313,11 +313,11 @@ def test_a_version_bump_in_a_zone_repo_is_a_new_canary_revision(tmp_path: Path):
 
     async def revision() -> str:
         await ad.sync()
-        c = ad.canaries()["shop/frontend"][1]
+        c = (await ad.canaries())["shop/frontend"][1]
         assert c is not None
         return target_of(c.spec)
 
-    ad = FleetAdapters(f, tmp_path / "hub")
+    ad = hub_parts.build(f, tmp_path / "hub")
     try:
         first = asyncio.run(revision())
         assert "#" in first and first.startswith("v2@eks,onprem->v3@eks#")

@@ -17,7 +17,7 @@ from federation.core.state import Phase, RolloutStatus
 from federation.hub.api import app_for
 from federation.hub.service import Hub
 from federation.hub.store import MemoryStore
-from tests import memory_hub
+from tests import hubfakes
 
 TOKEN = "t" * 32
 KEY = "shop/frontend"
@@ -32,16 +32,16 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str)
     raise AssertionError(f"{what}: not after {timeout:g}s")
 
 
-def run_hub(tmp_path: Path, scenario: Callable[[Hub, httpx.AsyncClient, memory_hub.MemoryAdapters], Awaitable[None]],
+def run_hub(tmp_path: Path, scenario: Callable[[Hub, httpx.AsyncClient, hubfakes.MemoryParts], Awaitable[None]],
             interval: str = "10m") -> None:
     """``scenario`` against a hub whose rollout is at 20% (step 2), converged, its worker asleep
     until the next analysis (``interval`` away)."""
-    c = memory_hub.canary(interval=interval)
-    adapters = memory_hub.MemoryAdapters(memory_hub.fleet(), [c])
+    c = hubfakes.canary(interval=interval)
+    adapters = hubfakes.MemoryParts(hubfakes.fleet(), [c])
     adapters.applied[KEY] = 2
     store = MemoryStore()
     now = time.time()
-    hub = Hub(memory_hub.fleet(), tmp_path / "hub", tick=0.05, discover_every=1.0, store=store, adapters=adapters)
+    hub = Hub(hubfakes.fleet(), tmp_path / "hub", tick=0.05, discover_every=1.0, store=store, parts=adapters)
 
     async def go() -> None:
         await store.save(KEY, RolloutStatus(
@@ -71,7 +71,7 @@ async def _status(hub: Hub) -> RolloutStatus:
 
 
 def test_commands_wake_the_worker_and_answer_what_they_did(tmp_path: Path):
-    async def scenario(hub: Hub, client: httpx.AsyncClient, adapters: memory_hub.MemoryAdapters) -> None:
+    async def scenario(hub: Hub, client: httpx.AsyncClient, adapters: hubfakes.MemoryParts) -> None:
         before = await _status(hub)
         assert before.phase is Phase.PROGRESSING and before.step == 2
         r = await client.post(f"/api/v1/rollouts/{KEY}/pause")
@@ -114,10 +114,10 @@ def test_commands_wake_the_worker_and_answer_what_they_did(tmp_path: Path):
 def test_status_pairs_the_stored_step_with_its_own_spec(tmp_path: Path):
     """Between a new release's discovery and the tick that starts it, status describes the rollout
     the stored step belongs to (v1 -> v2 promoted), and names the new release as next."""
-    first, second = memory_hub.canary(), memory_hub.canary(("v2", ["eks", "onprem"]), ("v3", ["eks"]))
-    adapters = memory_hub.MemoryAdapters(memory_hub.fleet(), [second])
+    first, second = hubfakes.canary(), hubfakes.canary(("v2", ["eks", "onprem"]), ("v3", ["eks"]))
+    adapters = hubfakes.MemoryParts(hubfakes.fleet(), [second])
     store = MemoryStore()
-    hub = Hub(memory_hub.fleet(), tmp_path / "hub", store=store, adapters=adapters)
+    hub = Hub(hubfakes.fleet(), tmp_path / "hub", store=store, parts=adapters)
     async def go() -> dict[str, Any]:
         await store.save(KEY, RolloutStatus(phase=Phase.SUCCEEDED, primary_version="v2", canary_version="v2",
                                             target=target_of(first.spec), canary_weight=10000, step=9,

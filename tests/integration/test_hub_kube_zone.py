@@ -15,8 +15,9 @@ from federation.core import spec as specs
 from federation.core.state import SetWeights
 from federation.core.weights import subsets_for
 from federation.gitops import repo as gitrepo
-from federation.hub.fleet import FleetAdapters
+from federation.hub import parts as hub_parts
 from federation.runtimes import kubernetes as kube
+from tests import fleets
 from tests.integration import flux
 from tests.integration.conftest import free_port
 from tests.real_kube import Cluster, condition, deployment, deployment_status
@@ -42,14 +43,10 @@ def test_kubernetes_zone_step_converges_through_flux(tmp_path: Path, k8s: Cluste
         flux.applied(api, "eks", head)
         return head
 
-    fleet = specs.Fleet.model_validate({
-        "apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "k"},
-        "spec": {"zones": [{"name": "eks", "kind": "kubernetes", "git": {"url": str(tmp_path / "eks.git")},
-                            "prometheus": {"url": "http://127.0.0.1:1"}, "ingress": {"address": "127.0.0.1", "port": 1},
-                            "kubeconfig": {"path": kc, "context": "member"}}],
-                 "mesh": {"provider": "envoy", "git": {"url": str(tmp_path / "mesh.git")},
-                          "edge": {"rdsPath": str(tmp_path / "edge" / "rds.json"),
-                                   "admin": {"address": "127.0.0.1", "port": free_port()}}}}})
+    fleet = fleets.fleet([fleets.kube_zone("eks", str(tmp_path / "eks.git"), kc)],
+                         fleets.envoy_mesh(str(tmp_path / "mesh.git"), edge={
+                             "rdsPath": str(tmp_path / "edge" / "rds.json"),
+                             "admin": {"address": "127.0.0.1", "port": free_port()}}), name="k")
     canary = specs.FederatedCanary.model_validate({
         "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "frontend", "namespace": "shop"},
         "spec": {"service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["eks"]},
@@ -57,21 +54,21 @@ def test_kubernetes_zone_step_converges_through_flux(tmp_path: Path, k8s: Cluste
                  "analysis": {"stepWeight": 20, "canaryReadyThreshold": 50, "metrics": []}}})
 
     async def scenario() -> None:
-        ad = FleetAdapters(fleet, tmp_path / "hub")
+        ad = hub_parts.build(fleet, tmp_path / "hub")
         try:
             await ad.sync()
             flux_applies_head()
             weights = tuple(sorted(subsets_for(canary.spec, 2000, fleet).items()))
             action = SetWeights(3, "analysis", 2000, 0, False, weights, reason="test")
-            result = await ad.apply_step(canary, action)
+            result = await ad.executor.apply_step(canary, action)
             assert set(result.commits) == {"eks", "mesh"}
             ks = api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "eks")
             assert kube.RECONCILE in ks["metadata"]["annotations"]  # Flux was asked to reconcile now
-            st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
+            st = await ad.zones["eks"].observe(canary, 3)
             assert st.applied_step() == 0  # Flux has not applied our commit yet: behind
             head = flux_applies_head()
             assert head == result.commits["eks"]
-            st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
+            st = await ad.zones["eks"].observe(canary, 3)
             assert st.applied_step() == 3
             assert st.ready_percent("frontend", "v1") == 100.0 and st.ready_percent("frontend", "v2") == 50.0
             text = subprocess.run(["git", "--git-dir", str(tmp_path / "eks.git"), "show", "main:frontend.yaml"],
@@ -82,7 +79,7 @@ def test_kubernetes_zone_step_converges_through_flux(tmp_path: Path, k8s: Cluste
             # failure of the canary, which the core rolls back at once.
             deployment_status(api, "shop", "frontend-v2", 1, 2, [
                 condition("Progressing", "False", "ProgressDeadlineExceeded")])
-            st = (await ad.observe_zones(["eks"], canary, 3))["eks"]
+            st = await ad.zones["eks"].observe(canary, 3)
             assert "ProgressDeadlineExceeded" in st.failed("frontend", "v2")
             assert st.failed("frontend", "v1") == ""
         finally:

@@ -17,10 +17,10 @@ from federation.core import spec as specs
 from federation.core.state import SetWeights
 from federation.core.weights import subsets_for
 from federation.gitops import repo as gitrepo
-from federation.hub.fleet import FleetAdapters
-from federation.hub.mesh import STEP_ANNOTATION
+from federation.hub import parts as hub_parts
 from federation.runtimes import kubernetes as kube
-from tests import schemas
+from federation.runtimes.routes import STEP_ANNOTATION
+from tests import fleets, schemas
 from tests.integration import flux
 from tests.real_kube import Cluster
 
@@ -38,13 +38,9 @@ def setup(tmp_path: Path, k8s: Cluster, mode: str) -> tuple[specs.Fleet, specs.F
     mesh_seed.mkdir()
     (mesh_seed / "README.md").write_text("mesh routes, written by the federation hub\n")
     gitrepo.init_bare_seeded(tmp_path / "mesh.git", mesh_seed)
-    fleet = specs.Fleet.model_validate({
-        "apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "k"},
-        "spec": {"zones": [{"name": z, "kind": "kubernetes", "git": {"url": str(tmp_path / "eks.git"), "path": "."},
-                            "prometheus": {"url": "http://127.0.0.1:1"}, "ingress": {"address": "127.0.0.1", "port": 1},
-                            "kubeconfig": {"path": kc, "context": "member"}} for z in ("eks",)],
-                 "mesh": {"provider": "kuma", "git": {"url": str(tmp_path / "mesh.git")}, "apply": mode,
-                          "kubeconfig": {"path": kc, "context": "member"}}}})
+    fleet = fleets.fleet([fleets.kube_zone("eks", str(tmp_path / "eks.git"), kc)],
+                         {"provider": "kuma", "git": {"url": str(tmp_path / "mesh.git")}, "apply": mode,
+                          "kubeconfig": {"path": kc, "context": "member"}}, name="k")
     canary = specs.FederatedCanary.model_validate({
         "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "frontend", "namespace": "shop"},
         "spec": {"service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["eks"]},
@@ -74,22 +70,22 @@ def test_direct_mode_server_side_applies_the_route(tmp_path: Path, k8s: Cluster)
     fleet, canary, api = setup(tmp_path, k8s, "direct")
 
     async def scenario() -> None:
-        ad = FleetAdapters(fleet, tmp_path / "hub")
+        ad = hub_parts.build(fleet, tmp_path / "hub")
         try:
             await ad.sync()
-            assert await ad.mesh_step(canary, 0) is None  # nothing applied yet
-            result = await ad.apply_step(canary, action(canary, fleet, 3, 2000))
+            assert await ad.executor.mesh_step(canary, 0) is None  # nothing applied yet
+            result = await ad.executor.apply_step(canary, action(canary, fleet, 3, 2000))
             assert set(result.commits) == {"eks", "mesh"}
             (route,) = routes(api)
             schemas.validate({k: route[k] for k in ("apiVersion", "kind", "spec")} |
                              {"metadata": {"name": route["metadata"]["name"]}})
             assert route["metadata"]["annotations"][STEP_ANNOTATION] == "3"
-            assert await ad.mesh_step(canary, 3) == 3
+            assert await ad.executor.mesh_step(canary, 3) == 3
             rv = route["metadata"]["resourceVersion"]
-            await ad.apply_step(canary, action(canary, fleet, 4, 4000))
+            await ad.executor.apply_step(canary, action(canary, fleet, 4, 4000))
             (route,) = routes(api)
             assert route["metadata"]["resourceVersion"] != rv  # applied again, not created twice
-            assert await ad.mesh_step(canary, 4) == 4
+            assert await ad.executor.mesh_step(canary, 4) == 4
             shares = weights_of(route)
             assert sum(v for k, v in shares.items() if k.endswith("/v2")) * 10000 // sum(shares.values()) == 4000
             # The mesh repo holds the same route (the record of the step).
@@ -99,7 +95,7 @@ def test_direct_mode_server_side_applies_the_route(tmp_path: Path, k8s: Cluster)
             assert committed["spec"] == route["spec"]
             # Somebody deletes the route: the step no longer counts as live.
             api.custom.delete_namespaced_custom_object(G, V, route["metadata"]["namespace"], P, route["metadata"]["name"])
-            assert await ad.mesh_step(canary, 4) is None
+            assert await ad.executor.mesh_step(canary, 4) is None
         finally:
             await ad.close()
 
@@ -115,20 +111,20 @@ def test_gitops_mode_waits_for_flux_on_the_global_control_plane(tmp_path: Path, 
         flux.applied(api, "mesh", rev)
 
     async def scenario() -> None:
-        ad = FleetAdapters(fleet, tmp_path / "hub")
+        ad = hub_parts.build(fleet, tmp_path / "hub")
         try:
             await ad.sync()
-            before = ad.repos["mesh"].head()
+            before = await ad.mesh.head()
             flux_applies(before)
-            result = await ad.apply_step(canary, action(canary, fleet, 3, 2000))
+            result = await ad.executor.apply_step(canary, action(canary, fleet, 3, 2000))
             assert routes(api) == []  # the hub does not apply it: Flux does
             ks = api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "mesh")
             assert kube.RECONCILE in ks["metadata"]["annotations"]
-            assert await ad.mesh_step(canary, 3) == 0  # Flux is behind our commit
+            assert await ad.executor.mesh_step(canary, 3) == 0  # Flux is behind our commit
             flux_applies(result.commits["mesh"])
-            assert await ad.mesh_step(canary, 3) == 3
+            assert await ad.executor.mesh_step(canary, 3) == 3
             flux.report(api, "mesh", result.commits["mesh"], ready="False", reason="BuildFailed")
-            assert await ad.mesh_step(canary, 3) is None  # a failing reconciliation is not live
+            assert await ad.executor.mesh_step(canary, 3) is None  # a failing reconciliation is not live
         finally:
             await ad.close()
 
@@ -141,4 +137,4 @@ def test_a_mesh_without_its_control_plane_is_refused(tmp_path: Path, k8s: Cluste
     del doc["spec"]["mesh"]["kubeconfig"]
     broken = specs.Fleet.model_validate(doc)
     with pytest.raises(Exception, match=r"mesh.kubeconfig .* is required to apply routes"):
-        FleetAdapters(broken, tmp_path / "hub2")
+        hub_parts.build(broken, tmp_path / "hub2")

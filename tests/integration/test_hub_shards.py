@@ -90,7 +90,7 @@ def test_replica_death_moves_its_rollouts(tmp_path: Path, k8s: Cluster):
                 for t in h.tasks.values():
                     t.cancel()
                 await asyncio.gather(*h.tasks.values(), return_exceptions=True)
-                await h.adapters.close()
+                await h.parts.close()
                 h.lock.release()
 
     asyncio.run(scenario())

@@ -46,11 +46,12 @@ def test_undo_goes_back_to_the_previously_promoted_version(tmp_path: Path):
     hub = Hub(specfiles.load_one(fleet.fleet_file, specs.Fleet), tmp_path / "hub")
 
     async def scenario() -> list[httpx.Response]:
-        await hub.adapters.sync()
-        found = hub.adapters.canaries()
+        await hub.parts.sync()
+        found = await hub.parts.canaries()
         canary = found[KEY][1]
         assert canary is not None, found
         hub.canaries = {KEY: canary}
+        hub.paths = {KEY: found[KEY][0]}
         answers = []
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(hub, TOKEN)), base_url="http://hub",
                                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:

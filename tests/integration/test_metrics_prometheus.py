@@ -21,6 +21,7 @@ from federation.demo.procs import Supervisor, wait_for
 from federation.metrics import aggregate
 from federation.metrics.analysis import Analyzer
 from federation.metrics.prometheus import Client
+from tests import fleets
 from tests.integration.conftest import bootstrap, free_port, start_app, start_envoy, static_cluster, up
 
 pytestmark = pytest.mark.integration
@@ -71,8 +72,7 @@ def fleet(prom_ports: dict[str, int]) -> specs.Fleet:
               "prometheus": {"url": f"http://127.0.0.1:{p}", "timeout": "3s"},
               "ingress": {"address": "127.0.0.1", "port": 1}, "hosts": [{"address": "127.0.0.1"}],
               "knownHosts": "/dev/null"} for z, p in prom_ports.items()]
-    return specs.Fleet.model_validate({"apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "m"},
-                                       "spec": {"zones": zones, "mesh": {"provider": "envoy", "git": {"url": "/dev/null"}}}})
+    return fleets.fleet(zones, name="m")
 
 
 def canary_spec(min_success: float = 99, max_p99: float = 500, threshold: int = 1) -> specs.CanarySpec:

@@ -150,7 +150,7 @@ def test_a_command_that_cannot_be_cleared_is_shown_and_does_not_hold_the_rollout
     monkeypatch.setattr(service, "RolloutWorker", RecordingWorker)
     RecordingWorker.given = []
 
-    class NoAdapters:
+    class NoParts:
         async def close(self) -> None: ...
 
     fleet = specs.Fleet.model_validate({
@@ -164,7 +164,7 @@ def test_a_command_that_cannot_be_cleared_is_shown_and_does_not_hold_the_rollout
         "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "frontend", "namespace": "shop"},
         "spec": {"service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["eks"]},
                  "canary": {"version": "v2", "zones": ["eks"]}, "analysis": {"stepWeight": 20, "metrics": []}}})
-    hub = service.Hub(fleet, tmp_path / "hub", tick=0.05, adapters=NoAdapters(), commands=commands)
+    hub = service.Hub(fleet, tmp_path / "hub", tick=0.05, parts=NoParts(), commands=commands)  # type: ignore[arg-type]
     hub.canaries = {"shop/frontend": canary}
 
     async def scenario() -> None:

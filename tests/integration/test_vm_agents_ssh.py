@@ -15,7 +15,8 @@ from federation.core import spec as specs
 from federation.core.errors import PermanentError
 from federation.demo.procs import Supervisor, wait_for
 from federation.runtimes.ssh import Pool, Target
-from federation.runtimes.vm import VmZone
+from federation.runtimes.vm import VmAgents
+from tests import fleets
 from tests.integration.conftest import free_port
 from tests.integration.sshd import keygen, start_sshd
 
@@ -102,7 +103,7 @@ def zone(tmp: Path, hosts: list[AgentHost], key: Path) -> specs.Zone:
         "knownHosts": str(tmp / "known_hosts"), "identityFile": str(key)})
 
 
-async def until_applied(z: VmZone, step: int, timeout: float = 30.0, version: str | None = None):
+async def until_applied(z: VmAgents, step: int, timeout: float = 30.0, version: str | None = None):
     """Poll until every host applied ``step`` (and, given ``version``, it is ready everywhere)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -118,7 +119,7 @@ def test_apply_status_drift_and_agent_restart(fleet):
 
     async def scenario() -> None:
         pool = Pool(call_timeout=5)
-        z = VmZone(zone(tmp, hosts, key), pool)
+        z = VmAgents(zone(tmp, hosts, key), pool)
         try:
             hello = await z.hello()
             assert all(isinstance(r, dict) and r["protocol"] == 1 for _, r in hello)
@@ -172,7 +173,7 @@ def test_unreachable_vm_blocks_the_step_and_converges_when_back(fleet):
 
     async def scenario() -> None:
         pool = Pool(call_timeout=3, connect_timeout=2, retries=0)
-        z = VmZone(zone(tmp, hosts, key), pool)
+        z = VmAgents(zone(tmp, hosts, key), pool)
         try:
             await z.apply("rev1", 1, manifests("v1"))
             await until_applied(z, 1)
@@ -261,14 +262,9 @@ def test_fedctl_agents_install_then_status_over_openssh(tmp_path: Path):
     auth = tmp_path / "authorized_keys"
     port = start_sshd(tmp_path, procs, admin_pub + "\n", root_login="prohibit-password", sftp=True)
     fleet_file = tmp_path / "fleet.yaml"
-    fleet_file.write_text(json.dumps({"apiVersion": "federation.io/v1alpha1", "kind": "Fleet", "metadata": {"name": "t"},
-                                      "spec": {"zones": [{"name": "vms", "kind": "vm", "git": {"url": "/dev/null"},
-                                                          "prometheus": {"url": "http://127.0.0.1:1"},
-                                                          "ingress": {"address": "127.0.0.1", "port": 1},
-                                                          "hosts": [{"address": "127.0.0.1", "port": port, "user": "root"}],
-                                                          "knownHosts": str(tmp_path / "known_hosts"),
-                                                          "identityFile": str(tmp_path / "hub_key")}],
-                                               "mesh": {"provider": "envoy", "git": {"url": "/dev/null"}}}}))
+    fleet_file.write_text(json.dumps(fleets.fleet_doc([fleets.vm_zone(
+        "vms", hosts=[{"address": "127.0.0.1", "port": port, "user": "root"}],
+        knownHosts=str(tmp_path / "known_hosts"), identityFile=str(tmp_path / "hub_key"))])))
     fedctl = [sys.executable, "-m", "federation.cli.main"]
     try:
         r = subprocess.run([*fedctl, "agents", "install", "--fleet", str(fleet_file), "--zone", "vms",

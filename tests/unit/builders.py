@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from federation.core import spec as specs
-from federation.core.decide import decide
+from federation.core.decide import decide, decide_or_ask
 from federation.core.state import (
+    Command,
     Decision,
     HookResult,
     MetricSample,
+    Needs,
     Observations,
     Readiness,
     RolloutStatus,
@@ -106,3 +109,19 @@ class Driver:
     def run(self, ticks: int, advance: float = 60.0, **obs: Any) -> None:
         for _ in range(ticks):
             self.tick(advance, **obs)
+
+
+def asks(spec: specs.CanarySpec, status: RolloutStatus, now: float, command: Command | None = None,
+         answer: bool = True) -> Needs:
+    """Everything a tick asks to observe (gates answered ``answer``, good metrics), in the order asked."""
+    obs = dataclasses.replace(observe(spec, status), hooks={}, metrics=(), command=command, observed=frozenset())
+    asked = Needs()
+    for _ in range(20):
+        out = decide_or_ask(status, obs, now)
+        if isinstance(out, Decision):
+            return asked
+        answers = {h.name: HookResult(answer, "" if answer else "HTTP 403") for t in out.hooks
+                   for h in spec.analysis.hooks(t)}
+        obs = obs.adding(out, answers, good_metrics(spec) if out.metrics else None)
+        asked = Needs(asked.metrics or out.metrics, asked.hooks + out.hooks)
+    raise AssertionError("the tick kept asking")

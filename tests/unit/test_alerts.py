@@ -6,51 +6,25 @@ import asyncio
 import hashlib
 import hmac
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from federation.core import spec as specs
 from federation.notify import alerts
+from tests.httpstub import Receiver
 from tests.unit.builders import BASE_CANARY
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.got: list[tuple[str, dict, dict]] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.got.append((self.path, dict(self.headers), json.loads(raw)))
-                outer.raw = raw
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
 
 
 @pytest.fixture
 def sink():
-    s = Sink()
+    s = Receiver()
     yield s
-    s.server.shutdown()
-    s.server.server_close()
+    s.close()
 
 
 def test_routing_by_severity_and_payloads(sink, monkeypatch):
     for kind in ("slack", "msteams", "discord", "generic"):
-        monkeypatch.setenv(f"URL_{kind.upper()}", sink.url(f"/{kind}"))
+        monkeypatch.setenv(f"URL_{kind.upper()}", f"{sink.base}/{kind}")
     monkeypatch.setenv("HMAC_SECRET", "k3y")
     providers = [specs.AlertProvider(name=k, type=k, url_env=f"URL_{k.upper()}",
                                      hmac_secret_env="HMAC_SECRET" if k == "generic" else None)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from federation.core.decide import decide, needs, target_of
+from federation.core.decide import decide, target_of
 from federation.core.spec import WebhookType
 from federation.core.state import (
     CallHooks,
@@ -17,7 +17,7 @@ from federation.core.state import (
     SetWeights,
 )
 from federation.core.weights import Subset
-from tests.unit.builders import Driver, canary, good_metrics, observe
+from tests.unit.builders import Driver, asks, canary, good_metrics, observe
 
 
 def weights_of(d) -> list[int]:
@@ -365,7 +365,7 @@ def test_suspend_does_nothing():
     status = RolloutStatus(phase=Phase.PROGRESSING, step=3, canary_weight=2000, target="x")
     out = decide(status, observe(spec, status), 5000.0)
     assert out.actions == () and out.status.canary_weight == 2000 and out.status.message == "suspended"
-    assert needs(spec, status, 5000.0).hooks == () and not needs(spec, status, 5000.0).metrics
+    assert asks(spec, status, 5000.0).hooks == () and not asks(spec, status, 5000.0).metrics
 
 
 def test_new_canary_version_mid_rollout_restarts_analysis():
@@ -403,7 +403,7 @@ def test_confirm_rollout_gate_waits_then_starts():
     spec = canary(hooks("confirm-rollout"))
     d = Driver(spec)
     d.initialise()
-    assert WebhookType.CONFIRM_ROLLOUT in needs(spec, d.status, d.now).hooks
+    assert WebhookType.CONFIRM_ROLLOUT in asks(spec, d.status, d.now).hooks
     d.tick(hooks={"confirm-rollout": False})
     assert d.status.phase is Phase.WAITING and not weights_of(d.decisions[-1])
     d.tick(10, hooks={"confirm-rollout": False})
@@ -418,14 +418,14 @@ def test_pre_rollout_failure_counts_and_is_retried():
     d.initialise()
     d.tick()
     d.tick()
-    assert WebhookType.PRE_ROLLOUT not in needs(spec, d.status, d.now).hooks  # not due yet
-    assert WebhookType.PRE_ROLLOUT in needs(spec, d.status, d.now + 60).hooks
+    assert WebhookType.PRE_ROLLOUT not in asks(spec, d.status, d.now).hooks  # not due yet
+    assert WebhookType.PRE_ROLLOUT in asks(spec, d.status, d.now + 60).hooks
     d.tick(60, hooks={"pre-rollout": False})
     assert d.status.failed_checks == 1 and d.status.canary_weight == 0
     d.tick(60, hooks={"pre-rollout": True})
     assert d.status.pre_rollout_passed and d.status.canary_weight == 2000
     d.tick()
-    assert WebhookType.PRE_ROLLOUT not in needs(spec, d.status, d.now + 60).hooks
+    assert WebhookType.PRE_ROLLOUT not in asks(spec, d.status, d.now + 60).hooks
 
 
 def test_rollout_hook_failure_is_a_failed_check():
@@ -443,7 +443,7 @@ def test_confirm_traffic_increase_holds_the_step():
     d.initialise()
     d.tick()
     d.tick()
-    assert WebhookType.CONFIRM_TRAFFIC_INCREASE in needs(spec, d.status, d.now + 60).hooks
+    assert WebhookType.CONFIRM_TRAFFIC_INCREASE in asks(spec, d.status, d.now + 60).hooks
     d.tick(60, hooks={"confirm-traffic-increase": False})
     assert d.status.canary_weight == 0 and d.status.failed_checks == 0
     d.tick(60, hooks={"confirm-traffic-increase": True})
@@ -458,7 +458,7 @@ def test_confirm_promotion_waits_in_waiting_promotion_and_keeps_checking():
     d.tick()
     d.tick(60)  # 50%
     d.tick()
-    assert WebhookType.CONFIRM_PROMOTION in needs(spec, d.status, d.now + 60).hooks
+    assert WebhookType.CONFIRM_PROMOTION in asks(spec, d.status, d.now + 60).hooks
     d.tick(60, hooks={"confirm-promotion": False})
     assert d.status.phase is Phase.WAITING_PROMOTION
     d.tick(60, hooks={"confirm-promotion": False}, metrics=good_metrics(spec, 50.0))
@@ -472,7 +472,7 @@ def test_rollback_hook_rolls_back_while_progressing_and_waiting():
     d = Driver(spec)
     d.initialise()
     d.tick()
-    assert WebhookType.ROLLBACK in needs(spec, d.status, d.now).hooks
+    assert WebhookType.ROLLBACK in asks(spec, d.status, d.now).hooks
     d.tick(hooks={"rollback": True})
     assert d.status.phase is Phase.FAILED and "rollback hook" in d.status.message
     spec2 = canary(hooks("rollback", "confirm-rollout"), canary={"version": "v9", "zones": ["eks"]})
@@ -493,7 +493,7 @@ def test_post_rollout_called_on_success_and_event_on_every_transition():
     reasons = [a.reason for dd in d.decisions for a in dd.actions if isinstance(a, Emit)]
     assert reasons[0] == "Initialized" and reasons[-1] == "Succeeded" and "Promoting" in reasons
     # event hooks are never "needed" as gates: they are fed from Emit actions by the executor
-    assert all(WebhookType.EVENT not in needs(spec, dd.status, d.now).hooks for dd in d.decisions)
+    assert all(WebhookType.EVENT not in asks(spec, dd.status, d.now).hooks for dd in d.decisions)
 
 
 def test_unanswered_gate_is_a_no():
@@ -523,13 +523,13 @@ def test_weight_zero_iteration_runs_only_pre_rollout_like_flagger():
     d.initialise()
     d.tick()
     d.tick()
-    n = needs(spec, d.status, d.now + 60)
+    n = asks(spec, d.status, d.now + 60)
     assert not n.metrics and n.hooks == (WebhookType.PRE_ROLLOUT,)
     empty = tuple(MetricSample(m.metric, m.zone, None) for m in good_metrics(spec))
     d.tick(60, metrics=empty, hooks={"pre-rollout": True})  # no metrics, no load test: still advances
     assert d.status.canary_weight == 2000 and d.status.failed_checks == 0
     d.tick()
-    n = needs(spec, d.status, d.now + 60)
+    n = asks(spec, d.status, d.now + 60)
     assert n.metrics and WebhookType.ROLLOUT in n.hooks and WebhookType.PRE_ROLLOUT not in n.hooks
 
 
@@ -555,7 +555,7 @@ def test_pause_holds_everything_until_resume():
     assert d.status.paused
     d.run(5)
     assert d.status.canary_weight == 2000 and all(not weights_of(x) for x in d.decisions[-5:])
-    assert needs(d.spec, d.status, d.now + 600) == needs(d.spec, d.status.with_(phase=Phase.INITIALIZED, paused=True), 0)
+    assert asks(d.spec, d.status, d.now + 600) == asks(d.spec, d.status.with_(phase=Phase.INITIALIZED, paused=True), 0)
     command(d, "abort")
     assert d.status.phase is Phase.PROGRESSING  # ignored while paused
     command(d, "resume")

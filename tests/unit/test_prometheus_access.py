@@ -16,6 +16,7 @@ import pytest
 
 from federation.core.spec import PrometheusSource
 from federation.metrics.prometheus import Client, NoData
+from tests import fleets
 
 
 class Prom:
@@ -96,15 +97,11 @@ def test_custom_ca_is_trusted_and_an_unknown_one_is_not(tmp_path: Path):
 
 
 def test_fedctl_metrics_prints_global_and_zone_figures(tmp_path: Path):
-    import sys
+    from tests.cli import fedctl
 
     p = Prom()
     try:
-        fleet = {"apiVersion": "federation.io/v1alpha1", "kind": "Fleet", "metadata": {"name": "m"},
-                 "spec": {"zones": [{"name": z, "kind": "vm", "git": {"url": "/dev/null"}, "prometheus": {"url": p.url},
-                                     "ingress": {"address": "127.0.0.1", "port": 1}, "hosts": [{"address": "127.0.0.1"}],
-                                     "knownHosts": "/dev/null"} for z in ("eks", "vms")],
-                          "mesh": {"provider": "envoy", "git": {"url": "/dev/null"}}}}
+        fleet = fleets.fleet_doc([fleets.vm_zone(z, prometheus=p.url) for z in ("eks", "vms")], name="m")
         canary = {"apiVersion": "federation.io/v1alpha1", "kind": "FederatedCanary", "metadata": {"name": "frontend"},
                   "spec": {"service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["vms"]},
                            "canary": {"version": "v2", "zones": ["eks"]},
@@ -112,17 +109,15 @@ def test_fedctl_metrics_prints_global_and_zone_figures(tmp_path: Path):
                                {"name": "request-success-rate", "thresholdRange": {"min": 99}}]}}}
         (tmp_path / "fleet.json").write_text(json.dumps(fleet))
         (tmp_path / "canary.json").write_text(json.dumps(canary))
-        r = subprocess.run([sys.executable, "-m", "federation.cli.main", "metrics", "frontend", "--fleet",
-                            str(tmp_path / "fleet.json"), "--canary", str(tmp_path / "canary.json"), "-o", "json"],
-                           capture_output=True, text=True, timeout=60)
+        r = fedctl("metrics", "frontend", "--fleet", str(tmp_path / "fleet.json"), "--canary",
+                   str(tmp_path / "canary.json"), "-o", "json")
         assert r.returncode == 0, r.stderr
         checks = json.loads(r.stdout)["checks"]
         assert [(c["zone"], c["value"], c["outcome"]) for c in checks] == [("global", 100.0, "pass"), ("eks", 100.0, "pass")]
         canary["spec"]["analysis"]["metrics"][0]["thresholdRange"] = {"max": 50}
         (tmp_path / "canary.json").write_text(json.dumps(canary))
-        r = subprocess.run([sys.executable, "-m", "federation.cli.main", "metrics", "frontend", "--fleet",
-                            str(tmp_path / "fleet.json"), "--canary", str(tmp_path / "canary.json")],
-                           capture_output=True, text=True, timeout=60)
+        r = fedctl("metrics", "frontend", "--fleet", str(tmp_path / "fleet.json"), "--canary",
+                   str(tmp_path / "canary.json"))
         assert r.returncode == 1 and "fail" in r.stdout
     finally:
         p.close()

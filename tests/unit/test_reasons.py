@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from federation.hub.fleet import KubeZoneStatus
 from federation.hub.reasons import reasons, zone_reason
+from federation.runtimes.flux import KubeZoneStatus
 from federation.runtimes.vm import HostStatus, ZoneStatus
 
 

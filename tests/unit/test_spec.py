@@ -13,7 +13,7 @@ from federation.core import spec as specs
 from federation.core.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMAS = ROOT.parent / "shared" / "schemas"
+SCHEMAS = ROOT / "tests" / "data" / "schemas"
 
 FLAGGER_CANARY = """
 apiVersion: flagger.app/v1beta1

@@ -1,22 +1,20 @@
-"""``fedctl validate`` on malformed specs: one line per problem, FILE: field: message, exit 2."""
+"""``fedctl validate`` on malformed specs: one line per problem, FILE: field: message, exit 2.
+
+In-process (``tests.cli.fedctl``); the installed console script is checked by the tests at the end.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli import fedctl, installed
+
 ROOT = Path(__file__).resolve().parents[2]
 INVALID = sorted((ROOT / "tests" / "data" / "invalid").glob("*.yaml"))
-FEDCTL = [sys.executable, "-m", "federation.cli.main"]
-
-
-def fedctl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([*FEDCTL, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
 
 
 def expected(path: Path) -> str:
@@ -95,8 +93,19 @@ def test_plan_table_names_every_subset():
     (["--state-store", "configmap"], "--state-store: configmap needs --state-namespace"),
 ])
 def test_hub_run_refuses_bad_options_before_starting(tmp_path: Path, args: list[str], message: str):
+    """Through the installed console script: the entry point maps a bad option to exit 2."""
     env_token = {"FEDERATION_TOKEN": "t" * 32}
-    r = subprocess.run([*FEDCTL, "hub", "run", "--fleet", "clusters/fleet.yaml", "--state-dir", str(tmp_path / "s"), *args],
-                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env_token}, timeout=60)
+    r = subprocess.run([installed(), "hub", "run", "--fleet", "clusters/fleet.yaml", "--state-dir", str(tmp_path / "s"),
+                        *args], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env_token}, timeout=60)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "s").exists()  # nothing half-started
+
+
+def test_the_installed_entry_point_validates_and_refuses():
+    good = subprocess.run([installed(), "validate", "clusters/fleet.yaml"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+    assert good.returncode == 0, good.stderr
+    bad = subprocess.run([installed(), "validate", "tests/data/invalid/fleet-reserved-zone-name.yaml"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("tests/data/invalid/fleet-reserved-zone-name.yaml: spec.zones[1].name: ")

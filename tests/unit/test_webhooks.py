@@ -3,40 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from federation.core.spec import Webhook
 from federation.notify import webhooks
-
-
-class Receiver:
-    def __init__(self, answers: list[int], delay: float = 0.0) -> None:
-        self.bodies: list[dict] = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                if delay:
-                    time.sleep(delay)
-                code = answers.pop(0) if answers else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.httpstub import Receiver
 
 
 def hook(url: str, **kw) -> Webhook:

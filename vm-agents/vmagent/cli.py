@@ -15,7 +15,7 @@ import sys
 from vmagent import PROTOCOL_VERSION, __version__
 
 
-def _ports(text: str) -> tuple:
+def _ports(text: str) -> tuple[int, int]:
     low, _, high = text.partition("-")
     return int(low), int(high or low)
 

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from vmagent import PROTOCOL_VERSION, __version__, envoy, state, supervisor, units
+from vmagent.protocol import ApplyAnswer, Desired, DrainAnswer, StatusAnswer, VersionStatus
 
 log = logging.getLogger("vmagent")
 
@@ -37,7 +38,7 @@ class Config:
         self.systemctl = systemctl
 
 
-def drain_answer(enable: bool, active: int, envoy_state: str | None) -> dict[str, Any]:
+def drain_answer(enable: bool, active: int, envoy_state: str | None) -> DrainAnswer:
     drained = enable and active == 0 and envoy_state in (None, "DRAINING")
     return {"draining": enable, "drained": drained, "active_requests": active, "envoy_state": envoy_state}
 
@@ -70,10 +71,10 @@ class Agent:
 
     # -- the protocol's answers --------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusAnswer:
         desired = self.state.desired() or {}
         draining = self.draining()
-        versions: dict[str, dict[str, Any]] = {}
+        versions: dict[str, VersionStatus] = {}
         for rel in releases(desired):
             service = rel["spec"]["service"]
             for version in rel["spec"].get("serving") or {}:
@@ -84,7 +85,7 @@ class Agent:
                     "replicas": replicas, "healthy": healthy,
                     "ready_percent": 100.0 * min(healthy, replicas) / replicas if replicas else 100.0,
                 }
-        return {
+        answer: StatusAnswer = {
             "protocol": PROTOCOL_VERSION,
             "agent_version": __version__,
             "zone": self.config.zone,
@@ -100,13 +101,14 @@ class Agent:
             "versions": versions,
             "instances": [dict(i.record(), key=i.key, healthy=i.healthy) for i in self.sup.instances.values()],
         }
+        return answer
 
-    def apply(self, desired: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, desired: Desired) -> ApplyAnswer:
         out = self.state.accept(desired)
         self.wake.set()
         return out
 
-    def rollback(self) -> dict[str, Any]:
+    def rollback(self) -> ApplyAnswer:
         out = self.state.restore_previous()
         self.wake.set()
         return out
@@ -114,7 +116,7 @@ class Agent:
     def draining(self) -> bool:
         return state.read_drain(self.state)
 
-    def drain(self, enable: bool, timeout: float) -> dict[str, Any]:
+    def drain(self, enable: bool, timeout: float) -> DrainAnswer:
         """Take this VM out of rotation (maintenance, decommission) or put it back.
 
         The flag is stored first (a restarted agent, or a restarted Envoy, drains again); the local
@@ -255,7 +257,7 @@ class Agent:
         cds_version = envoy.digest(endpoints)
         if self.admin.clusters_version() != cds_version:
             envoy.write(cds_path, envoy.render_clusters(endpoints, cds_version))
-            if not self._wait(lambda: self.admin.clusters_version() == cds_version):  # type: ignore[union-attr]
+            if not self._wait(lambda: self.admin.clusters_version() == cds_version):
                 return False
         by_service: dict[str, list[tuple[str, int]]] = {s: [] for s, _ in serving}
         by_service.update({s: [] for s in self._routes})  # a service that left still gets a (503) route
@@ -267,7 +269,7 @@ class Agent:
         current = {s: self.admin.route_version(self.config.stat_prefix, s) for s in by_service}
         if any(v != version_info for v in current.values()):
             envoy.write(rds_path, envoy.render_routes(by_service, version_info))
-            ok = self._wait(lambda: all(  # type: ignore[union-attr]
+            ok = self._wait(lambda: all(
                 self.admin.route_version(self.config.stat_prefix, s) == version_info for s in by_service))
             if not ok:
                 return False
@@ -280,7 +282,7 @@ class Agent:
             return
         if self.admin is not None:
             name = envoy.cluster_name(inst.service, inst.version)
-            self._wait(lambda: self.admin.active_requests(name) == 0, timeout=10.0)  # type: ignore[union-attr]
+            self._wait(lambda: self.admin.active_requests(name) == 0, timeout=10.0)
         log.info("stopping retired instance %s (pid %d)", key, inst.pid)
         self.sup.stop(key)
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from vmagent import state
@@ -88,7 +89,7 @@ class Admin:
         self.timeout = timeout
 
     def stats(self, filter_regex: str) -> dict[str, str]:
-        url = f"{self.base}/stats?filter={urllib.request.quote(filter_regex)}"
+        url = f"{self.base}/stats?filter={urllib.parse.quote(filter_regex)}"
         out: dict[str, str] = {}
         with urllib.request.urlopen(url, timeout=self.timeout) as resp:
             for line in resp.read().decode().splitlines():

@@ -9,14 +9,95 @@ Standard library only.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 from vmagent import PROTOCOL_VERSION, __version__
 
 OPS = ("hello", "status", "apply", "drain", "rollback")
 
 
-def decode(line: str) -> dict[str, Any]:
+# The messages, as both sides type them (the hub imports these from here: one definition).
+
+
+class Desired(TypedDict, total=False):
+    """What the hub wants a VM to run: the zone repo's revision, its step, the ZoneRelease manifests."""
+
+    revision: str
+    step: int
+    manifests: list[dict[str, Any]]
+
+
+class Request(TypedDict, total=False):
+    protocol: int
+    op: str
+    desired: Desired  # apply
+    enable: bool  # drain
+    timeout: float  # drain
+
+
+class VersionStatus(TypedDict):
+    replicas: int
+    healthy: int
+    ready_percent: float
+
+
+class InstanceRecord(TypedDict, total=False):
+    """One running instance as the agent stores it (and adopts it after a restart)."""
+
+    service: str
+    version: str
+    port: int
+    pid: int
+    command: list[str]
+    health: str
+    restarts: int
+    unit: str
+
+
+class Answer(TypedDict, total=False):
+    """Every answer: ``ok``, and ``error`` when not."""
+
+    ok: bool
+    error: str
+
+
+class HelloAnswer(Answer, total=False):
+    protocol: int
+    agent_version: str
+
+
+class StatusAnswer(Answer, total=False):
+    protocol: int
+    agent_version: str
+    zone: str
+    runner: str
+    revision: str | None
+    step: int | None
+    applied_revision: str | None
+    applied_step: int | None
+    health: str
+    draining: bool
+    active_requests: int
+    envoy_state: str | None
+    versions: dict[str, VersionStatus]
+    instances: list[dict[str, Any]]
+
+
+class ApplyAnswer(Answer, total=False):
+    accepted: bool
+    reason: str
+    revision: str | None
+
+
+class DrainAnswer(Answer, total=False):
+    draining: bool
+    drained: bool
+    active_requests: int
+    envoy_state: str | None
+    pending: str  # fed-agent rpc: why the running agent has not picked the change up yet
+
+
+def decode(line: str) -> Request:
     try:
         req = json.loads(line)
     except ValueError as exc:
@@ -27,7 +108,7 @@ def decode(line: str) -> dict[str, Any]:
         raise ValueError(f"protocol {req.get('protocol')!r} not supported (this agent speaks {PROTOCOL_VERSION})")
     if req.get("op") not in OPS:
         raise ValueError(f"unknown op {req.get('op')!r}; known: {', '.join(OPS)}")
-    return req
+    return req  # type: ignore[return-value]  # the fields an op uses are checked where it uses them
 
 
 def request_in_command(command: str) -> str | None:
@@ -51,27 +132,32 @@ def request_in_command(command: str) -> str | None:
     return text  # not ours: handle() answers it as "not JSON"
 
 
-def encode(resp: dict[str, Any]) -> str:
+def encode(resp: Answer) -> str:
     return json.dumps(resp, sort_keys=True) + "\n"
 
 
-def handle(line: str, backend: Any) -> dict[str, Any]:
+def handle(line: str, backend: Any) -> Answer:
     """Answer one request line with ``backend`` (an Agent, or the state-dir client of ``rpc``)."""
     try:
         req = decode(line)
         op = req["op"]
         if op == "hello":
-            return {"ok": True, "protocol": PROTOCOL_VERSION, "agent_version": __version__}
+            hello: HelloAnswer = {"ok": True, "protocol": PROTOCOL_VERSION, "agent_version": __version__}
+            return hello
         if op == "status":
-            return dict(backend.status(), ok=True)
+            status: StatusAnswer = dict(backend.status(), ok=True)  # type: ignore[assignment]
+            return status
         if op == "apply":
-            return dict(backend.apply(req.get("desired") or {}), ok=True)
+            desired = req.get("desired") or {}
+            if not isinstance(desired, dict):
+                raise ValueError("apply takes desired (an object)")
+            return dict(backend.apply(desired), ok=True)  # type: ignore[return-value]
         if op == "drain":
             enable = req.get("enable", True)
             timeout = req.get("timeout", 30.0)
             if not isinstance(enable, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 600:
                 raise ValueError("drain takes enable (true/false) and timeout (seconds, 0..600)")
-            return dict(backend.drain(enable, float(timeout)), ok=True)
-        return dict(backend.rollback(), ok=True)
+            return dict(backend.drain(enable, float(timeout)), ok=True)  # type: ignore[return-value]
+        return dict(backend.rollback(), ok=True)  # type: ignore[return-value]
     except Exception as exc:  # every failure is an answer, never a dropped channel
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)}

@@ -11,29 +11,29 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
 
 from vmagent import protocol, state
 from vmagent.converge import drain_answer
+from vmagent.protocol import ApplyAnswer, Desired, DrainAnswer, StatusAnswer
 
 
 class StateDirBackend:
     def __init__(self, state_dir: str) -> None:
         self.state = state.StateDir(state_dir)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusAnswer:
         report = self.state.report()
         if report is None:
             return {"health": "unknown", "error": "the agent has not reported yet (is fed-agent run running?)"}
-        return report
+        return report  # type: ignore[return-value]  # what the running agent wrote: its status answer
 
-    def apply(self, desired: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, desired: Desired) -> ApplyAnswer:
         return self.state.accept(desired)
 
-    def rollback(self) -> dict[str, Any]:
+    def rollback(self) -> ApplyAnswer:
         return self.state.restore_previous()
 
-    def drain(self, enable: bool, timeout: float) -> dict[str, Any]:
+    def drain(self, enable: bool, timeout: float) -> DrainAnswer:
         """Store the flag for the running agent, then wait (up to ``timeout``) for its report to
         show Envoy switched and, when draining, nothing in flight."""
         state.write_drain(self.state, enable)

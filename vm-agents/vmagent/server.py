@@ -10,8 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import warnings
 
-import asyncssh
+with warnings.catch_warnings():
+    # asyncssh still names DSA key types, which cryptography >= 51 deprecates on use: a warning
+    # on every run of ours that nobody can act on (we never offer or accept DSA keys).
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
+    import asyncssh
 
 from vmagent import converge, protocol
 
@@ -33,7 +38,7 @@ class _Server(asyncssh.SSHServer):
         return False
 
 
-async def _session(process: asyncssh.SSHServerProcess, agent: converge.Agent) -> None:
+async def _session(process: asyncssh.SSHServerProcess[str], agent: converge.Agent) -> None:
     try:
         request = protocol.request_in_command(process.command or "")
         if request is not None:

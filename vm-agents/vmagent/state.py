@@ -10,7 +10,10 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import Any
+
+from vmagent.protocol import ApplyAnswer, Desired
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
@@ -80,10 +83,10 @@ class StateDir:
     def report(self) -> dict[str, Any] | None:
         return read_json(self.path("status.json"))
 
-    def set_report(self, report: dict[str, Any]) -> None:
+    def set_report(self, report: Mapping[str, Any]) -> None:
         write_json(self.path("status.json"), report)
 
-    def accept(self, desired: dict[str, Any]) -> dict[str, Any]:
+    def accept(self, desired: Desired) -> ApplyAnswer:
         """Store a desired state sent by the hub, refusing one older than what is stored."""
         if not isinstance(desired.get("revision"), str) or not isinstance(desired.get("manifests"), list):
             raise ValueError("apply needs revision (string) and manifests (list)")
@@ -96,7 +99,7 @@ class StateDir:
                           "manifests": desired["manifests"], "received_at": time.time()})
         return {"accepted": True}
 
-    def restore_previous(self) -> dict[str, Any]:
+    def restore_previous(self) -> ApplyAnswer:
         prev = self.previous()
         if prev is None:
             return {"accepted": False, "reason": "no previous desired state stored"}

@@ -15,6 +15,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+from vmagent.protocol import InstanceRecord
+
 
 @dataclass
 class Instance:
@@ -30,10 +32,12 @@ class Instance:
     restarts: int = 0
     unit: str = ""  # the systemd unit running it (systemd runner), else empty
 
-    def record(self) -> dict[str, object]:
-        return {"service": self.service, "version": self.version, "port": self.port, "pid": self.pid,
-                "command": self.command, "health": self.health, "restarts": self.restarts,
-                **({"unit": self.unit} if self.unit else {})}
+    def record(self) -> InstanceRecord:
+        r: InstanceRecord = {"service": self.service, "version": self.version, "port": self.port, "pid": self.pid,
+                             "command": self.command, "health": self.health, "restarts": self.restarts}
+        if self.unit:
+            r["unit"] = self.unit
+        return r
 
 
 def alive(pid: int) -> bool:
@@ -85,19 +89,19 @@ class Supervisor:
         self.instances: dict[str, Instance] = {}
         os.makedirs(log_dir, exist_ok=True)
 
-    def adopt(self, records: dict[str, dict[str, object]]) -> None:
+    def adopt(self, records: dict[str, InstanceRecord]) -> None:
         """Take over instances recorded by an earlier agent run if they still run the same command."""
         for key, r in records.items():
-            pid = int(r["pid"])  # type: ignore[arg-type]
-            command = [str(c) for c in r["command"]]  # type: ignore[union-attr]
+            pid = int(r["pid"])
+            command = [str(c) for c in r["command"]]
             running = cmdline(pid)
             # The kernel's argv starts with the interpreter for scripts: compare the arguments.
             if alive(pid) and running is not None and running[len(running) - len(command) + 1:] == command[1:]:
-                self.instances[key] = Instance(key, str(r["service"]), str(r["version"]), int(r["port"]),  # type: ignore[arg-type]
+                self.instances[key] = Instance(key, str(r["service"]), str(r["version"]), int(r["port"]),
                                                pid, command, str(r.get("health", "/healthz")),
-                                               restarts=int(r.get("restarts", 0)))  # type: ignore[arg-type]
+                                               restarts=int(r.get("restarts", 0)))
 
-    def records(self) -> dict[str, dict[str, object]]:
+    def records(self) -> dict[str, InstanceRecord]:
         return {k: i.record() for k, i in self.instances.items()}
 
     def alive(self, inst: Instance) -> bool:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 
 from vmagent import state
+from vmagent.protocol import InstanceRecord
 from vmagent.supervisor import Instance, Supervisor
 
 PREFIX = "fed-"
@@ -91,13 +92,13 @@ class SystemdSupervisor(Supervisor):
     def alive(self, inst: Instance) -> bool:
         return self.active(inst.unit) if inst.unit else super().alive(inst)
 
-    def adopt(self, records: dict[str, dict[str, object]]) -> None:
+    def adopt(self, records: dict[str, InstanceRecord]) -> None:
         for key, r in records.items():
             unit = str(r.get("unit") or "")
             if unit and self.active(unit):
-                self.instances[key] = Instance(key, str(r["service"]), str(r["version"]), int(r["port"]),  # type: ignore[arg-type]
-                                               self._main_pid(unit), [str(c) for c in r["command"]],  # type: ignore[union-attr]
-                                               str(r.get("health", "/healthz")), restarts=int(r.get("restarts", 0)),  # type: ignore[arg-type]
+                self.instances[key] = Instance(key, str(r["service"]), str(r["version"]), int(r["port"]),
+                                               self._main_pid(unit), [str(c) for c in r["command"]],
+                                               str(r.get("health", "/healthz")), restarts=int(r.get("restarts", 0)),
                                                unit=unit)
 
     def launch(self, inst: Instance, env: dict[str, str], log_file: str) -> None:

@@ -1,0 +1,86 @@
+"""``ZoneRelease`` files in zone repos: found, edited in place (only ``spec.serving``), digested.
+
+Humans own ``spec.versions`` (how each version runs); the hub edits only ``spec.serving`` (which
+versions run, at which weights), comments and formatting kept. ``checksum`` digests the canary
+version's definitions across its zones (Flagger's pod-template checksum). Callers: ``runtimes``
+(a zone's step commit and manifests), ``gitops.meshrepo`` (discovery's checksums).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from federation import specfiles
+from federation.core.errors import PermanentError
+from federation.core.steps import StepRecord
+from federation.gitops.aio import AsyncRepo, Edit
+from federation.gitops.repo import Repo
+
+KIND = "ZoneRelease"
+
+
+def find(repo: Repo, under: str, service: str) -> tuple[str, dict[str, Any]] | None:
+    """The ZoneRelease of ``service`` under ``under``: (path, document)."""
+    for path in repo.files(under):
+        for doc in specfiles.parse_documents(repo.read(path) or "", path):
+            if isinstance(doc, dict) and doc.get("kind") == KIND and (doc.get("spec") or {}).get("service") == service:
+                return path, doc
+    return None
+
+
+def manifests(repo: Repo, under: str) -> list[Any]:
+    """Every ZoneRelease under ``under`` (what a VM zone's agents are sent)."""
+    out: list[Any] = []
+    for path in repo.files(under):
+        out.extend(d for d in specfiles.parse_documents(repo.read(path) or "", path)
+                   if isinstance(d, dict) and d.get("kind") == KIND)
+    return out
+
+
+def definition(repo: Repo, under: str, service: str, version: str) -> Any:
+    """How ``version`` runs in this zone (its ``spec.versions`` entry), None when not defined."""
+    found = find(repo, under, service)
+    return ((found[1].get("spec") or {}).get("versions") or {}).get(version) if found else None
+
+
+def checksum(definitions: Mapping[str, Any]) -> str:
+    """Digest of a version's definitions per zone: a change there is a new revision of it."""
+    raw = json.dumps(dict(sorted(definitions.items())), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def edit_serving(zone: str, under: str, service: str, record: StepRecord) -> Edit:
+    """The edit that puts ``record``'s weights for ``zone`` into its ZoneRelease (re-run on a fresh
+    head after a rejected push, so a human's change underneath is kept)."""
+    weights = {s.version: w for s, w in record.weights if s.zone == zone}
+    retire = {s.version for s in record.retire if s.zone == zone}
+
+    def edit(repo: Repo) -> list[str]:
+        found = find(repo, under, service)
+        if found is None:
+            raise PermanentError(f"zone {zone}: no {KIND} for service {service!r} under {under!r} in {repo.url}")
+        path, doc = found
+        known = set(doc["spec"].get("versions") or {})
+        missing = [v for v in weights if v not in known and v not in retire]
+        if missing:
+            raise PermanentError(f"zone {zone}: {path} does not define version(s) {', '.join(missing)} "
+                                 "under spec.versions")
+        serving = dict(doc["spec"].get("serving") or {})
+        serving.update(weights)
+        for v in retire:
+            serving.pop(v, None)
+        new = specfiles.replace_mapping(repo.read(path) or "", ("spec", "serving"), serving)
+        (repo.workdir / path).write_text(new, encoding="utf-8")
+        return [path]
+
+    return edit
+
+
+async def commit_step(repo: AsyncRepo, zone: str, service: str, record: StepRecord, message: str,
+                      branch: str | None = None) -> str | None:
+    """One step's commit in a zone repo (on ``branch`` in pull-request mode); None: nothing changed."""
+    return await repo.commit(edit_serving(zone, repo.path, service, record), message, (record.rollout, record.step),
+                             record.identity(), branch)

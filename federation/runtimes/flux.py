@@ -1,0 +1,100 @@
+"""Kubernetes zones driven through Flux: the hub's ``ZoneRuntime`` for ``kind: kubernetes``.
+
+A step is committed to the zone repo; converging asks Flux to reconcile now (the GitRepository and
+Kustomization reconcile annotation; Flux also reconciles on its own interval). Observing maps
+Flux's ``lastAppliedRevision`` back to our steps through Git ancestry, and reads each version's
+Deployment ``<service>-<version>``: readiness, and ProgressDeadlineExceeded (the canary then rolls
+back at once, as in Flagger). Callers: ``runtimes.zones`` (built per zone), the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from federation.core import spec as specs
+from federation.core.errors import FederationError
+from federation.core.steps import StepRecord
+from federation.gitops import releases
+from federation.gitops.aio import AsyncRepo
+from federation.runtimes import kubernetes as kube
+
+log = logging.getLogger("federation.flux")
+
+
+@dataclass(frozen=True)
+class KubeZoneStatus:
+    """What a Kubernetes zone reported: the step Flux applied (None: not ready) and readiness."""
+
+    zone: str
+    step: int | None
+    ready: dict[str, float | None]
+    error: str = ""
+    stalled: dict[str, str] = field(default_factory=dict)  # version -> the Deployment's ProgressDeadlineExceeded
+
+    def failed(self, service: str, version: str) -> str:
+        return self.stalled.get(version, "")
+
+    def applied_step(self) -> int | None:
+        return self.step
+
+    def ready_percent(self, service: str, version: str) -> float | None:
+        return self.ready.get(version)
+
+    def reasons(self) -> list[str]:
+        return [self.error] if self.error else []
+
+
+def flux_of(api: kube.Api, ref: specs.FluxRef | None, default_name: str) -> kube.FluxZone:
+    """The Flux objects applying a repo: the Kustomization (default ``default_name``) and its source."""
+    f = ref or specs.FluxRef()
+    ks = f.kustomization or default_name
+    return kube.FluxZone(api, f.namespace, ks, f.git_repository or ks)
+
+
+class KubeZone:
+    def __init__(self, zone: specs.Zone, repo: AsyncRepo, flux: kube.FluxZone) -> None:
+        self.name = zone.name
+        self.repo = repo
+        self.pull_request = zone.git.pull_request
+        self.flux = flux
+        self.workload_namespace = (zone.flux or specs.FluxRef()).workload_namespace
+
+    @staticmethod
+    def of(zone: specs.Zone, repo: AsyncRepo) -> KubeZone:
+        return KubeZone(zone, repo, flux_of(kube.Api(kube.api_client(zone.kubeconfig)), zone.flux, zone.name))
+
+    async def commit(self, canary: specs.FederatedCanary, record: StepRecord, message: str,
+                     branch: str | None = None) -> str | None:
+        return await releases.commit_step(self.repo, self.name, canary.spec.service.name, record, message, branch)
+
+    async def converge(self, step: int) -> None:
+        try:
+            await self.flux.request_reconcile()
+        except FederationError as exc:  # Flux still reconciles on its own interval
+            log.warning("zone %s: reconcile request failed: %s", self.name, exc)
+
+    async def observe(self, canary: specs.FederatedCanary, step: int) -> KubeZoneStatus:
+        """Flux's applied revision mapped to our steps, and Deployment readiness per version."""
+        spec = canary.spec
+        ns = self.workload_namespace or canary.metadata.namespace
+        try:
+            st = await self.flux.status()
+        except FederationError as exc:
+            return KubeZoneStatus(self.name, None, {}, str(exc))
+        applied = await self.repo.step_reached(canary.key, st.revision, step) if st.ready else None
+        ready: dict[str, float | None] = {}
+        stalled: dict[str, str] = {}
+        reasons = [f"Flux: {st.reason}: {st.message}"] if st.failing else []
+        for version, threshold in ((spec.primary.version, spec.analysis.primary_ready_threshold),
+                                   (spec.canary.version, spec.analysis.canary_ready_threshold)):
+            try:
+                pct, why = await self.flux.deployment_ready(ns, f"{spec.service.name}-{version}", threshold)
+            except FederationError as exc:
+                pct, why = None, str(exc)
+            ready[version] = pct
+            if why:
+                reasons.append(why)
+            if kube.PROGRESS_DEADLINE in why:
+                stalled[version] = why
+        return KubeZoneStatus(self.name, applied, ready, "; ".join(reasons), stalled)

@@ -1,0 +1,79 @@
+"""The worker observes what the decision reads: gates and metrics are asked for by ``decide_or_ask``.
+
+Two regressions of the old ``needs()`` prediction (which drifted from ``decide``): a retried
+rollout behind an open confirm-rollout gate went to Waiting with a spurious event, and a resumed
+rollout analysed without metrics (a failed check; with threshold 1, a healthy canary rolled back).
+Real worker and core, the hub's parts in memory, the gate a live loopback HTTP receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+
+from federation import specfiles
+from federation.core import spec as specs
+from federation.core.decide import target_of
+from federation.core.state import Emit, Phase, RolloutStatus
+from federation.hub.store import MemoryStore
+from federation.hub.worker import RolloutWorker
+from tests.httpstub import Receiver
+from tests.hubfakes import MemoryParts
+from tests.unit.builders import BASE_CANARY
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "shop/frontend"
+
+
+def fleet() -> specs.Fleet:
+    return specfiles.load_one(ROOT / "clusters" / "fleet.yaml", specs.Fleet)
+
+
+def federated(**analysis: object) -> specs.FederatedCanary:
+    doc = copy.deepcopy(BASE_CANARY)
+    doc["metadata"]["namespace"] = "shop"
+    doc["spec"]["analysis"].update(analysis)
+    return specs.FederatedCanary.model_validate(doc)
+
+
+def tick(canary: specs.FederatedCanary, status: RolloutStatus, command: str):
+    parts = MemoryParts(fleet(), [canary])
+    parts.applied[KEY] = status.step
+    store = MemoryStore()
+
+    async def run():
+        await store.save(KEY, status)
+        return await RolloutWorker(KEY, parts, store, clock=lambda: 10_000.0).tick(canary, command)  # type: ignore[arg-type]
+
+    return asyncio.run(run()), parts
+
+
+def test_retry_behind_an_open_confirm_rollout_gate_starts_without_waiting():
+    gate = Receiver([])  # open: answers 200
+    try:
+        canary = federated(webhooks=[{"name": "approve", "type": "confirm-rollout", "url": gate.url}])
+        failed = RolloutStatus(phase=Phase.FAILED, step=6, target=target_of(canary.spec), primary_version="v1",
+                               canary_version="v2", failed_checks=2, message="rolled back: checks failed")
+        report, _ = tick(canary, failed, "retry")
+        st = report.decision.status
+        assert not report.error
+        assert st.phase is Phase.PROGRESSING and st.step == 7 and st.canary_weight == 0
+        assert [a.reason for a in report.decision.actions if isinstance(a, Emit)] == ["Retry", "Started"]
+        assert len(gate.bodies) == 1  # the gate was asked once, on the tick that read it
+    finally:
+        gate.close()
+
+
+def test_resume_analyses_with_metrics_and_does_not_roll_back_a_healthy_canary():
+    canary = federated(threshold=1)
+    paused = RolloutStatus(phase=Phase.PROGRESSING, step=5, target=target_of(canary.spec), primary_version="v1",
+                           canary_version="v2", canary_weight=2000, pre_rollout_passed=True, paused=True,
+                           step_started_at=9_000.0, converged_at=9_100.0, next_analysis_at=9_160.0)
+    report, parts = tick(canary, paused, "resume")
+    st = report.decision.status
+    assert not report.error
+    assert st.phase is Phase.PROGRESSING and not st.paused and st.failed_checks == 0
+    assert st.canary_weight == 4000 and st.step == 6  # the analysis passed and stepped up
+    assert parts.analyzer.calls == 1  # type: ignore[attr-defined]
+    assert report.observations is not None and report.observations.metrics
