@@ -7,7 +7,7 @@ import asyncio
 import re
 
 from federation.runtimes.ssh import Pool
-from federation.runtimes.vm import VmZone
+from federation.runtimes.vm import VmAgents
 from tests.integration.test_vm_agents_ssh import BIN, fleet, zone  # noqa: F401 (the fixture)
 
 
@@ -24,7 +24,7 @@ def test_missing_binary_is_one_line_with_backoff(fleet):  # noqa: F811
 
     async def scenario() -> None:
         pool = Pool(call_timeout=5)
-        z = VmZone(zone(tmp, hosts[:1], key), pool)
+        z = VmAgents(zone(tmp, hosts[:1], key), pool)
         try:
             for step in (1, 2, 3):  # each apply wakes a converge pass that fails the same way
                 await z.apply(f"rev{step}", step, manifests(str(tmp / "missing" / "fed-demo-app")))

@@ -49,7 +49,10 @@ def test_commands_answer_and_exit_by_it(tmp_path: Path, procs: Supervisor):
     assert r.returncode == 2 and "two token sources" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
     # watch started before the hub listens: says it reconnects, then follows the rollout.
-    watch = procs.start("watch", [*FEDCTL, "rollout", "watch", "frontend", "--interval", "0.5"], env=env)
+    # A short backoff cap: under load the hub may take a while to answer, and the default (30 s)
+    # would leave the reconnection to the edge of the deadlines below.
+    watch = procs.start("watch", [*FEDCTL, "rollout", "watch", "frontend", "--interval", "0.5", "--max-backoff", "2"],
+                        env=env)
     wait_for(lambda: "reconnecting in" in watch.log_path.read_text(), 60, "watch reports the hub unreachable")
     procs.start("hub", argv, env=env)
     wait_for(lambda: up(f"{hub_url}/readyz"), 60, "hub ready")
