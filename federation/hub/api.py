@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from federation.core.state import COMMANDS
+from federation.hub import views
 from federation.hub.service import Hub
 
 _bearer = HTTPBearer(auto_error=False)
@@ -51,26 +52,26 @@ def app_for(hub: Hub, token: str) -> FastAPI:
 
     @app.get("/api/v1/rollouts", dependencies=auth)
     async def rollouts() -> dict[str, Any]:
-        return {"items": await hub.rollouts(), "problems": hub.problems}
+        return {"items": await views.rollouts(hub), "problems": hub.problems}
 
     @app.get("/api/v1/rollouts/{namespace}/{name}", dependencies=auth)
     async def rollout(namespace: str, name: str) -> dict[str, Any]:
         key = f"{namespace}/{name}"
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
-        return await hub.rollout(key)
+        return await views.rollout(hub, key)
 
     @app.get("/api/v1/history/{service}", dependencies=auth)
     async def history(service: str, limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
         """Every step of the service's rollouts, from the hub's clones of the fleet's repos."""
-        return {"service": service, "items": await hub.history(service, limit)}
+        return {"service": service, "items": await views.history(hub, service, limit)}
 
     @app.get("/api/v1/rollouts/{namespace}/{name}/metrics", dependencies=auth)
     async def metrics_now(namespace: str, name: str) -> dict[str, Any]:
         key = f"{namespace}/{name}"
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
-        return await hub.analysis_now(key)
+        return await views.analysis_now(hub, key)
 
     def answered(res: dict[str, Any]) -> JSONResponse:
         # 200 accepted, 409 rejected (with the reason), 202 queued or not consumed yet.
@@ -83,7 +84,7 @@ def app_for(hub: Hub, token: str) -> FastAPI:
         key = f"{namespace}/{name}"
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
-        return answered(await hub.undo(key, skip_analysis=skip_analysis))
+        return answered(await views.undo(hub, key, skip_analysis=skip_analysis))
 
     @app.post("/api/v1/rollouts/{namespace}/{name}/{command}", dependencies=auth)
     async def control(namespace: str, name: str, command: str,
@@ -94,7 +95,7 @@ def app_for(hub: Hub, token: str) -> FastAPI:
             raise HTTPException(404, f"no rollout {key}")
         if command not in COMMANDS:
             raise HTTPException(400, f"unknown command {command!r}; known: {', '.join(COMMANDS)}, undo")
-        return answered(await hub.command(key, command, wait))
+        return answered(await views.command(hub, key, command, wait))
 
     @app.middleware("http")
     async def no_store(request: Request, call_next: Any) -> Response:

@@ -4,10 +4,9 @@
 atomically (temp, fsync, rename, fsync dir). ``ConfigMapStore`` (a hub in a cluster): one ConfigMap
 per rollout on the hub's cluster, written at the resourceVersion last read, so a replica that lost
 a rollout's Lease cannot overwrite the status its successor wrote (the write is refused with 409,
-raised as ``Conflict``, and nothing is saved). ``MemoryStore``: the same contract in memory (tests,
-benchmarks). Operator commands wait beside them: ``Commands`` (files) or ``ConfigMapCommands``.
-Callers: the rollout worker (load at each tick, save after the decision's actions ran), the hub's
-service and API views.
+raised as ``Conflict``, and nothing is saved). ``MemoryStore``: the same in memory. Operator
+commands wait beside them (``Commands``: files; ``ConfigMapCommands``). Callers: the worker, the
+hub's service, its command desk and views.
 """
 
 from __future__ import annotations
@@ -133,8 +132,7 @@ class ConfigMapStore:
 
 class Commands:
     """Pending operator commands, one file per rollout, removed once a tick consumed them; the
-    answer to the last one consumed (accepted or rejected, and why) beside it, for the API caller
-    waiting on it. File work runs in a worker thread."""
+    answer to the last one consumed beside it, for the API caller waiting on it (off the loop)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -166,8 +164,7 @@ class Commands:
         return d if d is not None and "command" in d else None
 
     async def peek(self, key: str) -> Command | None:
-        d = await self.pending(key)
-        return None if d is None else d["command"]
+        return None if (d := await self.pending(key)) is None else d["command"]
 
     def _done(self, key: str, cid: str | None, answer: dict[str, Any] | None) -> None:
         if answer is not None:
@@ -227,8 +224,7 @@ class ConfigMapCommands:
                 "at": f"{cm.data.get('at', '')}@{cm.resource_version}"}
 
     async def peek(self, key: str) -> str | None:
-        d = await self.pending(key)
-        return None if d is None else str(d["command"])
+        return None if (d := await self.pending(key)) is None else str(d["command"])
 
     async def done(self, key: str, cid: str | None = None, answer: dict[str, Any] | None = None) -> None:
         """The command ``cid`` was consumed: keep ``answer`` for the replica whose API caller waits
