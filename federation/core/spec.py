@@ -604,7 +604,12 @@ class CanarySpec(Model):
     @model_validator(mode="after")
     def _coherent(self) -> CanarySpec:
         if self.primary.version == self.canary.version:
-            raise ValueError(f"canary.version must differ from primary.version ({self.primary.version!r})")
+            # Subsets are (zone, version): the same version moved to other zones (VMs to clusters) is
+            # a rollout like any other, as long as no subset is on both sides.
+            both = [z for z in self.canary.zones if z in self.primary.zones]
+            if both:
+                raise ValueError(f"canary.version equals primary.version ({self.primary.version!r}) in zone(s) "
+                                 f"{', '.join(both)}: a version can only move to zones it does not run in")
         if self.zone_weights is not None:
             extra = set(self.zone_weights) - set(self.canary.zones)
             if extra:

@@ -86,8 +86,12 @@ class KubeZone:
         ready: dict[str, float | None] = {}
         stalled: dict[str, str] = {}
         reasons = [f"Flux: {st.reason}: {st.message}"] if st.failing else []
-        for version, threshold in ((spec.primary.version, spec.analysis.primary_ready_threshold),
-                                   (spec.canary.version, spec.analysis.canary_ready_threshold)):
+        # Only the sides placed in this zone: in a migration (one version, other zones) the version
+        # here is the canary alone, and its threshold is the canary's.
+        sides = [(p.version, threshold) for p, threshold in ((spec.primary, spec.analysis.primary_ready_threshold),
+                                                             (spec.canary, spec.analysis.canary_ready_threshold))
+                 if self.name in p.zones]
+        for version, threshold in dict(sides).items():
             try:
                 pct, why = await self.flux.deployment_ready(ns, f"{spec.service.name}-{version}", threshold)
             except FederationError as exc:
