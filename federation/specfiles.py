@@ -271,3 +271,24 @@ def replace_mapping(text: str, path: tuple[str | int, ...], values: dict[str, An
     out = io.StringIO()
     y.dump(data, out)
     return out.getvalue()
+
+
+def ensure_listed(text: str, key: str, item: str) -> str:
+    """``item`` in the top-level list ``key`` of ``text`` (added at its end when missing), everything
+    else as written; the text unchanged when it is there already."""
+    y = round_trip_yaml()
+    data = y.load(text)
+    if data is None or not hasattr(data, "keys"):
+        from ruamel.yaml.comments import CommentedMap
+
+        data = CommentedMap()
+    current = data.get(key)
+    if current is not None and item in current:
+        return text
+    if current is None:
+        data[key] = [item]
+    else:
+        current.append(item)
+    out = io.StringIO()
+    y.dump(data, out)
+    return out.getvalue()
