@@ -17,6 +17,7 @@ from federation.core.errors import FederationError
 from federation.core.steps import StepRecord
 from federation.gitops import releases
 from federation.gitops.aio import AsyncRepo
+from federation.gitops.repo import Repo
 from federation.runtimes import kubernetes as kube
 from federation.runtimes import workloads
 
@@ -92,6 +93,17 @@ class KubeZone:
         edit = workloads.edit(self.target(canary), self.repo.path, self.flux_path, record)
         return await releases.commit_step(self.repo, self.name, canary.spec.service.name, record, message, branch, edit)
 
+    def _image(self, repo: Repo, service: str, version: str) -> str | None:
+        """The image ``version`` runs in this zone's repo (None: not defined there, or not valid)."""
+        try:
+            found = releases.find(repo, self.repo.path, service)
+            if found is None:
+                return None
+            definition = ((found[1].get("spec") or {}).get("versions") or {}).get(version)
+            return workloads.workload(self.name, found[0], version, definition).image
+        except FederationError:  # the step's commit says why, loudly
+            return None
+
     async def converge(self, step: int) -> None:
         try:
             await self.flux.request_reconcile()
@@ -115,9 +127,16 @@ class KubeZone:
         sides = [(p.version, threshold) for p, threshold in ((spec.primary, spec.analysis.primary_ready_threshold),
                                                              (spec.canary, spec.analysis.canary_ready_threshold))
                  if self.name in p.zones]
-        for version, threshold in dict(sides).items():
+        versions = dict(sides)
+        images = await self.repo.call(lambda r: {v: self._image(r, spec.service.name, v) for v in versions})
+        target = self.target(canary)
+        for version, threshold in versions.items():
             try:
-                pct, why = await self.flux.deployment_ready(ns, f"{spec.service.name}-{version}", threshold)
+                # Only the Deployment the hub rendered counts (its labels), and only once it runs the
+                # image the zone repo defines (an image bump Flux has not applied yet is 0% ready).
+                pct, why = await self.flux.deployment_ready(ns, target.name(version), threshold,
+                                                            {**workloads.version_labels(target, version),
+                                                             **workloads.MANAGED_BY}, images[version])
             except FederationError as exc:
                 pct, why = None, str(exc)
             ready[version] = pct

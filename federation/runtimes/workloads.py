@@ -130,9 +130,14 @@ def _probe(p: Probe, port: int | str) -> dict[str, Any]:
             "timeoutSeconds": p.timeout_seconds, "failureThreshold": p.failure_threshold}
 
 
+def version_labels(t: Target, version: str) -> dict[str, str]:
+    """What a version's pods carry and its Service selects (the mesh and the routers select on them)."""
+    return {**t.labels, "version": version}
+
+
 def render_version(t: Target, version: str, w: Workload) -> list[dict[str, Any]]:
     """The Deployment and the Service of one version."""
-    labels = {**t.labels, "version": version}
+    labels = version_labels(t, version)
     ports = w.ports or [Port(name="http", container_port=t.container_port or t.port)]
     first: int | str = ports[0].name
     container: dict[str, Any] = {"name": t.service, "image": w.image,

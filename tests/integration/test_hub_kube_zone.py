@@ -25,7 +25,7 @@ from federation.runtimes import kubernetes as kube
 from tests import fleets
 from tests.integration import flux
 from tests.integration.conftest import free_port
-from tests.real_kube import Cluster, condition, deployment_status
+from tests.real_kube import Cluster, condition, deployment, deployment_status
 from tests.schemas import validate_kubernetes
 
 pytestmark = pytest.mark.integration
@@ -181,6 +181,58 @@ def test_an_image_bump_is_a_new_revision_and_a_new_deployment(tmp_path: Path, k8
             assert dep.spec.template.spec.containers[0].image == "registry.example.com/shop/frontend:2.0.1"
             assert dep.metadata.generation == 2  # a new rollout of the Deployment: new pods
             assert api.apps.read_namespaced_deployment("frontend-v1", "shop").metadata.generation == 1
+        finally:
+            await ad.close()
+
+    asyncio.run(scenario())
+
+
+def test_readiness_counts_only_the_deployments_the_hub_rendered(tmp_path: Path, k8s: Cluster):
+    """A Deployment of the right name that the hub did not render (no managed-by label) is not
+    counted, nor is its ProgressDeadlineExceeded; one the zone repo has moved on from (another
+    image, Flux not there yet) is 0% ready until it runs the repo's image."""
+    fleet, applier = setup(tmp_path, k8s)
+    canary = specs.FederatedCanary.model_validate(CANARY)
+    api = k8s.admin
+
+    async def scenario() -> None:
+        ad = hub_parts.build(fleet, tmp_path / "hub")
+        try:
+            await ad.sync()
+            # Somebody's own frontend-v2, made by hand: right name and app/version labels, not ours.
+            deployment(api, "shop", "frontend-v2", 2, {"app": "frontend", "version": "v2"})
+            deployment_status(api, "shop", "frontend-v2", 2, 2, [
+                condition("Progressing", "False", "ProgressDeadlineExceeded")])
+            flux_applies(k8s, applier)
+            st = await ad.zones["eks"].observe(canary, 0)
+            assert st.ready_percent("frontend", "v2") is None and st.failed("frontend", "v2") == ""
+            assert any("frontend-v2 was not rendered by the hub" in r for r in st.reasons())
+            api.apps.delete_namespaced_deployment("frontend-v2", "shop")
+
+            await ad.executor.apply_step(canary, action(canary, fleet, 1, 0))
+            flux_applies(k8s, applier)
+            deployment_status(api, "shop", "frontend-v1", 2, 2)
+            deployment_status(api, "shop", "frontend-v2", 2, 2)
+            st = await ad.zones["eks"].observe(canary, 1)
+            assert st.ready_percent("frontend", "v2") == 100.0
+            # v2's image is bumped in the zone repo; the cluster still runs 2.0.0.
+            human = tmp_path / "human"
+            gitrepo.Repo(str(applier.bare), "main", human).ensure()
+            path = human / "frontend.yaml"
+            path.write_text(path.read_text().replace("frontend:2.0.0", "frontend:2.0.1"))
+            flux.git(human / ".git", "--work-tree", str(human), "commit", "-qam", "frontend v2: image 2.0.1")
+            flux.git(human / ".git", "push", "-q", "origin", "HEAD:main")
+            await ad.sync()
+            st = await ad.zones["eks"].observe(canary, 1)
+            assert st.ready_percent("frontend", "v2") == 0.0 and st.ready_percent("frontend", "v1") == 100.0
+            assert any("runs registry.example.com/shop/frontend:2.0.0, the zone repo has "
+                       "registry.example.com/shop/frontend:2.0.1" in r for r in st.reasons())
+            # The bump is a new revision: the hub's next step renders it, Flux applies it.
+            await ad.executor.apply_step(canary, action(canary, fleet, 2, 0))
+            flux_applies(k8s, applier)
+            deployment_status(api, "shop", "frontend-v2", 2, 2, observed=2)
+            st = await ad.zones["eks"].observe(canary, 1)
+            assert st.ready_percent("frontend", "v2") == 100.0
         finally:
             await ad.close()
 
