@@ -1,0 +1,141 @@
+"""One rollout through the hub's worker across a Kubernetes zone and a VM zone: the migration of
+the seeds' story, v1 moved from the demo fleet's legacy VMs (fed-agent over SSH, its ingress Envoy,
+the edge Envoy) onto ``eks``, a Kubernetes zone on the real kube-apiserver. The hub commits each
+step to both zone repos and the mesh repo; Flux's part on ``eks`` is played by the test (the zone
+repo's head server-side applied as the zone's ServiceAccount, pruned, and the Kustomization's status
+written), and the Deployment controller's (each Deployment's status, all replicas ready once its
+generation is applied). No metrics are judged here: the point is the workload path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from federation.core import spec as specs
+from federation.core.state import Phase
+from federation.demo.fleet import LocalFleet
+from federation.hub import parts as hub_parts
+from federation.hub.store import MemoryStore
+from federation.hub.worker import RolloutWorker, TickReport
+from federation.runtimes import kubernetes as kube
+from tests import gitlog
+from tests.integration import flux
+from tests.real_kube import Cluster, deployment_status
+from tests.schemas import validate_kubernetes
+
+pytestmark = pytest.mark.integration
+CANARY = {
+    "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "frontend", "namespace": "shop"},
+    "spec": {"service": {"name": "frontend", "port": 8080},
+             "primary": {"version": "v1", "zones": ["vms"]}, "canary": {"version": "v1", "zones": ["eks"]},
+             "progressDeadlineSeconds": 120,
+             "analysis": {"interval": "1s", "threshold": 1, "stepWeight": 50, "maxWeight": 50,
+                          "stepWeightPromotion": 50, "metrics": []}}}
+
+
+def hybrid_fleet(local: LocalFleet, k8s: Cluster) -> specs.Fleet:
+    """The demo fleet with ``eks`` as a Kubernetes zone (its repo seeded from clusters/eks) and
+    ``vms`` as it is; ``onprem`` left out."""
+    doc = local.fleet_doc()
+    zones = []
+    for z in doc["spec"]["zones"]:
+        if z["name"] == "eks":
+            z = {k: v for k, v in z.items() if k not in ("hosts", "knownHosts", "identityFile", "labels")}
+            z.update(kind="kubernetes", kubeconfig={"path": k8s.member_kc.path, "context": "member"})
+        if z["name"] != "onprem":
+            zones.append(z)
+    doc["spec"]["zones"] = zones
+    return specs.Fleet.model_validate(doc)
+
+
+def controllers(k8s: Cluster, applier: flux.Applier) -> None:
+    """Flux applies the zone repo's head; every Deployment's pods come up (its status)."""
+    rev = applier.apply()
+    flux.applied(k8s.admin, "eks", rev)
+    for d in k8s.admin.apps.list_namespaced_deployment("shop").items:
+        gen = d.metadata.generation
+        if (d.status.observed_generation or 0) < gen or (d.status.available_replicas or 0) < d.spec.replicas:
+            deployment_status(k8s.admin, "shop", d.metadata.name, d.spec.replicas, d.spec.replicas, observed=gen)
+
+
+def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: Cluster):
+    local = LocalFleet(tmp_path / "fleet")
+    local.prepare()
+    bare = Path(local.git_url("eks"))
+    flux.create(k8s.admin, "eks")
+    applier = flux.Applier(k8s.server, Path(k8s.applier_kc.path), bare)
+    fleet = hybrid_fleet(local, k8s)
+    canary = specs.FederatedCanary.model_validate(CANARY)
+    reports: list[TickReport] = []
+    try:
+        local.start(only=("vms",))
+
+        async def scenario() -> float:
+            parts = hub_parts.build(fleet, tmp_path / "hub")
+            worker = RolloutWorker(canary.key, parts, MemoryStore(), listener=reports.append)
+            try:
+                await parts.sync()
+                controllers(k8s, applier)
+                t0 = time.monotonic()
+                deadline = t0 + 150
+                while time.monotonic() < deadline:
+                    await parts.sync()
+                    report = await worker.tick(canary)
+                    controllers(k8s, applier)
+                    if report.decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                        break
+                    await asyncio.sleep(0.2)  # the hub's tick interval
+                took = time.monotonic() - t0
+                final = reports[-1].decision.status
+                assert final.phase is Phase.SUCCEEDED, (final.message, [r.error for r in reports if r.error][-3:])
+                # The VMs ran v1 (the agent's instances, ready) until the finalising step retired it.
+                assert any(r.zones["vms"].ready_percent("frontend", "v1") == 100.0 for r in reports if "vms" in r.zones)
+                vms = await parts.zones["vms"].observe(canary, final.step)
+                assert vms.applied_step() == final.step and vms.ready_percent("frontend", "v1") is None
+                eks = await parts.zones["eks"].observe(canary, final.step)
+                assert eks.applied_step() == final.step and eks.ready_percent("frontend", "v1") == 100.0
+                return took
+            finally:
+                await parts.close()
+
+        took = asyncio.run(scenario())
+    finally:
+        local.stop()
+
+    steps = [r.decision.status.step for r in reports]
+    phases = list(dict.fromkeys(r.decision.status.phase for r in reports))
+    assert phases == [Phase.INITIALIZING, Phase.INITIALIZED, Phase.PROGRESSING, Phase.PROMOTING,
+                      Phase.FINALISING, Phase.SUCCEEDED]
+    # From Git: v1's Deployment is in eks's repo (and applied) before the mesh gives eks any weight.
+    eks_log = gitlog.commits(bare, oldest_first=True)
+    first = next(i for i, c in enumerate(eks_log)
+                 if "deploy/frontend/frontend-v1.yaml" in flux.git(bare, "show", "--name-only", "--format=", c["sha"]))
+    mesh_log = [c for c in gitlog.commits(local.git_url("mesh"), oldest_first=True) if "Step" in c]
+    weighted = next(c for c in mesh_log if "eks/v1=" in c.get("Weights", "") and "eks/v1=0" not in c["Weights"])
+    assert int(eks_log[first]["Step"]) < int(weighted["Step"])
+    assert mesh_log[-1]["Stage"] == "finalising" and "vms/v1=0" in mesh_log[-1]["Weights"]
+    # The VMs' ZoneRelease no longer serves v1; eks's serves it with all of eks's traffic.
+    vms_rel = yaml.safe_load(flux.git(Path(local.git_url("vms")), "show", "main:frontend.yaml"))
+    assert vms_rel["spec"]["serving"] == {}
+    eks_rel = yaml.safe_load(flux.git(bare, "show", "main:frontend.yaml"))
+    assert eks_rel["spec"]["serving"] == {"v1": 10000}
+    # From the API: the Deployment Flux applied is the hub's rendering of eks's v1, valid, at the
+    # revision Flux reports.
+    dep = k8s.admin.apps.read_namespaced_deployment("frontend-v1", "shop")
+    assert dep.spec.template.spec.containers[0].image == "registry.example.com/shop/frontend:1.0.0"
+    assert dep.metadata.labels["app.kubernetes.io/managed-by"] == "federation"
+    for d in applier.applied:
+        validate_kubernetes(d)
+    g, v, p = kube.FLUX_KS
+    ks = k8s.admin.custom.get_namespaced_custom_object(g, v, "flux-system", p, "eks")
+    assert ks["status"]["lastAppliedRevision"] == f"main@sha1:{flux.head(bare)}"
+    # The edge sends everything to eks.
+    rds = json.loads((local.workdir / "edge" / "rds.json").read_text())
+    clusters = rds["resources"][0]["virtual_hosts"][0]["routes"][-1]["route"]["weighted_clusters"]["clusters"]
+    assert [c["name"] for c in clusters] == ["zone-eks"]
+    print(f"\nhybrid migration: {len(reports)} ticks, {max(steps)} steps, {took:.1f} s")
