@@ -20,6 +20,7 @@ from federation.core import spec as specs
 from federation.core.state import Phase
 from federation.demo.fleet import LocalFleet
 from federation.hub import parts as hub_parts
+from federation.hub import reasons
 from federation.hub.store import MemoryStore
 from federation.hub.worker import RolloutWorker, TickReport
 from federation.runtimes import kubernetes as kube
@@ -139,3 +140,64 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
     clusters = rds["resources"][0]["virtual_hosts"][0]["routes"][-1]["route"]["weighted_clusters"]["clusters"]
     assert [c["name"] for c in clusters] == ["zone-eks"]
     print(f"\nhybrid migration: {len(reports)} ticks, {max(steps)} steps, {took:.1f} s")
+
+
+def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_deadline(tmp_path: Path, k8s: Cluster):
+    """Flux on eks stops applying once the canary has started (its Kustomization Stalled): no later
+    step counts, the reason ``fedctl status`` shows is Flux's, and the progress deadline rolls back."""
+    local = LocalFleet(tmp_path / "fleet")
+    local.prepare()
+    bare = Path(local.git_url("eks"))
+    flux.create(k8s.admin, "eks")
+    applier = flux.Applier(k8s.server, Path(k8s.applier_kc.path), bare)
+    fleet = hybrid_fleet(local, k8s)
+    doc = json.loads(json.dumps(CANARY))
+    doc["spec"]["progressDeadlineSeconds"] = 4
+    canary = specs.FederatedCanary.model_validate(doc)
+    reports: list[TickReport] = []
+    try:
+        local.start(only=("vms",))
+
+        async def scenario() -> None:
+            parts = hub_parts.build(fleet, tmp_path / "hub")
+            worker = RolloutWorker(canary.key, parts, MemoryStore(), listener=reports.append)
+            stalled_at: int | None = None
+            try:
+                await parts.sync()
+                controllers(k8s, applier)
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    await parts.sync()
+                    report = await worker.tick(canary)
+                    status = report.decision.status
+                    if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                        break
+                    if stalled_at is None and status.phase is Phase.PROGRESSING and status.canary_weight > 0:
+                        stalled_at = status.step  # Flux applied up to here, then its build fails
+                    if stalled_at is None:
+                        controllers(k8s, applier)
+                    else:
+                        flux.report(k8s.admin, "eks", None, ready="False", reason="BuildFailed", stalled=True)
+                    await asyncio.sleep(0.2)
+                final = reports[-1].decision.status
+                assert stalled_at is not None
+                assert final.phase is Phase.FAILED, final.message
+                assert "progress deadline exceeded: zones eks have not applied step" in final.message
+                # Nothing counted past the stall: the last weight the canary had is the stalled step's.
+                weights = [r.decision.status.canary_weight for r in reports
+                           if r.decision.status.phase is Phase.PROGRESSING]
+                assert max(weights) == 5000
+                # What `fedctl status` shows for eks while it waited.
+                waiting = [r for r in reports if r.status.step == stalled_at and r.observations is not None
+                           and r.decision.status.phase is Phase.PROGRESSING]
+                assert waiting
+                why = reasons.reasons(waiting[-1].status.step, dict(waiting[-1].observations.applied),
+                                      waiting[-1].zones)
+                assert why["eks"].startswith("Flux: BuildFailed: BuildFailed msg"), why
+                assert "vms" not in why
+            finally:
+                await parts.close()
+
+        asyncio.run(scenario())
+    finally:
+        local.stop()
