@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -277,6 +278,8 @@ def ensure_listed(text: str, key: str, item: str) -> str:
     """``item`` in the top-level list ``key`` of ``text`` (added at its end when missing), everything
     else as written; the text unchanged when it is there already."""
     y = round_trip_yaml()
+    if re.search(rf"^{re.escape(key)}:\s*\n {{2}}- ", text, re.MULTILINE):
+        y.indent(mapping=2, sequence=4, offset=2)  # the list is written indented: keep it so
     data = y.load(text)
     if data is None or not hasattr(data, "keys"):
         from ruamel.yaml.comments import CommentedMap
