@@ -17,8 +17,10 @@ import pytest
 import yaml
 
 from federation.core import spec as specs
-from federation.core.state import Phase
+from federation.core.state import Emit, Phase
 from federation.demo.fleet import LocalFleet
+from federation.gitops import meshrepo
+from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
 from federation.hub import reasons
 from federation.hub.store import MemoryStore
@@ -201,3 +203,68 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
         asyncio.run(scenario())
     finally:
         local.stop()
+
+
+def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(tmp_path: Path, k8s: Cluster):
+    """v1@vms -> v2@eks; at 50% CI pushes a new image for v2 to eks's repo. The canary's checksum
+    (part of the rollout's identity) changes: the analysis restarts from 0%, the next step renders
+    the new image, and the rollout promotes the new build."""
+    local = LocalFleet(tmp_path / "fleet")
+    local.prepare()
+    bare = Path(local.git_url("eks"))
+    flux.create(k8s.admin, "eks")
+    applier = flux.Applier(k8s.server, Path(k8s.applier_kc.path), bare)
+    fleet = hybrid_fleet(local, k8s)
+    doc = json.loads(json.dumps(CANARY))
+    doc["spec"]["canary"]["version"] = "v2"
+    reports: list[TickReport] = []
+    try:
+        local.start(only=("vms",))
+
+        async def scenario() -> None:
+            parts = hub_parts.build(fleet, tmp_path / "hub")
+            worker = RolloutWorker("shop/frontend", parts, MemoryStore(), listener=reports.append)
+            bumped = False
+            try:
+                await parts.sync()
+                controllers(k8s, applier)
+                deadline = time.monotonic() + 150
+                while time.monotonic() < deadline:
+                    await parts.sync()
+                    canary = specs.FederatedCanary.model_validate(doc)  # as discovery reads it, checksum included
+                    canary.spec.with_checksum(await meshrepo.canary_checksum(canary.spec, parts.repos))
+                    report = await worker.tick(canary)
+                    controllers(k8s, applier)
+                    status = report.decision.status
+                    if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                        break
+                    if not bumped and status.canary_weight == 5000 and status.converged_at is not None:
+                        human = gitrepo.Repo(str(bare), "main", tmp_path / "human")
+                        human.ensure()
+
+                        def bump(r: gitrepo.Repo) -> list[str]:
+                            p = r.workdir / "frontend.yaml"
+                            p.write_text(p.read_text().replace("frontend:2.0.0", "frontend:2.0.1"))
+                            return ["frontend.yaml"]
+
+                        assert human.commit_and_push(bump, "frontend v2: image 2.0.1 (CI)", author="CI <ci@localhost>")
+                        bumped = True
+                    await asyncio.sleep(0.2)
+            finally:
+                await parts.close()
+
+        asyncio.run(scenario())
+    finally:
+        local.stop()
+
+    final = reports[-1].decision.status
+    assert final.phase is Phase.SUCCEEDED, final.message
+    restarts = [a for r in reports for a in r.decision.actions if isinstance(a, Emit) and a.reason == "Restart"]
+    assert len(restarts) == 1 and "revision" in restarts[0].message
+    weights = [r.decision.status.canary_weight for r in reports]
+    at = weights.index(5000)
+    assert 0 in weights[at:]  # back to 0% after the bump, then up again
+    dep = k8s.admin.apps.read_namespaced_deployment("frontend-v2", "shop")
+    assert dep.spec.template.spec.containers[0].image == "registry.example.com/shop/frontend:2.0.1"
+    assert dep.metadata.generation == 2  # rendered twice: the first build, then the bump
+    assert final.target.startswith("v1@vms->v2@eks#")
