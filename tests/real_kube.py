@@ -8,8 +8,8 @@ built once per machine into ~/.cache/federation/kube/<version>/). The hub's RBAC
   ConfigMaps, Events);
 - ``member``: flux-system/federation-hub, a member cluster and the mesh's control plane
   (member-cluster.yaml, mesh-cluster.yaml: Deployments, Flux objects, mesh routes);
-- ``applier``: flux-system/federation-zone-applier, what Flux applies a zone repo as
-  (zone-flux.yaml: the workloads the hub writes);
+- flux-system/federation-zone-applier (zone-flux.yaml): what Flux applies a zone repo as
+  (``demo.fluxlocal`` impersonates it, as kustomize-controller does);
 - ``admin``: system:masters, for what a controller (Flux, the Deployment controller) or a human
   does in a test: creating workloads, writing the status subresource.
 
@@ -58,7 +58,6 @@ class Cluster:
     admin_kc: Kubeconfig
     hub_kc: Kubeconfig
     member_kc: Kubeconfig
-    applier_kc: Kubeconfig
     _apis: dict[str, kube.Api] = field(default_factory=dict)
 
     def api(self, kc: Kubeconfig) -> kube.Api:
@@ -108,9 +107,7 @@ def start(work: Path, supervisor: Supervisor) -> Cluster:
                          context="hub")
         member = Kubeconfig(path=str(server.token_kubeconfig(FLUX_NS, "federation-hub", work / "member.kubeconfig",
                                                              "member")), context="member")
-        applier = Kubeconfig(path=str(server.token_kubeconfig(FLUX_NS, "federation-zone-applier",
-                                                              work / "applier.kubeconfig", "applier")), context="applier")
-        return Cluster(server, admin, hub, member, applier)
+        return Cluster(server, admin, hub, member)
     except BaseException:
         server.stop()
         raise

@@ -2,8 +2,9 @@
 the seeds' story, v1 moved from the demo fleet's legacy VMs (fed-agent over SSH, its ingress Envoy,
 the edge Envoy) onto ``eks``, a Kubernetes zone on the real kube-apiserver. The hub commits each
 step to both zone repos and the mesh repo; Flux's part on ``eks`` is played by the test (the zone
-repo's head server-side applied as the zone's ServiceAccount, pruned, and the Kustomization's status
-written), and the Deployment controller's (each Deployment's status, all replicas ready once its
+repo's head server-side applied as the zone's ServiceAccount at each new commit and at the hub's
+reconcile request, pruned, and Flux's status written: ``demo.fluxlocal.LocalFlux``), and the
+Deployment controller's (each Deployment's status, all replicas ready once its
 generation is applied). No metrics are judged here: the point is the workload path."""
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import yaml
 
 from federation.core import spec as specs
 from federation.core.state import Emit, Phase
+from federation.demo import fluxlocal
 from federation.demo.fleet import LocalFleet
+from federation.demo.fluxlocal import LocalFlux
 from federation.gitops import meshrepo
 from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
@@ -56,10 +59,9 @@ def hybrid_fleet(local: LocalFleet, k8s: Cluster) -> specs.Fleet:
     return specs.Fleet.model_validate(doc)
 
 
-def controllers(k8s: Cluster, applier: flux.Applier) -> None:
-    """Flux applies the zone repo's head; every Deployment's pods come up (its status)."""
-    rev = applier.apply()
-    flux.applied(k8s.admin, "eks", rev)
+def controllers(k8s: Cluster, lf: LocalFlux) -> None:
+    """Flux reconciles (a new commit, or the hub's request); every Deployment's pods come up."""
+    lf.reconcile()
     for d in k8s.admin.apps.list_namespaced_deployment("shop").items:
         gen = d.metadata.generation
         if (d.status.observed_generation or 0) < gen or (d.status.available_replicas or 0) < d.spec.replicas:
@@ -70,8 +72,8 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
     local = LocalFleet(tmp_path / "fleet")
     local.prepare()
     bare = Path(local.git_url("eks"))
-    flux.create(k8s.admin, "eks")
-    applier = flux.Applier(k8s.server, Path(k8s.applier_kc.path), bare)
+    flux.create_example(k8s, "eks")
+    lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
     fleet = hybrid_fleet(local, k8s)
     canary = specs.FederatedCanary.model_validate(CANARY)
     reports: list[TickReport] = []
@@ -83,13 +85,13 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
             worker = RolloutWorker(canary.key, parts, MemoryStore(), listener=reports.append)
             try:
                 await parts.sync()
-                controllers(k8s, applier)
+                controllers(k8s, lf)
                 t0 = time.monotonic()
                 deadline = t0 + 150
                 while time.monotonic() < deadline:
                     await parts.sync()
                     report = await worker.tick(canary)
-                    controllers(k8s, applier)
+                    controllers(k8s, lf)
                     if report.decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
                         break
                     await asyncio.sleep(0.2)  # the hub's tick interval
@@ -132,7 +134,7 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
     dep = k8s.admin.apps.read_namespaced_deployment("frontend-v1", "shop")
     assert dep.spec.template.spec.containers[0].image == "registry.example.com/shop/frontend:1.0.0"
     assert dep.metadata.labels["app.kubernetes.io/managed-by"] == "federation"
-    for d in applier.applied:
+    for d in fluxlocal.build(lf.repo, "deploy"):
         validate_kubernetes(d)
     g, v, p = kube.FLUX_KS
     ks = k8s.admin.custom.get_namespaced_custom_object(g, v, "flux-system", p, "eks")
@@ -145,16 +147,16 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
 
 
 def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_deadline(tmp_path: Path, k8s: Cluster):
-    """Flux on eks stops applying once the canary has started (its Kustomization Stalled): no later
-    step counts, the reason ``fedctl status`` shows is Flux's, and the progress deadline rolls back."""
+    """Flux on eks stops applying once the canary has traffic (a team's commit breaks the build: its
+    Kustomization Stalled, BuildFailed): no later step counts, the reason ``fedctl status`` shows is Flux's, and the progress deadline rolls back."""
     local = LocalFleet(tmp_path / "fleet")
     local.prepare()
     bare = Path(local.git_url("eks"))
-    flux.create(k8s.admin, "eks")
-    applier = flux.Applier(k8s.server, Path(k8s.applier_kc.path), bare)
+    flux.create_example(k8s, "eks")
+    lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
     fleet = hybrid_fleet(local, k8s)
     doc = json.loads(json.dumps(CANARY))
-    doc["spec"]["progressDeadlineSeconds"] = 4
+    doc["spec"]["progressDeadlineSeconds"] = 15
     canary = specs.FederatedCanary.model_validate(doc)
     reports: list[TickReport] = []
     try:
@@ -166,7 +168,7 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
             stalled_at: int | None = None
             try:
                 await parts.sync()
-                controllers(k8s, applier)
+                controllers(k8s, lf)
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline:
                     await parts.sync()
@@ -175,11 +177,17 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
                     if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
                         break
                     if stalled_at is None and status.phase is Phase.PROGRESSING and status.canary_weight > 0:
-                        stalled_at = status.step  # Flux applied up to here, then its build fails
-                    if stalled_at is None:
-                        controllers(k8s, applier)
-                    else:
-                        flux.report(k8s.admin, "eks", None, ready="False", reason="BuildFailed", stalled=True)
+                        stalled_at = status.step  # Flux applied the steps before; from here its build fails
+                        human = gitrepo.Repo(str(bare), "main", tmp_path / "human")
+                        human.ensure()
+
+                        def breaks(r: gitrepo.Repo) -> list[str]:
+                            p = r.workdir / "deploy" / "kustomization.yaml"
+                            p.write_text(p.read_text() + "- quota.yaml  # not committed: the build fails\n")
+                            return ["deploy/kustomization.yaml"]
+
+                        assert human.commit_and_push(breaks, "add a quota", author="Dev <dev@localhost>")
+                    controllers(k8s, lf)
                     await asyncio.sleep(0.2)
                 final = reports[-1].decision.status
                 assert stalled_at is not None
@@ -190,12 +198,12 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
                            if r.decision.status.phase is Phase.PROGRESSING]
                 assert max(weights) == 5000
                 # What `fedctl status` shows for eks while it waited.
-                waiting = [r for r in reports if r.status.step == stalled_at and r.observations is not None
-                           and r.decision.status.phase is Phase.PROGRESSING]
+                waiting = [r for r in reports if r.status.step == stalled_at and r.observations is not None]
                 assert waiting
                 why = reasons.reasons(waiting[-1].status.step, dict(waiting[-1].observations.applied),
                                       waiting[-1].zones)
-                assert why["eks"].startswith("Flux: BuildFailed: BuildFailed msg"), why
+                assert why["eks"].startswith("Flux: BuildFailed: kustomize build failed: deploy/kustomization.yaml: "
+                                             "resource 'quota.yaml' not found"), why
                 assert "vms" not in why
             finally:
                 await parts.close()
@@ -212,8 +220,8 @@ def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(
     local = LocalFleet(tmp_path / "fleet")
     local.prepare()
     bare = Path(local.git_url("eks"))
-    flux.create(k8s.admin, "eks")
-    applier = flux.Applier(k8s.server, Path(k8s.applier_kc.path), bare)
+    flux.create_example(k8s, "eks")
+    lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
     fleet = hybrid_fleet(local, k8s)
     doc = json.loads(json.dumps(CANARY))
     doc["spec"]["canary"]["version"] = "v2"
@@ -227,14 +235,14 @@ def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(
             bumped = False
             try:
                 await parts.sync()
-                controllers(k8s, applier)
+                controllers(k8s, lf)
                 deadline = time.monotonic() + 150
                 while time.monotonic() < deadline:
                     await parts.sync()
                     canary = specs.FederatedCanary.model_validate(doc)  # as discovery reads it, checksum included
                     canary.spec.with_checksum(await meshrepo.canary_checksum(canary.spec, parts.repos))
                     report = await worker.tick(canary)
-                    controllers(k8s, applier)
+                    controllers(k8s, lf)
                     status = report.decision.status
                     if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
                         break

@@ -14,6 +14,7 @@ from federation.core.errors import PermanentError
 from federation.core.state import Stage
 from federation.core.steps import RolloutTarget, StepRecord
 from federation.core.weights import Subset
+from federation.demo import fluxlocal
 from federation.gitops import repo as gitrepo
 from federation.runtimes import workloads
 from tests.integration import flux
@@ -40,6 +41,11 @@ def seed(tmp_path: Path, files: dict[str, str]) -> tuple[Path, gitrepo.Repo]:
     return bare, clone
 
 
+def built(clone: gitrepo.Repo) -> list[dict]:
+    clone.ensure()
+    return fluxlocal.build(clone, "deploy")
+
+
 def step(clone: gitrepo.Repo, rec: StepRecord, path: str = "deploy") -> str | None:
     return clone.commit_and_push(workloads.edit(TARGET, ".", path, rec), rec.message("frontend", "v2"),
                                  idempotency=(rec.rollout, rec.step))
@@ -60,7 +66,7 @@ def test_the_team_s_files_stay_and_the_hub_s_folder_holds_what_is_served(tmp_pat
     new_top = flux.git(bare, "show", "main:deploy/kustomization.yaml")
     assert new_top.startswith("# ours: platform team\n") and "- quota.yaml  # keep\n" in new_top
     assert yaml.safe_load(new_top)["resources"] == ["quota.yaml", "frontend"]
-    docs = flux.build(bare, "main", "deploy")
+    docs = built(clone)
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
         ("ResourceQuota", "q"), ("Deployment", "frontend-v1"), ("Service", "frontend-v1"),
         ("Deployment", "frontend-v2"), ("Service", "frontend-v2")]
@@ -68,7 +74,7 @@ def test_the_team_s_files_stay_and_the_hub_s_folder_holds_what_is_served(tmp_pat
     assert step(clone, record(1, {"v1": 10000, "v2": 0})) == flux.head(bare)
     # Every version retired (this zone leaves the rollout): an empty kustomization, nothing applied.
     assert step(clone, record(2, {"v1": 0, "v2": 0}, retire=("v1", "v2")))
-    assert flux.build(bare, "main", "deploy") == [yaml.safe_load(quota)]
+    assert built(clone) == [yaml.safe_load(quota)]
     kust = yaml.safe_load(flux.git(bare, "show", "main:deploy/frontend/kustomization.yaml"))
     assert kust["resources"] == []
 
