@@ -3,7 +3,8 @@
 A ``ZoneRelease`` version in a ``kind: kubernetes`` zone describes its workload (``Workload``:
 image, replicas, args, env, ports, probes, resources). For every version the zone serves, the hub
 renders a Deployment and a Service named ``<service>-<version>`` (labels ``app``/``version``, the
-ones the mesh and the routers select on) and — where the zone's mesh splits locally — the split
+ones the mesh and the routers select on), the service's own Service ``<service>`` over them (what
+the meshes route for), and — where the zone's mesh splits locally — the split
 itself (a Gateway API HTTPRoute in Linkerd's flavour, or an SMI TrafficSplit, through
 ``routers``), into ``<flux path>/<service>/`` with the kustomization that lists them. The
 directory is the hub's; the zone's top ``kustomization.yaml`` is the team's, and only gains an
@@ -174,9 +175,9 @@ def render_version(t: Target, version: str, w: Workload) -> list[dict[str, Any]]
 
 
 def render_route(t: Target, serving: Mapping[str, int], record: StepRecord) -> list[dict[str, Any]]:
-    """The zone's split between its versions (none where the global route names every backend):
-    the service's own Service (the route's parent) and the route. A zone every version of which
-    has weight 0 splits evenly, so a zone the global route starts sending to never answers 503."""
+    """The zone's split between its versions (none where the global route names every backend).
+    A zone every version of which has weight 0 splits evenly, so a zone the global route starts
+    sending to never answers 503."""
     if t.route is specs.ZoneRouteKind.NONE or not serving:
         return []
     weights = dict(serving) if any(serving.values()) else {v: 1 for v in serving}
@@ -191,11 +192,16 @@ def render_route(t: Target, serving: Mapping[str, int], record: StepRecord) -> l
     for d in docs:
         d["metadata"]["name"] = f"{t.service}-{t.zone}"
         d["metadata"]["labels"] = {**MANAGED_BY, "federation.io/step": str(record.step)}
-    apex = {"apiVersion": "v1", "kind": "Service",
+    return docs
+
+
+def render_service(t: Target, target_port: int | str) -> dict[str, Any]:
+    """The service's own Service ``<service>`` over every version: the name the meshes route for
+    (Kuma's MeshService, Istio's host, the parent of a Linkerd HTTPRoute, an SMI root service)."""
+    return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": t.service, "namespace": t.namespace, "labels": {**t.labels, **MANAGED_BY}},
-            "spec": {"selector": t.labels, "ports": [{"name": "http", "port": t.port, "targetPort": "http",
+            "spec": {"selector": t.labels, "ports": [{"name": "http", "port": t.port, "targetPort": target_port,
                                                       "protocol": "TCP"}]}}
-    return [apex, *docs]
 
 
 def render(t: Target, zrel_path: str, versions: Mapping[str, Any], serving: Mapping[str, int],
@@ -205,6 +211,9 @@ def render(t: Target, zrel_path: str, versions: Mapping[str, Any], serving: Mapp
     for version in sorted(serving):
         files[f"{t.name(version)}.yaml"] = render_version(t, version, workload(t.zone, zrel_path, version,
                                                                                versions.get(version)))
+    if files:
+        first = files[min(files)][1]["spec"]["ports"][0]["targetPort"]  # the versions' port name
+        files[f"{t.service}.yaml"] = [render_service(t, first)]
     route = render_route(t, serving, record)
     if route:
         files[f"{t.service}-route.yaml"] = route

@@ -77,7 +77,8 @@ def test_kubernetes_zone_runs_versions_through_git_and_flux(tmp_path: Path, k8s:
             assert set(result.commits) == {"eks", "mesh"}
             files = set(flux.git(bare, "show", "--name-only", "--format=", result.commits["eks"]).split())
             assert files == {"frontend.yaml", "deploy/kustomization.yaml", "deploy/frontend/kustomization.yaml",
-                             "deploy/frontend/frontend-v1.yaml", "deploy/frontend/frontend-v2.yaml",
+                             "deploy/frontend/frontend.yaml", "deploy/frontend/frontend-v1.yaml",
+                             "deploy/frontend/frontend-v2.yaml",
                              "deploy/frontend/frontend-route.yaml"}
             top = flux.git(bare, "show", "main:deploy/kustomization.yaml")
             assert top.startswith("# What the eks cluster's Flux") and "resources:\n- frontend\n" in top

@@ -61,7 +61,8 @@ def test_the_team_s_files_stay_and_the_hub_s_folder_holds_what_is_served(tmp_pat
     assert step(clone, record(1, {"v1": 10000, "v2": 0}))
     tree = set(flux.git(bare, "ls-tree", "-r", "--name-only", "main").split())
     assert {p for p in tree if p.startswith("deploy/frontend/")} == {
-        "deploy/frontend/kustomization.yaml", "deploy/frontend/frontend-v1.yaml", "deploy/frontend/frontend-v2.yaml"}
+        "deploy/frontend/kustomization.yaml", "deploy/frontend/frontend.yaml", "deploy/frontend/frontend-v1.yaml",
+        "deploy/frontend/frontend-v2.yaml"}
     assert flux.git(bare, "show", "main:deploy/quota.yaml") == quota
     new_top = flux.git(bare, "show", "main:deploy/kustomization.yaml")
     assert new_top.startswith("# ours: platform team\n") and "- quota.yaml  # keep\n" in new_top
@@ -69,7 +70,7 @@ def test_the_team_s_files_stay_and_the_hub_s_folder_holds_what_is_served(tmp_pat
     docs = built(clone)
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
         ("ResourceQuota", "q"), ("Deployment", "frontend-v1"), ("Service", "frontend-v1"),
-        ("Deployment", "frontend-v2"), ("Service", "frontend-v2")]
+        ("Deployment", "frontend-v2"), ("Service", "frontend-v2"), ("Service", "frontend")]
     # The same step again is found, not redone; a step with the same serving changes no workload.
     assert step(clone, record(1, {"v1": 10000, "v2": 0})) == flux.head(bare)
     # Every version retired (this zone leaves the rollout): an empty kustomization, nothing applied.

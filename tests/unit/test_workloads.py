@@ -35,7 +35,7 @@ def target(route: specs.ZoneRouteKind = specs.ZoneRouteKind.NONE) -> workloads.T
 def test_every_rendered_object_is_valid(route):
     files = workloads.render(target(route), "frontend.yaml", EKS["versions"], {"v1": 8000, "v2": 2000},
                              record(3, {"v1": 8000, "v2": 2000}))
-    expected = {"frontend-v1.yaml", "frontend-v2.yaml", "kustomization.yaml"}
+    expected = {"frontend.yaml", "frontend-v1.yaml", "frontend-v2.yaml", "kustomization.yaml"}
     if route is not specs.ZoneRouteKind.NONE:
         expected.add("frontend-route.yaml")
     assert set(files) == expected
@@ -81,15 +81,13 @@ def test_the_deployment_does_not_change_with_the_weights():
 
 def test_local_routes_split_by_the_zone_s_weights():
     t = target(specs.ZoneRouteKind.HTTPROUTE)
-    route = workloads.render_route(t, {"v1": 7500, "v2": 2500}, record(3, {"v1": 7500, "v2": 2500}))
-    apex, http = route
-    assert apex["kind"] == "Service" and apex["metadata"]["name"] == "frontend"
+    (http,) = workloads.render_route(t, {"v1": 7500, "v2": 2500}, record(3, {"v1": 7500, "v2": 2500}))
     assert http["metadata"]["name"] == "frontend-eks"
     assert http["spec"]["parentRefs"] == [{"group": "core", "kind": "Service", "name": "frontend", "port": 8080}]
     assert [(b["name"], b["weight"]) for b in http["spec"]["rules"][-1]["backendRefs"]] == \
         [("frontend-v1", 7500), ("frontend-v2", 2500)]
     ts = workloads.render_route(target(specs.ZoneRouteKind.TRAFFICSPLIT), {"v1": 0, "v2": 0},
-                                record(1, {"v1": 0, "v2": 0}))[1]
+                                record(1, {"v1": 0, "v2": 0}))[0]
     # A zone that gets no traffic yet splits evenly over what runs there (never all-zero).
     assert ts["spec"]["backends"] == [{"service": "frontend-v1", "weight": 1}, {"service": "frontend-v2", "weight": 1}]
     assert workloads.render_route(target(), {"v1": 1}, record(1, {"v1": 1})) == []
@@ -114,3 +112,15 @@ def test_flux_path_must_be_a_directory_inside_the_repo():
     for bad in ("/deploy", "../x", ".", ""):
         with pytest.raises(ValueError):
             specs.FluxRef(path=bad)
+
+
+@pytest.mark.parametrize("route", list(specs.ZoneRouteKind))
+def test_the_service_s_own_service_is_there_whatever_the_mesh(route):
+    """Kuma's MeshHTTPRoute and Istio's VirtualService route for <service>; Linkerd's HTTPRoute
+    hangs on it: it selects every version, on the versions' port."""
+    versions = {"v1": {"image": "x:1", "ports": [{"name": "web", "containerPort": 9000}]}}
+    files = workloads.render(target(route), "f", versions, {"v1": 10000}, record(1, {"v1": 10000}))
+    (svc,) = files["frontend.yaml"]
+    assert svc["metadata"]["name"] == "frontend" and svc["spec"]["selector"] == {"app": "frontend"}
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "web", "protocol": "TCP"}]
+    assert workloads.render(target(route), "f", versions, {}, record(2, {}))["kustomization.yaml"][0]["resources"] == []
