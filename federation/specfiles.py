@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -268,6 +269,29 @@ def replace_mapping(text: str, path: tuple[str | int, ...], values: dict[str, An
         del current[k]
     for k, v in values.items():
         current[k] = v
+    out = io.StringIO()
+    y.dump(data, out)
+    return out.getvalue()
+
+
+def ensure_listed(text: str, key: str, item: str) -> str:
+    """``item`` in the top-level list ``key`` of ``text`` (added at its end when missing), everything
+    else as written; the text unchanged when it is there already."""
+    y = round_trip_yaml()
+    if re.search(rf"^{re.escape(key)}:\s*\n {{2}}- ", text, re.MULTILINE):
+        y.indent(mapping=2, sequence=4, offset=2)  # the list is written indented: keep it so
+    data = y.load(text)
+    if data is None or not hasattr(data, "keys"):
+        from ruamel.yaml.comments import CommentedMap
+
+        data = CommentedMap()
+    current = data.get(key)
+    if current is not None and item in current:
+        return text
+    if current is None:
+        data[key] = [item]
+    else:
+        current.append(item)
     out = io.StringIO()
     y.dump(data, out)
     return out.getvalue()

@@ -8,6 +8,8 @@ built once per machine into ~/.cache/federation/kube/<version>/). The hub's RBAC
   ConfigMaps, Events);
 - ``member``: flux-system/federation-hub, a member cluster and the mesh's control plane
   (member-cluster.yaml, mesh-cluster.yaml: Deployments, Flux objects, mesh routes);
+- flux-system/federation-zone-applier (zone-flux.yaml): what Flux applies a zone repo as
+  (``demo.fluxlocal`` impersonates it, as kustomize-controller does);
 - ``admin``: system:masters, for what a controller (Flux, the Deployment controller) or a human
   does in a test: creating workloads, writing the status subresource.
 
@@ -31,11 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 HUB_NS = "federation-system"  # the hub's own namespace (clusters/hub/hub-cluster.yaml)
 FLUX_NS = "flux-system"
 NAMESPACES = (HUB_NS, FLUX_NS, "kuma-system", "shop")
-RBAC = ("hub-cluster.yaml", "member-cluster.yaml", "mesh-cluster.yaml")
+RBAC = ("hub-cluster.yaml", "member-cluster.yaml", "mesh-cluster.yaml", "zone-flux.yaml")
 
 # What tests leave behind, removed before each test (no controllers run, so nothing else appears).
 LEFTOVERS = (("v1", "ConfigMap", HUB_NS), ("coordination.k8s.io/v1", "Lease", HUB_NS), ("v1", "Event", "shop"),
              ("v1", "Event", HUB_NS), ("apps/v1", "Deployment", "shop"),
+             ("gateway.networking.k8s.io/v1", "HTTPRoute", "shop"), ("split.smi-spec.io/v1alpha2", "TrafficSplit", "shop"),
              ("kustomize.toolkit.fluxcd.io/v1", "Kustomization", FLUX_NS),
              ("source.toolkit.fluxcd.io/v1", "GitRepository", FLUX_NS),
              ("kuma.io/v1alpha1", "MeshHTTPRoute", "kuma-system"))
@@ -86,6 +89,10 @@ class Cluster:
     def reset(self) -> None:
         for api_version, kind, ns in LEFTOVERS:
             self.server.delete_all(api_version, kind, ns)
+        # Services have no delete-collection: one by one.
+        r = self.server.request("GET", "/api/v1/namespaces/shop/services")
+        for item in r.json().get("items", []) if r.status_code == 200 else []:
+            self.server.request("DELETE", f"/api/v1/namespaces/shop/services/{item['metadata']['name']}")
 
 
 def start(work: Path, supervisor: Supervisor) -> Cluster:

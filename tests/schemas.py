@@ -45,3 +45,18 @@ def validate(doc: dict[str, Any], crd_file: str | None = None) -> None:
     if kind == "TrafficRoute":
         # The CRD leaves spec open; Kuma's own proto-derived JSON Schema holds the fields.
         jsonschema.validate(doc["spec"], kuma_json("TrafficRoute"))
+
+
+KUBERNETES_VERSION = "1.37"  # the schemas of the API server the tests run (tests/kube: v1.37.2)
+
+
+def validate_kubernetes(doc: dict[str, Any]) -> None:
+    """Any object the project writes: built-in kinds against the Kubernetes OpenAPI schema
+    (``kubernetes-validate``, strict: unknown fields refused), custom ones against their CRD.
+    Raises on a problem."""
+    import kubernetes_validate
+
+    if (doc["apiVersion"], doc["kind"]) in CRDS:
+        validate(doc)
+        return
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)

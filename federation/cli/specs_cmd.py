@@ -93,7 +93,7 @@ def render(canary: Annotated[Path, typer.Argument(help="FederatedCanary spec fil
                        primary_version=s.primary.version, canary_version=s.canary.version,
                        weights=tuple(sorted(weights.items())), step=0, rollout=c.key, mirror_weight=mirror_bp,
                        matched=matched, match=tuple(s.analysis.match or ()),
-                       session_affinity=s.analysis.session_affinity, zones=tuple(fleet_model.zone_names),
+                       session_affinity=s.analysis.session_affinity, zones=tuple(fleet_model.zone_names), canary_zones=tuple(s.canary.zones),
                        mesh_name=fleet_model.spec.mesh.name, mesh_namespace=fleet_model.spec.mesh.namespace)
     name = router or factory.PROVIDER_DEFAULT[fleet_model.spec.mesh.provider.value]
     output.raw(specfiles.dump(factory.render(name, req)))

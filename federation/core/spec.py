@@ -163,6 +163,14 @@ class Kubeconfig(Model):
     in_cluster: bool = False
 
 
+class ZoneRouteKind(str, enum.Enum):
+    """The object that splits a Kubernetes zone's traffic between its local versions."""
+
+    NONE = "none"  # the global route names every (zone, version) backend (Kuma's MeshHTTPRoute, Istio)
+    HTTPROUTE = "httproute"  # Gateway API HTTPRoute on the service (Linkerd's mesh mode)
+    TRAFFICSPLIT = "trafficsplit"  # SMI TrafficSplit (linkerd-smi)
+
+
 class FluxRef(Model):
     """Where a Kubernetes zone's Flux applies its Git path."""
 
@@ -170,6 +178,21 @@ class FluxRef(Model):
     kustomization: str | None = None  # default: the zone's name
     git_repository: str | None = None  # default: the Kustomization's name
     workload_namespace: str | None = None  # where <service>-<version> Deployments run (default: the canary's)
+    # The directory (below the zone's git.path) that the zone's Kustomization applies: the hub writes
+    # each version's Deployment and Service there, under <path>/<service>/. The ZoneRelease sits
+    # outside it (it is not a Kubernetes kind).
+    path: str = "deploy"
+    # How the zone splits between its versions; default from the mesh provider (kuma, istio: none;
+    # smi: trafficsplit; gatewayapi, envoy: httproute).
+    local_route: ZoneRouteKind | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, v: str) -> str:
+        parts = [p for p in v.split("/") if p not in ("", ".")]
+        if v.startswith("/") or ".." in parts or not parts:
+            raise ValueError(f"{v!r} must be a directory inside the zone's git path (not its root)")
+        return "/".join(parts)
 
 
 RESERVED_ZONE_NAMES = {
@@ -604,7 +627,12 @@ class CanarySpec(Model):
     @model_validator(mode="after")
     def _coherent(self) -> CanarySpec:
         if self.primary.version == self.canary.version:
-            raise ValueError(f"canary.version must differ from primary.version ({self.primary.version!r})")
+            # Subsets are (zone, version): the same version moved to other zones (VMs to clusters) is
+            # a rollout like any other, as long as no subset is on both sides.
+            both = [z for z in self.canary.zones if z in self.primary.zones]
+            if both:
+                raise ValueError(f"canary.version equals primary.version ({self.primary.version!r}) in zone(s) "
+                                 f"{', '.join(both)}: a version can only move to zones it does not run in")
         if self.zone_weights is not None:
             extra = set(self.zone_weights) - set(self.canary.zones)
             if extra:

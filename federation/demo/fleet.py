@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,11 +254,13 @@ class LocalFleet:
         self._repos()
         self.fleet_file.write_text(specfiles.dump([self.fleet_doc()]))
 
-    def start(self) -> None:
+    def start(self, only: Collection[str] | None = None) -> None:
+        """Start every zone's parts (or those of the zones in ``only``) and the edge."""
         envoy, agent, prometheus = tool("envoy"), tool("fed-agent"), tool("prometheus")
         bin_dir = str(Path(sys.executable).parent)
         path_env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
-        for z in self.zones:
+        zones = [z for z in self.zones if only is None or z.name in only]
+        for z in zones:
             boot = self._zone_config(z)
             self.sup.start(f"envoy-{z.name}", [envoy, "-c", str(boot), "--log-level", "warn",
                                                "--base-id", str(z.admin_port)],
@@ -270,7 +273,7 @@ class LocalFleet:
         boot = self._edge_config()
         self.sup.start("envoy-edge", [envoy, "-c", str(boot), "--log-level", "warn", "--base-id", str(self.edge_admin)],
                        outlive_parent=True)
-        for z in self.zones:
+        for z in zones:
             zd = self.zdir(z.name)
             ready = zd / "agent.ready"
             self.agents[z.name] = self.sup.start(f"agent-{z.name}", [
@@ -280,9 +283,9 @@ class LocalFleet:
                 "--envoy-dir", str(zd / "envoy"), "--ports", f"{z.app_ports[0]}-{z.app_ports[1]}",
                 "--targets-file", str(zd / "prometheus" / "targets.json"), "--ready-file", str(ready),
                 "--stop-instances"], env=path_env)
-        self.wait_ready()
+        self.wait_ready(only=only)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 60.0, only: Collection[str] | None = None) -> None:
         def up(url: str) -> bool:
             try:
                 return httpx.get(url, timeout=1.0).status_code == 200
@@ -293,7 +296,7 @@ class LocalFleet:
             if not p.alive():
                 raise FederationError(f"{p.name} exited at start:\n{p.tail()}")
         wait_for(lambda: up(f"http://127.0.0.1:{self.edge_admin}/ready"), timeout, "edge Envoy")
-        for z in self.zones:
+        for z in (z for z in self.zones if only is None or z.name in only):
             wait_for(lambda z=z: up(f"http://127.0.0.1:{z.admin_port}/ready"), timeout, f"{z.name} ingress Envoy")
             wait_for(lambda z=z: up(f"http://127.0.0.1:{z.prom_port}/-/ready"), timeout, f"{z.name} Prometheus")
             wait_for(lambda z=z: (self.zdir(z.name) / "agent.ready").exists(), timeout, f"{z.name} fed-agent")

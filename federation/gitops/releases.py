@@ -80,7 +80,8 @@ def edit_serving(zone: str, under: str, service: str, record: StepRecord) -> Edi
 
 
 async def commit_step(repo: AsyncRepo, zone: str, service: str, record: StepRecord, message: str,
-                      branch: str | None = None) -> str | None:
-    """One step's commit in a zone repo (on ``branch`` in pull-request mode); None: nothing changed."""
-    return await repo.commit(edit_serving(zone, repo.path, service, record), message, (record.rollout, record.step),
-                             record.identity(), branch)
+                      branch: str | None = None, edit: Edit | None = None) -> str | None:
+    """One step's commit in a zone repo (on ``branch`` in pull-request mode); None: nothing changed.
+    ``edit`` replaces the serving edit (a Kubernetes zone's also writes the workloads)."""
+    return await repo.commit(edit or edit_serving(zone, repo.path, service, record), message,
+                             (record.rollout, record.step), record.identity(), branch)

@@ -70,7 +70,7 @@ class Executor:
             primary_version=s.primary.version, canary_version=s.canary.version, weights=rec.weights,
             step=rec.step, rollout=canary.key, mirror_weight=rec.mirror_weight, matched=rec.matched,
             match=tuple(s.analysis.match or ()), session_affinity=s.analysis.session_affinity,
-            zones=tuple(self.fleet.zone_names),
+            zones=tuple(self.fleet.zone_names), canary_zones=tuple(s.canary.zones),
         )
 
     @staticmethod

@@ -60,7 +60,7 @@ def build(fleet: specs.Fleet, workdir: Path) -> Parts:
     pool = ssh.Pool()
     repos = {name: AsyncRepo.of(src, workdir / "repos" / name)
              for name, src in [*((z.name, z.git) for z in fleet.spec.zones), (MESH, fleet.spec.mesh.git)]}
-    runtimes = {z.name: zones.build(z, repos[z.name], pool) for z in fleet.spec.zones}
+    runtimes = {z.name: zones.build(z, repos[z.name], pool, fleet.spec.mesh.provider) for z in fleet.spec.zones}
     route = routes.build(fleet.spec.mesh, repos[MESH])
     executor = Executor(fleet, runtimes, repos[MESH], route)
     return Parts(fleet, repos, runtimes, route, executor, Analyzer(fleet), pool)

@@ -74,7 +74,7 @@ def _action(totals: dict[str, int]) -> dict[str, Any]:
 def render(req: RouteRequest) -> list[dict[str, Any]]:
     """The RDS discovery response document for the edge (one RouteConfiguration)."""
     routes: list[dict[str, Any]] = []
-    canary_totals = req.side_zone_totals(req.canary_version)
+    canary_totals = req.canary_zone_totals()
     if req.matched:
         canary_share = {z: 1 for z in canary_totals} or {}
         for m in req.match:

@@ -78,7 +78,7 @@ def render(req: RouteRequest, flavour: str = "gateway", gateway: str = "edge",
             "add": [{"name": "Set-Cookie", "value": cookie}]}}]
     default: dict[str, Any] = {
         "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-        "backendRefs": [ref(s, w, set_cookie if s.version == req.canary_version else None) for s, w in req.weights],
+        "backendRefs": [ref(s, w, set_cookie if req.is_canary(s) else None) for s, w in req.weights],
     }
     if req.mirror_weight > 0:
         if linkerd and req.mirror_weight < 10_000:

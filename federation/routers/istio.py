@@ -66,7 +66,7 @@ def render(req: RouteRequest) -> list[dict[str, Any]]:
     routes = []
     for s, w in req.weights:
         d = dest(s.zone, s.version, w)
-        if set_cookie and s.version == req.canary_version:
+        if set_cookie and req.is_canary(s):
             d["headers"] = {"response": {"add": {"Set-Cookie": set_cookie}}}
         routes.append(d)
     default: dict[str, Any] = {"name": "weighted", "route": routes}

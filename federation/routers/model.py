@@ -27,6 +27,9 @@ class RouteRequest:
     mesh_name: str = "default"
     mesh_namespace: str = "default"
     local_zone: str | None = None  # where the route is applied: its subsets use unsuffixed names
+    # Where the canary runs. A subset is (zone, version): in a migration (the same version moved to
+    # other zones) the version alone does not tell the sides apart. Empty: every zone (older callers).
+    canary_zones: tuple[str, ...] = ()
 
     def backend_name(self, subset: Subset) -> str:
         """Kubernetes Service of one subset: <service>-<version>, suffixed -<zone> when remote
@@ -34,8 +37,18 @@ class RouteRequest:
         base = f"{self.service}-{subset.version}"
         return base if subset.zone == self.local_zone else f"{base}-{subset.zone}"
 
+    def is_canary(self, subset: Subset) -> bool:
+        return subset.version == self.canary_version and (not self.canary_zones or subset.zone in self.canary_zones)
+
     def canary_subsets(self) -> list[tuple[Subset, int]]:
-        return [(s, w) for s, w in self.weights if s.version == self.canary_version]
+        return [(s, w) for s, w in self.weights if self.is_canary(s)]
+
+    def canary_zone_totals(self) -> dict[str, int]:
+        """The canary side's weight per zone."""
+        out: dict[str, int] = {}
+        for s, w in self.canary_subsets():
+            out[s.zone] = out.get(s.zone, 0) + w
+        return out
 
     def zone_totals(self) -> dict[str, int]:
         out = {z: 0 for z in self.zones}
@@ -43,12 +56,6 @@ class RouteRequest:
             out[s.zone] = out.get(s.zone, 0) + w
         return out
 
-    def side_zone_totals(self, version: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for s, w in self.weights:
-            if s.version == version:
-                out[s.zone] = out.get(s.zone, 0) + w
-        return out
 
 
 class Unsupported(PermanentError):

@@ -17,7 +17,9 @@ from federation.core.errors import FederationError
 from federation.core.steps import StepRecord
 from federation.gitops import releases
 from federation.gitops.aio import AsyncRepo
+from federation.gitops.repo import Repo
 from federation.runtimes import kubernetes as kube
+from federation.runtimes import workloads
 
 log = logging.getLogger("federation.flux")
 
@@ -52,21 +54,55 @@ def flux_of(api: kube.Api, ref: specs.FluxRef | None, default_name: str) -> kube
     return kube.FluxZone(api, f.namespace, ks, f.git_repository or ks)
 
 
+# How a zone splits between its local versions when its Fleet does not say.
+LOCAL_ROUTE = {specs.MeshProvider.KUMA: specs.ZoneRouteKind.NONE, specs.MeshProvider.ISTIO: specs.ZoneRouteKind.NONE,
+               specs.MeshProvider.SMI: specs.ZoneRouteKind.TRAFFICSPLIT,
+               specs.MeshProvider.GATEWAYAPI: specs.ZoneRouteKind.HTTPROUTE,
+               specs.MeshProvider.ENVOY: specs.ZoneRouteKind.HTTPROUTE}
+
+
 class KubeZone:
-    def __init__(self, zone: specs.Zone, repo: AsyncRepo, flux: kube.FluxZone) -> None:
+    """A Kubernetes zone as the hub drives it (``runtimes.ports.ZoneRuntime``): each step's commit
+    holds the ZoneRelease's serving and the workloads it implies (``runtimes.workloads``), under
+    the path Flux applies; converging asks Flux to reconcile; observing reads Flux and the
+    Deployments the hub rendered."""
+
+    def __init__(self, zone: specs.Zone, repo: AsyncRepo, flux: kube.FluxZone,
+                 provider: specs.MeshProvider = specs.MeshProvider.KUMA) -> None:
+        ref = zone.flux or specs.FluxRef()
         self.name = zone.name
         self.repo = repo
         self.pull_request = zone.git.pull_request
         self.flux = flux
-        self.workload_namespace = (zone.flux or specs.FluxRef()).workload_namespace
+        self.workload_namespace = ref.workload_namespace
+        self.flux_path = ref.path
+        self.local_route = ref.local_route or LOCAL_ROUTE[provider]
 
     @staticmethod
-    def of(zone: specs.Zone, repo: AsyncRepo) -> KubeZone:
-        return KubeZone(zone, repo, flux_of(kube.Api(kube.api_client(zone.kubeconfig)), zone.flux, zone.name))
+    def of(zone: specs.Zone, repo: AsyncRepo, provider: specs.MeshProvider = specs.MeshProvider.KUMA) -> KubeZone:
+        return KubeZone(zone, repo, flux_of(kube.Api(kube.api_client(zone.kubeconfig)), zone.flux, zone.name),
+                        provider)
+
+    def target(self, canary: specs.FederatedCanary) -> workloads.Target:
+        s = canary.spec.service
+        return workloads.Target(self.name, s.name, self.workload_namespace or canary.metadata.namespace, s.port,
+                                self.local_route, s.target_port if isinstance(s.target_port, int) else None)
 
     async def commit(self, canary: specs.FederatedCanary, record: StepRecord, message: str,
                      branch: str | None = None) -> str | None:
-        return await releases.commit_step(self.repo, self.name, canary.spec.service.name, record, message, branch)
+        edit = workloads.edit(self.target(canary), self.repo.path, self.flux_path, record)
+        return await releases.commit_step(self.repo, self.name, canary.spec.service.name, record, message, branch, edit)
+
+    def _image(self, repo: Repo, service: str, version: str) -> str | None:
+        """The image ``version`` runs in this zone's repo (None: not defined there, or not valid)."""
+        try:
+            found = releases.find(repo, self.repo.path, service)
+            if found is None:
+                return None
+            definition = ((found[1].get("spec") or {}).get("versions") or {}).get(version)
+            return workloads.workload(self.name, found[0], version, definition).image
+        except FederationError:  # the step's commit says why, loudly
+            return None
 
     async def converge(self, step: int) -> None:
         try:
@@ -86,10 +122,21 @@ class KubeZone:
         ready: dict[str, float | None] = {}
         stalled: dict[str, str] = {}
         reasons = [f"Flux: {st.reason}: {st.message}"] if st.failing else []
-        for version, threshold in ((spec.primary.version, spec.analysis.primary_ready_threshold),
-                                   (spec.canary.version, spec.analysis.canary_ready_threshold)):
+        # Only the sides placed in this zone: in a migration (one version, other zones) the version
+        # here is the canary alone, and its threshold is the canary's.
+        sides = [(p.version, threshold) for p, threshold in ((spec.primary, spec.analysis.primary_ready_threshold),
+                                                             (spec.canary, spec.analysis.canary_ready_threshold))
+                 if self.name in p.zones]
+        versions = dict(sides)
+        images = await self.repo.call(lambda r: {v: self._image(r, spec.service.name, v) for v in versions})
+        target = self.target(canary)
+        for version, threshold in versions.items():
             try:
-                pct, why = await self.flux.deployment_ready(ns, f"{spec.service.name}-{version}", threshold)
+                # Only the Deployment the hub rendered counts (its labels), and only once it runs the
+                # image the zone repo defines (an image bump Flux has not applied yet is 0% ready).
+                pct, why = await self.flux.deployment_ready(ns, target.name(version), threshold,
+                                                            {**workloads.version_labels(target, version),
+                                                             **workloads.MANAGED_BY}, images[version])
             except FederationError as exc:
                 pct, why = None, str(exc)
             ready[version] = pct

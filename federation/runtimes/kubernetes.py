@@ -160,14 +160,29 @@ class FluxZone:
                 raise _error(f"{p} {self.namespace}/{name}", exc) from None
         return stamp
 
-    async def deployment_ready(self, namespace: str, name: str, threshold: int) -> tuple[float | None, str]:
-        """Percent of replicas available (None when missing) and a reason when progress stopped."""
+    async def deployment_ready(self, namespace: str, name: str, threshold: int, labels: dict[str, str] | None = None,
+                               image: str | None = None) -> tuple[float | None, str]:
+        """Percent of replicas available (None when missing) and a reason when progress stopped.
+
+        With ``labels`` (what the hub rendered it with), a Deployment of that name without them is
+        not the hub's: its status is not counted (None). With ``image``, one whose pod template runs
+        another image has not been given the zone repo's definition yet: 0 percent."""
         try:
             d = await self.api.call("Deployment", self.api.apps.read_namespaced_deployment_status, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None, f"deployment {namespace}/{name} not found"
             raise _error(f"deployment {namespace}/{name}", exc) from None
+        have = (d.metadata.labels or {}) if d.metadata else {}
+        wrong = {k: v for k, v in (labels or {}).items() if have.get(k) != v}
+        if wrong:
+            return None, (f"deployment {namespace}/{name} was not rendered by the hub (labels "
+                          f"{', '.join(f'{k}={v}' for k, v in sorted(wrong.items()))} missing): not counted")
+        containers = d.spec.template.spec.containers if d.spec and d.spec.template and d.spec.template.spec else []
+        images = [c.image for c in containers or []]
+        if image is not None and image not in images:
+            return 0.0, (f"deployment {namespace}/{name} runs {', '.join(map(str, images)) or 'no image'}, "
+                         f"the zone repo has {image}: not applied yet")
         spec_replicas = d.spec.replicas if d.spec and d.spec.replicas is not None else 1
         st = d.status
         available = (st.available_replicas or 0) if st else 0

@@ -44,7 +44,8 @@ class ZoneRuntime(Protocol):
 
     async def commit(self, canary: FederatedCanary, record: StepRecord, message: str,
                      branch: str | None = None) -> str | None:
-        """Edit the zone's ZoneRelease to ``record``'s weights; the pushed commit, or None."""
+        """Commit ``record``'s weights to the zone repo (the ZoneRelease's serving; in a Kubernetes
+        zone also the workloads it implies, ``runtimes.workloads``); the pushed commit, or None."""
 
     async def converge(self, step: int) -> None:
         """Ask the zone to apply its repo's head now (it may also do so on its own)."""

@@ -13,7 +13,9 @@ from federation.runtimes.ssh import Pool
 from federation.runtimes.vm import VmZone
 
 
-def build(zone: specs.Zone, repo: AsyncRepo, pool: Pool) -> ZoneRuntime:
+def build(zone: specs.Zone, repo: AsyncRepo, pool: Pool,
+          provider: specs.MeshProvider = specs.MeshProvider.KUMA) -> ZoneRuntime:
+    """``provider`` (the fleet's mesh) says how a Kubernetes zone splits between local versions."""
     if zone.kind is specs.ZoneKind.KUBERNETES:
-        return KubeZone.of(zone, repo)
+        return KubeZone.of(zone, repo, provider)
     return VmZone(zone, repo, pool)

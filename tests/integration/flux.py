@@ -1,10 +1,16 @@
 """Flux objects on the test API server, as the hub's tests need them: a Kustomization with its
-GitRepository (valid against Flux's CRDs), and Flux reporting a revision applied through the status
-subresource, as kustomize-controller writes it; plus a zone repo seeded with v1 and v2."""
+GitRepository (valid against Flux's CRDs) — or the example ones of clusters/flux — and Flux
+reporting a revision applied through the status subresource, as kustomize-controller writes it;
+plus a zone repo seeded from clusters/eks (v1, v2, v3 defined, deploy/ the path Flux applies).
+Applying a zone repo as Flux does is ``federation.demo.fluxlocal.LocalFlux``."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from federation.gitops import repo as gitrepo
 from federation.runtimes import kubernetes as kube
@@ -24,6 +30,13 @@ def create(api: kube.Api, name: str) -> None:
         "apiVersion": f"{g}/{v}", "kind": "Kustomization", "metadata": {"name": name},
         "spec": {"interval": "1m", "path": "./", "prune": True,
                  "sourceRef": {"kind": "GitRepository", "name": name}}})
+
+
+def create_example(k8s: Any, zone: str) -> None:
+    """The zone's Flux objects from clusters/flux/zone-<zone>.yaml (path ./deploy, prune, the zone's
+    ServiceAccount), applied as a cluster admin bootstraps them (``k8s``: tests.real_kube.Cluster)."""
+    k8s.server.apply([d for d in yaml.safe_load_all((ROOT / "clusters" / "flux" / f"zone-{zone}.yaml").read_text())
+                      if d])
 
 
 def report(api: kube.Api, name: str, revision: str | None, ready: str = "True",
@@ -46,12 +59,15 @@ def applied(api: kube.Api, name: str, revision: str) -> None:
 
 
 def seed_zone_repo(tmp_path: Path, name: str = "eks") -> Path:
-    """A bare zone repo whose frontend ZoneRelease defines v1 and v2 (from clusters/eks)."""
-    seed = tmp_path / f"{name}-seed"
-    seed.mkdir()
-    (seed / "frontend.yaml").write_text((ROOT / "clusters" / "eks" / "frontend.yaml").read_text()
-                                        .replace("v2:\n      command", "v1:\n      command", 1)
-                                        .replace("    v3:\n", "    v2:\n", 1))
+    """A bare zone repo seeded from clusters/eks: frontend's ZoneRelease (v1, v2, v3) and deploy/."""
     bare = tmp_path / f"{name}.git"
-    gitrepo.init_bare_seeded(bare, seed)
+    gitrepo.init_bare_seeded(bare, ROOT / "clusters" / "eks")
     return bare
+
+
+def git(bare: Path, *args: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(bare), *args], capture_output=True, text=True, check=True).stdout
+
+
+def head(bare: Path, branch: str = "main") -> str:
+    return git(bare, "rev-parse", branch).strip()

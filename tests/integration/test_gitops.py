@@ -323,7 +323,7 @@ def test_a_version_bump_in_a_zone_repo_is_a_new_canary_revision(tmp_path: Path):
         assert "#" in first and first.startswith("v2@eks,onprem->v3@eks#")
         # A comment and the primary's definition are not the canary: same revision.
         human_edit("  service: frontend\n", "  service: frontend  # owned by team shop\n", "comment")
-        human_edit("replicas: 1", "replicas: 2", "frontend v2: two replicas")  # the first is v2's (the primary)
+        human_edit("frontend:2.0.0", "frontend:2.0.1", "frontend v2: image 2.0.1")  # v2 is the primary
         assert asyncio.run(revision()) == first
         # The fix of the faulty build: v3's artifact changes (here its env), same version name.
         human_edit('FAULT_RATE: "0.3"', 'FAULT_RATE: "0.0"', "frontend v3: fixed build")

@@ -1,0 +1,273 @@
+"""Kubernetes workloads of a zone, rendered from its ZoneRelease: what Flux applies for each version.
+
+A ``ZoneRelease`` version in a ``kind: kubernetes`` zone describes its workload (``Workload``:
+image, replicas, args, env, ports, probes, resources). For every version the zone serves, the hub
+renders a Deployment and a Service named ``<service>-<version>`` (labels ``app``/``version``, the
+ones the mesh and the routers select on), the service's own Service ``<service>`` over them (what
+the meshes route for), and — where the zone's mesh splits locally — the split
+itself (a Gateway API HTTPRoute in Linkerd's flavour, or an SMI TrafficSplit, through
+``routers``), into ``<flux path>/<service>/`` with the kustomization that lists them. The
+directory is the hub's; the zone's top ``kustomization.yaml`` is the team's, and only gains an
+entry for the service (round-trip edit, comments kept). A version no longer served (retired after
+promotion or rollback) loses its files in that step's commit, so Flux (``prune: true``) removes its
+workload. Rendering is pure: the same definition gives the same Deployment at every step, so a
+weight step never restarts a pod; a change of definition (a new image) is a new revision.
+Callers: ``runtimes.flux.KubeZone`` (each step's commit), tests.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pydantic
+from pydantic.alias_generators import to_camel
+
+from federation import specfiles
+from federation.core import spec as specs
+from federation.core.errors import PermanentError
+from federation.core.steps import StepRecord
+from federation.core.weights import Subset
+from federation.gitops import releases
+from federation.gitops.aio import Edit
+from federation.gitops.repo import Repo
+from federation.routers import factory
+from federation.routers.model import RouteRequest
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "federation"}
+KUSTOMIZATION = "kustomization.yaml"
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                                       frozen=True)
+
+
+class Port(_Model):
+    name: str = "http"
+    container_port: int = pydantic.Field(ge=1, le=65535)
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+
+
+class Probe(_Model):
+    """An HTTP GET probe on a container port (the first one by default)."""
+
+    path: str = "/healthz"
+    port: int | str | None = None
+    initial_delay_seconds: int = pydantic.Field(default=0, ge=0)
+    period_seconds: int = pydantic.Field(default=5, ge=1)
+    timeout_seconds: int = pydantic.Field(default=1, ge=1)
+    failure_threshold: int = pydantic.Field(default=3, ge=1)
+
+
+class Probes(_Model):
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    startup: Probe | None = None
+
+
+class Resources(_Model):
+    requests: dict[str, str | int] | None = None
+    limits: dict[str, str | int] | None = None
+
+
+class Workload(pydantic.BaseModel):
+    """A version's workload in a Kubernetes zone. Fields the VM agents read (``command``,
+    ``health``...) may sit beside these: ``health`` is the readiness path when ``probes`` has none;
+    ``command`` is for VM zones (the container keeps its image's entrypoint; ``args`` go to it)."""
+
+    model_config = pydantic.ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
+                                       frozen=True)
+
+    image: str = pydantic.Field(min_length=1)
+    replicas: int = pydantic.Field(default=1, ge=0)
+    args: list[str] | None = None
+    env: dict[str, str | int | float | bool] = pydantic.Field(default_factory=dict)
+    ports: list[Port] | None = None
+    probes: Probes | None = None
+    health: str | None = None
+    resources: Resources | None = None
+    progress_deadline_seconds: int | None = pydantic.Field(default=None, ge=1)
+    service_account_name: str | None = None
+
+
+
+def workload(zone: str, path: str, version: str, definition: Any) -> Workload:
+    """A version's definition as a workload; bad input is one line naming the file and the field."""
+    try:
+        return Workload.model_validate(definition if isinstance(definition, dict) else {})
+    except pydantic.ValidationError as exc:
+        e = exc.errors()[0]
+        field = ".".join(str(p) for p in e["loc"])
+        where = f"spec.versions.{version}" + (f".{field}" if field else "")
+        msg = "required in a kubernetes zone" if e["type"] == "missing" else e["msg"]
+        raise PermanentError(f"zone {zone}: {path}: {where}: {msg}") from None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how one zone's workloads of one service are rendered."""
+
+    zone: str
+    service: str
+    namespace: str
+    port: int  # the Service port (the FederatedCanary's service.port)
+    route: specs.ZoneRouteKind = specs.ZoneRouteKind.NONE
+    container_port: int | None = None  # when a version names no ports (default: ``port``)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"app": self.service}
+
+    def name(self, version: str) -> str:
+        return f"{self.service}-{version}"
+
+
+def _probe(p: Probe, port: int | str) -> dict[str, Any]:
+    return {"httpGet": {"path": p.path, "port": p.port if p.port is not None else port},
+            "initialDelaySeconds": p.initial_delay_seconds, "periodSeconds": p.period_seconds,
+            "timeoutSeconds": p.timeout_seconds, "failureThreshold": p.failure_threshold}
+
+
+def version_labels(t: Target, version: str) -> dict[str, str]:
+    """What a version's pods carry and its Service selects (the mesh and the routers select on them)."""
+    return {**t.labels, "version": version}
+
+
+def render_version(t: Target, version: str, w: Workload) -> list[dict[str, Any]]:
+    """The Deployment and the Service of one version."""
+    labels = version_labels(t, version)
+    ports = w.ports or [Port(name="http", container_port=t.container_port or t.port)]
+    first: int | str = ports[0].name
+    container: dict[str, Any] = {"name": t.service, "image": w.image,
+                                 "ports": [{"name": p.name, "containerPort": p.container_port, "protocol": p.protocol}
+                                           for p in ports]}
+    if w.args is not None:
+        container["args"] = list(w.args)
+    if w.env:
+        container["env"] = [{"name": k, "value": str(v).lower() if isinstance(v, bool) else str(v)}
+                            for k, v in sorted(w.env.items())]
+    probes = w.probes or Probes()
+    readiness = probes.readiness or (Probe(path=w.health) if w.health else None)
+    for key, probe in (("readinessProbe", readiness), ("livenessProbe", probes.liveness),
+                       ("startupProbe", probes.startup)):
+        if probe is not None:
+            container[key] = _probe(probe, first)
+    if w.resources is not None:
+        container["resources"] = {k: {n: str(q) for n, q in v.items()}
+                                  for k, v in (("requests", w.resources.requests), ("limits", w.resources.limits)) if v}
+    pod: dict[str, Any] = {"containers": [container]}
+    if w.service_account_name:
+        pod["serviceAccountName"] = w.service_account_name
+    spec: dict[str, Any] = {"replicas": w.replicas, "selector": {"matchLabels": labels},
+                            "template": {"metadata": {"labels": labels}, "spec": pod}}
+    if w.progress_deadline_seconds is not None:
+        spec["progressDeadlineSeconds"] = w.progress_deadline_seconds
+    meta = {"name": t.name(version), "namespace": t.namespace, "labels": {**labels, **MANAGED_BY}}
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec},
+        {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+         "spec": {"selector": labels, "ports": [{"name": "http", "port": t.port, "targetPort": first,
+                                                 "protocol": "TCP"}]}},
+    ]
+
+
+def render_route(t: Target, serving: Mapping[str, int], record: StepRecord) -> list[dict[str, Any]]:
+    """The zone's split between its versions (none where the global route names every backend).
+    A zone every version of which has weight 0 splits evenly, so a zone the global route starts
+    sending to never answers 503."""
+    if t.route is specs.ZoneRouteKind.NONE or not serving:
+        return []
+    weights = dict(serving) if any(serving.values()) else {v: 1 for v in serving}
+    target = record.target
+    req = RouteRequest(
+        service=t.service, namespace=t.namespace, port=t.port,
+        primary_version=target.primary_version if target else "", canary_version=target.canary_version if target else "",
+        weights=tuple(sorted((Subset(t.zone, v), w) for v, w in weights.items())), step=record.step,
+        rollout=record.rollout, zones=(t.zone,), local_zone=t.zone,
+        canary_zones=tuple(target.canary_zones) if target else ())
+    docs = factory.render("linkerd" if t.route is specs.ZoneRouteKind.HTTPROUTE else "smi", req)
+    for d in docs:
+        d["metadata"]["name"] = f"{t.service}-{t.zone}"
+        d["metadata"]["labels"] = {**MANAGED_BY, "federation.io/step": str(record.step)}
+    return docs
+
+
+def render_service(t: Target, target_port: int | str) -> dict[str, Any]:
+    """The service's own Service ``<service>`` over every version: the name the meshes route for
+    (Kuma's MeshService, Istio's host, the parent of a Linkerd HTTPRoute, an SMI root service)."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": t.service, "namespace": t.namespace, "labels": {**t.labels, **MANAGED_BY}},
+            "spec": {"selector": t.labels, "ports": [{"name": "http", "port": t.port, "targetPort": target_port,
+                                                      "protocol": "TCP"}]}}
+
+
+def render(t: Target, zrel_path: str, versions: Mapping[str, Any], serving: Mapping[str, int],
+           record: StepRecord) -> dict[str, list[dict[str, Any]]]:
+    """Every file of the service's directory: file name -> documents (kustomization included)."""
+    files: dict[str, list[dict[str, Any]]] = {}
+    for version in sorted(serving):
+        files[f"{t.name(version)}.yaml"] = render_version(t, version, workload(t.zone, zrel_path, version,
+                                                                               versions.get(version)))
+    if files:
+        first = files[min(files)][1]["spec"]["ports"][0]["targetPort"]  # the versions' port name
+        files[f"{t.service}.yaml"] = [render_service(t, first)]
+    route = render_route(t, serving, record)
+    if route:
+        files[f"{t.service}-route.yaml"] = route
+    files[KUSTOMIZATION] = [{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                             "resources": sorted(files)}]
+    return files
+
+
+HEADER = ("# Written by the federation hub at each step from the ZoneRelease of {service}; edit that file "
+          "(spec.versions),\n# not this one: the hub rewrites this directory and removes what is no longer served.\n")
+
+
+def edit(t: Target, under: str, flux_path: str, record: StepRecord) -> Edit:
+    """The step's edit of a Kubernetes zone repo: the ZoneRelease's ``spec.serving`` (as in every
+    zone), then the workloads that serving implies, in the same commit."""
+    serving_edit = releases.edit_serving(t.zone, under, t.service, record)
+    base = posixpath.normpath(posixpath.join(under, flux_path))
+    folder = posixpath.join(base, t.service)
+
+    def run(repo: Repo) -> list[str]:
+        changed = serving_edit(repo)
+        found = releases.find(repo, under, t.service)
+        if found is None:  # serving_edit has raised already
+            return changed
+        zrel_path, doc = found
+        if posixpath.commonpath([zrel_path, base]) == base:
+            raise PermanentError(f"zone {t.zone}: {zrel_path} is inside {base}, the path Flux applies: "
+                                 "a ZoneRelease is not a Kubernetes kind; move it out")
+        spec = doc.get("spec") or {}
+        files = render(t, zrel_path, spec.get("versions") or {}, spec.get("serving") or {}, record)
+        wanted = {posixpath.join(folder, f) for f in files}
+        for name, docs in files.items():
+            path = posixpath.join(folder, name)
+            text = HEADER.format(service=t.service) + specfiles.dump(docs)
+            if repo.read(path) != text:
+                target = repo.workdir / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+                changed.append(path)
+        for path in repo.files(folder):
+            if path not in wanted:
+                (repo.workdir / path).unlink()
+                changed.append(path)
+        top = posixpath.join(base, KUSTOMIZATION)
+        current = repo.read(top)
+        new = specfiles.ensure_listed(current, "resources", t.service) if current is not None else (
+            "# The zone's Kustomization (applied by Flux). The team owns this file; the hub only adds\n"
+            "# the folder of each service it rolls out.\n"
+            + specfiles.dump([{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                               "resources": [t.service]}]))
+        if new != current:
+            (repo.workdir / top).parent.mkdir(parents=True, exist_ok=True)
+            (repo.workdir / top).write_text(new, encoding="utf-8")
+            changed.append(top)
+        return changed
+
+    return run

@@ -1,0 +1,278 @@
+"""One rollout through the hub's worker across a Kubernetes zone and a VM zone: the migration of
+the seeds' story, v1 moved from the demo fleet's legacy VMs (fed-agent over SSH, its ingress Envoy,
+the edge Envoy) onto ``eks``, a Kubernetes zone on the real kube-apiserver. The hub commits each
+step to both zone repos and the mesh repo; Flux's part on ``eks`` is played by the test (the zone
+repo's head server-side applied as the zone's ServiceAccount at each new commit and at the hub's
+reconcile request, pruned, and Flux's status written: ``demo.fluxlocal.LocalFlux``), and the
+Deployment controller's (each Deployment's status, all replicas ready once its
+generation is applied). No metrics are judged here: the point is the workload path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from federation.core import spec as specs
+from federation.core.state import Emit, Phase
+from federation.demo import fluxlocal
+from federation.demo.fleet import LocalFleet
+from federation.demo.fluxlocal import LocalFlux
+from federation.gitops import meshrepo
+from federation.gitops import repo as gitrepo
+from federation.hub import parts as hub_parts
+from federation.hub import reasons
+from federation.hub.store import MemoryStore
+from federation.hub.worker import RolloutWorker, TickReport
+from federation.runtimes import kubernetes as kube
+from tests import gitlog
+from tests.integration import flux
+from tests.real_kube import Cluster, deployment_status
+from tests.schemas import validate_kubernetes
+
+pytestmark = pytest.mark.integration
+CANARY = {
+    "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "frontend", "namespace": "shop"},
+    "spec": {"service": {"name": "frontend", "port": 8080},
+             "primary": {"version": "v1", "zones": ["vms"]}, "canary": {"version": "v1", "zones": ["eks"]},
+             "progressDeadlineSeconds": 120,
+             "analysis": {"interval": "1s", "threshold": 1, "stepWeight": 50, "maxWeight": 50,
+                          "stepWeightPromotion": 50, "metrics": []}}}
+
+
+def hybrid_fleet(local: LocalFleet, k8s: Cluster) -> specs.Fleet:
+    """The demo fleet with ``eks`` as a Kubernetes zone (its repo seeded from clusters/eks) and
+    ``vms`` as it is; ``onprem`` left out."""
+    doc = local.fleet_doc()
+    zones = []
+    for z in doc["spec"]["zones"]:
+        if z["name"] == "eks":
+            z = {k: v for k, v in z.items() if k not in ("hosts", "knownHosts", "identityFile", "labels")}
+            z.update(kind="kubernetes", kubeconfig={"path": k8s.member_kc.path, "context": "member"})
+        if z["name"] != "onprem":
+            zones.append(z)
+    doc["spec"]["zones"] = zones
+    return specs.Fleet.model_validate(doc)
+
+
+def controllers(k8s: Cluster, lf: LocalFlux) -> None:
+    """Flux reconciles (a new commit, or the hub's request); every Deployment's pods come up."""
+    lf.reconcile()
+    for d in k8s.admin.apps.list_namespaced_deployment("shop").items:
+        gen = d.metadata.generation
+        if (d.status.observed_generation or 0) < gen or (d.status.available_replicas or 0) < d.spec.replicas:
+            deployment_status(k8s.admin, "shop", d.metadata.name, d.spec.replicas, d.spec.replicas, observed=gen)
+
+
+def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: Cluster):
+    local = LocalFleet(tmp_path / "fleet")
+    local.prepare()
+    bare = Path(local.git_url("eks"))
+    flux.create_example(k8s, "eks")
+    lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
+    fleet = hybrid_fleet(local, k8s)
+    canary = specs.FederatedCanary.model_validate(CANARY)
+    reports: list[TickReport] = []
+    try:
+        local.start(only=("vms",))
+
+        async def scenario() -> float:
+            parts = hub_parts.build(fleet, tmp_path / "hub")
+            worker = RolloutWorker(canary.key, parts, MemoryStore(), listener=reports.append)
+            try:
+                await parts.sync()
+                controllers(k8s, lf)
+                t0 = time.monotonic()
+                deadline = t0 + 150
+                while time.monotonic() < deadline:
+                    await parts.sync()
+                    report = await worker.tick(canary)
+                    controllers(k8s, lf)
+                    if report.decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                        break
+                    await asyncio.sleep(0.2)  # the hub's tick interval
+                took = time.monotonic() - t0
+                final = reports[-1].decision.status
+                assert final.phase is Phase.SUCCEEDED, (final.message, [r.error for r in reports if r.error][-3:])
+                # The VMs ran v1 (the agent's instances, ready) until the finalising step retired it.
+                assert any(r.zones["vms"].ready_percent("frontend", "v1") == 100.0 for r in reports if "vms" in r.zones)
+                vms = await parts.zones["vms"].observe(canary, final.step)
+                assert vms.applied_step() == final.step and vms.ready_percent("frontend", "v1") is None
+                eks = await parts.zones["eks"].observe(canary, final.step)
+                assert eks.applied_step() == final.step and eks.ready_percent("frontend", "v1") == 100.0
+                return took
+            finally:
+                await parts.close()
+
+        took = asyncio.run(scenario())
+    finally:
+        local.stop()
+
+    steps = [r.decision.status.step for r in reports]
+    phases = list(dict.fromkeys(r.decision.status.phase for r in reports))
+    assert phases == [Phase.INITIALIZING, Phase.INITIALIZED, Phase.PROGRESSING, Phase.PROMOTING,
+                      Phase.FINALISING, Phase.SUCCEEDED]
+    # From Git: v1's Deployment is in eks's repo (and applied) before the mesh gives eks any weight.
+    eks_log = gitlog.commits(bare, oldest_first=True)
+    first = next(i for i, c in enumerate(eks_log)
+                 if "deploy/frontend/frontend-v1.yaml" in flux.git(bare, "show", "--name-only", "--format=", c["sha"]))
+    mesh_log = [c for c in gitlog.commits(local.git_url("mesh"), oldest_first=True) if "Step" in c]
+    weighted = next(c for c in mesh_log if "eks/v1=" in c.get("Weights", "") and "eks/v1=0" not in c["Weights"])
+    assert int(eks_log[first]["Step"]) < int(weighted["Step"])
+    assert mesh_log[-1]["Stage"] == "finalising" and "vms/v1=0" in mesh_log[-1]["Weights"]
+    # The VMs' ZoneRelease no longer serves v1; eks's serves it with all of eks's traffic.
+    vms_rel = yaml.safe_load(flux.git(Path(local.git_url("vms")), "show", "main:frontend.yaml"))
+    assert vms_rel["spec"]["serving"] == {}
+    eks_rel = yaml.safe_load(flux.git(bare, "show", "main:frontend.yaml"))
+    assert eks_rel["spec"]["serving"] == {"v1": 10000}
+    # From the API: the Deployment Flux applied is the hub's rendering of eks's v1, valid, at the
+    # revision Flux reports.
+    dep = k8s.admin.apps.read_namespaced_deployment("frontend-v1", "shop")
+    assert dep.spec.template.spec.containers[0].image == "registry.example.com/shop/frontend:1.0.0"
+    assert dep.metadata.labels["app.kubernetes.io/managed-by"] == "federation"
+    for d in fluxlocal.build(lf.repo, "deploy"):
+        validate_kubernetes(d)
+    g, v, p = kube.FLUX_KS
+    ks = k8s.admin.custom.get_namespaced_custom_object(g, v, "flux-system", p, "eks")
+    assert ks["status"]["lastAppliedRevision"] == f"main@sha1:{flux.head(bare)}"
+    # The edge sends everything to eks.
+    rds = json.loads((local.workdir / "edge" / "rds.json").read_text())
+    clusters = rds["resources"][0]["virtual_hosts"][0]["routes"][-1]["route"]["weighted_clusters"]["clusters"]
+    assert [c["name"] for c in clusters] == ["zone-eks"]
+    print(f"\nhybrid migration: {len(reports)} ticks, {max(steps)} steps, {took:.1f} s")
+
+
+def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_deadline(tmp_path: Path, k8s: Cluster):
+    """Flux on eks stops applying once the canary has traffic (a team's commit breaks the build: its
+    Kustomization Stalled, BuildFailed): no later step counts, the reason ``fedctl status`` shows is Flux's, and the progress deadline rolls back."""
+    local = LocalFleet(tmp_path / "fleet")
+    local.prepare()
+    bare = Path(local.git_url("eks"))
+    flux.create_example(k8s, "eks")
+    lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
+    fleet = hybrid_fleet(local, k8s)
+    doc = json.loads(json.dumps(CANARY))
+    doc["spec"]["progressDeadlineSeconds"] = 15
+    canary = specs.FederatedCanary.model_validate(doc)
+    reports: list[TickReport] = []
+    try:
+        local.start(only=("vms",))
+
+        async def scenario() -> None:
+            parts = hub_parts.build(fleet, tmp_path / "hub")
+            worker = RolloutWorker(canary.key, parts, MemoryStore(), listener=reports.append)
+            stalled_at: int | None = None
+            try:
+                await parts.sync()
+                controllers(k8s, lf)
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    await parts.sync()
+                    report = await worker.tick(canary)
+                    status = report.decision.status
+                    if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                        break
+                    if stalled_at is None and status.phase is Phase.PROGRESSING and status.canary_weight > 0:
+                        stalled_at = status.step  # Flux applied the steps before; from here its build fails
+                        human = gitrepo.Repo(str(bare), "main", tmp_path / "human")
+                        human.ensure()
+
+                        def breaks(r: gitrepo.Repo) -> list[str]:
+                            p = r.workdir / "deploy" / "kustomization.yaml"
+                            p.write_text(p.read_text() + "- quota.yaml  # not committed: the build fails\n")
+                            return ["deploy/kustomization.yaml"]
+
+                        assert human.commit_and_push(breaks, "add a quota", author="Dev <dev@localhost>")
+                    controllers(k8s, lf)
+                    await asyncio.sleep(0.2)
+                final = reports[-1].decision.status
+                assert stalled_at is not None
+                assert final.phase is Phase.FAILED, final.message
+                assert "progress deadline exceeded: zones eks have not applied step" in final.message
+                # Nothing counted past the stall: the last weight the canary had is the stalled step's.
+                weights = [r.decision.status.canary_weight for r in reports
+                           if r.decision.status.phase is Phase.PROGRESSING]
+                assert max(weights) == 5000
+                # What `fedctl status` shows for eks while it waited.
+                waiting = [r for r in reports if r.status.step == stalled_at and r.observations is not None]
+                assert waiting
+                why = reasons.reasons(waiting[-1].status.step, dict(waiting[-1].observations.applied),
+                                      waiting[-1].zones)
+                assert why["eks"].startswith("Flux: BuildFailed: kustomize build failed: deploy/kustomization.yaml: "
+                                             "resource 'quota.yaml' not found"), why
+                assert "vms" not in why
+            finally:
+                await parts.close()
+
+        asyncio.run(scenario())
+    finally:
+        local.stop()
+
+
+def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(tmp_path: Path, k8s: Cluster):
+    """v1@vms -> v2@eks; at 50% CI pushes a new image for v2 to eks's repo. The canary's checksum
+    (part of the rollout's identity) changes: the analysis restarts from 0%, the next step renders
+    the new image, and the rollout promotes the new build."""
+    local = LocalFleet(tmp_path / "fleet")
+    local.prepare()
+    bare = Path(local.git_url("eks"))
+    flux.create_example(k8s, "eks")
+    lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
+    fleet = hybrid_fleet(local, k8s)
+    doc = json.loads(json.dumps(CANARY))
+    doc["spec"]["canary"]["version"] = "v2"
+    reports: list[TickReport] = []
+    try:
+        local.start(only=("vms",))
+
+        async def scenario() -> None:
+            parts = hub_parts.build(fleet, tmp_path / "hub")
+            worker = RolloutWorker("shop/frontend", parts, MemoryStore(), listener=reports.append)
+            bumped = False
+            try:
+                await parts.sync()
+                controllers(k8s, lf)
+                deadline = time.monotonic() + 150
+                while time.monotonic() < deadline:
+                    await parts.sync()
+                    canary = specs.FederatedCanary.model_validate(doc)  # as discovery reads it, checksum included
+                    canary.spec.with_checksum(await meshrepo.canary_checksum(canary.spec, parts.repos))
+                    report = await worker.tick(canary)
+                    controllers(k8s, lf)
+                    status = report.decision.status
+                    if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                        break
+                    if not bumped and status.canary_weight == 5000 and status.converged_at is not None:
+                        human = gitrepo.Repo(str(bare), "main", tmp_path / "human")
+                        human.ensure()
+
+                        def bump(r: gitrepo.Repo) -> list[str]:
+                            p = r.workdir / "frontend.yaml"
+                            p.write_text(p.read_text().replace("frontend:2.0.0", "frontend:2.0.1"))
+                            return ["frontend.yaml"]
+
+                        assert human.commit_and_push(bump, "frontend v2: image 2.0.1 (CI)", author="CI <ci@localhost>")
+                        bumped = True
+                    await asyncio.sleep(0.2)
+            finally:
+                await parts.close()
+
+        asyncio.run(scenario())
+    finally:
+        local.stop()
+
+    final = reports[-1].decision.status
+    assert final.phase is Phase.SUCCEEDED, final.message
+    restarts = [a for r in reports for a in r.decision.actions if isinstance(a, Emit) and a.reason == "Restart"]
+    assert len(restarts) == 1 and "revision" in restarts[0].message
+    weights = [r.decision.status.canary_weight for r in reports]
+    at = weights.index(5000)
+    assert 0 in weights[at:]  # back to 0% after the bump, then up again
+    dep = k8s.admin.apps.read_namespaced_deployment("frontend-v2", "shop")
+    assert dep.spec.template.spec.containers[0].image == "registry.example.com/shop/frontend:2.0.1"
+    assert dep.metadata.generation == 2  # rendered twice: the first build, then the bump
+    assert final.target.startswith("v1@vms->v2@eks#")

@@ -1,0 +1,93 @@
+"""The step edit of a Kubernetes zone repo (``runtimes.workloads.edit``) on real Git repos: what
+the team owns stays as written, the hub's folder holds exactly what is served, a zone emptied by a
+step keeps an empty kustomization, and a ZoneRelease inside the path Flux applies is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from federation.core import spec as specs
+from federation.core.errors import PermanentError
+from federation.core.state import Stage
+from federation.core.steps import RolloutTarget, StepRecord
+from federation.core.weights import Subset
+from federation.demo import fluxlocal
+from federation.gitops import repo as gitrepo
+from federation.runtimes import workloads
+from tests.integration import flux
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = workloads.Target("eks", "frontend", "shop", 8080, specs.ZoneRouteKind.NONE)
+
+
+def record(step: int, weights: dict[str, int], retire: tuple[str, ...] = ()) -> StepRecord:
+    return StepRecord("shop/frontend", step, Stage.ANALYSIS, 0, tuple(sorted((Subset("eks", v), w)
+                                                                              for v, w in weights.items())),
+                      RolloutTarget("v1", ("eks",), "v2", ("vms",)), retire=tuple(Subset("eks", v) for v in retire))
+
+
+def seed(tmp_path: Path, files: dict[str, str]) -> tuple[Path, gitrepo.Repo]:
+    src = tmp_path / "seed"
+    for name, text in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(text)
+    bare = tmp_path / "zone.git"
+    gitrepo.init_bare_seeded(bare, src)
+    clone = gitrepo.Repo(str(bare), "main", tmp_path / "clone")
+    clone.ensure()
+    return bare, clone
+
+
+def built(clone: gitrepo.Repo) -> list[dict]:
+    clone.ensure()
+    return fluxlocal.build(clone, "deploy")
+
+
+def step(clone: gitrepo.Repo, rec: StepRecord, path: str = "deploy") -> str | None:
+    return clone.commit_and_push(workloads.edit(TARGET, ".", path, rec), rec.message("frontend", "v2"),
+                                 idempotency=(rec.rollout, rec.step))
+
+
+def test_the_team_s_files_stay_and_the_hub_s_folder_holds_what_is_served(tmp_path: Path):
+    zrel = (ROOT / "clusters" / "eks" / "frontend.yaml").read_text()
+    top = ("# ours: platform team\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+           "resources:\n  - quota.yaml  # keep\n")
+    quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q, namespace: shop}\nspec: {hard: {pods: '10'}}\n"
+    bare, clone = seed(tmp_path, {"frontend.yaml": zrel, "deploy/kustomization.yaml": top, "deploy/quota.yaml": quota,
+                                  "deploy/frontend/stray.yaml": "kind: ConfigMap\n"})
+    assert step(clone, record(1, {"v1": 10000, "v2": 0}))
+    tree = set(flux.git(bare, "ls-tree", "-r", "--name-only", "main").split())
+    assert {p for p in tree if p.startswith("deploy/frontend/")} == {
+        "deploy/frontend/kustomization.yaml", "deploy/frontend/frontend.yaml", "deploy/frontend/frontend-v1.yaml",
+        "deploy/frontend/frontend-v2.yaml"}
+    assert flux.git(bare, "show", "main:deploy/quota.yaml") == quota
+    new_top = flux.git(bare, "show", "main:deploy/kustomization.yaml")
+    assert new_top.startswith("# ours: platform team\n") and "- quota.yaml  # keep\n" in new_top
+    assert yaml.safe_load(new_top)["resources"] == ["quota.yaml", "frontend"]
+    docs = built(clone)
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("ResourceQuota", "q"), ("Deployment", "frontend-v1"), ("Service", "frontend-v1"),
+        ("Deployment", "frontend-v2"), ("Service", "frontend-v2"), ("Service", "frontend")]
+    # The same step again is found, not redone; a step with the same serving changes no workload.
+    assert step(clone, record(1, {"v1": 10000, "v2": 0})) == flux.head(bare)
+    # Every version retired (this zone leaves the rollout): an empty kustomization, nothing applied.
+    assert step(clone, record(2, {"v1": 0, "v2": 0}, retire=("v1", "v2")))
+    assert built(clone) == [yaml.safe_load(quota)]
+    kust = yaml.safe_load(flux.git(bare, "show", "main:deploy/frontend/kustomization.yaml"))
+    assert kust["resources"] == []
+
+
+def test_a_missing_top_kustomization_is_created(tmp_path: Path):
+    bare, clone = seed(tmp_path, {"frontend.yaml": (ROOT / "clusters" / "eks" / "frontend.yaml").read_text()})
+    assert step(clone, record(1, {"v1": 10000}))
+    assert yaml.safe_load(flux.git(bare, "show", "main:deploy/kustomization.yaml"))["resources"] == ["frontend"]
+
+
+def test_a_zone_release_inside_the_flux_path_is_refused(tmp_path: Path):
+    _, clone = seed(tmp_path, {"deploy/frontend.yaml": (ROOT / "clusters" / "eks" / "frontend.yaml").read_text()})
+    with pytest.raises(PermanentError, match=r"^zone eks: deploy/frontend.yaml is inside deploy, the path Flux "
+                                             r"applies: a ZoneRelease is not a Kubernetes kind; move it out$"):
+        step(clone, record(1, {"v1": 10000}))

@@ -1,0 +1,126 @@
+"""Workloads of a Kubernetes zone rendered from its ZoneRelease (``runtimes.workloads``): every
+object valid against the Kubernetes OpenAPI schema (kubernetes-validate, strict) or its CRD, the
+same definition giving the same Deployment at every step, and bad definitions one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from federation.core import spec as specs
+from federation.core.errors import PermanentError
+from federation.core.state import Stage
+from federation.core.steps import RolloutTarget, StepRecord
+from federation.core.weights import Subset
+from federation.runtimes import workloads
+from tests.schemas import validate_kubernetes
+
+ROOT = Path(__file__).resolve().parents[2]
+EKS = yaml.safe_load((ROOT / "clusters" / "eks" / "frontend.yaml").read_text())["spec"]
+
+
+def record(step: int, weights: dict[str, int], retire: tuple[str, ...] = ()) -> StepRecord:
+    return StepRecord("shop/frontend", step, Stage.ANALYSIS, 2000,
+                      tuple(sorted((Subset("eks", v), w) for v, w in weights.items())),
+                      RolloutTarget("v1", ("eks",), "v2", ("eks",)), retire=tuple(Subset("eks", v) for v in retire))
+
+
+def target(route: specs.ZoneRouteKind = specs.ZoneRouteKind.NONE) -> workloads.Target:
+    return workloads.Target("eks", "frontend", "shop", 8080, route)
+
+
+@pytest.mark.parametrize("route", list(specs.ZoneRouteKind))
+def test_every_rendered_object_is_valid(route):
+    files = workloads.render(target(route), "frontend.yaml", EKS["versions"], {"v1": 8000, "v2": 2000},
+                             record(3, {"v1": 8000, "v2": 2000}))
+    expected = {"frontend.yaml", "frontend-v1.yaml", "frontend-v2.yaml", "kustomization.yaml"}
+    if route is not specs.ZoneRouteKind.NONE:
+        expected.add("frontend-route.yaml")
+    assert set(files) == expected
+    assert files["kustomization.yaml"][0]["resources"] == sorted(expected - {"kustomization.yaml"})
+    kinds = []
+    for docs in files.values():
+        for d in docs:
+            if d["kind"] != "Kustomization":
+                validate_kubernetes(d)
+            kinds.append(d["kind"])
+    assert kinds.count("Deployment") == 2
+
+
+def test_a_version_s_deployment_and_service():
+    dep, svc = workloads.render_version(target(), "v2", workloads.workload("eks", "frontend.yaml", "v2",
+                                                                             EKS["versions"]["v2"]))
+    assert dep["metadata"]["name"] == svc["metadata"]["name"] == "frontend-v2"
+    assert dep["metadata"]["namespace"] == "shop"
+    labels = {"app": "frontend", "version": "v2"}
+    assert dep["spec"]["selector"]["matchLabels"] == labels == dep["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"] == labels
+    assert dep["spec"]["replicas"] == 2
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "registry.example.com/shop/frontend:2.0.0"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["livenessProbe"]["periodSeconds"] == 10
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
+    assert "command" not in c  # the VM stand-in's command is not the container's
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+    v3 = workloads.render_version(target(), "v3", workloads.workload("eks", "f", "v3", EKS["versions"]["v3"]))[0]
+    env = v3["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "EXTRA_LATENCY_MS", "value": "150"}, {"name": "FAULT_RATE", "value": "0.3"}]
+
+
+def test_the_deployment_does_not_change_with_the_weights():
+    a = workloads.render(target(specs.ZoneRouteKind.HTTPROUTE), "f", EKS["versions"], {"v1": 8000, "v2": 2000},
+                         record(3, {"v1": 8000, "v2": 2000}))
+    b = workloads.render(target(specs.ZoneRouteKind.HTTPROUTE), "f", EKS["versions"], {"v1": 6000, "v2": 4000},
+                         record(4, {"v1": 6000, "v2": 4000}))
+    assert a["frontend-v1.yaml"] == b["frontend-v1.yaml"] and a["frontend-v2.yaml"] == b["frontend-v2.yaml"]
+    assert a["frontend-route.yaml"] != b["frontend-route.yaml"]
+
+
+def test_local_routes_split_by_the_zone_s_weights():
+    t = target(specs.ZoneRouteKind.HTTPROUTE)
+    (http,) = workloads.render_route(t, {"v1": 7500, "v2": 2500}, record(3, {"v1": 7500, "v2": 2500}))
+    assert http["metadata"]["name"] == "frontend-eks"
+    assert http["spec"]["parentRefs"] == [{"group": "core", "kind": "Service", "name": "frontend", "port": 8080}]
+    assert [(b["name"], b["weight"]) for b in http["spec"]["rules"][-1]["backendRefs"]] == \
+        [("frontend-v1", 7500), ("frontend-v2", 2500)]
+    ts = workloads.render_route(target(specs.ZoneRouteKind.TRAFFICSPLIT), {"v1": 0, "v2": 0},
+                                record(1, {"v1": 0, "v2": 0}))[0]
+    # A zone that gets no traffic yet splits evenly over what runs there (never all-zero).
+    assert ts["spec"]["backends"] == [{"service": "frontend-v1", "weight": 1}, {"service": "frontend-v2", "weight": 1}]
+    assert workloads.render_route(target(), {"v1": 1}, record(1, {"v1": 1})) == []
+
+
+@pytest.mark.parametrize(("definition", "line"), [
+    ({"command": ["app"], "replicas": 1}, "zone eks: frontend.yaml: spec.versions.v2.image: required in a kubernetes zone"),
+    ({"image": "x:1", "replicas": -1}, "zone eks: frontend.yaml: spec.versions.v2.replicas: Input should be greater"),
+    ({"image": "x:1", "ports": [{"name": "http"}]},
+     "zone eks: frontend.yaml: spec.versions.v2.ports.0.containerPort: required in a kubernetes zone"),
+    ({"image": "x:1", "probes": {"readyness": {}}}, "zone eks: frontend.yaml: spec.versions.v2.probes.readyness: "
+                                                     "Extra inputs are not permitted"),
+])
+def test_a_bad_definition_is_one_line_naming_file_and_field(definition, line):
+    with pytest.raises(PermanentError) as err:
+        workloads.workload("eks", "frontend.yaml", "v2", definition)
+    assert str(err.value).startswith(line) and "\n" not in str(err.value)
+
+
+def test_flux_path_must_be_a_directory_inside_the_repo():
+    assert specs.FluxRef(path="./deploy/").path == "deploy"
+    for bad in ("/deploy", "../x", ".", ""):
+        with pytest.raises(ValueError):
+            specs.FluxRef(path=bad)
+
+
+@pytest.mark.parametrize("route", list(specs.ZoneRouteKind))
+def test_the_service_s_own_service_is_there_whatever_the_mesh(route):
+    """Kuma's MeshHTTPRoute and Istio's VirtualService route for <service>; Linkerd's HTTPRoute
+    hangs on it: it selects every version, on the versions' port."""
+    versions = {"v1": {"image": "x:1", "ports": [{"name": "web", "containerPort": 9000}]}}
+    files = workloads.render(target(route), "f", versions, {"v1": 10000}, record(1, {"v1": 10000}))
+    (svc,) = files["frontend.yaml"]
+    assert svc["metadata"]["name"] == "frontend" and svc["spec"]["selector"] == {"app": "frontend"}
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "web", "protocol": "TCP"}]
+    assert workloads.render(target(route), "f", versions, {}, record(2, {}))["kustomization.yaml"][0]["resources"] == []
