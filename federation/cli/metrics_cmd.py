@@ -58,7 +58,7 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
 
         async def gather() -> tuple[Any, dict[str, str]]:
             zs = c.spec.canary.zones
-            samples, health = await asyncio.gather(analyzer.collect(c.spec, c.metadata.namespace),
+            samples, health = await asyncio.gather(analyzer.collect(c.spec, c.metadata.namespace, name=c.metadata.name),
                                                    asyncio.gather(*[analyzer.clients[z].healthy() for z in zs]))
             return samples, {z: why for z, why in zip(zs, health, strict=True) if why}
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from federation.core import durations
+from federation.core import durations, querytemplate
 
 API_VERSION = "federation.io/v1alpha1"
 BASIS_POINTS = 10_000
@@ -413,6 +414,8 @@ class MetricCheck(Model):
             )
         if self.threshold_range is None and self.threshold is None and self.compare is None:
             raise ValueError("give thresholdRange (or compare: primary)")
+        if self.query is not None:
+            querytemplate.check(self.query, self.name, self.template_variables)
         return self
 
     @property
@@ -645,4 +648,20 @@ def check_against_fleet(canary: FederatedCanary, fleet: Fleet) -> list[tuple[str
         problems.append(("spec.analysis.match", "mesh provider smi cannot route by match (TrafficSplit has weights only)"))
     if a.session_affinity is not None and provider in (MeshProvider.SMI, MeshProvider.KUMA):
         problems.append(("spec.analysis.sessionAffinity", f"mesh provider {provider.value} cannot express cookie session affinity"))
+    return problems
+
+
+def check_templates(canary: FederatedCanary, queries: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Each metric's ``templateRef`` query (by template name) against the metric's
+    ``templateVariables``: a variable the template uses and the metric does not give is a spec
+    error of that metric. A template not found is left to the analysis (it says so as no data)."""
+    problems: list[tuple[str, str]] = []
+    for i, m in enumerate(canary.spec.analysis.metrics):
+        if m.template_ref is None or m.template_ref.name not in queries:
+            continue
+        try:
+            querytemplate.check(queries[m.template_ref.name], m.name, m.template_variables)
+        except querytemplate.TemplateError as exc:
+            problems.append((f"spec.analysis.metrics[{i}].templateVariables",
+                             f"{exc} (MetricTemplate {m.template_ref.name!r})"))
     return problems

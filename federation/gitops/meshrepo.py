@@ -20,9 +20,11 @@ from federation.gitops.repo import Repo
 Found = dict[str, tuple[str, specs.FederatedCanary | None, str]]
 
 
-async def canaries(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, AsyncRepo]) -> Found:
+async def canaries(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, AsyncRepo],
+                   queries: Mapping[str, str] | None = None) -> Found:
     """FederatedCanary specs in the mesh repo: key -> (path, spec or None, problem). Each valid one
-    carries the checksum of its canary version's definitions in the canary zones' repos."""
+    carries the checksum of its canary version's definitions in the canary zones' repos.
+    ``queries`` (MetricTemplate name -> query) checks each templateRef's variables."""
     under = mesh.under("canaries")
 
     def load(repo: Repo) -> list[tuple[str, list[specs.Model] | FederationError]]:
@@ -42,7 +44,7 @@ async def canaries(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, Asyn
         for d in loaded:
             if not isinstance(d, specs.FederatedCanary):
                 continue
-            problems = specs.check_against_fleet(d, fleet)
+            problems = specs.check_against_fleet(d, fleet) + specs.check_templates(d, queries or {})
             problem = "; ".join(f"{path}: {f}: {m}" for f, m in problems)
             if not problems:
                 try:

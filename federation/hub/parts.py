@@ -41,7 +41,7 @@ class Parts:
         self.analyzer.templates = await meshrepo.metric_templates(self.mesh)
 
     async def canaries(self) -> meshrepo.Found:
-        return await meshrepo.canaries(self.mesh, self.fleet, self.repos)
+        return await meshrepo.canaries(self.mesh, self.fleet, self.repos, self.analyzer.templates)
 
     async def close(self) -> None:
         """SSH connections, and the pooled connections of every Kubernetes client (zones, mesh)."""

@@ -444,7 +444,7 @@ class Hub:
         analyzer = self.parts.analyzer
         zones = canary.spec.canary.zones
         samples, health = await asyncio.gather(
-            analyzer.collect(canary.spec, canary.metadata.namespace),
+            analyzer.collect(canary.spec, canary.metadata.namespace, name=canary.metadata.name),
             asyncio.gather(*[analyzer.clients[z].healthy() for z in zones]))
         verdict = core_analysis.judge(canary.spec, samples)
         by = {(x.metric, x.zone): x for x in samples}

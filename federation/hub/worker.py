@@ -86,7 +86,7 @@ class RolloutWorker:
     async def _metrics(self, canary: FederatedCanary) -> tuple[MetricSample, ...]:
         spec = canary.spec
         try:
-            return await self.parts.analyzer.collect(spec, canary.metadata.namespace)
+            return await self.parts.analyzer.collect(spec, canary.metadata.namespace, name=canary.metadata.name)
         except Exception as exc:  # any failure to read metrics is no data, judged as such by the core
             reason = f"metrics unavailable: {exc}"
             return tuple(MetricSample(x.name, None, None, reason) for x in spec.analysis.metrics)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from federation.core import durations
+from federation.core.errors import PermanentError
 from federation.core.spec import CanarySpec, Fleet, MetricCheck
 from federation.core.state import MetricSample
 from federation.metrics import aggregate, templates
@@ -50,20 +51,22 @@ class Analyzer:
         self.templates = dict(metric_templates or {})
 
     async def collect(self, spec: CanarySpec, namespace: str, version: str | None = None,
-                      at: float | None = None) -> tuple[MetricSample, ...]:
-        """Every metric of the spec, all queries evaluated at the same instant ``at`` (default: now)."""
+                      at: float | None = None, name: str | None = None) -> tuple[MetricSample, ...]:
+        """Every metric of the spec, all queries evaluated at the same instant ``at`` (default: now).
+        ``name`` is the FederatedCanary's (``{{ name }}`` in templates; default: the service's)."""
         version = version or spec.canary.version
         at = time.time() if at is None else at
-        results = await asyncio.gather(*[self.metric(spec, m, namespace, version, at) for m in spec.analysis.metrics])
+        results = await asyncio.gather(*[self.metric(spec, m, namespace, version, at, name)
+                                         for m in spec.analysis.metrics])
         return tuple(s for r in results for s in r)
 
     async def metric(self, spec: CanarySpec, m: MetricCheck, namespace: str, version: str,
-                     at: float) -> list[MetricSample]:
+                     at: float, name: str | None = None) -> list[MetricSample]:
         window = durations.prometheus_range(durations.parse(m.interval))
         zones = spec.canary.zones
         if m.compare == "primary":
             return await self.compare(spec, m, namespace, version, at)
-        figures = await asyncio.gather(*[self._zone(m, spec.service.name, namespace, version, z, window, at)
+        figures = await asyncio.gather(*[self._zone(m, spec.service.name, namespace, version, z, window, at, name)
                                          for z in zones])
         samples = [MetricSample(m.name, f.zone, f.value, f.reason, f.requests) for f in figures]
         missing = [f for f in figures if f.value is None and f.reason]
@@ -85,7 +88,7 @@ class Analyzer:
         return samples
 
     async def _zone(self, m: MetricCheck, service: str, namespace: str, version: str, zone: str,
-                    window: str, at: float) -> _ZoneFigures:
+                    window: str, at: float, name: str | None = None) -> _ZoneFigures:
         client = self.clients[zone]
         t = templates.Target(service, namespace, version, zone, self.zone_label)
         try:
@@ -95,8 +98,8 @@ class Analyzer:
                 if query_text is None:
                     raise NoData(f"MetricTemplate {m.template_ref.name!r} not found in the mesh repo's templates/")
             if query_text is not None:
-                q = templates.render_custom(query_text, {**templates.builtin_variables(t, window),
-                                                      **(m.template_variables or {})})
+                q = templates.render_custom(query_text, m.name, templates.builtin_variables(t, m.interval, name),
+                                            m.template_variables)
                 v = await client.scalar(q, at)
                 return _ZoneFigures(zone, v, None, "")
             counts = templates.request_counts(self.mesh, t, window)
@@ -109,7 +112,7 @@ class Analyzer:
             buckets = await client.buckets(query, scale, at)
             value = aggregate.quantile(0.99, buckets)
             return _ZoneFigures(zone, value, total, "" if value is not None else "no requests", buckets=buckets)
-        except NoData as exc:
+        except (NoData, PermanentError) as exc:
             return _ZoneFigures(zone, None, None, str(exc))
         except TimeoutError:
             return _ZoneFigures(zone, None, None, f"prometheus {client.source.url}: timed out")
