@@ -16,18 +16,48 @@ from federation.core.errors import Problem, SpecError
 from federation.core.state import CheckResult
 
 
-def _canary_from_mesh(fleet: specs.Fleet, service: str, cache: Path) -> specs.FederatedCanary:
+def _mesh_repo(fleet: specs.Fleet, cache: Path) -> Any:
     from federation.gitops import repo as gitrepo
 
     m = fleet.spec.mesh
     repo = gitrepo.Repo(m.git.url, m.git.branch, cache / fleet.metadata.name / "mesh", gitrepo.Credentials(m.git.auth))
     repo.ensure()
-    base = "/".join(p for p in (m.git.path, "canaries") if p and p != ".")
-    for path in repo.files(base):
+    return repo
+
+
+def _under(fleet: specs.Fleet, folder: str) -> str:
+    return "/".join(p for p in (fleet.spec.mesh.git.path, folder) if p and p != ".")
+
+
+def _canary_from_mesh(fleet: specs.Fleet, repo: Any, service: str) -> specs.FederatedCanary:
+    for path in repo.files(_under(fleet, "canaries")):
         for d in specfiles.load(repo.workdir / path):
             if isinstance(d, specs.FederatedCanary) and service in (d.metadata.name, d.key):
                 return d
-    raise SpecError([Problem(m.git.url, "canaries/", f"no FederatedCanary for service {service!r}")])
+    raise SpecError([Problem(fleet.spec.mesh.git.url, "canaries/", f"no FederatedCanary for service {service!r}")])
+
+
+def _templates(fleet: specs.Fleet, repo: Any, canary: specs.FederatedCanary,
+               where: str) -> dict[str, specs.MetricTemplate | str]:
+    """The mesh repo's MetricTemplates, as the hub loads them; a metric naming one that is missing
+    or invalid, or that lacks a variable the template uses, is a spec error of that metric."""
+    under = _under(fleet, "templates")
+    found = specfiles.metric_templates((p, repo.read(p) or "") for p in repo.files(under))
+    problems = [Problem(where, f, msg) for f, msg in specs.check_templates(canary, specfiles.template_queries(found))]
+    for i, m in enumerate(canary.spec.analysis.metrics):
+        if m.template_ref is None:
+            continue
+        t = found.get(m.template_ref.name)
+        field = f"spec.analysis.metrics[{i}].templateRef"
+        if t is None:
+            problems.append(Problem(where, field, f"metric {m.name!r}: MetricTemplate {m.template_ref.name!r} not "
+                                    f"found in {fleet.spec.mesh.git.url} {under or '.'}/"))
+        elif isinstance(t, str):
+            problems.append(Problem(where, field, f"metric {m.name!r}: MetricTemplate {m.template_ref.name!r} is "
+                                    f"invalid: {t}"))
+    if problems:
+        raise SpecError(problems)
+    return found
 
 
 def metrics(service: Annotated[str, typer.Argument(help="Service (name or namespace/name).")],
@@ -53,8 +83,13 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
     elif fleet is not None:
         from federation.metrics.analysis import Analyzer
         f = specfiles.load_one(fleet, specs.Fleet)
-        c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, service, cache)
-        analyzer = Analyzer(f)
+        mesh = _mesh_repo(f, cache) if canary is None else None
+        c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, mesh, service)
+        found: dict[str, specs.MetricTemplate | str] = {}
+        if any(m.template_ref is not None for m in c.spec.analysis.metrics):
+            mesh = mesh or _mesh_repo(f, cache)
+            found = _templates(f, mesh, c, str(canary) if canary else f"{f.spec.mesh.git.url} canaries/")
+        analyzer = Analyzer(f, metric_templates=found)
 
         async def gather() -> tuple[Any, dict[str, str]]:
             zs = c.spec.canary.zones

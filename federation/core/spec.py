@@ -430,6 +430,65 @@ class MetricCheck(Model):
         return None, self.threshold
 
 
+def http_url(value: str) -> str:
+    """An absolute http(s) URL with a host; anything else is refused (naming what it got)."""
+    m = re.match(r"^https?://([^/?#\s]+)([/?#]\S*)?$", value)
+    host = m.group(1).rsplit("@", 1)[-1] if m else ""
+    if not m or not host or host.startswith(":"):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, pydantic.AfterValidator(http_url)]
+
+
+class MetricProviderType(str, enum.Enum):
+    """Flagger's MetricTemplate provider types (those marked supported have a client here)."""
+
+    PROMETHEUS = "prometheus"
+    DATADOG = "datadog"
+    GRAPHITE = "graphite"
+    INFLUXDB = "influxdb"
+    CLOUDWATCH = "cloudwatch"
+    NEWRELIC = "newrelic"
+    DYNATRACE = "dynatrace"
+    STACKDRIVER = "stackdriver"
+    SPLUNK = "splunk"
+    KEPTN = "keptn"
+    EXTERNALMETRICS = "externalmetrics"
+
+
+class SecretRef(Model):
+    name: str
+
+
+class MetricProvider(Model):
+    """Flagger's ``MetricTemplate.spec.provider``. ``secretRef`` names a secret the hub reads from
+    files (``<secretsDir>/<name>/<key>``, as a mounted Kubernetes Secret) or the environment
+    (``FEDERATION_SECRET_<NAME>_<KEY>``); values are never logged."""
+
+    type: MetricProviderType
+    address: HttpUrl | None = None
+    secret_ref: SecretRef | None = None
+    region: str | None = None
+    insecure_skip_verify: bool = False
+    headers: dict[str, list[str]] | None = None
+
+
+class MetricTemplateSpec(Model):
+    provider: MetricProvider
+    query: str = Field(min_length=1)
+
+
+class MetricTemplate(Model):
+    """Flagger's MetricTemplate (``flagger.app/v1beta1``), kept in the mesh repo's ``templates/``."""
+
+    api_version: Literal["flagger.app/v1beta1", "flagger.app/v1alpha1"]
+    kind: Literal["MetricTemplate"]
+    metadata: Metadata
+    spec: MetricTemplateSpec
+
+
 class WebhookType(str, enum.Enum):
     """Flagger's webhook types, with Flagger's meaning."""
 

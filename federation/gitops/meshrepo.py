@@ -70,21 +70,10 @@ async def canary_checksum(spec: specs.CanarySpec, zones: Mapping[str, AsyncRepo]
     return releases.checksum(definitions)
 
 
-async def metric_templates(mesh: AsyncRepo) -> dict[str, str]:
-    """Flagger MetricTemplate documents under the mesh repo's templates/: name -> query."""
-    out: dict[str, str] = {}
-    for path, text in await mesh.read_all(mesh.under("templates")):
-        try:
-            docs = specfiles.parse_documents(text, path)
-        except FederationError:
-            continue
-        for d in docs:
-            if isinstance(d, dict) and d.get("kind") == "MetricTemplate":
-                name = (d.get("metadata") or {}).get("name")
-                query = (d.get("spec") or {}).get("query")
-                if name and query:
-                    out[str(name)] = str(query)
-    return out
+async def metric_templates(mesh: AsyncRepo) -> dict[str, specs.MetricTemplate | str]:
+    """Flagger MetricTemplate documents under the mesh repo's templates/, by name (an invalid one
+    maps to its problem line)."""
+    return specfiles.metric_templates(await mesh.read_all(mesh.under("templates")))
 
 
 async def commit_route(mesh: AsyncRepo, service: str, docs: list[dict[str, Any]], record: StepRecord,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from federation.core import durations
 from federation.core.errors import PermanentError
-from federation.core.spec import CanarySpec, Fleet, MetricCheck
+from federation.core.spec import CanarySpec, Fleet, MetricCheck, MetricProviderType, MetricTemplate
 from federation.core.state import MetricSample
 from federation.metrics import aggregate, templates
 from federation.metrics import compare as compare_mod
@@ -35,7 +35,8 @@ class _ZoneFigures:
 class Analyzer:
     """Owns one Prometheus client per zone (kept across ticks)."""
 
-    def __init__(self, fleet: Fleet, mesh: str | None = None, metric_templates: dict[str, str] | None = None) -> None:
+    def __init__(self, fleet: Fleet, mesh: str | None = None,
+                 metric_templates: dict[str, MetricTemplate | str] | None = None) -> None:
         self.fleet = fleet
         cfg = fleet.spec.metrics
         self.mesh = mesh or (cfg.mesh if cfg and cfg.mesh else fleet.spec.mesh.provider.value)
@@ -48,7 +49,7 @@ class Analyzer:
         else:
             self.clients = {z.name: Client(z.prometheus) for z in fleet.spec.zones}
         # MetricTemplate queries by name, read by the hub from the mesh repo's templates/ folder.
-        self.templates = dict(metric_templates or {})
+        self.templates: dict[str, MetricTemplate | str] = dict(metric_templates or {})
 
     async def collect(self, spec: CanarySpec, namespace: str, version: str | None = None,
                       at: float | None = None, name: str | None = None) -> tuple[MetricSample, ...]:
@@ -94,9 +95,15 @@ class Analyzer:
         try:
             query_text = m.query
             if m.template_ref is not None:
-                query_text = self.templates.get(m.template_ref.name)
-                if query_text is None:
+                template = self.templates.get(m.template_ref.name)
+                if template is None:
                     raise NoData(f"MetricTemplate {m.template_ref.name!r} not found in the mesh repo's templates/")
+                if isinstance(template, str):
+                    raise NoData(f"MetricTemplate {m.template_ref.name!r} is invalid: {template}")
+                if template.spec.provider.type is not MetricProviderType.PROMETHEUS:
+                    raise NoData(f"MetricTemplate {m.template_ref.name!r}: provider type "
+                                 f"{template.spec.provider.type.value} is not supported")
+                query_text = template.spec.query
             if query_text is not None:
                 q = templates.render_custom(query_text, m.name, templates.builtin_variables(t, m.interval, name),
                                             m.template_variables)
