@@ -513,7 +513,7 @@ class WebhookType(str, enum.Enum):
 class Webhook(Model):
     name: str
     type: WebhookType = WebhookType.ROLLOUT
-    url: str
+    url: HttpUrl
     timeout: Duration = "60s"
     retries: int = Field(default=0, ge=0)
     mute_alert: bool = False
