@@ -247,11 +247,13 @@ class CallHooks:
 
 @dataclass(frozen=True)
 class Emit:
-    """An event: Kubernetes Event, notification (by severity), and every ``event`` webhook."""
+    """An event: Kubernetes Event, notification (by severity), and every ``event`` webhook.
+    ``alert`` false: no notification (a failing webhook with ``muteAlert``); the rest still go."""
 
     severity: Literal["info", "warn", "error"]
     reason: str
     message: str
+    alert: bool = True
 
 
 Action = SetWeights | CallHooks | Emit

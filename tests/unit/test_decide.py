@@ -642,3 +642,40 @@ def test_a_target_stored_without_checksum_is_the_same_rollout():
     d.spec = _with_checksum(spec, "eeee")  # a hub upgraded to checksums reads the old status
     d.tick(60)
     assert d.status.phase is Phase.PROGRESSING and d.status.step > step
+
+
+@pytest.mark.parametrize("kind", ["rollout", "pre-rollout"])
+def test_mute_alert_silences_the_failing_hooks_alert_but_not_the_rollback(kind: str):
+    spec = canary({"webhooks": [{"name": "load", "type": kind, "url": "http://hooks.test/load", "muteAlert": True},
+                                {"name": "smoke", "type": kind, "url": "http://hooks.test/smoke"}],
+                   "threshold": 3})
+    d = Driver(spec)
+    d.initialise()
+    if kind == "rollout":
+        d.start_canary()
+    else:
+        d.tick()
+        d.tick()
+
+    def failed_check_events() -> list[Emit]:
+        return [a for a in d.decisions[-1].actions if isinstance(a, Emit)]
+
+    d.tick(60, hooks={"load": False, "smoke": True})
+    (muted,) = failed_check_events()
+    assert muted.reason == "FailedCheck" and "'load'" in muted.message and muted.alert is False
+    d.tick(60, hooks={"load": True, "smoke": False})
+    (loud,) = failed_check_events()
+    assert loud.reason == "FailedCheck" and "'smoke'" in loud.message and loud.alert is True
+    d.tick(60, hooks={"load": False, "smoke": True})
+    assert d.status.phase is Phase.FAILED
+    rollback = [e for e in failed_check_events() if e.reason == "Rollback"]
+    assert rollback and rollback[0].alert is True
+
+
+def test_mute_alert_on_a_confirm_gate_silences_its_waiting_alert():
+    spec = canary({"webhooks": [{"name": "gate", "type": "confirm-rollout", "url": "http://h.test/", "muteAlert": True}]})
+    d = Driver(spec)
+    d.initialise()
+    d.tick(hooks={"gate": False})
+    (waiting,) = [a for a in d.decisions[-1].actions if isinstance(a, Emit)]
+    assert waiting.reason == "Waiting" and waiting.alert is False
