@@ -69,9 +69,11 @@ class Stub:
         self.thread.join(timeout=5)
 
 
-def prometheus(value: str = "42") -> Stub:
-    """Every instant query answers one sample of ``value`` ("NaN" and "" for no data are allowed)."""
+def prometheus(value: str | Callable[[str], str] = "42") -> Stub:
+    """Every instant query answers one sample of ``value`` (or ``value(query)``); "" is an empty
+    vector, "NaN" a NaN sample."""
     def answer(method: str, path: str, params: dict[str, list[str]], headers: dict[str, str], body: bytes) -> Answer:
-        result = [] if value == "" else [{"metric": {}, "value": [0, value]}]
+        v = value(params.get("query", [""])[0]) if callable(value) else value
+        result = [] if v == "" else [{"metric": {}, "value": [0, v]}]
         return json_answer({"status": "success", "data": {"resultType": "vector", "result": result}})
     return Stub(answer)

@@ -390,6 +390,22 @@ class NoData(str, enum.Enum):
     HOLD = "hold"
 
 
+class Aggregate(str, enum.Enum):
+    """How a custom query's per-zone values make the global figure (built-ins combine their
+    counts and histogram buckets instead)."""
+
+    WORST = "worst"
+    """The zone furthest outside (or nearest the edge of) the threshold range: safe by default."""
+    SUM = "sum"
+    """Zones added up: for counts (errors, restarts), judged against a fleet-wide range."""
+    MEAN = "mean"
+    """Plain mean of the zones' values."""
+    WEIGHTED_MEAN = "weighted-mean"
+    """Mean weighted by each zone's requests in the window (the mesh's built-in request count)."""
+    MIN = "min"
+    MAX = "max"
+
+
 class MetricCheck(Model):
     name: str
     interval: Duration = "1m"
@@ -403,6 +419,7 @@ class MetricCheck(Model):
     no_data: NoData = NoData.FAIL
     compare: Literal["primary"] | None = None
     min_requests: int = Field(default=1, ge=0)
+    aggregate: Aggregate = Aggregate.WORST
 
     @model_validator(mode="after")
     def _source(self) -> MetricCheck:
@@ -414,6 +431,9 @@ class MetricCheck(Model):
             )
         if self.threshold_range is None and self.threshold is None and self.compare is None:
             raise ValueError("give thresholdRange (or compare: primary)")
+        if self.aggregate is not Aggregate.WORST and self.query is None and self.template_ref is None:
+            raise ValueError(f"aggregate {self.aggregate.value!r} is for custom queries: {self.name} is combined "
+                             "across zones from summed counts or merged histogram buckets")
         if self.query is not None:
             querytemplate.check(self.query, self.name, self.template_variables)
         return self

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from federation.core import durations
 from federation.core.errors import PermanentError
-from federation.core.spec import CanarySpec, Fleet, MetricCheck, MetricProviderType, MetricTemplate
+from federation.core.spec import Aggregate, CanarySpec, Fleet, MetricCheck, MetricProviderType, MetricTemplate
 from federation.core.state import MetricSample
 from federation.metrics import aggregate, templates
 from federation.metrics import compare as compare_mod
@@ -80,10 +80,12 @@ class Analyzer:
         elif m.name == "request-duration" and m.query is None and m.template_ref is None:
             value = aggregate.quantile(0.99, aggregate.merge([f.buckets or {} for f in figures]))
         else:
-            # A custom query has no parts to combine: the global figure is the worst zone's.
-            vals = [f.value for f in figures if f.value is not None]
-            lo, _ = m.bounds
-            value = (min(vals) if lo is not None else max(vals)) if vals else None
+            # A custom query has no parts to combine: its zones' values combine as the metric says
+            # (default: the worst zone's).
+            known = [f for f in figures if f.value is not None]
+            weights = [f.requests or 0.0 for f in known] if m.aggregate is Aggregate.WEIGHTED_MEAN else None
+            value = aggregate.combine(m.aggregate.value, [f.value for f in known if f.value is not None],
+                                      m.bounds, weights)
         total = sum(f.requests or 0.0 for f in figures)
         samples.insert(0, MetricSample(m.name, None, value, "" if value is not None else "no requests", total))
         return samples
@@ -108,7 +110,10 @@ class Analyzer:
                 q = templates.render_custom(query_text, m.name, templates.builtin_variables(t, m.interval, name),
                                             m.template_variables)
                 v = await client.scalar(q, at)
-                return _ZoneFigures(zone, v, None, "")
+                requests = None
+                if m.aggregate is Aggregate.WEIGHTED_MEAN:  # weighed by the zone's requests in the window
+                    requests = await client.scalar(templates.request_counts(self.mesh, t, window).total, at)
+                return _ZoneFigures(zone, v, requests, "")
             counts = templates.request_counts(self.mesh, t, window)
             total = await client.scalar(counts.total, at)
             if m.name == "request-success-rate":

@@ -64,3 +64,60 @@ def test_different_bucket_layouts_merge_within_one_bucket_of_truth():
     assert truth is not None and got is not None
     width = min(hi - lo for lo, hi in zip([0, *fine], fine, strict=False) if lo <= truth <= hi)
     assert abs(got - truth) <= width
+
+
+@pytest.mark.parametrize("how, bounds, weights, expected", [
+    ("worst", (99.0, None), None, 90.0),      # a min: the lowest zone
+    ("worst", (None, 500.0), None, 120.0),    # a max: the highest zone
+    ("worst", (95.0, 100.0), None, 120.0),    # both: the one furthest past an edge
+    ("worst", (85.0, 130.0), None, 90.0),     # both, all inside: the one nearest an edge
+    ("sum", (None, 5.0), None, 310.0),
+    ("mean", (None, 5.0), None, 310.0 / 3),
+    ("min", (None, 5.0), None, 90.0),
+    ("max", (None, 5.0), None, 120.0),
+    ("weighted-mean", (None, 5.0), [1.0, 0.0, 3.0], (100.0 + 3 * 90.0) / 4),
+    ("weighted-mean", (None, 5.0), [0.0, 0.0, 0.0], None),  # no requests anywhere: no data
+])
+def test_custom_values_combine_as_the_metric_says(how, bounds, weights, expected):
+    got = aggregate.combine(how, [100.0, 120.0, 90.0], bounds, weights)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_no_values_is_no_data():
+    assert aggregate.combine("sum", [], (None, 1.0)) is None
+
+
+def test_the_analyzer_combines_zones_of_a_custom_query_by_its_aggregate():
+    import asyncio
+
+    from federation.core import analysis as core_analysis
+    from federation.core import spec as specs
+    from federation.metrics.analysis import Analyzer
+    from tests import fleets, provider_stubs
+
+    # errors per zone: eks 3, onprem 4 (of 100 and 300 requests)
+    def zone(errors: str, requests: str) -> provider_stubs.Stub:
+        return provider_stubs.prometheus(lambda q: requests if "envoy_cluster_upstream_rq" in q else errors)
+
+    eks, onprem = zone("3", "100"), zone("4", "300")
+    try:
+        fleet = fleets.fleet([fleets.vm_zone("eks", prometheus=eks.url), fleets.vm_zone("onprem", prometheus=onprem.url),
+                              fleets.vm_zone("vms")])
+        figures = {}
+        for how in ("worst", "sum", "mean", "weighted-mean"):
+            spec = specs.CanarySpec.model_validate({
+                "service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["vms"]},
+                "canary": {"version": "v2", "zones": ["eks", "onprem"]},
+                "analysis": {"stepWeight": 10, "metrics": [{"name": "errors", "query": "sum(errors_total)",
+                                                            "thresholdRange": {"max": 6}, "aggregate": how}]}})
+            samples = asyncio.run(Analyzer(fleet).collect(spec, "shop", at=1000.0))
+            by = {s.zone: s.value for s in samples}
+            assert by["eks"] == 3.0 and by["onprem"] == 4.0
+            figures[how] = by[None]
+            if how == "sum":  # 7 errors fleet-wide fail the fleet-wide max though each zone passes
+                checks = core_analysis.judge(spec, samples).checks
+                assert [(c.zone, c.outcome) for c in checks] == [(None, "fail"), ("eks", "pass"), ("onprem", "pass")]
+        assert figures == {"worst": 4.0, "sum": 7.0, "mean": 3.5, "weighted-mean": pytest.approx((300 + 1200) / 400)}
+    finally:
+        eks.close()
+        onprem.close()
