@@ -77,3 +77,63 @@ def prometheus(value: str | Callable[[str], str] = "42") -> Stub:
         result = [] if v == "" else [{"metric": {}, "value": [0, v]}]
         return json_answer({"status": "success", "data": {"resultType": "vector", "result": result}})
     return Stub(answer)
+
+
+def datadog(pointlist: list[list[float | None]] | None, api_key: str = "dd-api", app_key: str = "dd-app",
+            status: int = 200) -> Stub:
+    """``GET /api/v1/query`` as Datadog documents it: both keys checked (403 ``{"errors": [...]}``
+    otherwise), ``query``/``from``/``to`` required (400), ``status`` 429 answers with Datadog's
+    rate-limit headers; a None ``pointlist`` answers no series."""
+    def answer(method: str, path: str, params: dict[str, list[str]], headers: dict[str, str], body: bytes) -> Answer:
+        if path != "/api/v1/query" or method != "GET":
+            return json_answer({"errors": ["Not found"]}, 404)
+        if headers.get("dd-api-key") != api_key or headers.get("dd-application-key") != app_key:
+            return json_answer({"errors": ["Forbidden"]}, 403)
+        if status == 429:
+            return json_answer({"errors": ["Rate limit of 300 requests in 3600 seconds reached."]}, 429,
+                               {"X-RateLimit-Limit": "300", "X-RateLimit-Period": "3600",
+                                "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "17"})
+        if status != 200:
+            return json_answer({"errors": ["Internal error"]}, status)
+        if not all(params.get(k) for k in ("query", "from", "to")):
+            return json_answer({"errors": ["Missing required parameter"]}, 400)
+        series = [] if pointlist is None else [{"metric": "m", "pointlist": pointlist, "scope": "*"}]
+        return json_answer({"status": "ok", "res_type": "time_series", "series": series,
+                            "from_date": int(params["from"][0]) * 1000, "to_date": int(params["to"][0]) * 1000,
+                            "query": params["query"][0]})
+    return Stub(answer)
+
+
+def graphite(datapoints: list[list[float | None]] | None, auth: tuple[str, str] | None = None) -> Stub:
+    """``GET /render?target=...&format=json`` as graphite-web answers it; basic auth when given."""
+    import base64
+
+    def answer(method: str, path: str, params: dict[str, list[str]], headers: dict[str, str], body: bytes) -> Answer:
+        if auth is not None:
+            want = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            if headers.get("authorization") != want:
+                return 401, {"Content-Type": "text/html"}, b"<h1>Unauthorized</h1>"
+        if path != "/render" or params.get("format") != ["json"]:
+            return 404, {"Content-Type": "text/html"}, b"<h1>Not Found</h1>"
+        if "target" not in params:
+            return 400, {"Content-Type": "text/plain"}, b"No target specified"
+        series = [] if datapoints is None else [{"target": params["target"][0], "tags": {}, "datapoints": datapoints}]
+        return json_answer(series)
+    return Stub(answer)
+
+
+def influxdb(csv_text: str, token: str = "tok", org: str = "ops") -> Stub:
+    """``POST /api/v2/query?org=`` with a Flux body as InfluxDB 2 answers it: ``Token`` auth (401
+    ``{"code": "unauthorized"}``), the org required, annotated CSV back."""
+    def answer(method: str, path: str, params: dict[str, list[str]], headers: dict[str, str], body: bytes) -> Answer:
+        if path != "/api/v2/query" or method != "POST":
+            return json_answer({"code": "not found", "message": "path not found"}, 404)
+        if headers.get("authorization") != f"Token {token}":
+            return json_answer({"code": "unauthorized", "message": "unauthorized access"}, 401)
+        if params.get("org") != [org]:
+            return json_answer({"code": "not found", "message": f"organization name \"{params.get('org')}\" not found"},
+                               404)
+        if headers.get("content-type") != "application/vnd.flux" or not body:
+            return json_answer({"code": "invalid", "message": "failed to decode request body"}, 400)
+        return 200, {"Content-Type": "text/csv; charset=utf-8"}, csv_text.encode()
+    return Stub(answer)

@@ -184,6 +184,51 @@ class ZoneKind(str, enum.Enum):
     VM = "vm"
 
 
+def http_url(value: str) -> str:
+    """An absolute http(s) URL with a host; anything else is refused (naming what it got)."""
+    m = re.match(r"^https?://([^/?#\s]+)([/?#]\S*)?$", value)
+    host = m.group(1).rsplit("@", 1)[-1] if m else ""
+    if not m or not host or host.startswith(":"):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, pydantic.AfterValidator(http_url)]
+
+
+class MetricProviderType(str, enum.Enum):
+    """Flagger's MetricTemplate provider types (those marked supported have a client here)."""
+
+    PROMETHEUS = "prometheus"
+    DATADOG = "datadog"
+    GRAPHITE = "graphite"
+    INFLUXDB = "influxdb"
+    CLOUDWATCH = "cloudwatch"
+    NEWRELIC = "newrelic"
+    DYNATRACE = "dynatrace"
+    STACKDRIVER = "stackdriver"
+    SPLUNK = "splunk"
+    KEPTN = "keptn"
+    EXTERNALMETRICS = "externalmetrics"
+
+
+class SecretRef(Model):
+    name: str
+
+
+class MetricProvider(Model):
+    """Flagger's ``MetricTemplate.spec.provider``. ``secretRef`` names a secret the hub reads from
+    files (``<secretsDir>/<name>/<key>``, as a mounted Kubernetes Secret) or the environment
+    (``FEDERATION_SECRET_<NAME>_<KEY>``); values are never logged."""
+
+    type: MetricProviderType
+    address: HttpUrl | None = None
+    secret_ref: SecretRef | None = None
+    region: str | None = None
+    insecure_skip_verify: bool = False
+    headers: dict[str, list[str]] | None = None
+
+
 class Zone(Model):
     name: Name
     kind: ZoneKind
@@ -198,6 +243,9 @@ class Zone(Model):
     known_hosts: str | None = None
     identity_file: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    # Per zone, a MetricTemplate provider of the same type is overridden by this one's address,
+    # secretRef, insecureSkipVerify and headers (a zone's own Datadog site or InfluxDB, say).
+    metric_providers: list[MetricProvider] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -278,6 +326,10 @@ class GlobalMetrics(Model):
 class MetricsConfig(Model):
     global_: GlobalMetrics | None = Field(default=None, alias="global")
     mesh: Literal["envoy", "kuma", "linkerd", "smi", "gatewayapi", "istio", "app"] | None = None
+    # Where MetricTemplate secretRefs are read: <secretsDir>/<name>/<key> (a mounted Secret's layout);
+    # FEDERATION_SECRET_<NAME>_<KEY> in the environment wins. Default: FEDERATION_SECRETS_DIR, else
+    # /etc/federation/secrets.
+    secrets_dir: str | None = None
 
 
 class AlertProvider(Model):
@@ -448,51 +500,6 @@ class MetricCheck(Model):
         if self.name == "request-success-rate":
             return self.threshold, None
         return None, self.threshold
-
-
-def http_url(value: str) -> str:
-    """An absolute http(s) URL with a host; anything else is refused (naming what it got)."""
-    m = re.match(r"^https?://([^/?#\s]+)([/?#]\S*)?$", value)
-    host = m.group(1).rsplit("@", 1)[-1] if m else ""
-    if not m or not host or host.startswith(":"):
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
-    return value
-
-
-HttpUrl = Annotated[str, pydantic.AfterValidator(http_url)]
-
-
-class MetricProviderType(str, enum.Enum):
-    """Flagger's MetricTemplate provider types (those marked supported have a client here)."""
-
-    PROMETHEUS = "prometheus"
-    DATADOG = "datadog"
-    GRAPHITE = "graphite"
-    INFLUXDB = "influxdb"
-    CLOUDWATCH = "cloudwatch"
-    NEWRELIC = "newrelic"
-    DYNATRACE = "dynatrace"
-    STACKDRIVER = "stackdriver"
-    SPLUNK = "splunk"
-    KEPTN = "keptn"
-    EXTERNALMETRICS = "externalmetrics"
-
-
-class SecretRef(Model):
-    name: str
-
-
-class MetricProvider(Model):
-    """Flagger's ``MetricTemplate.spec.provider``. ``secretRef`` names a secret the hub reads from
-    files (``<secretsDir>/<name>/<key>``, as a mounted Kubernetes Secret) or the environment
-    (``FEDERATION_SECRET_<NAME>_<KEY>``); values are never logged."""
-
-    type: MetricProviderType
-    address: HttpUrl | None = None
-    secret_ref: SecretRef | None = None
-    region: str | None = None
-    insecure_skip_verify: bool = False
-    headers: dict[str, list[str]] | None = None
 
 
 class MetricTemplateSpec(Model):

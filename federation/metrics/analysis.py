@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from federation.core import durations
 from federation.core.errors import PermanentError
-from federation.core.spec import Aggregate, CanarySpec, Fleet, MetricCheck, MetricProviderType, MetricTemplate
+from federation.core.spec import Aggregate, CanarySpec, Fleet, MetricCheck, MetricTemplate
 from federation.core.state import MetricSample
-from federation.metrics import aggregate, templates
+from federation.metrics import aggregate, backends, templates
 from federation.metrics import compare as compare_mod
 from federation.metrics.prometheus import Client, NoData
 
@@ -50,6 +50,7 @@ class Analyzer:
             self.clients = {z.name: Client(z.prometheus) for z in fleet.spec.zones}
         # MetricTemplate queries by name, read by the hub from the mesh repo's templates/ folder.
         self.templates: dict[str, MetricTemplate | str] = dict(metric_templates or {})
+        self._backends: dict[tuple[str, str, str, str], backends.Backend | None] = {}
 
     async def collect(self, spec: CanarySpec, namespace: str, version: str | None = None,
                       at: float | None = None, name: str | None = None) -> tuple[MetricSample, ...]:
@@ -94,6 +95,7 @@ class Analyzer:
                     window: str, at: float, name: str | None = None) -> _ZoneFigures:
         client = self.clients[zone]
         t = templates.Target(service, namespace, version, zone, self.zone_label)
+        backend: backends.Backend | None = None
         try:
             query_text = m.query
             if m.template_ref is not None:
@@ -102,14 +104,12 @@ class Analyzer:
                     raise NoData(f"MetricTemplate {m.template_ref.name!r} not found in the mesh repo's templates/")
                 if isinstance(template, str):
                     raise NoData(f"MetricTemplate {m.template_ref.name!r} is invalid: {template}")
-                if template.spec.provider.type is not MetricProviderType.PROMETHEUS:
-                    raise NoData(f"MetricTemplate {m.template_ref.name!r}: provider type "
-                                 f"{template.spec.provider.type.value} is not supported")
+                backend = self._backend(m.template_ref.name, template, zone, m.interval)
                 query_text = template.spec.query
             if query_text is not None:
                 q = templates.render_custom(query_text, m.name, templates.builtin_variables(t, m.interval, name),
-                                            m.template_variables)
-                v = await client.scalar(q, at)
+                                            m.template_variables, backend.escape if backend else templates.label_value)
+                v = await (backend or client).scalar(q, at)
                 requests = None
                 if m.aggregate is Aggregate.WEIGHTED_MEAN:  # weighed by the zone's requests in the window
                     requests = await client.scalar(templates.request_counts(self.mesh, t, window).total, at)
@@ -127,7 +127,15 @@ class Analyzer:
         except (NoData, PermanentError) as exc:
             return _ZoneFigures(zone, None, None, str(exc))
         except TimeoutError:
-            return _ZoneFigures(zone, None, None, f"prometheus {client.source.url}: timed out")
+            where = "backend" if backend is not None else f"prometheus {client.source.url}"
+            return _ZoneFigures(zone, None, None, f"{where}: timed out")
+
+    def _backend(self, name: str, template: MetricTemplate, zone: str, interval: str) -> backends.Backend | None:
+        """The template's provider in ``zone`` (kept across ticks; None: the zone's Prometheus)."""
+        key = (name, zone, interval, template.spec.provider.model_dump_json())
+        if key not in self._backends:
+            self._backends[key] = backends.build(template.spec.provider, self.fleet.zone(zone), self.fleet, interval)
+        return self._backends[key]
 
     async def _series(self, metric: str, service: str, namespace: str, version: str, zone: str,
                       start: float, end: float, step: float) -> list[float] | str:

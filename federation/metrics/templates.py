@@ -130,6 +130,8 @@ def render_custom(query: str, metric: str, builtins: dict[str, str], variables: 
         return querytemplate.render(query, metric, builtins, variables, escape)
     except querytemplate.TemplateError as exc:
         raise PermanentError(str(exc)) from None
+    except ValueError as exc:  # the backend's escaping refused a value
+        raise PermanentError(f"metric {metric!r}: {exc}") from None
 
 
 def builtin_variables(t: Target, interval: str, name: str | None = None) -> dict[str, str]:

@@ -1,0 +1,211 @@
+"""Metric backends against loopback servers speaking each vendor's documented HTTP API: the request
+(path, parameters, auth headers), the answer's shape, errors and rate limits. An error, no series,
+nulls or NaN is no data, never a pass; credentials come from a secret file or the environment and
+never appear in a reason or a log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from federation.core import spec as specs
+from federation.metrics import backends
+from federation.metrics.backends import datadog, graphite, influxdb, secrets
+from federation.metrics.prometheus import NoData, Unreachable
+from tests import fleets, provider_stubs
+
+AT = 1_700_000_000.0
+
+
+def provider(**fields: object) -> specs.MetricProvider:
+    return specs.MetricProvider.model_validate(fields)
+
+
+def backend(p: specs.MetricProvider, tmp_path: Path, interval: str = "1m", zone: dict | None = None):
+    fleet = fleets.fleet([zone or fleets.vm_zone("eks")])
+    fleet = fleet.model_copy(update={"spec": fleet.spec.model_copy(update={
+        "metrics": specs.MetricsConfig(secrets_dir=str(tmp_path / "secrets"))})})
+    return backends.build(p, fleet.spec.zones[0], fleet, interval)
+
+
+def secret(tmp_path: Path, name: str, **keys: str) -> None:
+    d = tmp_path / "secrets" / name
+    d.mkdir(parents=True, exist_ok=True)
+    for k, v in keys.items():
+        (d / k).write_text(v + "\n")
+
+
+def scalar(b, query: str) -> float:
+    return asyncio.run(b.scalar(query, AT))
+
+
+# ----------------------------------------------------------------------------- Datadog
+
+
+def test_datadog_request_shape_and_first_non_null_point(tmp_path: Path, caplog):
+    dd = provider_stubs.datadog([[1.0, None], [2.0, 0.42], [3.0, 0.9]], api_key="k-api", app_key="k-app")
+    try:
+        secret(tmp_path, "dd", datadog_api_key="k-api", datadog_application_key="k-app")
+        b = backend(provider(type="datadog", address=dd.url, secretRef={"name": "dd"}), tmp_path, interval="2m")
+        with caplog.at_level(logging.DEBUG):
+            assert scalar(b, "sum:istio.mesh.request.count{app:web}.as_count()") == 0.42
+        method, path, params, headers, _ = dd.asked[0]
+        assert (method, path) == ("GET", "/api/v1/query")
+        assert params == {"query": ["sum:istio.mesh.request.count{app:web}.as_count()"],
+                          "from": [str(int(AT - 10 * 120))], "to": [str(int(AT))]}  # ten intervals, as Flagger
+        assert headers["dd-api-key"] == "k-api" and headers["dd-application-key"] == "k-app"
+        assert "k-api" not in caplog.text and "k-app" not in caplog.text
+    finally:
+        dd.close()
+
+
+def test_datadog_keys_from_the_environment_win(tmp_path: Path, monkeypatch):
+    dd = provider_stubs.datadog([[1.0, 7.0]], api_key="env-api", app_key="env-app")
+    try:
+        secret(tmp_path, "dd", datadog_api_key="file-api", datadog_application_key="file-app")
+        monkeypatch.setenv("FEDERATION_SECRET_DD_DATADOG_API_KEY", "env-api")
+        monkeypatch.setenv("FEDERATION_SECRET_DD_DATADOG_APPLICATION_KEY", "env-app")
+        assert scalar(backend(provider(type="datadog", address=dd.url, secretRef={"name": "dd"}), tmp_path), "q") == 7.0
+    finally:
+        dd.close()
+
+
+@pytest.mark.parametrize("pointlist, status, keys, error, reason", [
+    (None, 200, ("a", "b"), NoData, "empty result"),
+    ([], 200, ("a", "b"), NoData, "empty result"),
+    ([[1.0, None], [2.0, None]], 200, ("a", "b"), NoData, "empty result"),
+    ([[1.0, 1.0]], 429, ("a", "b"), Unreachable, "rate limited (HTTP 429, retry in 17s)"),
+    ([[1.0, 1.0]], 500, ("a", "b"), Unreachable, "HTTP 500: Internal error"),
+    ([[1.0, 1.0]], 200, ("a", "wrong"), Unreachable, "credentials refused (HTTP 403): Forbidden"),
+])
+def test_datadog_no_answer_is_no_data(tmp_path: Path, pointlist, status, keys, error, reason):
+    dd = provider_stubs.datadog(pointlist, api_key="a", app_key="b", status=status)
+    try:
+        secret(tmp_path, "dd", datadog_api_key=keys[0], datadog_application_key=keys[1])
+        with pytest.raises(error) as exc:
+            scalar(backend(provider(type="datadog", address=dd.url, secretRef={"name": "dd"}), tmp_path), "q")
+        assert reason in str(exc.value) and "wrong" not in str(exc.value) and "query=" not in str(exc.value)
+    finally:
+        dd.close()
+
+
+def test_datadog_without_keys_says_where_to_put_them(tmp_path: Path):
+    b = backend(provider(type="datadog", address="http://127.0.0.1:1", secretRef={"name": "dd"}), tmp_path)
+    with pytest.raises(NoData, match="secret 'dd' has no 'datadog_api_key' \\(set FEDERATION_SECRET_DD_DATADOG_API_KEY"):
+        scalar(b, "q")
+
+
+def test_datadog_values_that_would_change_the_query_are_refused():
+    assert datadog.escape("frontend-v2") == "frontend-v2"
+    with pytest.raises(ValueError, match="cannot be put in a Datadog query"):
+        datadog.escape("web} or {*")
+
+
+# ----------------------------------------------------------------------------- Graphite
+
+
+def test_graphite_render_request_and_last_non_null_point(tmp_path: Path):
+    g = provider_stubs.graphite([[10.0, 1], [12.5, 2], [None, 3]], auth=("hub", "pw"))
+    try:
+        secret(tmp_path, "graphite-basic-auth", username="hub", password="pw")
+        b = backend(provider(type="graphite", address=g.url, secretRef={"name": "graphite-basic-auth"}), tmp_path)
+        query = "target=summarize(\n  asPercent(sumSeries(a.web.ok), sumSeries(a.web.all)),\n  1m, 'avg')"
+        assert scalar(b, query) == 12.5
+        method, path, params, _, _ = g.asked[0]
+        assert (method, path) == ("GET", "/render")
+        assert params == {"target": ["summarize( asPercent(sumSeries(a.web.ok), sumSeries(a.web.all)), 1m, 'avg')"],
+                          "format": ["json"]}
+    finally:
+        g.close()
+
+
+@pytest.mark.parametrize("points, auth, reason", [
+    (None, ("hub", "pw"), "empty result"),
+    ([[None, 1], [None, 2]], ("hub", "pw"), "empty result"),
+    ([[float("nan"), 1]], ("hub", "pw"), "NaN result"),
+    ([[1.0, 1]], ("hub", "bad"), "credentials refused (HTTP 401)"),
+])
+def test_graphite_no_answer_is_no_data(tmp_path: Path, points, auth, reason):
+    g = provider_stubs.graphite(points, auth=("hub", "pw"))
+    try:
+        secret(tmp_path, "g", username=auth[0], password=auth[1])
+        with pytest.raises(NoData) as exc:
+            scalar(backend(provider(type="graphite", address=g.url, secretRef={"name": "g"}), tmp_path), "target=a.b")
+        assert reason in str(exc.value) and "bad" not in str(exc.value)
+    finally:
+        g.close()
+
+
+def test_graphite_values_cannot_select_more_or_add_parameters():
+    assert graphite.escape("frontend-v2") == "frontend-v2"
+    for evil in ("a.*", "x&target=secret.*", "a,b", "{a,b}"):
+        with pytest.raises(ValueError):
+            graphite.escape(evil)
+
+
+# ----------------------------------------------------------------------------- InfluxDB
+
+ANNOTATED = """#group,false,false,true,true,false,false
+#datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,double
+#default,_result,,,,,
+,result,table,_start,_stop,_time,_value
+,,0,2026-12-06T00:00:00Z,2026-12-06T01:00:00Z,2026-12-06T00:30:00Z,3.25
+,,0,2026-12-06T00:00:00Z,2026-12-06T01:00:00Z,2026-12-06T00:31:00Z,9
+
+"""
+
+
+def test_influxdb_flux_request_and_first_record(tmp_path: Path):
+    i = provider_stubs.influxdb(ANNOTATED, token="t0k", org="ops")
+    try:
+        secret(tmp_path, "influx-token", token="t0k", org="ops")
+        b = backend(provider(type="influxdb", address=i.url, secretRef={"name": "influx-token"}), tmp_path)
+        flux = 'from(bucket: "default") |> range(start: -1m) |> filter(fn: (r) => r["app"] == "web")'
+        assert scalar(b, flux) == 3.25
+        method, path, params, headers, body = i.asked[0]
+        assert (method, path, params) == ("POST", "/api/v2/query", {"org": ["ops"]})
+        assert headers["authorization"] == "Token t0k" and headers["content-type"] == "application/vnd.flux"
+        assert headers["accept"] == "application/csv" and body.decode() == flux
+    finally:
+        i.close()
+
+
+@pytest.mark.parametrize("csv_text, token, reason", [
+    ("", "t0k", "empty result"),
+    (",result,table,_value\n,,0,\n", "t0k", "empty result"),
+    (",result,table,_value\n,,0,NaN\n", "t0k", "NaN result"),
+    (ANNOTATED, "nope", "credentials refused (HTTP 401): unauthorized access"),
+])
+def test_influxdb_no_answer_is_no_data(tmp_path: Path, csv_text, token, reason):
+    i = provider_stubs.influxdb(csv_text, token="t0k", org="ops")
+    try:
+        secret(tmp_path, "ix", token=token, org="ops")
+        with pytest.raises(NoData) as exc:
+            scalar(backend(provider(type="influxdb", address=i.url, secretRef={"name": "ix"}), tmp_path), "from()")
+        assert reason in str(exc.value) and "nope" not in str(exc.value)
+    finally:
+        i.close()
+
+
+def test_flux_strings_escape_quotes_and_interpolation():
+    assert influxdb.escape('a"b\\c${x}') == 'a\\"b\\\\c\\${x}'
+
+
+# ----------------------------------------------------------------------------- factory
+
+
+def test_zone_override_and_unsupported_types(tmp_path: Path):
+    zone = fleets.vm_zone("eu", metricProviders=[{"type": "datadog", "address": "https://api.datadoghq.eu"}])
+    b = backend(provider(type="datadog", address="https://api.datadoghq.com", secretRef={"name": "dd"}), tmp_path,
+                zone=zone)
+    assert isinstance(b, datadog.Datadog) and b.base == "https://api.datadoghq.eu" and b.ref == "dd"
+    assert backend(provider(type="prometheus"), tmp_path) is None  # the zone's own Prometheus
+    with pytest.raises(NoData, match="provider type cloudwatch is not supported here"):
+        backend(provider(type="cloudwatch", region="eu-west-1"), tmp_path)
+
+
+def test_secret_env_names():
+    assert secrets.env_name("influx-token", "token") == "FEDERATION_SECRET_INFLUX_TOKEN_TOKEN"
