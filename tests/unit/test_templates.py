@@ -102,3 +102,12 @@ def test_a_query_without_variables_is_unchanged():
 def test_unknown_mesh_is_a_clear_error():
     with pytest.raises(PermanentError, match="no built-in"):
         t.request_counts("consul", TARGET, "1m")
+
+
+def test_durations_as_flagger_writes_them_including_graphite_min():
+    from federation.core import durations
+
+    assert [durations.parse(x) for x in ("30s", "1m", "1h30m", "500ms", "1min", "2min30s")] == [
+        30.0, 60.0, 5400.0, 0.5, 60.0, 150.0]
+    with pytest.raises(ValueError, match="invalid duration"):
+        durations.parse("1 minute")
