@@ -108,9 +108,10 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
     data, rows = [], []
     for check, n in zip(checks, requests, strict=True):
         data.append({"metric": check.metric, "zone": check.zone or "global", "value": check.value,
-                     "requests": n, "outcome": check.outcome, "detail": check.message})
+                     "requests": n, "outcome": check.outcome, "dryRun": check.dry_run, "detail": check.message})
         rows.append([check.metric, check.zone or "global", "n/a" if check.value is None else f"{check.value:.4g}",
-                     "-" if n is None else f"{n:.0f}", check.outcome, check.message])
+                     "-" if n is None else f"{n:.0f}", check.outcome + (" (dry-run)" if check.dry_run else ""),
+                     check.message])
     output.emit({"rollout": key, "canary": version, "checks": data}, fmt,
                 ["metric", "scope", "value", "requests", "outcome", "detail"], rows,
                 title=f"{key}: {version} in {', '.join(zones)}")
@@ -124,9 +125,9 @@ def judged(verdict: core_analysis.Verdict, broken: dict[str, str], version: str)
         output.error(f"zone {zone}: {why}")
     if broken:
         raise typer.Exit(3)
-    if any(ch.outcome == "fail" for ch in verdict.checks):
+    if any(ch.outcome == "fail" for ch in verdict.decisive):  # dry-run metrics never fail
         raise typer.Exit(1)
-    nodata = [ch for ch in verdict.checks if ch.outcome == "nodata"]
+    nodata = [ch for ch in verdict.decisive if ch.outcome == "nodata"]
     if nodata:
         if all("no requests" in ch.message or "empty result" in ch.message for ch in nodata):
             output.info(f"no traffic yet to {version}: nothing to judge (no requests in the metrics' window)")

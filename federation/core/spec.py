@@ -472,6 +472,9 @@ class MetricCheck(Model):
     compare: Literal["primary"] | None = None
     min_requests: int = Field(default=1, ge=0)
     aggregate: Aggregate = Aggregate.WORST
+    # Evaluated and recorded (status, commit trailers, fedctl metrics, the API) but never failing
+    # or holding a check: a new metric watched before it is trusted (Argo Rollouts' dryRun).
+    dry_run: bool = False
 
     @model_validator(mode="after")
     def _source(self) -> MetricCheck:

@@ -163,3 +163,16 @@ def test_the_hub_loads_templates_and_queries_each_zones_provider(tmp_path: Path,
     finally:
         eks.close()
         onprem.close()
+
+
+def test_fedctl_metrics_shows_a_failing_dry_run_metric_without_failing(tmp_path: Path, prom: provider_stubs.Stub):
+    doc = canary({"direction": "inbound"})
+    doc["spec"]["analysis"]["metrics"].append({"name": "errors", "query": 'sum(errors_total{app="{{ target }}"})',
+                                               "thresholdRange": {"max": 5}, "dryRun": True})
+    r = run(tmp_path, {"canaries/frontend.yaml": doc, "templates/latency.yaml": TEMPLATE}, prom)
+    assert r.returncode == 0, r.stdout + r.stderr  # 120 errors > 5, but dry-run
+    checks = {(c["metric"], c["zone"]): c for c in json.loads(r.stdout)["checks"]}
+    assert checks[("errors", "global")]["outcome"] == "fail" and checks[("errors", "global")]["dryRun"] is True
+    assert checks[("latency", "eks")]["dryRun"] is False
+    table = fedctl("metrics", "frontend", "--fleet", str(tmp_path / "fleet.json"), "--cache", str(tmp_path / "cache"))
+    assert table.returncode == 0 and "fail (dry-run)" in table.stdout

@@ -10,6 +10,7 @@ from federation.core.decide import decide, target_of
 from federation.core.spec import WebhookType
 from federation.core.state import (
     CallHooks,
+    CheckResult,
     Emit,
     MetricSample,
     Phase,
@@ -679,3 +680,31 @@ def test_mute_alert_on_a_confirm_gate_silences_its_waiting_alert():
     d.tick(hooks={"gate": False})
     (waiting,) = [a for a in d.decisions[-1].actions if isinstance(a, Emit)]
     assert waiting.reason == "Waiting" and waiting.alert is False
+
+
+def test_a_dry_run_metric_is_recorded_but_never_fails_or_holds():
+    from federation.core import steps
+
+    base = canary()
+    metrics = [m.model_dump(by_alias=True, exclude_unset=True) for m in base.analysis.metrics]
+    metrics.append({"name": "errors", "query": "sum(errors_total)", "thresholdRange": {"max": 1}, "dryRun": True,
+                    "noData": "hold"})
+    spec = canary({"threshold": 1, "metrics": metrics})
+    d = Driver(spec)
+    d.initialise()
+    d.start_canary()
+    weight = d.status.canary_weight
+    samples = tuple(MetricSample(s.metric, s.zone, 50.0, requests=500) if s.metric == "errors" and s.zone else
+                    MetricSample(s.metric, s.zone, None, "empty result") if s.metric == "errors" else s
+                    for s in good_metrics(spec))
+    d.tick(60, metrics=samples)
+    assert d.status.phase is Phase.PROGRESSING and d.status.failed_checks == 0  # advanced anyway
+    assert d.status.canary_weight > weight and d.status.held_since is None
+    dry = [c for c in d.status.last_checks if c.metric == "errors"]
+    assert {(c.zone, c.outcome, c.dry_run) for c in dry} == {(None, "hold", True), ("eks", "fail", True),
+                                                             ("onprem", "fail", True)}
+    (step,) = [a for a in d.decisions[-1].actions if isinstance(a, SetWeights)]
+    assert "errors@eks fail (dry-run): 50 > max 1" in step.reason  # said in the commit message
+    assert "errors@eks=50:fail(dry-run)" in steps.checks_text(step.checks)  # and in its trailer
+    stored = [CheckResult.from_storage(c.for_storage()) for c in dry]
+    assert stored == dry
