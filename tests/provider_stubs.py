@@ -137,3 +137,44 @@ def influxdb(csv_text: str, token: str = "tok", org: str = "ops") -> Stub:
             return json_answer({"code": "invalid", "message": "failed to decode request body"}, 400)
         return 200, {"Content-Type": "text/csv; charset=utf-8"}, csv_text.encode()
     return Stub(answer)
+
+
+def newrelic(result: dict[str, Any] | None, account: str = "1234", api_key: str = "nr-api",
+             query_key: str = "nr-query", status: int = 200, gql_error: str | None = None) -> Stub:
+    """New Relic: NerdGraph ``POST /graphql`` (``Api-Key``; ``{"data": {"actor": {"account": {"nrql":
+    {"results": [...]}}}}}`` or ``{"errors": [{"message"}]}``) and Insights ``GET
+    /v1/accounts/<id>/query?nrql=`` (``X-Query-Key``; ``{"results": [...]}``)."""
+    def answer(method: str, path: str, params: dict[str, list[str]], headers: dict[str, str], body: bytes) -> Answer:
+        if status != 200:
+            return json_answer({"error": "Too many requests"} if status == 429 else {"error": "oops"}, status,
+                               {"Retry-After": "30"} if status == 429 else None)
+        results = [] if result is None else [result]
+        if method == "POST" and path == "/graphql":
+            if headers.get("api-key") != api_key:
+                return json_answer({"errors": [{"message": "Invalid API key"}]}, 401)
+            req = json.loads(body)
+            if f"account(id: {account})" not in req["query"] or "$query: Nrql!" not in req["query"]:
+                return json_answer({"errors": [{"message": "Bad query"}]})
+            if gql_error:
+                return json_answer({"data": None, "errors": [{"message": gql_error}]})
+            return json_answer({"data": {"actor": {"account": {"nrql": {"results": results}}}}})
+        if method == "GET" and path == f"/v1/accounts/{account}/query":
+            if headers.get("x-query-key") != query_key:
+                return json_answer({"error": "Invalid query key"}, 403)
+            return json_answer({"results": results, "metadata": {}})
+        return json_answer({"error": "not found"}, 404)
+    return Stub(answer)
+
+
+def dynatrace(values: list[float | None] | None, token: str = "dt0c01.x") -> Stub:
+    """``GET /api/v2/metrics/query`` as Dynatrace documents it: ``Api-Token`` auth (401),
+    ``metricSelector`` required (400), ``{"totalCount", "result": [{"metricId", "data": [...]}]}``."""
+    def answer(method: str, path: str, params: dict[str, list[str]], headers: dict[str, str], body: bytes) -> Answer:
+        if headers.get("authorization") != f"Api-Token {token}":
+            return json_answer({"error": {"code": 401, "message": "Missing authorization parameter."}}, 401)
+        if path != "/api/v2/metrics/query" or "metricSelector" not in params:
+            return json_answer({"error": {"code": 400, "message": "metricSelector is missing"}}, 400)
+        data = [] if values is None else [{"dimensions": [], "timestamps": [int(params["to"][0])], "values": values}]
+        return json_answer({"totalCount": 1, "nextPageKey": None, "resolution": "Inf",
+                            "result": [{"metricId": params["metricSelector"][0], "data": data}]})
+    return Stub(answer)

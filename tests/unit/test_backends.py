@@ -209,3 +209,82 @@ def test_zone_override_and_unsupported_types(tmp_path: Path):
 
 def test_secret_env_names():
     assert secrets.env_name("influx-token", "token") == "FEDERATION_SECRET_INFLUX_TOKEN_TOKEN"
+
+
+# ----------------------------------------------------------------------------- New Relic, Dynatrace
+
+
+def test_newrelic_nerdgraph_when_an_api_key_is_given(tmp_path: Path):
+    nr = provider_stubs.newrelic({"average.duration": 0.25})
+    try:
+        secret(tmp_path, "nr", newrelic_account_id="1234", newrelic_api_key="nr-api")
+        b = backend(provider(type="newrelic", address=f"{nr.url}/graphql", secretRef={"name": "nr"}), tmp_path,
+                    interval="2m")
+        assert scalar(b, "SELECT average(duration) FROM Transaction WHERE appName = 'web'") == 0.25
+        method, path, _, headers, body = nr.asked[0]
+        assert (method, path, headers["api-key"]) == ("POST", "/graphql", "nr-api")
+        import json
+        assert json.loads(body)["variables"] == {
+            "query": "SELECT average(duration) FROM Transaction WHERE appName = 'web' SINCE 120 SECONDS ago"}
+    finally:
+        nr.close()
+
+
+def test_newrelic_insights_with_a_query_key(tmp_path: Path):
+    nr = provider_stubs.newrelic({"result": 3.0})
+    try:
+        secret(tmp_path, "nr", newrelic_account_id="1234", newrelic_query_key="nr-query")
+        b = backend(provider(type="newrelic", address=nr.url, secretRef={"name": "nr"}), tmp_path)
+        assert scalar(b, "SELECT count(*) FROM Transaction") == 3.0
+        method, path, params, headers, _ = nr.asked[0]
+        assert (method, path, headers["x-query-key"]) == ("GET", "/v1/accounts/1234/query", "nr-query")
+        assert params == {"nrql": ["SELECT count(*) FROM Transaction SINCE 60 SECONDS ago"]}
+    finally:
+        nr.close()
+
+
+@pytest.mark.parametrize("result, status, gql_error, reason", [
+    (None, 200, None, "empty result"),
+    ({"average": None}, 200, None, "empty result"),
+    ({"x": 1.0}, 200, "NRQL Syntax error", "NRQL Syntax error"),
+    ({"x": 1.0}, 429, None, "rate limited (HTTP 429, retry in 30s)"),
+])
+def test_newrelic_no_answer_is_no_data(tmp_path: Path, result, status, gql_error, reason):
+    nr = provider_stubs.newrelic(result, status=status, gql_error=gql_error)
+    try:
+        secret(tmp_path, "nr", newrelic_account_id="1234", newrelic_api_key="nr-api")
+        with pytest.raises(NoData) as exc:
+            scalar(backend(provider(type="newrelic", address=f"{nr.url}/graphql", secretRef={"name": "nr"}),
+                           tmp_path), "SELECT 1")
+        assert reason in str(exc.value) and "nr-api" not in str(exc.value)
+    finally:
+        nr.close()
+
+
+def test_dynatrace_request_and_value(tmp_path: Path):
+    dt = provider_stubs.dynatrace([12.5], token="dt0c01.secret")
+    try:
+        secret(tmp_path, "dt", dynatrace_token="dt0c01.secret")
+        b = backend(provider(type="dynatrace", address=dt.url, secretRef={"name": "dt"}), tmp_path)
+        assert scalar(b, 'builtin:service.response.time:filter(eq("dt.entity.service","SERVICE-1"))') == 12.5
+        _, path, params, headers, _ = dt.asked[0]
+        assert path == "/api/v2/metrics/query" and headers["authorization"] == "Api-Token dt0c01.secret"
+        assert params["resolution"] == ["Inf"] and params["to"] == [str(int(AT * 1000))]
+        assert params["from"] == [str(int(AT * 1000) - 600_000)]  # ten intervals of 1m, in ms
+    finally:
+        dt.close()
+
+
+@pytest.mark.parametrize("values, token, reason", [
+    (None, "t", "empty result"), ([None], "t", "empty result"), ([float("nan")], "t", "NaN result"),
+    ([1.0], "wrong", "credentials refused (HTTP 401): Missing authorization parameter."),
+])
+def test_dynatrace_no_answer_is_no_data(tmp_path: Path, values, token, reason):
+    dt = provider_stubs.dynatrace(values, token="t")
+    try:
+        secret(tmp_path, "dt", dynatrace_token=token)
+        with pytest.raises(NoData) as exc:
+            scalar(backend(provider(type="dynatrace", address=dt.url, secretRef={"name": "dt"}), tmp_path), "m")
+        assert reason in str(exc.value) and "wrong" not in str(exc.value)
+    finally:
+        dt.close()

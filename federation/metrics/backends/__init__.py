@@ -21,11 +21,11 @@ from federation.core.spec import (
     Zone,
 )
 from federation.metrics import templates
-from federation.metrics.backends import datadog, graphite, influxdb, secrets
+from federation.metrics.backends import datadog, dynatrace, graphite, influxdb, newrelic, secrets
 from federation.metrics.prometheus import Client, NoData
 
 SUPPORTED = (MetricProviderType.PROMETHEUS, MetricProviderType.DATADOG, MetricProviderType.GRAPHITE,
-             MetricProviderType.INFLUXDB)
+             MetricProviderType.INFLUXDB, MetricProviderType.NEWRELIC, MetricProviderType.DYNATRACE)
 
 
 class Backend(Protocol):
@@ -85,5 +85,9 @@ def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> 
         return graphite.Graphite(p, store, durations.parse(timeout))
     if p.type is MetricProviderType.INFLUXDB:
         return influxdb.InfluxDB(p, store, durations.parse(timeout))
+    if p.type is MetricProviderType.NEWRELIC:
+        return newrelic.NewRelic(p, store, durations.parse(timeout), window)
+    if p.type is MetricProviderType.DYNATRACE:
+        return dynatrace.Dynatrace(p, store, durations.parse(timeout), window)
     raise NoData(f"provider type {p.type.value} is not supported here "
                  f"(supported: {', '.join(t.value for t in SUPPORTED)})")

@@ -20,6 +20,8 @@ def _message(r: httpx.Response) -> str:
     if isinstance(body, dict):
         for key in ("errors", "error", "message"):
             v = body.get(key)
+            if isinstance(v, dict) and v.get("message"):  # {"error": {"code": ..., "message": ...}}
+                return str(v["message"])[:200]
             if v:
                 return "; ".join(map(str, v))[:200] if isinstance(v, list) else str(v)[:200]
     return json.dumps(body)[:200]
