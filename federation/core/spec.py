@@ -458,6 +458,18 @@ class Aggregate(str, enum.Enum):
     MAX = "max"
 
 
+class Slo(Model):
+    """An error budget judged by multi-window, multi-burn-rate alerting (Google's SRE workbook,
+    "Alerting on SLOs"): the error ratio of each window divided by the budget (1 - objective) is
+    its burn rate; the check fails when every window burns faster than ``burnRate`` — the long
+    window says enough budget went, the short one that it is still going. 14.4 over 1h and 5m
+    spends 2% of a 30-day budget in an hour (the workbook's page)."""
+
+    objective: float = Field(gt=0, lt=100, description="percent of requests that must succeed")
+    windows: list[Duration] = Field(default_factory=lambda: ["5m", "1h"], min_length=1, max_length=4)
+    burn_rate: float = Field(default=14.4, gt=0)
+
+
 class MetricCheck(Model):
     name: str
     interval: Duration = "1m"
@@ -475,11 +487,21 @@ class MetricCheck(Model):
     # Evaluated and recorded (status, commit trailers, fedctl metrics, the API) but never failing
     # or holding a check: a new metric watched before it is trusted (Argo Rollouts' dryRun).
     dry_run: bool = False
+    # A built-in error-budget check from the mesh's request counts (no query, no thresholdRange).
+    slo: Slo | None = None
 
     @model_validator(mode="after")
     def _source(self) -> MetricCheck:
         if self.query is not None and self.template_ref is not None:
             raise ValueError("give query or templateRef, not both")
+        if self.slo is not None:
+            if self.query is not None or self.template_ref is not None or self.compare is not None:
+                raise ValueError("slo is a built-in check from request counts: no query, templateRef or compare")
+            if self.threshold_range is not None or self.threshold is not None:
+                raise ValueError("slo is judged against its burnRate: no thresholdRange or threshold")
+            if self.aggregate is not Aggregate.WORST:
+                raise ValueError("slo combines zones from summed request counts: no aggregate")
+            return self
         if self.query is None and self.template_ref is None and self.name not in BUILTIN_METRICS:
             raise ValueError(
                 f"metric {self.name!r} is not built in ({', '.join(BUILTIN_METRICS)}): give query or templateRef"
@@ -495,7 +517,10 @@ class MetricCheck(Model):
 
     @property
     def bounds(self) -> tuple[float | None, float | None]:
-        """(min, max) accepted; Flagger's deprecated ``threshold`` is a min for success rate, else a max."""
+        """(min, max) accepted; Flagger's deprecated ``threshold`` is a min for success rate, else a max;
+        an ``slo`` check's value is a burn rate, at most ``burnRate``."""
+        if self.slo is not None:
+            return None, self.slo.burn_rate
         if self.threshold_range is not None:
             return self.threshold_range.min, self.threshold_range.max
         if self.threshold is None:

@@ -68,6 +68,8 @@ class Analyzer:
         zones = spec.canary.zones
         if m.compare == "primary":
             return await self.compare(spec, m, namespace, version, at)
+        if m.slo is not None:
+            return await self.slo(spec, m, namespace, version, at)
         figures = await asyncio.gather(*[self._zone(m, spec.service.name, namespace, version, z, window, at, name)
                                          for z in zones])
         samples = [MetricSample(m.name, f.zone, f.value, f.reason, f.requests) for f in figures]
@@ -136,6 +138,61 @@ class Analyzer:
         if key not in self._backends:
             self._backends[key] = backends.build(template.spec.provider, self.fleet.zone(zone), self.fleet, interval)
         return self._backends[key]
+
+    async def _counts(self, service: str, namespace: str, version: str, zone: str, window: str,
+                      at: float) -> tuple[float, float] | str:
+        """(good, total) requests of one zone in one window, or why not."""
+        client = self.clients[zone]
+        q = templates.request_counts(self.mesh, templates.Target(service, namespace, version, zone, self.zone_label),
+                                     window)
+        try:
+            total = await client.scalar(q.total, at)
+            return (await client.scalar(q.good, at) if total > 0 else 0.0), total
+        except NoData as exc:
+            return str(exc)
+        except TimeoutError:
+            return f"prometheus {client.source.url}: timed out"
+
+    async def slo(self, spec: CanarySpec, m: MetricCheck, namespace: str, version: str,
+                  at: float) -> list[MetricSample]:
+        """Burn rates of the error budget over each window, per zone and from summed counts; the
+        figure is the slowest window's (every window must burn faster than burnRate to fail)."""
+        assert m.slo is not None
+        budget = 1.0 - m.slo.objective / 100.0
+        windows = [durations.prometheus_range(durations.parse(w)) for w in m.slo.windows]
+        zones = spec.canary.zones
+        got = await asyncio.gather(*[self._counts(spec.service.name, namespace, version, z, w, at)
+                                     for z in zones for w in windows])
+        by = {(z, w): got[i * len(windows) + j] for i, z in enumerate(zones) for j, w in enumerate(windows)}
+
+        def figure(counts: list[tuple[float, float] | str]) -> tuple[float | None, str, float | None]:
+            burns: list[float] = []
+            for w, c in zip(windows, counts, strict=True):
+                if isinstance(c, str):
+                    return None, c, None
+                good, total = c
+                if total <= 0:
+                    return None, f"no requests in {w}", 0.0
+                burns.append((1.0 - good / total) / budget)
+            first = counts[0]
+            return min(burns), "", first[1] if not isinstance(first, str) else None
+
+        samples = []
+        for z in zones:
+            value, reason, n = figure([by[(z, w)] for w in windows])
+            samples.append(MetricSample(m.name, z, value, reason, n))
+        missing = [s for s in samples if s.value is None]
+        if missing:
+            samples.insert(0, MetricSample(m.name, None, None, "; ".join(f"{s.zone}: {s.reason}" for s in missing)))
+            return samples
+        summed: list[tuple[float, float] | str] = []
+        for w in windows:
+            parts = [by[(z, w)] for z in zones]
+            summed.append((sum(p[0] for p in parts if not isinstance(p, str)),
+                           sum(p[1] for p in parts if not isinstance(p, str))))
+        value, reason, n = figure(summed)
+        samples.insert(0, MetricSample(m.name, None, value, reason, n))
+        return samples
 
     async def _series(self, metric: str, service: str, namespace: str, version: str, zone: str,
                       start: float, end: float, step: float) -> list[float] | str:

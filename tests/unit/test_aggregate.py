@@ -121,3 +121,64 @@ def test_the_analyzer_combines_zones_of_a_custom_query_by_its_aggregate():
     finally:
         eks.close()
         onprem.close()
+
+
+def test_slo_burn_rate_is_multi_window_global_and_per_zone():
+    import asyncio
+
+    from federation.core import analysis as core_analysis
+    from federation.core import spec as specs
+    from federation.metrics.analysis import Analyzer
+    from tests import fleets, provider_stubs
+
+    def zone(counts: dict[str, tuple[str, str]]) -> provider_stubs.Stub:
+        """(good, total) requests per window, told apart by the query's range."""
+        def answer(q: str) -> str:
+            good, total = next(v for w, v in counts.items() if f"[{w}]" in q)
+            return good if "envoy_response_code!~" in q else total
+        return provider_stubs.prometheus(answer)
+
+    # eks: a 5m blip (burn 20) but the hour is fine (8.3): pass. onprem: both burn (30, 20): fail.
+    eks = zone({"5m": ("980", "1000"), "1h": ("11900", "12000")})
+    onprem = zone({"5m": ("970", "1000"), "1h": ("9800", "10000")})
+    try:
+        fleet = fleets.fleet([fleets.vm_zone("eks", prometheus=eks.url), fleets.vm_zone("onprem", prometheus=onprem.url),
+                              fleets.vm_zone("vms")])
+        spec = specs.CanarySpec.model_validate({
+            "service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["vms"]},
+            "canary": {"version": "v2", "zones": ["eks", "onprem"]},
+            "analysis": {"stepWeight": 10, "metrics": [{"name": "error-budget",
+                                                        "slo": {"objective": 99.9, "windows": ["5m", "1h"]}}]}})
+        samples = asyncio.run(Analyzer(fleet).collect(spec, "shop", at=1000.0))
+        by = {s.zone: s for s in samples}
+        assert by["eks"].value == pytest.approx((100 / 12000) / 0.001)
+        assert by["onprem"].value == pytest.approx(20.0)
+        # global from summed counts: 5m 2.5% (25), 1h 300/22000 (13.6): the hour holds it under 14.4
+        assert by[None].value == pytest.approx((300 / 22000) / 0.001) and by[None].requests == 2000
+        checks = {c.zone: c for c in core_analysis.judge(spec, samples).checks}
+        assert {z: c.outcome for z, c in checks.items()} == {None: "pass", "eks": "pass", "onprem": "fail"}
+        assert checks["onprem"].message == "20 > max 14.4"
+    finally:
+        eks.close()
+        onprem.close()
+
+
+def test_slo_without_requests_in_a_window_is_no_data():
+    import asyncio
+
+    from federation.core import spec as specs
+    from federation.metrics.analysis import Analyzer
+    from tests import fleets, provider_stubs
+
+    idle = provider_stubs.prometheus(lambda q: "0" if "[5m]" in q else "100")
+    try:
+        fleet = fleets.fleet([fleets.vm_zone("eks", prometheus=idle.url), fleets.vm_zone("vms")])
+        spec = specs.CanarySpec.model_validate({
+            "service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["vms"]},
+            "canary": {"version": "v2", "zones": ["eks"]},
+            "analysis": {"stepWeight": 10, "metrics": [{"name": "budget", "slo": {"objective": 99.5}}]}})
+        by = {s.zone: s for s in asyncio.run(Analyzer(fleet).collect(spec, "shop", at=1000.0))}
+        assert by["eks"].value is None and by["eks"].reason == "no requests in 5m"
+        assert by[None].value is None and by[None].reason == "eks: no requests in 5m"
+    finally:
+        idle.close()
