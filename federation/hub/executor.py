@@ -24,6 +24,7 @@ from federation.core import spec as specs
 from federation.core.errors import TemporaryError
 from federation.core.state import SetWeights
 from federation.core.steps import StepRecord
+from federation.core.weights import canary_shares
 from federation.gitops import meshrepo
 from federation.gitops.aio import AsyncRepo
 from federation.routers.model import RouteRequest
@@ -70,7 +71,7 @@ class Executor:
             primary_version=s.primary.version, canary_version=s.canary.version, weights=rec.weights,
             step=rec.step, rollout=canary.key, mirror_weight=rec.mirror_weight, matched=rec.matched,
             match=tuple(s.analysis.match or ()), session_affinity=s.analysis.session_affinity,
-            zones=tuple(self.fleet.zone_names),
+            zones=tuple(self.fleet.zone_names), canary_shares=canary_shares(s, self.fleet),
         )
 
     @staticmethod
