@@ -178,3 +178,34 @@ def dynatrace(values: list[float | None] | None, token: str = "dt0c01.x") -> Stu
         return json_answer({"totalCount": 1, "nextPageKey": None, "resolution": "Inf",
                             "result": [{"metricId": params["metricSelector"][0], "data": data}]})
     return Stub(answer)
+
+
+def cloudwatch(values: list[float] | None, access_key: str = "AKIDTEST", secret_key: str = "s3cr3t",
+               region: str = "eu-west-1", throttle: bool = False) -> Stub:
+    """CloudWatch ``GetMetricData`` over AWS JSON 1.0: the target header, the SigV4 signature (checked
+    by recomputing it with the secret, so a header sent unsigned or changed is refused with AWS's 403),
+    ``{"MetricDataResults": [...]}``; ``throttle`` answers AWS's 400 Throttling."""
+    from federation.metrics.backends import sigv4
+
+    def answer(method: str, path: str, params: dict[str, list[str]], headers: dict[str, str], body: bytes) -> Answer:
+        if headers.get("x-amz-target") != "GraniteServiceVersion20100801.GetMetricData":
+            return json_answer({"__type": "UnknownOperationException"}, 400)
+        auth = headers.get("authorization", "")
+        signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";") if "SignedHeaders=" in auth else []
+        want = sigv4.authorization(method, path, [], {k: headers.get(k, "") for k in signed}, body,
+                                   access_key=access_key, secret_key=secret_key, region=region,
+                                   service="monitoring", amz_date=headers.get("x-amz-date", ""))
+        if auth != want or "host" not in signed or "x-amz-date" not in signed:
+            return json_answer({"__type": "com.amazon.coral.service#InvalidSignatureException",
+                                "message": "The request signature we calculated does not match the signature "
+                                           "you provided."}, 403)
+        if throttle:
+            return json_answer({"__type": "com.amazon.coral.availability#ThrottlingException",
+                                "message": "Rate exceeded"}, 400)
+        req = json.loads(body)
+        results = [] if values is None else [{"Id": req["MetricDataQueries"][0]["Id"], "Label": "x",
+                                               "Timestamps": [req["EndTime"]] * len(values), "Values": values,
+                                               "StatusCode": "Complete"}]
+        return 200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(
+            {"MetricDataResults": results, "Messages": []}).encode()
+    return Stub(answer)

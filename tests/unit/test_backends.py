@@ -203,8 +203,8 @@ def test_zone_override_and_unsupported_types(tmp_path: Path):
                 zone=zone)
     assert isinstance(b, datadog.Datadog) and b.base == "https://api.datadoghq.eu" and b.ref == "dd"
     assert backend(provider(type="prometheus"), tmp_path) is None  # the zone's own Prometheus
-    with pytest.raises(NoData, match="provider type cloudwatch is not supported here"):
-        backend(provider(type="cloudwatch", region="eu-west-1"), tmp_path)
+    with pytest.raises(NoData, match="provider type stackdriver is not supported here"):
+        backend(provider(type="stackdriver"), tmp_path)
 
 
 def test_secret_env_names():
@@ -288,3 +288,67 @@ def test_dynatrace_no_answer_is_no_data(tmp_path: Path, values, token, reason):
         assert reason in str(exc.value) and "wrong" not in str(exc.value)
     finally:
         dt.close()
+
+
+# ----------------------------------------------------------------------------- CloudWatch
+
+
+def test_sigv4_matches_aws_published_example():
+    # AWS's SigV4 test suite, "get-vanilla": the documented credentials, date and signature.
+    from federation.metrics.backends import sigv4
+
+    auth = sigv4.authorization("GET", "/", [], {"Host": "example.amazonaws.com", "X-Amz-Date": "20150830T123600Z"},
+                               b"", access_key="AKIDEXAMPLE", secret_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                               region="us-east-1", service="service", amz_date="20150830T123600Z")
+    assert auth == ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, "
+                    "SignedHeaders=host;x-amz-date, "
+                    "Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31")
+
+
+CW_QUERY = """[{"Id": "e1", "Expression": "m1 / m2", "Label": "ErrorRate"},
+ {"Id": "m1", "MetricStat": {"Metric": {"Namespace": "MyCluster", "MetricName": "ErrorCount",
+   "Dimensions": [{"Name": "appName", "Value": "web.shop"}]}, "Period": 60, "Stat": "Sum"}, "ReturnData": false}]"""
+
+
+def test_cloudwatch_signed_get_metric_data(tmp_path: Path):
+    cw = provider_stubs.cloudwatch([0.02, 0.5], access_key="AKIDTEST", secret_key="s3cr3t", region="eu-west-1")
+    try:
+        secret(tmp_path, "aws", aws_access_key_id="AKIDTEST", aws_secret_access_key="s3cr3t")
+        b = backend(provider(type="cloudwatch", region="eu-west-1", address=cw.url, secretRef={"name": "aws"}),
+                    tmp_path)
+        assert scalar(b, CW_QUERY) == 0.02  # the first value: CloudWatch lists the newest first
+        import json
+        _, path, _, headers, body = cw.asked[0]
+        req = json.loads(body)
+        assert path == "/" and headers["content-type"] == "application/x-amz-json-1.0"
+        assert req["StartTime"] == int(AT - 600) and req["EndTime"] == int(AT) and req["MaxDatapoints"] == 20
+        assert req["MetricDataQueries"][0]["Expression"] == "m1 / m2"
+        assert "s3cr3t" not in headers["authorization"]
+    finally:
+        cw.close()
+
+
+@pytest.mark.parametrize("values, secret_key, throttle, reason", [
+    (None, "s3cr3t", False, "empty result"),
+    ([], "s3cr3t", False, "empty result"),
+    ([1.0], "wrong", False, "credentials refused (HTTP 403): The request signature we calculated"),
+    ([1.0], "s3cr3t", True, "rate limited (throttled): Rate exceeded"),
+])
+def test_cloudwatch_no_answer_is_no_data(tmp_path: Path, values, secret_key, throttle, reason):
+    cw = provider_stubs.cloudwatch(values, throttle=throttle)
+    try:
+        secret(tmp_path, "aws", aws_access_key_id="AKIDTEST", aws_secret_access_key=secret_key)
+        with pytest.raises(NoData) as exc:
+            scalar(backend(provider(type="cloudwatch", region="eu-west-1", address=cw.url, secretRef={"name": "aws"}),
+                           tmp_path), CW_QUERY)
+        assert reason in str(exc.value) and "wrong" not in str(exc.value)
+    finally:
+        cw.close()
+
+
+def test_cloudwatch_needs_a_region_and_a_json_query(tmp_path: Path):
+    with pytest.raises(NoData, match="needs a region"):
+        backend(provider(type="cloudwatch"), tmp_path)
+    b = backend(provider(type="cloudwatch", region="eu-west-1", address="http://127.0.0.1:1"), tmp_path)
+    with pytest.raises(NoData, match="not a JSON list of MetricDataQueries"):
+        scalar(b, "SELECT 1")

@@ -21,11 +21,12 @@ from federation.core.spec import (
     Zone,
 )
 from federation.metrics import templates
-from federation.metrics.backends import datadog, dynatrace, graphite, influxdb, newrelic, secrets
+from federation.metrics.backends import cloudwatch, datadog, dynatrace, graphite, influxdb, newrelic, secrets
 from federation.metrics.prometheus import Client, NoData
 
 SUPPORTED = (MetricProviderType.PROMETHEUS, MetricProviderType.DATADOG, MetricProviderType.GRAPHITE,
-             MetricProviderType.INFLUXDB, MetricProviderType.NEWRELIC, MetricProviderType.DYNATRACE)
+             MetricProviderType.INFLUXDB, MetricProviderType.NEWRELIC, MetricProviderType.DYNATRACE,
+             MetricProviderType.CLOUDWATCH)
 
 
 class Backend(Protocol):
@@ -87,6 +88,8 @@ def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> 
         return influxdb.InfluxDB(p, store, durations.parse(timeout))
     if p.type is MetricProviderType.NEWRELIC:
         return newrelic.NewRelic(p, store, durations.parse(timeout), window)
+    if p.type is MetricProviderType.CLOUDWATCH:
+        return cloudwatch.CloudWatch(p, store, durations.parse(timeout), window)
     if p.type is MetricProviderType.DYNATRACE:
         return dynatrace.Dynatrace(p, store, durations.parse(timeout), window)
     raise NoData(f"provider type {p.type.value} is not supported here "

@@ -48,6 +48,8 @@ async def request(name: str, base: str, method: str, path: str, *, timeout: floa
     if r.status_code == 429:
         after = r.headers.get("Retry-After") or r.headers.get("X-RateLimit-Reset")
         raise Unreachable(f"{where}: rate limited (HTTP 429{f', retry in {after}s' if after else ''})")
+    if r.status_code == 400 and "Throttl" in r.text[:500]:  # AWS: {"__type": "...Throttling...", ...}
+        raise Unreachable(f"{where}: rate limited (throttled): {_message(r)}")
     if r.status_code in (401, 403):
         raise Unreachable(f"{where}: credentials refused (HTTP {r.status_code}): {_message(r)}")
     if r.status_code >= 400:
