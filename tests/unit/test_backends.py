@@ -352,3 +352,16 @@ def test_cloudwatch_needs_a_region_and_a_json_query(tmp_path: Path):
     b = backend(provider(type="cloudwatch", region="eu-west-1", address="http://127.0.0.1:1"), tmp_path)
     with pytest.raises(NoData, match="not a JSON list of MetricDataQueries"):
         scalar(b, "SELECT 1")
+
+
+def test_a_rotated_secret_is_read_at_the_next_query(tmp_path: Path):
+    i = provider_stubs.influxdb(ANNOTATED, token="new", org="ops")
+    try:
+        secret(tmp_path, "ix", token="old", org="ops")
+        b = backend(provider(type="influxdb", address=i.url, secretRef={"name": "ix"}), tmp_path)
+        with pytest.raises(NoData, match="credentials refused"):
+            scalar(b, "from()")
+        secret(tmp_path, "ix", token="new")
+        assert scalar(b, "from()") == 3.25  # the same backend, kept across ticks
+    finally:
+        i.close()

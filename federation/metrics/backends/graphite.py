@@ -36,18 +36,20 @@ class Graphite:
         self.base = provider.address
         self.verify = not provider.insecure_skip_verify
         self.timeout = timeout
-        self.auth: tuple[str, str] | None = None
-        if provider.secret_ref is not None:
-            name = provider.secret_ref.name
-            self.auth = (store.require(name, "username", "graphite"), store.require(name, "password", "graphite"))
+        self.ref = provider.secret_ref.name if provider.secret_ref else None
+        self.store = store
 
     async def scalar(self, query: str, at: float) -> float:
+        auth = None
+        if self.ref is not None:  # read at every query: a rotated secret is picked up
+            auth = (self.store.require(self.ref, "username", "graphite"),
+                    self.store.require(self.ref, "password", "graphite"))
         params = [(k, v) for k, v in parse_qsl(" ".join(query.split()), keep_blank_values=True) if k != "format"]
         if not any(k == "target" for k, _ in params):
             raise NoData("graphite: the query needs target=...")
         params.append(("format", "json"))
         r = await http.request("graphite", self.base, "GET", "/render", timeout=self.timeout, verify=self.verify,
-                               params=params, auth=self.auth)
+                               params=params, auth=auth)
         try:
             body = r.json()
         except ValueError:

@@ -49,19 +49,17 @@ class InfluxDB:
         self.base = provider.address
         self.verify = not provider.insecure_skip_verify
         self.timeout = timeout
-        self.token: str | None = None
-        self.org = ""
-        if provider.secret_ref is not None:
-            name = provider.secret_ref.name
-            self.token = store.require(name, "token", "influxdb")
-            self.org = store.require(name, "org", "influxdb")
+        self.ref = provider.secret_ref.name if provider.secret_ref else None
+        self.store = store
 
     async def scalar(self, query: str, at: float) -> float:
         headers = {"Content-Type": "application/vnd.flux", "Accept": "application/csv"}
-        if self.token:
-            headers["Authorization"] = f"Token {self.token}"
+        org = ""
+        if self.ref is not None:  # read at every query: a rotated secret is picked up
+            headers["Authorization"] = f"Token {self.store.require(self.ref, 'token', 'influxdb')}"
+            org = self.store.require(self.ref, "org", "influxdb")
         r = await http.request("influxdb", self.base, "POST", "/api/v2/query", timeout=self.timeout,
-                               verify=self.verify, params={"org": self.org} if self.org else None,
+                               verify=self.verify, params={"org": org} if org else None,
                                headers=headers, content=query.encode())
         raw = first_value(r.text)
         if raw is None or raw == "":
