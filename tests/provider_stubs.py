@@ -209,3 +209,46 @@ def cloudwatch(values: list[float] | None, access_key: str = "AKIDTEST", secret_
         return 200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(
             {"MetricDataResults": results, "Messages": []}).encode()
     return Stub(answer)
+
+
+def google(public_key_pem: bytes, points: list[dict[str, Any]] | None, project: str = "shop-prod",
+           client_email: str = "hub@shop-prod.iam.gserviceaccount.com") -> Stub:
+    """Google's OAuth token endpoint (``POST /token``, the JWT-bearer grant: the assertion's RS256
+    signature checked with the service account's public key, its claims checked) and Cloud
+    Monitoring's ``POST /v3/projects/<p>/timeSeries:query`` (``Bearer`` the token it issued)."""
+    import base64
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    public = serialization.load_pem_public_key(public_key_pem)
+    assert isinstance(public, rsa.RSAPublicKey)
+    issued = "ya29.test-token"
+
+    def unb64(s: str) -> bytes:
+        return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+    def answer(method: str, path: str, params: dict[str, list[str]], headers: dict[str, str], body: bytes) -> Answer:
+        if path == "/token":
+            if params.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
+                return json_answer({"error": "unsupported_grant_type"}, 400)
+            header, claims, sig = params["assertion"][0].split(".")
+            try:
+                public.verify(unb64(sig), f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+            except InvalidSignature:
+                return json_answer({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}, 400)
+            c = json.loads(unb64(claims))
+            if c["iss"] != client_email or "monitoring.read" not in c["scope"] or not c["aud"].endswith("/token"):
+                return json_answer({"error": "invalid_grant", "error_description": "Invalid JWT claims."}, 400)
+            return json_answer({"access_token": issued, "expires_in": 3599, "token_type": "Bearer"})
+        if path == f"/v3/projects/{project}/timeSeries:query" and method == "POST":
+            if headers.get("authorization") != f"Bearer {issued}":
+                return json_answer({"error": {"code": 401, "message": "Request had invalid authentication "
+                                              "credentials.", "status": "UNAUTHENTICATED"}}, 401)
+            if "query" not in json.loads(body):
+                return json_answer({"error": {"code": 400, "message": "query is required"}}, 400)
+            series = [] if points is None else [{"labelValues": [], "pointData": [{"values": points}]}]
+            return json_answer({"timeSeriesDescriptor": {}, "timeSeriesData": series})
+        return json_answer({"error": {"code": 404, "message": "not found"}}, 404)
+    return Stub(answer)

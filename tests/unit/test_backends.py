@@ -6,6 +6,7 @@ never appear in a reason or a log."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 
@@ -203,8 +204,8 @@ def test_zone_override_and_unsupported_types(tmp_path: Path):
                 zone=zone)
     assert isinstance(b, datadog.Datadog) and b.base == "https://api.datadoghq.eu" and b.ref == "dd"
     assert backend(provider(type="prometheus"), tmp_path) is None  # the zone's own Prometheus
-    with pytest.raises(NoData, match="provider type stackdriver is not supported here"):
-        backend(provider(type="stackdriver"), tmp_path)
+    with pytest.raises(NoData, match="provider type splunk is not supported here"):
+        backend(provider(type="splunk"), tmp_path)
 
 
 def test_secret_env_names():
@@ -365,3 +366,60 @@ def test_a_rotated_secret_is_read_at_the_next_query(tmp_path: Path):
         assert scalar(b, "from()") == 3.25  # the same backend, kept across ticks
     finally:
         i.close()
+
+
+# ----------------------------------------------------------------------------- Google Cloud Monitoring
+
+
+@functools.cache
+def service_account(name: str = "hub") -> tuple[dict, bytes]:
+    """A service account JSON key (its token_uri set by each test) and its public key; one per name."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return ({"type": "service_account", "project_id": "shop-prod", "private_key_id": "k1", "private_key": pem,
+             "client_email": "hub@shop-prod.iam.gserviceaccount.com", "token_uri": ""}, public)
+
+
+@pytest.mark.parametrize("points, expected", [([{"doubleValue": 0.75}], 0.75), ([{"int64Value": "42"}], 42.0),
+                                              (None, None), ([{"doubleValue": "NaN"}], None)])
+def test_stackdriver_mql_with_a_service_account_token(tmp_path: Path, points, expected):
+    key, public = service_account()
+    g = provider_stubs.google(public, points)
+    try:
+        import json
+        key = {**key, "token_uri": f"{g.url}/token"}
+        secret(tmp_path, "gcloud-sa", project="shop-prod", serviceAccountKey=json.dumps(key))
+        b = backend(provider(type="stackdriver", address=g.url, secretRef={"name": "gcloud-sa"}), tmp_path)
+        mql = "fetch k8s_container | metric 'istio.io/service/server/response_latencies' | within 5m"
+        if expected is None:
+            with pytest.raises(NoData, match=r"empty result|NaN result"):
+                scalar(b, mql)
+        else:
+            assert scalar(b, mql) == expected
+            assert scalar(b, mql) == expected  # the token is kept: asked for once
+        paths = [p for _, p, *_ in g.asked]
+        assert paths[0] == "/token" and paths.count("/token") == 1
+        assert json.loads(g.asked[1][4]) == {"query": mql}
+    finally:
+        g.close()
+
+
+def test_stackdriver_a_key_the_token_endpoint_refuses_is_no_data(tmp_path: Path):
+    import json
+
+    key, _ = service_account()
+    _, other_public = service_account("other")
+    g = provider_stubs.google(other_public, [{"doubleValue": 1.0}])  # trusts another key
+    try:
+        key = {**key, "token_uri": f"{g.url}/token"}
+        secret(tmp_path, "sa", project="shop-prod", serviceAccountKey=json.dumps(key))
+        with pytest.raises(NoData) as exc:
+            scalar(backend(provider(type="stackdriver", address=g.url, secretRef={"name": "sa"}), tmp_path), "fetch x")
+        assert "HTTP 400: invalid_grant" in str(exc.value) and "PRIVATE KEY" not in str(exc.value)
+    finally:
+        g.close()

@@ -21,12 +21,21 @@ from federation.core.spec import (
     Zone,
 )
 from federation.metrics import templates
-from federation.metrics.backends import cloudwatch, datadog, dynatrace, graphite, influxdb, newrelic, secrets
+from federation.metrics.backends import (
+    cloudwatch,
+    datadog,
+    dynatrace,
+    graphite,
+    influxdb,
+    newrelic,
+    secrets,
+    stackdriver,
+)
 from federation.metrics.prometheus import Client, NoData
 
 SUPPORTED = (MetricProviderType.PROMETHEUS, MetricProviderType.DATADOG, MetricProviderType.GRAPHITE,
              MetricProviderType.INFLUXDB, MetricProviderType.NEWRELIC, MetricProviderType.DYNATRACE,
-             MetricProviderType.CLOUDWATCH)
+             MetricProviderType.CLOUDWATCH, MetricProviderType.STACKDRIVER)
 
 
 class Backend(Protocol):
@@ -88,6 +97,8 @@ def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> 
         return influxdb.InfluxDB(p, store, durations.parse(timeout))
     if p.type is MetricProviderType.NEWRELIC:
         return newrelic.NewRelic(p, store, durations.parse(timeout), window)
+    if p.type is MetricProviderType.STACKDRIVER:
+        return stackdriver.Stackdriver(p, store, durations.parse(timeout))
     if p.type is MetricProviderType.CLOUDWATCH:
         return cloudwatch.CloudWatch(p, store, durations.parse(timeout), window)
     if p.type is MetricProviderType.DYNATRACE:
