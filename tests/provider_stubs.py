@@ -25,6 +25,7 @@ class Stub:
 
     def __init__(self, answer: Callable[[str, str, dict[str, list[str]], dict[str, str], bytes], Answer]) -> None:
         self.asked: list[tuple[str, str, dict[str, list[str]], dict[str, str], bytes]] = []
+        self.raw_headers: list[list[str]] = []  # header names as sent, repeats kept
         self.lock = threading.Lock()
         outer = self
 
@@ -43,6 +44,7 @@ class Stub:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with outer.lock:
                     outer.asked.append((self.command, parts.path, params, headers, body))
+                    outer.raw_headers.append(list(self.headers.keys()))
                 status, out_headers, out = answer(self.command, parts.path, params, headers, body)
                 self.send_response(status)
                 for k, v in out_headers.items():

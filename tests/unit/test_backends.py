@@ -423,3 +423,18 @@ def test_stackdriver_a_key_the_token_endpoint_refuses_is_no_data(tmp_path: Path)
         assert "HTTP 400: invalid_grant" in str(exc.value) and "PRIVATE KEY" not in str(exc.value)
     finally:
         g.close()
+
+
+def test_provider_headers_are_sent_and_cannot_replace_the_credentials(tmp_path: Path):
+    dd = provider_stubs.datadog([[1.0, 2.0]], api_key="k-api", app_key="k-app")
+    try:
+        secret(tmp_path, "dd", datadog_api_key="k-api", datadog_application_key="k-app")
+        b = backend(provider(type="datadog", address=dd.url, secretRef={"name": "dd"},
+                             headers={"X-Team": ["shop", "web"], "dd-api-key": ["spoofed"]}), tmp_path)
+        assert scalar(b, "q") == 2.0
+        headers = dd.asked[0][3]
+        assert headers["x-team"] == "shop, web" and headers["dd-api-key"] == "k-api"
+        raw = [k.lower() for k in dd.raw_headers[0]]
+        assert raw.count("dd-api-key") == 1
+    finally:
+        dd.close()

@@ -40,6 +40,7 @@ class CloudWatch:
         self.region = provider.region
         self.base = provider.address or f"https://monitoring.{self.region}.amazonaws.com"
         self.verify = not provider.insecure_skip_verify
+        self.extra = http.extra_headers(provider)
         self.timeout = timeout
         self.span = 10 * window
         self.ref = provider.secret_ref.name if provider.secret_ref else None
@@ -75,7 +76,7 @@ class CloudWatch:
         headers["authorization"] = sigv4.authorization("POST", url.path or "/", [], headers, body,
                                                        access_key=key, secret_key=secret, region=self.region,
                                                        service="monitoring", amz_date=amz_date)
-        r = await http.request("cloudwatch", self.base, "POST", "", timeout=self.timeout, verify=self.verify,
+        r = await http.request("cloudwatch", self.base, "POST", "", timeout=self.timeout, verify=self.verify, extra=self.extra,
                                headers={k: v for k, v in headers.items() if k != "host"}, content=body)
         try:
             answer: Any = r.json()

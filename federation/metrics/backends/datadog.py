@@ -34,6 +34,7 @@ class Datadog:
     def __init__(self, provider: MetricProvider, store: secrets.Store, timeout: float, window: float) -> None:
         self.base = provider.address or DEFAULT
         self.verify = not provider.insecure_skip_verify
+        self.extra = http.extra_headers(provider)
         self.timeout = timeout
         self.span = 10 * window
         ref = provider.secret_ref.name if provider.secret_ref else "datadog"
@@ -45,7 +46,7 @@ class Datadog:
                    "Accept": "application/json"}
         params = {"query": query, "from": str(int(at - self.span)), "to": str(int(at))}
         r = await http.request("datadog", self.base, "GET", "/api/v1/query", timeout=self.timeout,
-                               verify=self.verify, params=params, headers=headers)
+                               verify=self.verify, extra=self.extra, params=params, headers=headers)
         try:
             body = r.json()
         except ValueError:

@@ -36,6 +36,7 @@ class Dynatrace:
         self.ref = provider.secret_ref.name if provider.secret_ref else "dynatrace"
         self.store = store
         self.verify = not provider.insecure_skip_verify
+        self.extra = http.extra_headers(provider)
         self.timeout = timeout
         self.span_ms = int(10 * window * 1000)
 
@@ -44,7 +45,7 @@ class Dynatrace:
         to = int(at * 1000)
         params = {"metricSelector": query, "resolution": "Inf", "from": str(to - self.span_ms), "to": str(to)}
         r = await http.request("dynatrace", self.base, "GET", "/api/v2/metrics/query", timeout=self.timeout,
-                               verify=self.verify, params=params, headers={"Authorization": f"Api-Token {token}"})
+                               verify=self.verify, extra=self.extra, params=params, headers={"Authorization": f"Api-Token {token}"})
         try:
             body = r.json()
             data = body["result"][0]["data"] if body.get("result") else []

@@ -35,6 +35,7 @@ class Graphite:
             raise NoData("graphite: the provider needs an address")
         self.base = provider.address
         self.verify = not provider.insecure_skip_verify
+        self.extra = http.extra_headers(provider)
         self.timeout = timeout
         self.ref = provider.secret_ref.name if provider.secret_ref else None
         self.store = store
@@ -48,7 +49,7 @@ class Graphite:
         if not any(k == "target" for k, _ in params):
             raise NoData("graphite: the query needs target=...")
         params.append(("format", "json"))
-        r = await http.request("graphite", self.base, "GET", "/render", timeout=self.timeout, verify=self.verify,
+        r = await http.request("graphite", self.base, "GET", "/render", timeout=self.timeout, verify=self.verify, extra=self.extra,
                                params=params, auth=auth)
         try:
             body = r.json()

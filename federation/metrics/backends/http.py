@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from federation.core.spec import MetricProvider
 from federation.metrics.prometheus import Unreachable
 
 
@@ -27,10 +28,19 @@ def _message(r: httpx.Response) -> str:
     return json.dumps(body)[:200]
 
 
+def extra_headers(provider: MetricProvider) -> dict[str, str]:
+    """The provider's ``headers`` (Flagger: name -> values), sent with every request to it."""
+    return {k: ", ".join(v) for k, v in (provider.headers or {}).items()}
+
+
 async def request(name: str, base: str, method: str, path: str, *, timeout: float, verify: bool = True,
+                  extra: dict[str, str] | None = None,
                   params: dict[str, str] | list[tuple[str, str]] | None = None, headers: dict[str, str] | None = None,
                   content: bytes | None = None, auth: tuple[str, str] | None = None) -> httpx.Response:
     where = f"{name} {base}"
+    own = headers or {}
+    taken = {k.lower() for k in own}  # the backend's own (auth) headers win, whatever the case
+    headers = {**{k: v for k, v in (extra or {}).items() if k.lower() not in taken}, **own}
     pairs: list[tuple[str, str | int | float | bool | None]] = list(
         params.items() if isinstance(params, dict) else params or [])
     try:

@@ -48,6 +48,7 @@ class InfluxDB:
             raise NoData("influxdb: the provider needs an address")
         self.base = provider.address
         self.verify = not provider.insecure_skip_verify
+        self.extra = http.extra_headers(provider)
         self.timeout = timeout
         self.ref = provider.secret_ref.name if provider.secret_ref else None
         self.store = store
@@ -59,7 +60,7 @@ class InfluxDB:
             headers["Authorization"] = f"Token {self.store.require(self.ref, 'token', 'influxdb')}"
             org = self.store.require(self.ref, "org", "influxdb")
         r = await http.request("influxdb", self.base, "POST", "/api/v2/query", timeout=self.timeout,
-                               verify=self.verify, params={"org": org} if org else None,
+                               verify=self.verify, extra=self.extra, params={"org": org} if org else None,
                                headers=headers, content=query.encode())
         raw = first_value(r.text)
         if raw is None or raw == "":

@@ -45,6 +45,7 @@ class NewRelic:
         self.store = store
         self.address = provider.address
         self.verify = not provider.insecure_skip_verify
+        self.extra = http.extra_headers(provider)
         self.timeout = timeout
         self.since = int(window)
 
@@ -57,7 +58,7 @@ class NewRelic:
         if api_key:
             base = self.address or NERDGRAPH
             body = json.dumps({"query": _GQL % int(account), "variables": {"query": nrql}}).encode()
-            r = await http.request("newrelic", base, "POST", "", timeout=self.timeout, verify=self.verify,
+            r = await http.request("newrelic", base, "POST", "", timeout=self.timeout, verify=self.verify, extra=self.extra,
                                    headers={"Api-Key": api_key, "Content-Type": "application/json"}, content=body)
             answer = self._json(r.text, base)
             if answer.get("errors"):
@@ -70,7 +71,7 @@ class NewRelic:
         key = self.store.require(self.ref, "newrelic_query_key", "newrelic")
         base = self.address or INSIGHTS
         r = await http.request("newrelic", base, "GET", f"/v1/accounts/{account}/query", timeout=self.timeout,
-                               verify=self.verify, params={"nrql": nrql}, headers={"X-Query-Key": key})
+                               verify=self.verify, extra=self.extra, params={"nrql": nrql}, headers={"X-Query-Key": key})
         return _first_number(self._json(r.text, base).get("results"))
 
     @staticmethod

@@ -59,6 +59,7 @@ class Stackdriver:
         self.ref = provider.secret_ref.name if provider.secret_ref else "stackdriver"
         self.store = store
         self.verify = not provider.insecure_skip_verify
+        self.extra = http.extra_headers(provider)
         self.timeout = timeout
         self._token: tuple[str, float] | None = None  # (access token, expiry)
 
@@ -100,7 +101,7 @@ class Stackdriver:
         project = self.store.require(self.ref, "project", "stackdriver")
         token = await self._access_token(time.time())
         r = await http.request("stackdriver", self.base, "POST", f"/v3/projects/{project}/timeSeries:query",
-                               timeout=self.timeout, verify=self.verify, content=json.dumps({"query": query}).encode(),
+                               timeout=self.timeout, verify=self.verify, extra=self.extra, content=json.dumps({"query": query}).encode(),
                                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
         try:
             answer = r.json()
