@@ -159,6 +159,11 @@ def parse(doc: Any, filename: str, index: int = 0) -> specs.Model:
     api = doc.get("apiVersion")
     if isinstance(api, str) and api.startswith("flagger.app/") and kind == "Canary":
         return parse_flagger_analysis(doc, filename)
+    if kind == "MetricTemplate":
+        try:
+            return specs.MetricTemplate.model_validate(doc)
+        except pydantic.ValidationError as exc:
+            raise SpecError(_problems(filename, prefix, specs.MetricTemplate, exc)) from None
     if kind not in KINDS:
         hint = difflib.get_close_matches(str(kind), list(KINDS), n=1)
         raise SpecError([Problem(filename, "kind", f"unknown kind {kind!r}"
@@ -198,6 +203,34 @@ def load(path: str | Path) -> list[specs.Model]:
     if problems:
         raise SpecError(problems)
     return out
+
+
+def metric_templates(files: Iterable[tuple[str, str]]) -> dict[str, specs.MetricTemplate | str]:
+    """MetricTemplates in (path, text) files, by name; an invalid one maps to its problem line
+    (``path: field: message``), which a metric naming it reports. Other kinds are skipped."""
+    out: dict[str, specs.MetricTemplate | str] = {}
+    for path, text in files:
+        try:
+            docs = parse_documents(text, path)
+        except SpecError:
+            continue
+        for i, doc in enumerate(docs):
+            if not (isinstance(doc, dict) and doc.get("kind") == "MetricTemplate"):
+                continue
+            name = str((doc.get("metadata") or {}).get("name") or "")
+            try:
+                parsed = parse(doc, path, i)
+            except SpecError as exc:
+                if name:
+                    out[name] = "; ".join(str(p) for p in exc.problems)
+                continue
+            assert isinstance(parsed, specs.MetricTemplate)
+            out[parsed.metadata.name] = parsed
+    return out
+
+
+def template_queries(templates: typing.Mapping[str, specs.MetricTemplate | str]) -> dict[str, str]:
+    return {n: t.spec.query for n, t in templates.items() if isinstance(t, specs.MetricTemplate)}
 
 
 T = typing.TypeVar("T", bound=specs.Model)

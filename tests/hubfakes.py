@@ -68,8 +68,9 @@ class GoodAnalyzer:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.templates: dict[str, str] = {}
 
-    async def collect(self, spec: specs.CanarySpec, namespace: str) -> tuple[MetricSample, ...]:
+    async def collect(self, spec: specs.CanarySpec, namespace: str, name: str | None = None) -> tuple[MetricSample, ...]:
         self.calls += 1
         out = []
         for m in spec.analysis.metrics:

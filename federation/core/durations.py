@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# "min" as Graphite writes it (Flagger's Graphite example has ``interval: 1min``, which its CRD's
+# pattern accepts): the text still goes into templates as written.
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|min|s|m|h)")
+_UNITS = {"ms": 0.001, "min": 60.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse(text: str) -> float:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from federation.core import durations
+from federation.core import durations, querytemplate
 
 API_VERSION = "federation.io/v1alpha1"
 BASIS_POINTS = 10_000
@@ -206,6 +207,51 @@ class ZoneKind(str, enum.Enum):
     VM = "vm"
 
 
+def http_url(value: str) -> str:
+    """An absolute http(s) URL with a host; anything else is refused (naming what it got)."""
+    m = re.match(r"^https?://([^/?#\s]+)([/?#]\S*)?$", value)
+    host = m.group(1).rsplit("@", 1)[-1] if m else ""
+    if not m or not host or host.startswith(":"):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, pydantic.AfterValidator(http_url)]
+
+
+class MetricProviderType(str, enum.Enum):
+    """Flagger's MetricTemplate provider types (those marked supported have a client here)."""
+
+    PROMETHEUS = "prometheus"
+    DATADOG = "datadog"
+    GRAPHITE = "graphite"
+    INFLUXDB = "influxdb"
+    CLOUDWATCH = "cloudwatch"
+    NEWRELIC = "newrelic"
+    DYNATRACE = "dynatrace"
+    STACKDRIVER = "stackdriver"
+    SPLUNK = "splunk"
+    KEPTN = "keptn"
+    EXTERNALMETRICS = "externalmetrics"
+
+
+class SecretRef(Model):
+    name: str
+
+
+class MetricProvider(Model):
+    """Flagger's ``MetricTemplate.spec.provider``. ``secretRef`` names a secret the hub reads from
+    files (``<secretsDir>/<name>/<key>``, as a mounted Kubernetes Secret) or the environment
+    (``FEDERATION_SECRET_<NAME>_<KEY>``); values are never logged."""
+
+    type: MetricProviderType
+    address: HttpUrl | None = None
+    secret_ref: SecretRef | None = None
+    region: str | None = None
+    insecure_skip_verify: bool = False
+    headers: dict[str, list[str]] | None = None
+
+
 class Zone(Model):
     name: Name
     kind: ZoneKind
@@ -220,6 +266,9 @@ class Zone(Model):
     known_hosts: str | None = None
     identity_file: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    # Per zone, a MetricTemplate provider of the same type is overridden by this one's address,
+    # secretRef, insecureSkipVerify and headers (a zone's own Datadog site or InfluxDB, say).
+    metric_providers: list[MetricProvider] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -300,6 +349,10 @@ class GlobalMetrics(Model):
 class MetricsConfig(Model):
     global_: GlobalMetrics | None = Field(default=None, alias="global")
     mesh: Literal["envoy", "kuma", "linkerd", "smi", "gatewayapi", "istio", "app"] | None = None
+    # Where MetricTemplate secretRefs are read: <secretsDir>/<name>/<key> (a mounted Secret's layout);
+    # FEDERATION_SECRET_<NAME>_<KEY> in the environment wins. Default: FEDERATION_SECRETS_DIR, else
+    # /etc/federation/secrets.
+    secrets_dir: str | None = None
 
 
 class AlertProvider(Model):
@@ -412,6 +465,34 @@ class NoData(str, enum.Enum):
     HOLD = "hold"
 
 
+class Aggregate(str, enum.Enum):
+    """How a custom query's per-zone values make the global figure (built-ins combine their
+    counts and histogram buckets instead)."""
+
+    WORST = "worst"
+    """The zone furthest outside (or nearest the edge of) the threshold range: safe by default."""
+    SUM = "sum"
+    """Zones added up: for counts (errors, restarts), judged against a fleet-wide range."""
+    MEAN = "mean"
+    """Plain mean of the zones' values."""
+    WEIGHTED_MEAN = "weighted-mean"
+    """Mean weighted by each zone's requests in the window (the mesh's built-in request count)."""
+    MIN = "min"
+    MAX = "max"
+
+
+class Slo(Model):
+    """An error budget judged by multi-window, multi-burn-rate alerting (Google's SRE workbook,
+    "Alerting on SLOs"): the error ratio of each window divided by the budget (1 - objective) is
+    its burn rate; the check fails when every window burns faster than ``burnRate`` — the long
+    window says enough budget went, the short one that it is still going. 14.4 over 1h and 5m
+    spends 2% of a 30-day budget in an hour (the workbook's page)."""
+
+    objective: float = Field(gt=0, lt=100, description="percent of requests that must succeed")
+    windows: list[Duration] = Field(default_factory=lambda: ["5m", "1h"], min_length=1, max_length=4)
+    burn_rate: float = Field(default=14.4, gt=0)
+
+
 class MetricCheck(Model):
     name: str
     interval: Duration = "1m"
@@ -425,22 +506,44 @@ class MetricCheck(Model):
     no_data: NoData = NoData.FAIL
     compare: Literal["primary"] | None = None
     min_requests: int = Field(default=1, ge=0)
+    aggregate: Aggregate = Aggregate.WORST
+    # Evaluated and recorded (status, commit trailers, fedctl metrics, the API) but never failing
+    # or holding a check: a new metric watched before it is trusted (Argo Rollouts' dryRun).
+    dry_run: bool = False
+    # A built-in error-budget check from the mesh's request counts (no query, no thresholdRange).
+    slo: Slo | None = None
 
     @model_validator(mode="after")
     def _source(self) -> MetricCheck:
         if self.query is not None and self.template_ref is not None:
             raise ValueError("give query or templateRef, not both")
+        if self.slo is not None:
+            if self.query is not None or self.template_ref is not None or self.compare is not None:
+                raise ValueError("slo is a built-in check from request counts: no query, templateRef or compare")
+            if self.threshold_range is not None or self.threshold is not None:
+                raise ValueError("slo is judged against its burnRate: no thresholdRange or threshold")
+            if self.aggregate is not Aggregate.WORST:
+                raise ValueError("slo combines zones from summed request counts: no aggregate")
+            return self
         if self.query is None and self.template_ref is None and self.name not in BUILTIN_METRICS:
             raise ValueError(
                 f"metric {self.name!r} is not built in ({', '.join(BUILTIN_METRICS)}): give query or templateRef"
             )
         if self.threshold_range is None and self.threshold is None and self.compare is None:
             raise ValueError("give thresholdRange (or compare: primary)")
+        if self.aggregate is not Aggregate.WORST and self.query is None and self.template_ref is None:
+            raise ValueError(f"aggregate {self.aggregate.value!r} is for custom queries: {self.name} is combined "
+                             "across zones from summed counts or merged histogram buckets")
+        if self.query is not None:
+            querytemplate.check(self.query, self.name, self.template_variables)
         return self
 
     @property
     def bounds(self) -> tuple[float | None, float | None]:
-        """(min, max) accepted; Flagger's deprecated ``threshold`` is a min for success rate, else a max."""
+        """(min, max) accepted; Flagger's deprecated ``threshold`` is a min for success rate, else a max;
+        an ``slo`` check's value is a burn rate, at most ``burnRate``."""
+        if self.slo is not None:
+            return None, self.slo.burn_rate
         if self.threshold_range is not None:
             return self.threshold_range.min, self.threshold_range.max
         if self.threshold is None:
@@ -448,6 +551,20 @@ class MetricCheck(Model):
         if self.name == "request-success-rate":
             return self.threshold, None
         return None, self.threshold
+
+
+class MetricTemplateSpec(Model):
+    provider: MetricProvider
+    query: str = Field(min_length=1)
+
+
+class MetricTemplate(Model):
+    """Flagger's MetricTemplate (``flagger.app/v1beta1``), kept in the mesh repo's ``templates/``."""
+
+    api_version: Literal["flagger.app/v1beta1", "flagger.app/v1alpha1"]
+    kind: Literal["MetricTemplate"]
+    metadata: Metadata
+    spec: MetricTemplateSpec
 
 
 class WebhookType(str, enum.Enum):
@@ -474,7 +591,7 @@ class WebhookType(str, enum.Enum):
 class Webhook(Model):
     name: str
     type: WebhookType = WebhookType.ROLLOUT
-    url: str
+    url: HttpUrl
     timeout: Duration = "60s"
     retries: int = Field(default=0, ge=0)
     mute_alert: bool = False
@@ -673,4 +790,20 @@ def check_against_fleet(canary: FederatedCanary, fleet: Fleet) -> list[tuple[str
         problems.append(("spec.analysis.match", "mesh provider smi cannot route by match (TrafficSplit has weights only)"))
     if a.session_affinity is not None and provider in (MeshProvider.SMI, MeshProvider.KUMA):
         problems.append(("spec.analysis.sessionAffinity", f"mesh provider {provider.value} cannot express cookie session affinity"))
+    return problems
+
+
+def check_templates(canary: FederatedCanary, queries: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Each metric's ``templateRef`` query (by template name) against the metric's
+    ``templateVariables``: a variable the template uses and the metric does not give is a spec
+    error of that metric. A template not found is left to the analysis (it says so as no data)."""
+    problems: list[tuple[str, str]] = []
+    for i, m in enumerate(canary.spec.analysis.metrics):
+        if m.template_ref is None or m.template_ref.name not in queries:
+            continue
+        try:
+            querytemplate.check(queries[m.template_ref.name], m.name, m.template_variables)
+        except querytemplate.TemplateError as exc:
+            problems.append((f"spec.analysis.metrics[{i}].templateVariables",
+                             f"{exc} (MetricTemplate {m.template_ref.name!r})"))
     return problems

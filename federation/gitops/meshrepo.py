@@ -20,9 +20,11 @@ from federation.gitops.repo import Repo
 Found = dict[str, tuple[str, specs.FederatedCanary | None, str]]
 
 
-async def canaries(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, AsyncRepo]) -> Found:
+async def canaries(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, AsyncRepo],
+                   queries: Mapping[str, str] | None = None) -> Found:
     """FederatedCanary specs in the mesh repo: key -> (path, spec or None, problem). Each valid one
-    carries the checksum of its canary version's definitions in the canary zones' repos."""
+    carries the checksum of its canary version's definitions in the canary zones' repos.
+    ``queries`` (MetricTemplate name -> query) checks each templateRef's variables."""
     under = mesh.under("canaries")
 
     def load(repo: Repo) -> list[tuple[str, list[specs.Model] | FederationError]]:
@@ -42,7 +44,7 @@ async def canaries(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, Asyn
         for d in loaded:
             if not isinstance(d, specs.FederatedCanary):
                 continue
-            problems = specs.check_against_fleet(d, fleet)
+            problems = specs.check_against_fleet(d, fleet) + specs.check_templates(d, queries or {})
             problem = "; ".join(f"{path}: {f}: {m}" for f, m in problems)
             if not problems:
                 try:
@@ -68,21 +70,10 @@ async def canary_checksum(spec: specs.CanarySpec, zones: Mapping[str, AsyncRepo]
     return releases.checksum(definitions)
 
 
-async def metric_templates(mesh: AsyncRepo) -> dict[str, str]:
-    """Flagger MetricTemplate documents under the mesh repo's templates/: name -> query."""
-    out: dict[str, str] = {}
-    for path, text in await mesh.read_all(mesh.under("templates")):
-        try:
-            docs = specfiles.parse_documents(text, path)
-        except FederationError:
-            continue
-        for d in docs:
-            if isinstance(d, dict) and d.get("kind") == "MetricTemplate":
-                name = (d.get("metadata") or {}).get("name")
-                query = (d.get("spec") or {}).get("query")
-                if name and query:
-                    out[str(name)] = str(query)
-    return out
+async def metric_templates(mesh: AsyncRepo) -> dict[str, specs.MetricTemplate | str]:
+    """Flagger MetricTemplate documents under the mesh repo's templates/, by name (an invalid one
+    maps to its problem line)."""
+    return specfiles.metric_templates(await mesh.read_all(mesh.under("templates")))
 
 
 async def commit_route(mesh: AsyncRepo, service: str, docs: list[dict[str, Any]], record: StepRecord,

@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from federation import specfiles
 from federation.core import spec as specs
 from federation.gitops import meshrepo
 from federation.gitops.aio import AsyncRepo
@@ -41,7 +42,8 @@ class Parts:
         self.analyzer.templates = await meshrepo.metric_templates(self.mesh)
 
     async def canaries(self) -> meshrepo.Found:
-        return await meshrepo.canaries(self.mesh, self.fleet, self.repos)
+        return await meshrepo.canaries(self.mesh, self.fleet, self.repos,
+                                       specfiles.template_queries(self.analyzer.templates))
 
     async def close(self) -> None:
         """SSH connections, and the pooled connections of every Kubernetes client (zones, mesh)."""

@@ -168,7 +168,7 @@ async def analysis_now(hub: Hub, key: str) -> dict[str, Any]:
     analyzer = hub.parts.analyzer
     zones = canary.spec.canary.zones
     samples, health = await asyncio.gather(
-        analyzer.collect(canary.spec, canary.metadata.namespace),
+        analyzer.collect(canary.spec, canary.metadata.namespace, name=canary.metadata.name),
         asyncio.gather(*[analyzer.clients[z].healthy() for z in zones]))
     verdict = core_analysis.judge(canary.spec, samples)
     by = {(x.metric, x.zone): x for x in samples}

@@ -86,7 +86,7 @@ class RolloutWorker:
     async def _metrics(self, canary: FederatedCanary) -> tuple[MetricSample, ...]:
         spec = canary.spec
         try:
-            return await self.parts.analyzer.collect(spec, canary.metadata.namespace)
+            return await self.parts.analyzer.collect(spec, canary.metadata.namespace, name=canary.metadata.name)
         except Exception as exc:  # any failure to read metrics is no data, judged as such by the core
             reason = f"metrics unavailable: {exc}"
             return tuple(MetricSample(x.name, None, None, reason) for x in spec.analysis.metrics)
@@ -143,8 +143,9 @@ class RolloutWorker:
             elif isinstance(action, Emit):
                 level = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[action.severity]
                 log.log(level, "%s: %s: %s", self.key, action.reason, action.message)
-                await alerts.notify(self.parts.fleet.spec.alert_providers, canary, decision.status.phase.value,
-                                    action.severity, action.reason, action.message)
+                if action.alert:  # not for a failing webhook with muteAlert
+                    await alerts.notify(self.parts.fleet.spec.alert_providers, canary, decision.status.phase.value,
+                                        action.severity, action.reason, action.message)
                 event_hooks = spec.analysis.hooks(WebhookType.EVENT)
                 if event_hooks:
                     await webhooks.send_event(event_hooks, canary.metadata.name, canary.metadata.namespace,

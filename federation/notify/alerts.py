@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from federation.core.spec import AlertProvider, FederatedCanary
+from federation.core.spec import AlertProvider, FederatedCanary, http_url
 
 log = logging.getLogger("federation.notify")
 RANK = {"": 0, "info": 0, "warn": 1, "error": 2}
@@ -68,6 +68,13 @@ async def send(p: AlertProvider, payload: dict[str, Any], timeout: float = 10.0)
     url = _url(p)
     if url is None:
         log.warning("alert provider %s: no URL (set %s)", p.name, p.url_env or p.url_file)
+        return False
+    try:
+        http_url(url)
+    except ValueError:
+        # Never the value itself: the URL is a secret.
+        log.warning("alert provider %s: the URL in %s is not an http:// or https:// URL", p.name,
+                    p.url_env or p.url_file)
         return False
     data = json.dumps(payload, sort_keys=True).encode()
     headers = {"Content-Type": "application/json"}

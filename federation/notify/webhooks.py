@@ -2,7 +2,7 @@
 
 A gate passes on any 2xx answer. Each call has the hook's timeout and retries; a failure is a
 ``HookResult(ok=False)`` with the reason, never an exception. Event hooks get Flagger's event
-payload (metadata eventMessage, eventType, timestamp). Callers: the hub's rollout worker.
+payload (metadata eventMessage, eventType Normal|Warning, timestamp). Callers: the hub's rollout worker.
 """
 
 from __future__ import annotations
@@ -46,8 +46,15 @@ async def call_all(hooks: list[Webhook], name: str, namespace: str, phase: str,
     return {h.name: r for h, r in zip(hooks, results, strict=True)}
 
 
-async def send_event(hooks: list[Webhook], name: str, namespace: str, phase: str, event_type: str,
+def event_type(severity: str) -> str:
+    """Flagger's ``eventType``: the Kubernetes Event type of the event, ``Normal`` or ``Warning``."""
+    return "Normal" if severity == "info" else "Warning"
+
+
+async def send_event(hooks: list[Webhook], name: str, namespace: str, phase: str, severity: str,
                      message: str) -> None:
-    body_meta = {"eventMessage": message, "eventType": event_type, "timestamp": str(int(time.time() * 1000))}
+    """Flagger's event payload; ``eventType`` is ``Normal`` for info, ``Warning`` for warn/error."""
+    body_meta = {"eventMessage": message, "eventType": event_type(severity),
+                 "timestamp": str(int(time.time() * 1000))}
     await asyncio.gather(*[call(h, {"name": name, "namespace": namespace, "phase": phase,
                                     "metadata": {**(h.metadata or {}), **body_meta}}) for h in hooks])
