@@ -10,6 +10,7 @@ Callers: ``federation.specfiles`` (loading files, turning validation errors into
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import re
 from typing import Annotated, Any, Literal
@@ -23,7 +24,23 @@ from federation.core import durations
 API_VERSION = "federation.io/v1alpha1"
 BASIS_POINTS = 10_000
 BUILTIN_METRICS = ("request-success-rate", "request-duration")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+# Limits on what a spec may say (docs/limits.md lists them all). Strings, lists and maps are
+# bounded so that one document cannot make the hub, plan or render spend unbounded memory or time.
+MAX_STRING = 16 * 1024  # any string field (a PromQL query is the longest legitimate one)
+MAX_NAME = 63  # DNS-1123 label, as Kubernetes
+MAX_VERSION = 63
+MAX_LIST = 100  # metrics, webhooks, alerts, match rules, stepWeights, zones of a placement
+MAX_ZONES = 200  # zones of a fleet
+MAX_HOSTS = 1000  # hosts of one vm zone
+MAX_MAP = 256  # labels, annotations, metadata, template variables, headers
+MIN_INTERVAL = 1.0  # seconds: analysis and metric intervals
+MAX_DURATION = 168 * 3600.0  # seconds: any duration (one week)
+MAX_COUNT = 10_000  # iterations, threshold, retries
+MAX_SECONDS = 7 * 24 * 3600  # progressDeadlineSeconds, cookie maxAge
+MAX_RELATIVE = 1_000_000  # capacity, zoneWeights
 
 
 class Model(pydantic.BaseModel):
@@ -35,24 +52,61 @@ class Model(pydantic.BaseModel):
         extra="forbid",
         frozen=True,
         str_strip_whitespace=True,
+        str_max_length=MAX_STRING,
     )
 
 
 def _duration(value: str) -> str:
-    durations.parse(value)
+    seconds = durations.parse(value)
+    if not 0 < seconds <= MAX_DURATION:
+        raise ValueError(f"duration {value!r} must be greater than 0 and at most 168h")
+    return value
+
+
+def _interval(value: str) -> str:
+    seconds = durations.parse(value)
+    if not MIN_INTERVAL <= seconds <= MAX_DURATION:
+        raise ValueError(f"interval {value!r} must be between 1s and 168h")
     return value
 
 
 Duration = Annotated[str, pydantic.AfterValidator(_duration)]
+Interval = Annotated[str, pydantic.AfterValidator(_interval)]
+
+
+def _shown(value: str) -> str:
+    """A bad value for an error line: bounded, control characters escaped."""
+    shown = repr(value[:80])
+    return shown + ("..." if len(value) > 80 else "")
 
 
 def _name(value: str) -> str:
-    if not _DNS_LABEL.match(value) or len(value) > 63:
-        raise ValueError(f"{value!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
+    if len(value) > MAX_NAME or not _DNS_LABEL.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a DNS label (DNS-1123: lowercase letters, digits and '-', "
+                         f"at most {MAX_NAME})")
     return value
 
 
 Name = Annotated[str, pydantic.AfterValidator(_name)]
+
+
+def _version(value: str) -> str:
+    if len(value) > MAX_VERSION or not _VERSION.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a version (letters, digits, '.', '_' and '-', at most "
+                         f"{MAX_VERSION}, starting and ending with a letter or digit)")
+    return value
+
+
+Version = Annotated[str, pydantic.AfterValidator(_version)]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    return value
+
+
+Finite = Annotated[float, pydantic.AfterValidator(_finite)]
 
 
 def percent_to_bp(value: float) -> int:
@@ -64,7 +118,7 @@ def percent_to_bp(value: float) -> int:
 
 
 def _percent(value: float) -> float:
-    if not 0 <= value <= 100:
+    if not 0 <= value <= 100:  # NaN and infinities are refused here too
         raise ValueError(f"{value} is not a percentage between 0 and 100")
     percent_to_bp(value)
     return value
@@ -75,9 +129,9 @@ Percent = Annotated[float, pydantic.AfterValidator(_percent)]
 
 class Metadata(Model):
     name: Name
-    namespace: str = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    namespace: Name = "default"
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP)
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP)
 
 
 # ----------------------------------------------------------------------------- Fleet
@@ -189,14 +243,14 @@ class Zone(Model):
     git: GitSource
     prometheus: PrometheusSource
     ingress: Endpoint
-    capacity: int = Field(default=1, ge=1, description="relative share of canary traffic by default")
+    capacity: int = Field(default=1, ge=1, le=MAX_RELATIVE, description="relative share of canary traffic by default")
     description: str = ""
     kubeconfig: Kubeconfig | None = None
     flux: FluxRef | None = None
-    hosts: list[Host] | None = None
+    hosts: list[Host] | None = Field(default=None, max_length=MAX_HOSTS)
     known_hosts: str | None = None
     identity_file: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP)
 
     @field_validator("name")
     @classmethod
@@ -299,10 +353,10 @@ class AlertProvider(Model):
 
 
 class FleetSpec(Model):
-    zones: list[Zone] = Field(min_length=1)
+    zones: list[Zone] = Field(min_length=1, max_length=MAX_ZONES)
     mesh: Mesh
     metrics: MetricsConfig | None = None
-    alert_providers: list[AlertProvider] = Field(default_factory=list)
+    alert_providers: list[AlertProvider] = Field(default_factory=list, max_length=MAX_LIST)
 
     @field_validator("zones")
     @classmethod
@@ -361,8 +415,8 @@ class Match(Model):
 
 
 class ThresholdRange(Model):
-    min: float | None = None
-    max: float | None = None
+    min: Finite | None = None
+    max: Finite | None = None
 
     @model_validator(mode="after")
     def _order(self) -> ThresholdRange:
@@ -390,18 +444,18 @@ class NoData(str, enum.Enum):
 
 
 class MetricCheck(Model):
-    name: str
-    interval: Duration = "1m"
-    threshold: float | None = None
+    name: str = Field(min_length=1, max_length=253)
+    interval: Interval = "1m"
+    threshold: Finite | None = None
     threshold_range: ThresholdRange | None = None
     query: str | None = None
     template_ref: TemplateRef | None = None
-    template_variables: dict[str, str] | None = None
+    template_variables: dict[str, str] | None = Field(default=None, max_length=MAX_MAP)
     # Ours:
     scope: Scope = Scope.BOTH
     no_data: NoData = NoData.FAIL
     compare: Literal["primary"] | None = None
-    min_requests: int = Field(default=1, ge=0)
+    min_requests: int = Field(default=1, ge=0, le=10**12)
 
     @model_validator(mode="after")
     def _source(self) -> MetricCheck:
@@ -449,14 +503,14 @@ class WebhookType(str, enum.Enum):
 
 
 class Webhook(Model):
-    name: str
+    name: str = Field(min_length=1, max_length=253)
     type: WebhookType = WebhookType.ROLLOUT
-    url: str
+    url: str = Field(max_length=2048)
     timeout: Duration = "60s"
-    retries: int = Field(default=0, ge=0)
+    retries: int = Field(default=0, ge=0, le=100)
     mute_alert: bool = False
     disable_tls: bool = Field(default=False, alias="disableTLS")
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=MAX_MAP)
 
     @field_validator("type", mode="before")
     @classmethod
@@ -480,7 +534,7 @@ class SessionAffinity(Model):
     primary_cookie_name: str | None = None
     domain: str | None = None
     http_only: bool | None = None
-    max_age: int = 86400
+    max_age: int = Field(default=86400, ge=0, le=MAX_SECONDS * 52)
     partitioned: bool | None = None
     path: str | None = None
     same_site: Literal["Strict", "Lax", "None"] | None = None
@@ -497,21 +551,21 @@ class Strategy(str, enum.Enum):
 
 
 class Analysis(Model):
-    interval: Duration = "1m"
-    iterations: int | None = Field(default=None, ge=1)
-    threshold: int = Field(default=5, ge=1)
+    interval: Interval = "1m"
+    iterations: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    threshold: int = Field(default=5, ge=1, le=MAX_COUNT)
     max_weight: Percent | None = None
     step_weight: Percent | None = None
-    step_weights: list[Percent] | None = None
+    step_weights: list[Percent] | None = Field(default=None, max_length=MAX_LIST)
     step_weight_promotion: Percent | None = None
     mirror: bool = False
     mirror_weight: Percent | None = None
     primary_ready_threshold: int = Field(default=100, ge=0, le=100)
     canary_ready_threshold: int = Field(default=100, ge=0, le=100)
-    match: list[Match] | None = None
-    metrics: list[MetricCheck] = Field(default_factory=list)
-    webhooks: list[Webhook] = Field(default_factory=list)
-    alerts: list[Alert] = Field(default_factory=list)
+    match: list[Match] | None = Field(default=None, max_length=MAX_LIST)
+    metrics: list[MetricCheck] = Field(default_factory=list, max_length=MAX_LIST)
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=MAX_LIST)
+    alerts: list[Alert] = Field(default_factory=list, max_length=MAX_LIST)
     session_affinity: SessionAffinity | None = None
 
     @model_validator(mode="after")
@@ -519,16 +573,16 @@ class Analysis(Model):
         if self.step_weights is not None:
             if not self.step_weights:
                 raise ValueError("stepWeights is empty")
-            if any(w <= 0 for w in self.step_weights):
-                raise ValueError("stepWeights must be greater than 0")
-            if any(b <= a for a, b in zip(self.step_weights, self.step_weights[1:], strict=False)):
+            bps = [percent_to_bp(w) for w in self.step_weights]
+            if any(bp < 1 for bp in bps):
+                raise ValueError("stepWeights must be at least 0.01 (one basis point)")
+            if any(b <= a for a, b in itertools.pairwise(bps)):
                 raise ValueError(f"stepWeights must increase: {self.step_weights}")
-        if self.step_weight is not None and self.step_weight <= 0:
-            raise ValueError("stepWeight must be greater than 0")
-        if self.max_weight is not None and self.max_weight <= 0:
-            raise ValueError("maxWeight must be greater than 0")
-        if self.step_weight_promotion is not None and self.step_weight_promotion <= 0:
-            raise ValueError("stepWeightPromotion must be greater than 0")
+        # Compared after conversion to basis points: a weight that rounds to 0 would never move.
+        for field, value in (("stepWeight", self.step_weight), ("maxWeight", self.max_weight),
+                             ("stepWeightPromotion", self.step_weight_promotion)):
+            if value is not None and percent_to_bp(value) < 1:
+                raise ValueError(f"{field} must be at least 0.01 (one basis point), got {value}")
         if self.match and self.iterations is None:
             raise ValueError("match (A/B testing) needs iterations")
         ladder = self.step_weight is not None or self.step_weights is not None
@@ -569,8 +623,8 @@ class ServiceRef(Model):
 
 
 class Placement(Model):
-    version: str = Field(min_length=1)
-    zones: list[Name] = Field(min_length=1)
+    version: Version
+    zones: list[Name] = Field(min_length=1, max_length=MAX_ZONES)
 
     @field_validator("zones")
     @classmethod
@@ -584,8 +638,9 @@ class CanarySpec(Model):
     service: ServiceRef
     primary: Placement
     canary: Placement
-    zone_weights: dict[str, int] | None = None
-    progress_deadline_seconds: int = Field(default=600, ge=1)
+    zone_weights: dict[str, Annotated[int, Field(ge=0, le=MAX_RELATIVE)]] | None = Field(default=None,
+                                                                                    max_length=MAX_ZONES)
+    progress_deadline_seconds: int = Field(default=600, ge=1, le=MAX_SECONDS)
     skip_analysis: bool = False
     suspend: bool = False
     analysis: Analysis
