@@ -257,7 +257,12 @@ def parse_flagger_analysis(doc: dict[str, Any], filename: str) -> specs.Model:
 
 def load(path: str | Path) -> list[specs.Model]:
     """Every document in a file, validated; all problems of all documents in one SpecError."""
-    docs = read_documents(path)
+    return load_text(read_text(path), str(path))
+
+
+def load_text(text: str, path: str) -> list[specs.Model]:
+    """Every document in ``text`` (read from ``path``, the name problems carry), validated."""
+    docs = parse_documents(text, path)
     if not docs:
         raise SpecError([Problem(str(path), "", "no YAML documents in file")])
     problems: list[Problem] = []

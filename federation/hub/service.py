@@ -84,6 +84,7 @@ class Hub:
         self.canaries: dict[str, FederatedCanary] = {}
         self.paths: dict[str, str] = {}  # rollout -> its file in the mesh repo
         self.problems: dict[str, str] = {}
+        self.invalid: dict[str, str] = {}  # rollout -> why its file is invalid (it runs its last valid spec)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
         self.restarts: dict[str, int] = {}
@@ -109,11 +110,30 @@ class Hub:
     async def discover(self) -> None:
         async with self._clones.exclusive():
             await self.parts.sync()
-        found = await self.parts.canaries()
+        found = await self.parts.canaries(set(self.canaries))
         self.problems = {k: p for k, (_, c, p) in found.items() if c is None}
-        before = self.canaries
-        self.canaries = {k: c for k, (_, c, _) in found.items() if c is not None}
-        self.paths = {k: path for k, (path, c, _) in found.items() if c is not None}
+        before, before_paths = self.canaries, self.paths
+        canaries = {k: c for k, (_, c, _) in found.items() if c is not None}
+        paths = {k: path for k, (path, c, _) in found.items() if c is not None}
+        # A running rollout whose file turned invalid (a YAML typo, a bad field) is not detached:
+        # it keeps its last good spec, so it still runs and can be paused or aborted, and shows as
+        # Invalid with the reason until the file is fixed. A removed file still removes it.
+        invalid: dict[str, str] = {}
+        for key, old_spec in before.items():
+            if key in canaries:
+                continue
+            old_path = before_paths.get(key)
+            reason = self.problems.get(key) or next(
+                (p for _, (path, c, p) in found.items() if c is None and path == old_path), None)
+            if reason is None:
+                continue
+            canaries[key], paths[key], invalid[key] = old_spec, old_path or "", reason
+        for key in sorted(invalid.keys() - self.invalid.keys()):
+            log.warning("%s: its spec is now invalid; running the last valid one until fixed: %s", key, invalid[key])
+        for key in sorted(self.invalid.keys() - invalid.keys()):
+            log.info("%s: its spec is valid again", key)
+        self.invalid = invalid
+        self.canaries, self.paths = canaries, paths
         for key, c in self.canaries.items():
             old = before.get(key)
             if old is not None and core.target_of(old.spec) != core.target_of(c.spec):
@@ -403,6 +423,8 @@ class Hub:
         return {
             "rollout": key,
             "phase": status.phase.value,
+            # Why the rollout's file in the mesh repo is invalid (it runs its last valid spec), else None.
+            "invalid": self.invalid.get(key),
             "paused": status.paused,
             "primary": spec.primary.model_dump(by_alias=True) if spec else None,
             "canary": spec.canary.model_dump(by_alias=True) if spec else None,

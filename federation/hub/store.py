@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +40,22 @@ class Store(Protocol):
     async def keys(self) -> list[str]: ...
 
 
+def file_name(key: str) -> str:
+    """A rollout key as one file name, injectively: percent-encoding (``/`` is ``%2F``, ``%`` is
+    ``%25``), so ``team/shop/web`` and ``team__shop/web`` never share a state or command file."""
+    return urllib.parse.quote(key, safe="")
+
+
+def key_of(name: str) -> str:
+    return urllib.parse.unquote(name)
+
+
+def _legacy_name(key: str) -> str | None:
+    """The name before percent-encoding (``/`` as ``__``), read when no new file exists yet; only
+    where it cannot be another key's (keys are DNS labels now: no ``_`` in them)."""
+    return key.replace("/", "__") if "_" not in key and "%" not in key else None
+
+
 def _encode(status: RolloutStatus) -> str:
     return json.dumps(status.for_storage(), indent=1, sort_keys=True)
 
@@ -46,13 +63,16 @@ def _encode(status: RolloutStatus) -> str:
 class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        return self.root / (key.replace("/", "__") + ".json")
+        return self.root / (file_name(key) + ".json")
 
     def read(self, key: str) -> RolloutStatus:
         p = self._path(key)
+        legacy = _legacy_name(key)
+        if not p.exists() and legacy is not None and (self.root / (legacy + ".json")).exists():
+            p = self.root / (legacy + ".json")
         if not p.exists():
             return RolloutStatus()
         return RolloutStatus.from_storage(json.loads(p.read_text()))
@@ -61,7 +81,8 @@ class FileStore:
         files.replace(self._path(key), _encode(status).encode(), mode=0o600)
 
     def stored_keys(self) -> list[str]:
-        return sorted(p.stem.replace("__", "/") for p in self.root.glob("*.json"))
+        return sorted({key_of(p.stem) if "%" in p.stem or "__" not in p.stem else p.stem.replace("__", "/")
+                       for p in self.root.glob("*.json")})
 
     # The file work (reads, fsync'd writes) runs in a worker thread, off the event loop.
     async def load(self, key: str) -> RolloutStatus:
@@ -138,15 +159,13 @@ class Commands:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _path(self, key: str, suffix: str = ".json") -> Path:
-        return self.root / (key.replace("/", "__") + suffix)
+        return self.root / (file_name(key) + suffix)
 
     def _put(self, key: str, doc: dict[str, Any]) -> None:
-        tmp = self._path(key, ".tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.rename(self._path(key))
+        files.replace(self._path(key), json.dumps(doc).encode(), mode=0o600)
 
     def _read(self, path: Path) -> dict[str, Any] | None:
         try:
