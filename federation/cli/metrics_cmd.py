@@ -24,7 +24,7 @@ def _canary_from_mesh(fleet: specs.Fleet, service: str, cache: Path) -> specs.Fe
     repo.ensure()
     base = "/".join(p for p in (m.git.path, "canaries") if p and p != ".")
     for path in repo.files(base):
-        for d in specfiles.load(repo.workdir / path):
+        for d in specfiles.load_text(repo.read(path) or "", path):
             if isinstance(d, specs.FederatedCanary) and service in (d.metadata.name, d.key):
                 return d
     raise SpecError([Problem(m.git.url, "canaries/", f"no FederatedCanary for service {service!r}")])

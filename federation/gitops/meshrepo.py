@@ -112,9 +112,7 @@ async def commit_route(mesh: AsyncRepo, service: str, docs: list[dict[str, Any]]
     path = mesh.under("routes", f"{service}.yaml")
 
     def edit(repo: Repo) -> list[str]:
-        target = repo.workdir / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(specfiles.dump(docs), encoding="utf-8")
+        repo.write(path, specfiles.dump(docs))  # refuses a symlink at the path or on the way
         return [path]
 
     return await mesh.commit(edit, message, (record.rollout, record.step), record.identity())

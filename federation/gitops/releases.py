@@ -86,7 +86,7 @@ def edit_serving(zone: str, under: str, service: str, record: StepRecord) -> Edi
         for v in retire:
             serving.pop(v, None)
         new = specfiles.replace_mapping(repo.read(path) or "", ("spec", "serving"), serving)
-        (repo.workdir / path).write_text(new, encoding="utf-8")
+        repo.write(path, new)  # refuses a symlink at the path or on the way
         return [path]
 
     return edit

@@ -341,8 +341,7 @@ class Hub:
 
             def edit(repo: Any) -> list[str]:
                 text = repo.read(path) or ""
-                (repo.workdir / path).write_text(
-                    undo_mod.rewrite(text, key, now, before, skip_analysis), encoding="utf-8")
+                repo.write(path, undo_mod.rewrite(text, key, now, before, skip_analysis))
                 return [path]
 
             how = "skipping analysis" if skip_analysis else "through analysis"
