@@ -10,16 +10,18 @@ Callers: ``federation.specfiles`` (loading files, turning validation errors into
 from __future__ import annotations
 
 import enum
+import ipaddress
 import itertools
 import math
 import re
+import urllib.parse
 from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from federation.core import durations
+from federation.core import durations, outbound
 
 API_VERSION = "federation.io/v1alpha1"
 BASIS_POINTS = 10_000
@@ -53,6 +55,7 @@ class Model(pydantic.BaseModel):
         frozen=True,
         str_strip_whitespace=True,
         str_max_length=MAX_STRING,
+        hide_input_in_errors=True,  # an error never repeats a value (a URL may carry a secret)
     )
 
 
@@ -168,6 +171,15 @@ class GitSource(Model):
     pull_request: bool = False
     signing: GitSigning | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _no_secret(cls, v: str) -> str:
+        if "://" in v:
+            parts = urllib.parse.urlsplit(v)
+            if parts.password is not None or (parts.username is not None and parts.scheme in ("http", "https")):
+                raise ValueError("credentials in the URL are refused (use auth.tokenEnv or auth.tokenFile)")
+        return v
+
     @field_validator("path")
     @classmethod
     def _relative(cls, v: str) -> str:
@@ -194,8 +206,9 @@ class PrometheusSource(Model):
     @field_validator("url")
     @classmethod
     def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} must start with http:// or https://")
+        problem = outbound.url_problem(v)
+        if problem is not None:
+            raise ValueError(f"{outbound.redact(v)!r} {problem}")
         return v
 
 
@@ -352,9 +365,25 @@ class AlertProvider(Model):
         return self
 
 
+class Outbound(Model):
+    """Where the hub may send webhooks, alerts and metric queries (see ``core.outbound``)."""
+
+    allow: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+
+    @field_validator("allow")
+    @classmethod
+    def _entries(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            problem = outbound.allow_entry_problem(entry)
+            if problem is not None:
+                raise ValueError(problem)
+        return v
+
+
 class FleetSpec(Model):
     zones: list[Zone] = Field(min_length=1, max_length=MAX_ZONES)
     mesh: Mesh
+    outbound: Outbound | None = None
     metrics: MetricsConfig | None = None
     alert_providers: list[AlertProvider] = Field(default_factory=list, max_length=MAX_LIST)
 
@@ -384,6 +413,20 @@ class Fleet(Model):
     @property
     def zone_names(self) -> list[str]:
         return [z.name for z in self.spec.zones]
+
+    def outbound_policy(self) -> outbound.Policy:
+        """The fleet's outbound policy: its allow list, and its own Envoys' admin endpoints."""
+        admin: set[tuple[str, int]] = set()
+        for z in self.spec.zones:
+            if z.ingress.admin_port is not None:
+                admin.add((z.ingress.address, z.ingress.admin_port))
+        edge = self.spec.mesh.edge
+        if edge is not None:
+            admin.add((edge.admin.address, edge.admin.port))
+            if edge.admin.admin_port is not None:
+                admin.add((edge.admin.address, edge.admin.admin_port))
+        allow = tuple(self.spec.outbound.allow) if self.spec.outbound is not None else ()
+        return outbound.Policy(allow, frozenset(admin))
 
 
 # ----------------------------------------------------------------------------- Canary
@@ -516,6 +559,14 @@ class Webhook(Model):
     @classmethod
     def _empty_is_rollout(cls, v: Any) -> Any:
         return WebhookType.ROLLOUT if v == "" else v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        problem = outbound.url_problem(v)
+        if problem is not None:
+            raise ValueError(f"{outbound.redact(v)!r} {problem}")
+        return v
 
 
 class ProviderRef(Model):
@@ -698,6 +749,17 @@ def check_against_fleet(canary: FederatedCanary, fleet: Fleet) -> list[tuple[str
         problems.append(("spec.analysis.mirror", f"mesh provider {provider.value} cannot mirror traffic"))
     if a.match and provider is MeshProvider.SMI:
         problems.append(("spec.analysis.match", "mesh provider smi cannot route by match (TrafficSplit has weights only)"))
+    policy = fleet.outbound_policy()
+    for i, hook in enumerate(a.webhooks):
+        parts = urllib.parse.urlsplit(hook.url)
+        host = parts.hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue  # a name: checked when the hub resolves it, at each call
+        why = policy.check(host, parts.port or (443 if parts.scheme == "https" else 80), [host])
+        if why is not None:
+            problems.append((f"spec.analysis.webhooks[{i}].url", f"refused by the outbound policy: {why}"))
     if a.session_affinity is not None and provider in (MeshProvider.SMI, MeshProvider.KUMA):
         problems.append(("spec.analysis.sessionAffinity", f"mesh provider {provider.value} cannot express cookie session affinity"))
     return problems

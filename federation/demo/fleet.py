@@ -160,7 +160,9 @@ class LocalFleet:
                 "edge": {"rdsPath": str(self.workdir / "edge" / "rds.json"),
                          "admin": {"address": "127.0.0.1", "port": self.edge_admin},
                          "listener": {"address": "127.0.0.1", "port": self.edge_port}},
-            }},
+            },
+                # Everything of the demo runs on loopback; its Envoys' admin ports stay refused.
+                "outbound": {"allow": ["127.0.0.0/8"]}},
         }
 
     def _envoy_bootstrap(self, name: str, admin: int, listener: int, stat_prefix: str, route: str,

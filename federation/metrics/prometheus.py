@@ -21,7 +21,8 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from federation.core import durations
+from federation import resolve
+from federation.core import durations, outbound
 from federation.core.spec import PrometheusSource
 
 # The client library is synchronous: queries run in threads. The default executor has only
@@ -131,8 +132,9 @@ def _sample(sample: Any) -> tuple[dict[str, Any], Any]:
 
 
 class Client:
-    def __init__(self, source: PrometheusSource) -> None:
+    def __init__(self, source: PrometheusSource, policy: outbound.Policy | None = None) -> None:
         self.source = source
+        self.policy = policy  # the fleet's outbound policy, checked before every query
         self.timeout = durations.parse(source.timeout)
         self._prom: PrometheusConnect | None = None
 
@@ -161,12 +163,18 @@ class Client:
                                        session=session, timeout=self.timeout, retry=retry)
         return self._prom
 
+    def _allowed(self) -> None:
+        why = resolve.refused(self.policy, self.source.url)
+        if why is not None:
+            raise Unreachable(f"prometheus {outbound.redact(self.source.url)}: refused by the outbound policy: {why}")
+
     def _query(self, query: str, at: float | None = None) -> list[dict[str, Any]]:
+        self._allowed()
         try:
             params = {"time": f"{at:.3f}"} if at is not None else None
             result = self._connect().custom_query(query, params=params)
         except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            raise Unreachable(f"prometheus {self.source.url}: {_short(exc)}") from None
+            raise Unreachable(f"prometheus {outbound.redact(self.source.url)}: {_short(exc)}") from None
         if not isinstance(result, list):
             raise NoData("malformed answer: not an instant vector (scalar, string or matrix result?)")
         return result
@@ -207,11 +215,12 @@ class Client:
 
     def range_sync(self, query: str, start: float, end: float, step: float) -> list[float]:
         """Values of a one-series range query (NaN steps dropped); empty is ``NoData``."""
+        self._allowed()
         try:
             result = self._connect().custom_query_range(
                 query, start_time=_dt(start), end_time=_dt(end), step=f"{step:g}s")
         except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError, TypeError) as exc:
-            raise Unreachable(f"prometheus {self.source.url}: {_short(exc)}") from None
+            raise Unreachable(f"prometheus {outbound.redact(self.source.url)}: {_short(exc)}") from None
         if not isinstance(result, list) or not all(isinstance(x, dict) for x in result):
             raise NoData("malformed answer: not a matrix")
         if len(result) > 1:
