@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vmagent import converge, manifests, state, units
 
@@ -195,3 +197,27 @@ def test_concurrent_applies_never_store_an_older_step(tmp_path: Path):
         for t in threads:
             t.join(30)
         assert (sd.desired() or {})["step"] == 8, trial
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                     max_leaves=20)
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(desired=_json | st.fixed_dictionaries({"revision": _json, "step": _json, "manifests": _json}),
+       raw=st.text(max_size=200))
+def test_fuzzed_requests_are_answered_never_raised(tmp_path: Path, desired: Any, raw: str):
+    from vmagent import protocol
+    from vmagent import rpc as agent_rpc
+
+    backend = agent_rpc.StateDirBackend(str(tmp_path / "fuzz"))
+    for line in (json.dumps({"protocol": 1, "op": "apply", "desired": desired}), raw):
+        answer = protocol.handle(line, backend)
+        assert isinstance(answer.get("ok"), bool)
+        if not answer["ok"]:
+            assert "\n" not in answer["error"]
+    stored = backend.state.desired()
+    if stored is not None:
+        manifests.check_desired(stored)  # whatever was stored passes the checks
