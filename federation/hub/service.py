@@ -130,10 +130,12 @@ class Hub:
             canaries[key], paths[key], invalid[key] = old_spec, old_path or "", reason
         for key in sorted(invalid.keys() - self.invalid.keys()):
             log.warning("%s: its spec is now invalid; running the last valid one until fixed: %s", key, invalid[key])
+            await self._event(key, "InvalidSpec", f"the spec is invalid; the last valid one keeps running: {invalid[key]}")
         for key in sorted(self.invalid.keys() - invalid.keys()):
             log.info("%s: its spec is valid again", key)
         self.invalid = invalid
         self.canaries, self.paths = canaries, paths
+        self.metrics.discovered(sorted(canaries), invalid, len(self.problems))
         for key, c in self.canaries.items():
             old = before.get(key)
             if old is not None and core.target_of(old.spec) != core.target_of(c.spec):
@@ -236,6 +238,20 @@ class Hub:
                                           a.reason, a.message, "Warning" if a.severity != "info" else "Normal")
                 except FederationError as exc:
                     log.warning("%s: event not recorded: %s", report.key, exc)
+
+    async def _event(self, key: str, reason: str, message: str) -> None:
+        """A Warning Event on the FederatedCanary (when the hub runs in a cluster)."""
+        if self.events is None:
+            return
+        from federation.runtimes import kubernetes as kube
+
+        ns, name = key.split("/", 1)
+        try:
+            await kube.emit_event(self.events, {"kind": "FederatedCanary", "name": name, "namespace": ns,
+                                                "apiVersion": "federation.io/v1alpha1"}, reason, message[:1000],
+                                  "Warning")
+        except FederationError as exc:
+            log.warning("%s: event not recorded: %s", key, exc)
 
     def _pace(self, canary: FederatedCanary, status: RolloutStatus) -> float:
         if status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.INITIALIZED) or status.paused:

@@ -69,6 +69,8 @@ def test_a_typo_in_a_running_canary_keeps_it_running_shown_invalid_and_pausable(
             invalid = r.json()["invalid"]
             assert invalid and invalid.startswith("canaries/frontend.yaml: invalid YAML at line"), invalid
             assert not hub.tasks[KEY].done()
+            assert b'federation_canary_invalid{name="frontend",namespace="shop"} 1.0' in hub.metrics.text()
+            assert (await client.get("/readyz")).json()["invalid"] == 1
             r = await client.post(f"/api/v1/rollouts/{KEY}/pause", params={"wait": 20})
             assert r.status_code == 200 and r.json()["state"] == "accepted", r.text
             push(fleet, "mesh", {"canaries/frontend.yaml": canary_text()})  # fixed
