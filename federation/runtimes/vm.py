@@ -103,13 +103,6 @@ class VmAgents:
                         resp.get("versions") or {}, resp.get("agent_version"), resp.get("health", "unknown"),
                         resp.get("error") or "")
         want = self.desired
-        if want is not None and hs.applied_step is not None and hs.applied_step >= want["step"] \
-                and hs.applied_revision != want["revision"]:
-            # The host runs another desired state than the one sent (its step guard refused ours:
-            # another rollout's, or a newer one): not applied, and the reason says so.
-            hs.error = hs.error or (f"runs revision {str(hs.applied_revision)[:12]} at step {hs.applied_step}, not "
-                                    f"the desired state sent ({want['revision'][:12]} at step {want['step']})")
-            hs.applied_step = None
         stored = resp.get("step")
         if want is not None and (stored is None or stored < want.get("step", 0)):
             # This host missed an apply (it was down, or restarted empty): send it again.
