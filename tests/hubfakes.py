@@ -137,5 +137,5 @@ class MemoryParts(Parts):
     async def sync(self, names: list[str] | None = None) -> None:
         return None
 
-    async def canaries(self) -> dict[str, tuple[str, specs.FederatedCanary | None, str]]:
+    async def canaries(self, running: object = ()) -> dict[str, tuple[str, specs.FederatedCanary | None, str]]:
         return self._canaries

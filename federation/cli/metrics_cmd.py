@@ -31,7 +31,7 @@ def _under(fleet: specs.Fleet, folder: str) -> str:
 
 def _canary_from_mesh(fleet: specs.Fleet, repo: Any, service: str) -> specs.FederatedCanary:
     for path in repo.files(_under(fleet, "canaries")):
-        for d in specfiles.load(repo.workdir / path):
+        for d in specfiles.load_text(repo.read(path) or "", path):
             if isinstance(d, specs.FederatedCanary) and service in (d.metadata.name, d.key):
                 return d
     raise SpecError([Problem(fleet.spec.mesh.git.url, "canaries/", f"no FederatedCanary for service {service!r}")])

@@ -7,6 +7,7 @@ A zone-local failure fails the check even when the global figure passes; no data
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,6 +59,8 @@ def _judge_one(m: MetricCheck, zone: str | None, sample: MetricSample | None) ->
         return missing(sample.reason or "no data")
     value = sample.value
     assert value is not None
+    if not math.isfinite(value):  # NaN compares false with everything: it would pass any bound
+        return missing(f"non-finite value {value}")
     if zone is not None and m.min_requests and sample.requests is not None and sample.requests < m.min_requests:
         return missing(f"{sample.requests:g} requests, fewer than minRequests {m.min_requests}")
     if m.compare == "primary":

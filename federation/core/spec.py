@@ -10,8 +10,11 @@ Callers: ``federation.specfiles`` (loading files, turning validation errors into
 from __future__ import annotations
 
 import enum
+import ipaddress
+import itertools
 import math
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -19,12 +22,28 @@ import pydantic
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from federation.core import durations, querytemplate
+from federation.core import durations, outbound, querytemplate
 
 API_VERSION = "federation.io/v1alpha1"
 BASIS_POINTS = 10_000
 BUILTIN_METRICS = ("request-success-rate", "request-duration")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+# Limits on what a spec may say (docs/limits.md lists them all). Strings, lists and maps are
+# bounded so that one document cannot make the hub, plan or render spend unbounded memory or time.
+MAX_STRING = 16 * 1024  # any string field (a PromQL query is the longest legitimate one)
+MAX_NAME = 63  # DNS-1123 label, as Kubernetes
+MAX_VERSION = 63
+MAX_LIST = 100  # metrics, webhooks, alerts, match rules, stepWeights, zones of a placement
+MAX_ZONES = 200  # zones of a fleet
+MAX_HOSTS = 1000  # hosts of one vm zone
+MAX_MAP = 256  # labels, annotations, metadata, template variables, headers
+MIN_INTERVAL = 1.0  # seconds: analysis and metric intervals
+MAX_DURATION = 168 * 3600.0  # seconds: any duration (one week)
+MAX_COUNT = 10_000  # iterations, threshold, retries
+MAX_SECONDS = 7 * 24 * 3600  # progressDeadlineSeconds, cookie maxAge
+MAX_RELATIVE = 1_000_000  # capacity, zoneWeights
 
 
 class Model(pydantic.BaseModel):
@@ -36,24 +55,62 @@ class Model(pydantic.BaseModel):
         extra="forbid",
         frozen=True,
         str_strip_whitespace=True,
+        str_max_length=MAX_STRING,
+        hide_input_in_errors=True,  # an error never repeats a value (a URL may carry a secret)
     )
 
 
 def _duration(value: str) -> str:
-    durations.parse(value)
+    seconds = durations.parse(value)
+    if not 0 < seconds <= MAX_DURATION:
+        raise ValueError(f"duration {value!r} must be greater than 0 and at most 168h")
+    return value
+
+
+def _interval(value: str) -> str:
+    seconds = durations.parse(value)
+    if not MIN_INTERVAL <= seconds <= MAX_DURATION:
+        raise ValueError(f"interval {value!r} must be between 1s and 168h")
     return value
 
 
 Duration = Annotated[str, pydantic.AfterValidator(_duration)]
+Interval = Annotated[str, pydantic.AfterValidator(_interval)]
+
+
+def _shown(value: str) -> str:
+    """A bad value for an error line: bounded, control characters escaped."""
+    shown = repr(value[:80])
+    return shown + ("..." if len(value) > 80 else "")
 
 
 def _name(value: str) -> str:
-    if not _DNS_LABEL.match(value) or len(value) > 63:
-        raise ValueError(f"{value!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
+    if len(value) > MAX_NAME or not _DNS_LABEL.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a DNS label (DNS-1123: lowercase letters, digits and '-', "
+                         f"at most {MAX_NAME})")
     return value
 
 
 Name = Annotated[str, pydantic.AfterValidator(_name)]
+
+
+def _version(value: str) -> str:
+    if len(value) > MAX_VERSION or not _VERSION.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a version (letters, digits, '.', '_' and '-', at most "
+                         f"{MAX_VERSION}, starting and ending with a letter or digit)")
+    return value
+
+
+Version = Annotated[str, pydantic.AfterValidator(_version)]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    return value
+
+
+Finite = Annotated[float, pydantic.AfterValidator(_finite)]
 
 
 def percent_to_bp(value: float) -> int:
@@ -65,7 +122,7 @@ def percent_to_bp(value: float) -> int:
 
 
 def _percent(value: float) -> float:
-    if not 0 <= value <= 100:
+    if not 0 <= value <= 100:  # NaN and infinities are refused here too
         raise ValueError(f"{value} is not a percentage between 0 and 100")
     percent_to_bp(value)
     return value
@@ -76,9 +133,9 @@ Percent = Annotated[float, pydantic.AfterValidator(_percent)]
 
 class Metadata(Model):
     name: Name
-    namespace: str = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    namespace: Name = "default"
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP)
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP)
 
 
 # ----------------------------------------------------------------------------- Fleet
@@ -115,6 +172,15 @@ class GitSource(Model):
     pull_request: bool = False
     signing: GitSigning | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _no_secret(cls, v: str) -> str:
+        if "://" in v:
+            parts = urllib.parse.urlsplit(v)
+            if parts.password is not None or (parts.username is not None and parts.scheme in ("http", "https")):
+                raise ValueError("credentials in the URL are refused (use auth.tokenEnv or auth.tokenFile)")
+        return v
+
     @field_validator("path")
     @classmethod
     def _relative(cls, v: str) -> str:
@@ -141,8 +207,9 @@ class PrometheusSource(Model):
     @field_validator("url")
     @classmethod
     def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} must start with http:// or https://")
+        problem = outbound.url_problem(v)
+        if problem is not None:
+            raise ValueError(f"{outbound.redact(v)!r} {problem}")
         return v
 
 
@@ -258,17 +325,17 @@ class Zone(Model):
     git: GitSource
     prometheus: PrometheusSource
     ingress: Endpoint
-    capacity: int = Field(default=1, ge=1, description="relative share of canary traffic by default")
+    capacity: int = Field(default=1, ge=1, le=MAX_RELATIVE, description="relative share of canary traffic by default")
     description: str = ""
     kubeconfig: Kubeconfig | None = None
     flux: FluxRef | None = None
-    hosts: list[Host] | None = None
+    hosts: list[Host] | None = Field(default=None, max_length=MAX_HOSTS)
     known_hosts: str | None = None
     identity_file: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP)
     # Per zone, a MetricTemplate provider of the same type is overridden by this one's address,
     # secretRef, insecureSkipVerify and headers (a zone's own Datadog site or InfluxDB, say).
-    metric_providers: list[MetricProvider] = Field(default_factory=list)
+    metric_providers: list[MetricProvider] = Field(default_factory=list, max_length=MAX_LIST)
 
     @field_validator("name")
     @classmethod
@@ -374,11 +441,27 @@ class AlertProvider(Model):
         return self
 
 
+class Outbound(Model):
+    """Where the hub may send webhooks, alerts and metric queries (see ``core.outbound``)."""
+
+    allow: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+
+    @field_validator("allow")
+    @classmethod
+    def _entries(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            problem = outbound.allow_entry_problem(entry)
+            if problem is not None:
+                raise ValueError(problem)
+        return v
+
+
 class FleetSpec(Model):
-    zones: list[Zone] = Field(min_length=1)
+    zones: list[Zone] = Field(min_length=1, max_length=MAX_ZONES)
     mesh: Mesh
+    outbound: Outbound | None = None
     metrics: MetricsConfig | None = None
-    alert_providers: list[AlertProvider] = Field(default_factory=list)
+    alert_providers: list[AlertProvider] = Field(default_factory=list, max_length=MAX_LIST)
 
     @field_validator("zones")
     @classmethod
@@ -406,6 +489,20 @@ class Fleet(Model):
     @property
     def zone_names(self) -> list[str]:
         return [z.name for z in self.spec.zones]
+
+    def outbound_policy(self) -> outbound.Policy:
+        """The fleet's outbound policy: its allow list, and its own Envoys' admin endpoints."""
+        admin: set[tuple[str, int]] = set()
+        for z in self.spec.zones:
+            if z.ingress.admin_port is not None:
+                admin.add((z.ingress.address, z.ingress.admin_port))
+        edge = self.spec.mesh.edge
+        if edge is not None:
+            admin.add((edge.admin.address, edge.admin.port))
+            if edge.admin.admin_port is not None:
+                admin.add((edge.admin.address, edge.admin.admin_port))
+        allow = tuple(self.spec.outbound.allow) if self.spec.outbound is not None else ()
+        return outbound.Policy(allow, frozenset(admin))
 
 
 # ----------------------------------------------------------------------------- Canary
@@ -437,8 +534,8 @@ class Match(Model):
 
 
 class ThresholdRange(Model):
-    min: float | None = None
-    max: float | None = None
+    min: Finite | None = None
+    max: Finite | None = None
 
     @model_validator(mode="after")
     def _order(self) -> ThresholdRange:
@@ -494,18 +591,18 @@ class Slo(Model):
 
 
 class MetricCheck(Model):
-    name: str
-    interval: Duration = "1m"
-    threshold: float | None = None
+    name: str = Field(min_length=1, max_length=253)
+    interval: Interval = "1m"
+    threshold: Finite | None = None
     threshold_range: ThresholdRange | None = None
     query: str | None = None
     template_ref: TemplateRef | None = None
-    template_variables: dict[str, str] | None = None
+    template_variables: dict[str, str] | None = Field(default=None, max_length=MAX_MAP)
     # Ours:
     scope: Scope = Scope.BOTH
     no_data: NoData = NoData.FAIL
     compare: Literal["primary"] | None = None
-    min_requests: int = Field(default=1, ge=0)
+    min_requests: int = Field(default=1, ge=0, le=10**12)
     aggregate: Aggregate = Aggregate.WORST
     # Evaluated and recorded (status, commit trailers, fedctl metrics, the API) but never failing
     # or holding a check: a new metric watched before it is trusted (Argo Rollouts' dryRun).
@@ -589,19 +686,27 @@ class WebhookType(str, enum.Enum):
 
 
 class Webhook(Model):
-    name: str
+    name: str = Field(min_length=1, max_length=253)
     type: WebhookType = WebhookType.ROLLOUT
-    url: HttpUrl
+    url: str = Field(max_length=2048)
     timeout: Duration = "60s"
-    retries: int = Field(default=0, ge=0)
+    retries: int = Field(default=0, ge=0, le=100)
     mute_alert: bool = False
     disable_tls: bool = Field(default=False, alias="disableTLS")
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=MAX_MAP)
 
     @field_validator("type", mode="before")
     @classmethod
     def _empty_is_rollout(cls, v: Any) -> Any:
         return WebhookType.ROLLOUT if v == "" else v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        problem = outbound.url_problem(v)
+        if problem is not None:
+            raise ValueError(f"{outbound.redact(v)!r} {problem}")
+        return v
 
 
 class ProviderRef(Model):
@@ -620,7 +725,7 @@ class SessionAffinity(Model):
     primary_cookie_name: str | None = None
     domain: str | None = None
     http_only: bool | None = None
-    max_age: int = 86400
+    max_age: int = Field(default=86400, ge=0, le=MAX_SECONDS * 52)
     partitioned: bool | None = None
     path: str | None = None
     same_site: Literal["Strict", "Lax", "None"] | None = None
@@ -637,21 +742,21 @@ class Strategy(str, enum.Enum):
 
 
 class Analysis(Model):
-    interval: Duration = "1m"
-    iterations: int | None = Field(default=None, ge=1)
-    threshold: int = Field(default=5, ge=1)
+    interval: Interval = "1m"
+    iterations: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    threshold: int = Field(default=5, ge=1, le=MAX_COUNT)
     max_weight: Percent | None = None
     step_weight: Percent | None = None
-    step_weights: list[Percent] | None = None
+    step_weights: list[Percent] | None = Field(default=None, max_length=MAX_LIST)
     step_weight_promotion: Percent | None = None
     mirror: bool = False
     mirror_weight: Percent | None = None
     primary_ready_threshold: int = Field(default=100, ge=0, le=100)
     canary_ready_threshold: int = Field(default=100, ge=0, le=100)
-    match: list[Match] | None = None
-    metrics: list[MetricCheck] = Field(default_factory=list)
-    webhooks: list[Webhook] = Field(default_factory=list)
-    alerts: list[Alert] = Field(default_factory=list)
+    match: list[Match] | None = Field(default=None, max_length=MAX_LIST)
+    metrics: list[MetricCheck] = Field(default_factory=list, max_length=MAX_LIST)
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=MAX_LIST)
+    alerts: list[Alert] = Field(default_factory=list, max_length=MAX_LIST)
     session_affinity: SessionAffinity | None = None
 
     @model_validator(mode="after")
@@ -659,16 +764,16 @@ class Analysis(Model):
         if self.step_weights is not None:
             if not self.step_weights:
                 raise ValueError("stepWeights is empty")
-            if any(w <= 0 for w in self.step_weights):
-                raise ValueError("stepWeights must be greater than 0")
-            if any(b <= a for a, b in zip(self.step_weights, self.step_weights[1:], strict=False)):
+            bps = [percent_to_bp(w) for w in self.step_weights]
+            if any(bp < 1 for bp in bps):
+                raise ValueError("stepWeights must be at least 0.01 (one basis point)")
+            if any(b <= a for a, b in itertools.pairwise(bps)):
                 raise ValueError(f"stepWeights must increase: {self.step_weights}")
-        if self.step_weight is not None and self.step_weight <= 0:
-            raise ValueError("stepWeight must be greater than 0")
-        if self.max_weight is not None and self.max_weight <= 0:
-            raise ValueError("maxWeight must be greater than 0")
-        if self.step_weight_promotion is not None and self.step_weight_promotion <= 0:
-            raise ValueError("stepWeightPromotion must be greater than 0")
+        # Compared after conversion to basis points: a weight that rounds to 0 would never move.
+        for field, value in (("stepWeight", self.step_weight), ("maxWeight", self.max_weight),
+                             ("stepWeightPromotion", self.step_weight_promotion)):
+            if value is not None and percent_to_bp(value) < 1:
+                raise ValueError(f"{field} must be at least 0.01 (one basis point), got {value}")
         if self.match and self.iterations is None:
             raise ValueError("match (A/B testing) needs iterations")
         ladder = self.step_weight is not None or self.step_weights is not None
@@ -709,8 +814,8 @@ class ServiceRef(Model):
 
 
 class Placement(Model):
-    version: str = Field(min_length=1)
-    zones: list[Name] = Field(min_length=1)
+    version: Version
+    zones: list[Name] = Field(min_length=1, max_length=MAX_ZONES)
 
     @field_validator("zones")
     @classmethod
@@ -724,8 +829,9 @@ class CanarySpec(Model):
     service: ServiceRef
     primary: Placement
     canary: Placement
-    zone_weights: dict[str, int] | None = None
-    progress_deadline_seconds: int = Field(default=600, ge=1)
+    zone_weights: dict[str, Annotated[int, Field(ge=0, le=MAX_RELATIVE)]] | None = Field(default=None,
+                                                                                    max_length=MAX_ZONES)
+    progress_deadline_seconds: int = Field(default=600, ge=1, le=MAX_SECONDS)
     skip_analysis: bool = False
     suspend: bool = False
     analysis: Analysis
@@ -788,6 +894,17 @@ def check_against_fleet(canary: FederatedCanary, fleet: Fleet) -> list[tuple[str
         problems.append(("spec.analysis.mirror", f"mesh provider {provider.value} cannot mirror traffic"))
     if a.match and provider is MeshProvider.SMI:
         problems.append(("spec.analysis.match", "mesh provider smi cannot route by match (TrafficSplit has weights only)"))
+    policy = fleet.outbound_policy()
+    for i, hook in enumerate(a.webhooks):
+        parts = urllib.parse.urlsplit(hook.url)
+        host = parts.hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue  # a name: checked when the hub resolves it, at each call
+        why = policy.check(host, parts.port or (443 if parts.scheme == "https" else 80), [host])
+        if why is not None:
+            problems.append((f"spec.analysis.webhooks[{i}].url", f"refused by the outbound policy: {why}"))
     if a.session_affinity is not None and provider in (MeshProvider.SMI, MeshProvider.KUMA):
         problems.append(("spec.analysis.sessionAffinity", f"mesh provider {provider.value} cannot express cookie session affinity"))
     return problems

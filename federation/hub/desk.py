@@ -53,7 +53,7 @@ def _ident(pending: dict[str, Any]) -> str:
 
 
 class CommandDesk:
-    """``store``: ``hub.store.Commands`` (files) or ``ConfigMapCommands`` (any replica takes the call)."""
+    """``store``: ``hub.commands.Commands`` (files) or ``ConfigMapCommands`` (any replica takes the call)."""
 
     def __init__(self, store: Any) -> None:
         self.store = store

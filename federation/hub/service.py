@@ -23,10 +23,11 @@ from federation.core.spec import FederatedCanary, Fleet
 from federation.core.state import Emit, Phase, RolloutStatus
 from federation.hub import parts as hub_parts
 from federation.hub import reasons
+from federation.hub.commands import Commands
 from federation.hub.desk import CommandDesk
 from federation.hub.locks import SharedLock, StateLock
 from federation.hub.metrics import HubMetrics
-from federation.hub.store import Commands, FileStore, Store
+from federation.hub.store import FileStore, Store
 from federation.hub.worker import RolloutWorker, TickReport
 
 log = logging.getLogger("federation.hub")
@@ -55,6 +56,7 @@ class Hub:
         self.canaries: dict[str, FederatedCanary] = {}
         self.paths: dict[str, str] = {}  # rollout -> its file in the mesh repo
         self.problems: dict[str, str] = {}
+        self.invalid: dict[str, str] = {}  # rollout -> why its file is invalid (it runs its last valid spec)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
         self.restarts: dict[str, int] = {}
@@ -76,11 +78,32 @@ class Hub:
     async def discover(self) -> None:
         async with self.clones.exclusive():
             await self.parts.sync()
-        found = await self.parts.canaries()
+        found = await self.parts.canaries(set(self.canaries))
         self.problems = {k: p for k, (_, c, p) in found.items() if c is None}
-        before = self.canaries
-        self.canaries = {k: c for k, (_, c, _) in found.items() if c is not None}
-        self.paths = {k: path for k, (path, c, _) in found.items() if c is not None}
+        before, before_paths = self.canaries, self.paths
+        canaries = {k: c for k, (_, c, _) in found.items() if c is not None}
+        paths = {k: path for k, (path, c, _) in found.items() if c is not None}
+        # A running rollout whose file turned invalid (a YAML typo, a bad field) is not detached:
+        # it keeps its last good spec, so it still runs and can be paused or aborted, and shows as
+        # Invalid with the reason until the file is fixed. A removed file still removes it.
+        invalid: dict[str, str] = {}
+        for key, old_spec in before.items():
+            if key in canaries:
+                continue
+            old_path = before_paths.get(key)
+            reason = self.problems.get(key) or next(
+                (p for _, (path, c, p) in found.items() if c is None and path == old_path), None)
+            if reason is None:
+                continue
+            canaries[key], paths[key], invalid[key] = old_spec, old_path or "", reason
+        for key in sorted(invalid.keys() - self.invalid.keys()):
+            log.warning("%s: its spec is now invalid; running the last valid one until fixed: %s", key, invalid[key])
+            await self._event(key, "InvalidSpec", f"the spec is invalid; the last valid one keeps running: {invalid[key]}")
+        for key in sorted(self.invalid.keys() - invalid.keys()):
+            log.info("%s: its spec is valid again", key)
+        self.invalid = invalid
+        self.canaries, self.paths = canaries, paths
+        self.metrics.discovered(sorted(canaries), invalid, len(self.problems))
         for key, c in self.canaries.items():
             old = before.get(key)
             if old is not None and core.target_of(old.spec) != core.target_of(c.spec):
@@ -147,6 +170,20 @@ class Hub:
                                           a.reason, a.message, "Warning" if a.severity != "info" else "Normal")
                 except FederationError as exc:
                     log.warning("%s: event not recorded: %s", report.key, exc)
+
+    async def _event(self, key: str, reason: str, message: str) -> None:
+        """A Warning Event on the FederatedCanary (when the hub runs in a cluster)."""
+        if self.events is None:
+            return
+        from federation.runtimes import kubernetes as kube
+
+        ns, name = key.split("/", 1)
+        try:
+            await kube.emit_event(self.events, {"kind": "FederatedCanary", "name": name, "namespace": ns,
+                                                "apiVersion": "federation.io/v1alpha1"}, reason, message[:1000],
+                                  "Warning")
+        except FederationError as exc:
+            log.warning("%s: event not recorded: %s", key, exc)
 
     def _pace(self, canary: FederatedCanary, status: RolloutStatus) -> float:
         if status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.INITIALIZED) or status.paused:

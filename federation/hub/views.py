@@ -74,8 +74,7 @@ async def undo(hub: Hub, key: str, *, skip_analysis: bool = False) -> dict[str, 
 
         def edit(repo: Any) -> list[str]:
             text = repo.read(path) or ""
-            (repo.workdir / path).write_text(
-                undo_mod.rewrite(text, key, now, before, skip_analysis), encoding="utf-8")
+            repo.write(path, undo_mod.rewrite(text, key, now, before, skip_analysis))
             return [path]
 
         how = "skipping analysis" if skip_analysis else "through analysis"
@@ -129,6 +128,8 @@ async def rollout(hub: Hub, key: str) -> dict[str, Any]:
     return {
         "rollout": key,
         "phase": status.phase.value,
+        # Why the rollout's file in the mesh repo is invalid (it runs its last valid spec), else None.
+        "invalid": hub.invalid.get(key),
         "paused": status.paused,
         "primary": spec.primary.model_dump(by_alias=True) if spec else None,
         "canary": spec.canary.model_dump(by_alias=True) if spec else None,

@@ -43,11 +43,11 @@ class Analyzer:
         self.zone_label: str | None = None
         if cfg is not None and cfg.global_ is not None:
             # One endpoint (Thanos, Mimir) for every zone; queries select the zone by label.
-            shared = Client(cfg.global_.prometheus)
+            shared = Client(cfg.global_.prometheus, fleet.outbound_policy())
             self.clients = {z.name: shared for z in fleet.spec.zones}
             self.zone_label = cfg.global_.zone_label
         else:
-            self.clients = {z.name: Client(z.prometheus) for z in fleet.spec.zones}
+            self.clients = {z.name: Client(z.prometheus, fleet.outbound_policy()) for z in fleet.spec.zones}
         # MetricTemplate queries by name, read by the hub from the mesh repo's templates/ folder.
         self.templates: dict[str, MetricTemplate | str] = dict(metric_templates or {})
         self._backends: dict[tuple[str, str, str, str], backends.Backend | None] = {}

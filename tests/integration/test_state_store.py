@@ -16,9 +16,9 @@ from federation.core import spec as specs
 from federation.core.state import CheckResult, Decision, Phase, RolloutStatus
 from federation.demo.procs import wait_for
 from federation.hub import service, views
+from federation.hub.commands import Commands, ConfigMapCommands
 from federation.hub.store import (
     KEY_ANNOTATION,
-    ConfigMapCommands,
     ConfigMapStore,
     FileStore,
     MemoryStore,
@@ -103,7 +103,7 @@ def test_commands_through_configmaps_reach_the_replica_running_the_rollout(k8s: 
         assert await api_replica.peek("shop/frontend") is None
         with pytest.raises(ValueError, match="unknown command"):
             await api_replica.put("shop/frontend", "delete-everything")
-        files = service.Commands(tmp_path / "commands")  # the file variant, same contract
+        files = Commands(tmp_path / "commands")  # the file variant, same contract
         await files.put("shop/frontend", "abort")
         assert await files.peek("shop/frontend") == "abort"
         await files.done("shop/frontend")
@@ -217,5 +217,5 @@ def test_command_answers_reach_the_replica_that_took_the_call(k8s: Cluster, tmp_
         assert (await api_replica.answer("shop/frontend", newer))["state"] == "rejected"
 
     asyncio.run(scenario(ConfigMapCommands(k8s.hub, HUB_NS), ConfigMapCommands(k8s.hub, HUB_NS)))
-    files = service.Commands(tmp_path / "commands")
+    files = Commands(tmp_path / "commands")
     asyncio.run(scenario(files, files))

@@ -63,5 +63,5 @@ def test_a_provider_url_that_is_not_http_is_refused_without_showing_it(sink, mon
     monkeypatch.setenv("URL_SLACK", "hooks.slack.com/services/T0/SECRET")
     p = specs.AlertProvider(name="chat", type="slack", url_env="URL_SLACK")
     assert asyncio.run(alerts.send(p, {"text": "x"})) is False
-    assert "alert provider chat: the URL in URL_SLACK is not an http:// or https:// URL" in caplog.text
+    assert "alert provider chat: the URL in URL_SLACK is refused: must start with http:// or https://" in caplog.text
     assert "SECRET" not in caplog.text and sink.got == []
