@@ -202,10 +202,25 @@ def test_zone_override_and_unsupported_types(tmp_path: Path):
     zone = fleets.vm_zone("eu", metricProviders=[{"type": "datadog", "address": "https://api.datadoghq.eu"}])
     b = backend(provider(type="datadog", address="https://api.datadoghq.com", secretRef={"name": "dd"}), tmp_path,
                 zone=zone)
-    assert isinstance(b, datadog.Datadog) and b.base == "https://api.datadoghq.eu" and b.ref == "dd"
+    assert isinstance(b.inner, datadog.Datadog) and b.inner.base == "https://api.datadoghq.eu" and b.inner.ref == "dd"
     assert backend(provider(type="prometheus"), tmp_path) is None  # the zone's own Prometheus
     with pytest.raises(NoData, match="provider type splunk is not supported here"):
         backend(provider(type="splunk"), tmp_path)
+
+
+def test_a_backend_outside_the_outbound_policy_is_never_asked(tmp_path: Path):
+    """Every provider's query passes the Fleet's outbound policy first: a template cannot make the
+    hub query a cloud metadata address (or an Envoy admin port) through a metrics backend."""
+    dd = provider_stubs.datadog([[1.0, 0.5]], api_key="k-api", app_key="k-app")
+    try:
+        secret(tmp_path, "dd", datadog_api_key="k-api", datadog_application_key="k-app")
+        b = backend(provider(type="datadog", address="http://169.254.169.254/", secretRef={"name": "dd"}), tmp_path)
+        with pytest.raises(Unreachable, match=r"refused by the outbound policy: .*link-local or metadata"):
+            scalar(b, "sum:x{*}")
+        allowed = backend(provider(type="datadog", address=dd.url, secretRef={"name": "dd"}), tmp_path)
+        assert scalar(allowed, "sum:x{*}") == 0.5  # a loopback address is fine for this fleet
+    finally:
+        dd.close()
 
 
 def test_secret_env_names():

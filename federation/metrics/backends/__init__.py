@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from federation.core import durations
+from federation import resolve
+from federation.core import durations, outbound
 from federation.core.spec import (
     Fleet,
     MetricProvider,
@@ -31,7 +32,7 @@ from federation.metrics.backends import (
     secrets,
     stackdriver,
 )
-from federation.metrics.prometheus import Client, NoData
+from federation.metrics.prometheus import Client, NoData, Unreachable
 
 SUPPORTED = (MetricProviderType.PROMETHEUS, MetricProviderType.DATADOG, MetricProviderType.GRAPHITE,
              MetricProviderType.INFLUXDB, MetricProviderType.NEWRELIC, MetricProviderType.DYNATRACE,
@@ -65,6 +66,7 @@ class _Prometheus:
                 password_file=password[1] if password and password[0] == "file" else None,
                 insecure_skip_verify=provider.insecure_skip_verify)
         assert provider.address is not None
+        self.base = provider.address
         self.client = Client(PrometheusSource(url=provider.address, auth=auth, timeout=timeout))
 
     async def scalar(self, query: str, at: float) -> float:
@@ -80,8 +82,34 @@ def effective(provider: MetricProvider, zone: Zone) -> MetricProvider:
     return provider
 
 
+class _Policed:
+    """A backend whose every query first passes the Fleet's outbound policy (``spec.outbound``):
+    its address is resolved and refused, as a broken backend (no data), when the policy says no."""
+
+    def __init__(self, inner: Backend, policy: outbound.Policy | None, kind: str) -> None:
+        self.inner = inner
+        self.policy = policy
+        self.kind = kind
+
+    def escape(self, value: str) -> str:
+        return self.inner.escape(value)
+
+    async def scalar(self, query: str, at: float) -> float:
+        base = str(getattr(self.inner, "base", None) or getattr(self.inner, "address", None) or "")
+        why = await resolve.refused_async(self.policy, base) if base else None
+        if why is not None:
+            raise Unreachable(f"{self.kind} {outbound.redact(base)}: refused by the outbound policy: {why}")
+        return await self.inner.scalar(query, at)
+
+
 def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> Backend | None:
-    """The backend for ``provider`` in ``zone`` (None: the zone's own Prometheus)."""
+    """The backend for ``provider`` in ``zone`` (None: the zone's own Prometheus), behind the
+    fleet's outbound policy."""
+    inner = _build(provider, zone, fleet, interval)
+    return None if inner is None else _Policed(inner, fleet.outbound_policy(), provider.type.value)
+
+
+def _build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> Backend | None:
     p = effective(provider, zone)
     cfg = fleet.spec.metrics
     store = secrets.Store(cfg.secrets_dir if cfg else None)
