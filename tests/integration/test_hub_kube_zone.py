@@ -1,6 +1,6 @@
 """The hub's executor and observer on a Kubernetes zone: commit, ask Flux to reconcile, map Flux's
 applied revision back to our step, read Deployment readiness — through the official client, against
-a real kube-apiserver with the hub's ServiceAccount token (clusters/hub/member-cluster.yaml). Flux's
+a real kube-apiserver with the hub's ServiceAccount token (clusters/hub/member/member-cluster.yaml). Flux's
 and the Deployment controller's status are written by the test, as those controllers would."""
 
 from __future__ import annotations
