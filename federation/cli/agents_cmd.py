@@ -167,7 +167,9 @@ def install_cmd(fleet: FleetOpt,
                 return [where, "failed", str(exc)]
 
     async def run() -> list[list[str]]:
-        pool = ssh.Pool(retries=0)
+        # The handshake is idempotent: retried (with backoff) so a loaded VM or network does not
+        # turn a good install into a failure.
+        pool = ssh.Pool(retries=2, call_timeout=20)
         try:
             return list(await asyncio.gather(*[one(h, pool) for h in z.hosts or []]))
         finally:
