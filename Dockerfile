@@ -25,11 +25,17 @@ RUN --mount=type=secret,id=pip-ca,required=false \
         > /tmp/requirements.txt; \
     /tmp/tools/bin/pip wheel --no-cache-dir --disable-pip-version-check -q --wheel-dir /wheels/deps \
         -r /tmp/requirements.txt
-# Then the project's own wheel (no network: the build backend is already in the tools venv).
+# Then the project's own wheel (no network: the build backend is already in the tools venv), and
+# the venv the image runs, installed from the wheels.
 COPY README.md ./
 COPY federation ./federation
 COPY vm-agents ./vm-agents
-RUN /tmp/tools/bin/python -m build --wheel --no-isolation --outdir /wheels/project . >/dev/null
+RUN set -eu; \
+    /tmp/tools/bin/python -m build --wheel --no-isolation --outdir /wheels/project . >/dev/null; \
+    python3 -m venv /opt/federation; \
+    /opt/federation/bin/pip install --no-cache-dir --disable-pip-version-check -q --no-index \
+        --find-links /wheels/deps /wheels/project/*.whl; \
+    /opt/federation/bin/pip uninstall -y -q pip
 
 # ---------------------------------------------------------------------------- runtime
 FROM ${BASE} AS runtime
@@ -41,15 +47,12 @@ RUN set -eu; \
     groupadd --gid 10001 federation; \
     useradd --uid 10001 --gid 10001 --home-dir /home/federation --create-home --shell /usr/sbin/nologin federation
 
-# Installed from the build stage's wheels, offline: nothing but runtime dependencies, and the
-# wheels themselves never become a layer of this image (a bind mount of the build stage).
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    set -eu; \
-    python3 -m venv /opt/federation; \
-    /opt/federation/bin/pip install --no-cache-dir --disable-pip-version-check -q --no-index \
-        --find-links /wheels/deps /wheels/project/*.whl; \
-    /opt/federation/bin/pip uninstall -y -q pip; \
-    /opt/federation/bin/fedctl --version
+# The venv, made in the build stage from the wheels alone (offline, runtime dependencies only, no
+# pip) at the same path and on the same base, so its interpreter link holds here. A COPY (not a
+# bind mount of the build stage: buildah's layer cache ignores a mount's content and would serve an
+# old layer for new sources).
+COPY --from=build /opt/federation /opt/federation
+RUN /opt/federation/bin/fedctl --version
 
 ENV PATH=/opt/federation/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,6 +125,14 @@ def test_the_images_hub_serves_healthz_against_the_demo_fleet(container: tuple[l
     from importlib import metadata
     assert version.returncode == 0 and version.stdout.strip() == f"fedctl {metadata.version('federation')}", \
         version.stdout + version.stderr
+    # The image carries these sources (a stale build cache would serve an older layer).
+    digest = ("import federation, hashlib, pathlib; root = pathlib.Path(federation.__file__).parent; "
+              "print(hashlib.sha256(b''.join(p.relative_to(root).as_posix().encode() + p.read_bytes() "
+              "for p in sorted(root.rglob('*.py')))).hexdigest())")
+    inside = subprocess.run([*run, "python", "-c", digest], capture_output=True, text=True, timeout=120)
+    here = subprocess.run([sys.executable, "-c", digest], capture_output=True, text=True, timeout=120)
+    if not os.environ.get("FEDERATION_IMAGE"):
+        assert inside.stdout and inside.stdout == here.stdout, "the image's federation package is not these sources"
     tools = subprocess.run([*run, "sh", "-c", "id -u; git --version; ssh -V 2>&1; gpg --version | head -1"],
                            capture_output=True, text=True, timeout=120)
     assert tools.returncode == 0, tools.stderr
