@@ -5,4 +5,11 @@ system (``gitops``, ``routers``, ``metrics``, ``runtimes``, ``notify``), ``hub``
 runs the loop), ``cli`` (``fedctl``) and ``demo`` (the local fleet).
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:
+    # The installed distribution's version (pyproject.toml), so the image, the wheel and
+    # `fedctl --version` cannot disagree.
+    __version__ = _metadata.version("federation")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"

@@ -4,10 +4,10 @@ One API server per test session (``federation.demo.kubeapi``, binaries from ``sc
 built once per machine into ~/.cache/federation/kube/<version>/). The hub's RBAC from
 ``clusters/hub/`` is applied, and the hub talks to it with its ServiceAccounts' tokens:
 
-- ``hub``: federation-system/federation-hub, the hub's own cluster (hub-cluster.yaml: Leases,
-  ConfigMaps, Events);
+- ``hub``: federation-system/federation-hub, the hub's own cluster (hub/base: Leases, ConfigMaps,
+  Events);
 - ``member``: flux-system/federation-hub, a member cluster and the mesh's control plane
-  (member-cluster.yaml, mesh-cluster.yaml: Deployments, Flux objects, mesh routes);
+  (hub/member, hub/mesh: Deployments, Flux objects, mesh routes);
 - flux-system/federation-zone-applier (zone-flux.yaml): what Flux applies a zone repo as
   (``demo.fluxlocal`` impersonates it, as kustomize-controller does);
 - ``admin``: system:masters, for what a controller (Flux, the Deployment controller) or a human
@@ -30,10 +30,13 @@ from federation.demo.procs import Supervisor
 from federation.runtimes import kubernetes as kube
 
 ROOT = Path(__file__).resolve().parents[1]
-HUB_NS = "federation-system"  # the hub's own namespace (clusters/hub/hub-cluster.yaml)
+HUB_NS = "federation-system"  # the hub's own namespace (clusters/hub/base)
 FLUX_NS = "flux-system"
 NAMESPACES = (HUB_NS, FLUX_NS, "kuma-system", "shop")
-RBAC = ("hub-cluster.yaml", "member-cluster.yaml", "mesh-cluster.yaml", "zone-flux.yaml")
+# The accounts and RBAC of the deployment manifests, as files (the Kustomize bases render these
+# unchanged but for labels; tests/integration/test_hub_manifests.py checks the rendered ones).
+RBAC = ("base/serviceaccount.yaml", "base/rbac.yaml", "member/member-cluster.yaml", "mesh/mesh-cluster.yaml",
+        "zone-flux.yaml")
 
 # What tests leave behind, removed before each test (no controllers run, so nothing else appears).
 LEFTOVERS = (("v1", "ConfigMap", HUB_NS), ("coordination.k8s.io/v1", "Lease", HUB_NS), ("v1", "Event", "shop"),

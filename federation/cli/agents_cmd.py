@@ -1,4 +1,4 @@
-"""``fedctl agents status|install``: the VM agents of a fleet's vm zones."""
+"""``fedctl agents status|drain|install|package``: the VM agents of a fleet's vm zones."""
 
 from __future__ import annotations
 
@@ -117,11 +117,17 @@ def install_cmd(fleet: FleetOpt,
                 admin_user: Annotated[str, typer.Option(help="Login with rights to install (not the hub's key).")] = "root",
                 admin_key: Annotated[Path | None, typer.Option(help="Private key of that login.")] = None,
                 hub_key: Annotated[Path | None, typer.Option(help="Hub public key to authorise (default: the zone's identityFile + .pub).")] = None,
-                prefix: Annotated[str, typer.Option(help="Where the agent package goes on the VM.")] = "/opt/fed-agent",
+                prefix: Annotated[str, typer.Option(help="Where the agent's file (fed-agent.pyz) and unit go on the VM.")] = "/opt/fed-agent",
                 state_dir: Annotated[str, typer.Option(help="The agent's state directory on the VM.")] = "/var/lib/fed-agent",
                 authorized_keys: Annotated[str, typer.Option(help="authorized_keys of the agent user on the VM.")] = "/home/fed-agent/.ssh/authorized_keys",
-                python: Annotated[str, typer.Option(help="Python 3.9+ on the VM.")] = "/usr/bin/python3") -> None:
-    """Copy the agent over SFTP, authorise the hub's key for the agent only, verify the handshake."""
+                python: Annotated[str, typer.Option(help="Python 3.9+ on the VM.")] = "/usr/bin/python3",
+                upgrade: Annotated[bool, typer.Option("--upgrade", help="Replace the agent's file and restart its loop; "
+                                                      "the app instances it runs keep serving.")] = False,
+                agent_file: Annotated[Path | None, typer.Option(help="Ship this fed-agent.pyz (default: built from the "
+                                                                "agent installed with fedctl).")] = None,
+                parallel: Annotated[int, typer.Option(min=1, max=200, help="Hosts installed at once.")] = 10) -> None:
+    """Ship the agent as one file over SFTP (its SHA-256 verified on the VM before it replaces the
+    old one), authorise the hub's key for the agent only, start it, verify the handshake."""
     from federation.runtimes import install, ssh
     f = specfiles.load_one(fleet, specs.Fleet)
     (z,) = _vm_zones(f, zone)
@@ -130,35 +136,66 @@ def install_cmd(fleet: FleetOpt,
     if pub_path is None or not pub_path.is_file():
         raise SpecError([Problem(str(fleet), f"spec.zones[{zone}].identityFile", "no hub public key found; pass --hub-key")])
     pub = pub_path.read_text().strip()
-    files = install.package_files(prefix)
-    files[f"{prefix}/fed-agent.service"] = install.unit(z, prefix, state_dir, z.hosts[0].user, python).encode()
-    cmds = install.commands(z, pub, prefix, state_dir, z.hosts[0].user, authorized_keys, python)
+    if agent_file is not None:
+        try:
+            agent = install.Agent.of(agent_file.read_bytes())
+        except OSError as exc:
+            raise SpecError([Problem(str(agent_file), "", f"cannot read the agent file: {exc.strerror}")]) from None
+    else:
+        agent = install.zipapp()
+    unit = install.unit(z.name, prefix, state_dir, z.hosts[0].user, python).encode()
+    sem = asyncio.Semaphore(parallel)
+
+    async def one(h: specs.Host, pool: ssh.Pool) -> list[str]:
+        where = f"{h.user}@{h.address}:{h.port}"
+        uploaded = install.upload_path(prefix)
+        files = {uploaded: agent.data, f"{prefix}/{install.UNIT_FILE}": unit}
+        cmds = install.commands(pub, prefix, state_dir, authorized_keys,
+                                agent, uploaded, python, upgrade=upgrade)
+        admin = ssh.Target(h.address, h.port, admin_user, z.known_hosts or "", str(admin_key) if admin_key else None)
+        async with sem:
+            try:
+                results = await ssh.admin_install(admin, files, cmds)
+                failed = [(c, code, out) for c, code, out in results if code != 0]
+                if failed:
+                    cmd, code, out = failed[0]
+                    raise PermanentError(f"{cmd[:80]!r} exited {code}: {out.strip()[:300]}")
+                hello = await pool.call(ssh.Target(h.address, h.port, h.user, z.known_hosts or "", z.identity_file), "hello")
+                return [where, "upgraded" if upgrade else "installed",
+                        f"protocol {hello.get('protocol')}, agent {hello.get('agent_version')}, sha256 {agent.sha256[:16]}"]
+            except FederationError as exc:
+                return [where, "failed", str(exc)]
 
     async def run() -> list[list[str]]:
-        rows = []
-        pool = ssh.Pool(retries=0)
+        # The handshake is idempotent: retried (with backoff) so a loaded VM or network does not
+        # turn a good install into a failure.
+        pool = ssh.Pool(retries=2, call_timeout=20)
         try:
-            for h in z.hosts or []:
-                admin = ssh.Target(h.address, h.port, admin_user, z.known_hosts or "", str(admin_key) if admin_key else None)
-                try:
-                    results = await ssh.admin_install(admin, files, cmds)
-                    failed = [(c, code, out) for c, code, out in results if code != 0]
-                    if failed:
-                        raise PermanentError(f"{failed[0][0]!r} exited {failed[0][1]}: {failed[0][2].strip()[:200]}")
-                    hello = await pool.call(ssh.Target(h.address, h.port, h.user, z.known_hosts or "", z.identity_file), "hello")
-                    rows.append([f"{h.user}@{h.address}:{h.port}", "installed", f"protocol {hello.get('protocol')}, "
-                                 f"agent {hello.get('agent_version')}"])
-                except FederationError as exc:
-                    rows.append([f"{h.user}@{h.address}:{h.port}", "failed", str(exc)])
-            return rows
+            return list(await asyncio.gather(*[one(h, pool) for h in z.hosts or []]))
         finally:
             await pool.close()
 
     rows = asyncio.run(run())
     output.emit([{"host": r[0], "result": r[1], "detail": r[2]} for r in rows], output.Format.table,
                 ["host", "result", "detail"], rows, title=f"agents install: zone {zone}")
-    if any(r[1] != "installed" for r in rows):
+    if any(r[1] == "failed" for r in rows):
         raise typer.Exit(3)
+
+
+@agents.command("package")
+def package_cmd(out: Annotated[Path, typer.Option("--output", "-o", help="Directory to write into.")] = Path("."),
+                prefix: Annotated[str, typer.Option(help="Where the file will live on the VM (for the unit).")] = "/opt/fed-agent",
+                python: Annotated[str, typer.Option(help="Python 3.9+ on the VM (for the unit).")] = "/usr/bin/python3") -> None:
+    """Write the agent as one file (fed-agent.pyz), its SHA256SUMS and its systemd unit, for hosts
+    installed by other means (configuration management, an image). Same agent, same bytes."""
+    from federation.runtimes import install
+    agent = install.zipapp()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / install.AGENT_FILE).write_bytes(agent.data)
+    (out / install.AGENT_FILE).chmod(0o755)
+    (out / "SHA256SUMS").write_text(f"{agent.sha256}  {install.AGENT_FILE}\n")
+    (out / install.UNIT_FILE).write_text(install.unit("%H", prefix, "/var/lib/fed-agent", "fed-agent", python))
+    output.info(f"{out / install.AGENT_FILE}: {len(agent.data)} bytes, sha256 {agent.sha256}")
 
 
 def register(app: typer.Typer) -> None:

@@ -258,7 +258,9 @@ def watch(service: Annotated[str, typer.Argument()], hub_url: HubOpt = "http://1
             except FederationError:
                 if _discovering(hub_url):  # a hub just started: its rollouts are not known yet
                     raise TemporaryError(f"hub at {hub_url} is starting (discovering rollouts)") from None
-                raise
+                # Discovery may have ended between the list and the readiness check: ask again
+                # before saying there is no such rollout.
+                key = _key(service, _call(hub_url, t, "GET", "/api/v1/rollouts")["items"])
             r = _call(hub_url, t, "GET", f"/api/v1/rollouts/{key}")
         except TemporaryError as exc:
             backoff = min(max_backoff, backoff * 2 or 1.0)

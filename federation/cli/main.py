@@ -7,9 +7,11 @@ Exit codes: 0 success; 1 a rollout or demo ended in failure; 2 bad input (specs,
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
+import federation
 from federation.cli import output, specs_cmd
 from federation.core.errors import FederationError, PermanentError, SpecError, TemporaryError
 
@@ -24,6 +26,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        output.info(f"fedctl {federation.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version (the installed package's) and exit.")] = False
+          ) -> None:
+    """Progressive delivery across Kubernetes clusters and VMs, with Git as the audit trail."""
+
+
 specs_cmd.register(app)
 
 

@@ -176,7 +176,8 @@ async def admin_install(t: Target, files: dict[str, bytes], commands: list[str],
     """Copy ``files`` (remote path -> content) over SFTP, then run ``commands``, with admin rights.
 
     Used by ``fedctl agents install`` with an operator's key (not the hub's, which can only run the
-    agent). Host keys are pinned as for every connection. Returns (command, exit status, output).
+    agent). Host keys are pinned as for every connection. Returns (command, exit status, output) up
+    to the first command that failed.
     """
     try:
         async with asyncssh.connect(t.address, t.port, username=t.user, known_hosts=t.known_hosts,
@@ -193,6 +194,8 @@ async def admin_install(t: Target, files: dict[str, bytes], commands: list[str],
             for cmd in commands:
                 r = await asyncio.wait_for(conn.run(cmd, check=False), timeout=timeout)
                 out.append((cmd, int(r.exit_status or 0), str(r.stdout or "") + str(r.stderr or "")))
+                if out[-1][1] != 0:
+                    break  # later commands assume this one's effect (a verified file before its rename)
             return out
     except asyncssh.HostKeyNotVerifiable as exc:
         raise PermanentError(f"{t}: host key not accepted by {t.known_hosts} ({exc.reason}); refusing to connect") from None

@@ -103,3 +103,27 @@ def test_agent_runs_instances_as_systemd_units(tmp_path: Path, monkeypatch: pyte
                 os.killpg(int(pidfile.read_text()), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
+
+
+def test_fedctl_agents_package_writes_one_file_its_checksum_and_a_valid_unit(tmp_path: Path):
+    """The agent as one file: runs with a plain Python (no PYTHONPATH), matches its SHA256SUMS,
+    is the same bytes when built again, and its unit passes systemd-analyze verify."""
+    import hashlib
+
+    from tests.cli import fedctl
+
+    for out in (tmp_path / "a", tmp_path / "b"):
+        r = fedctl("agents", "package", "-o", str(out), "--prefix", str(tmp_path / "a"), "--python", sys.executable)
+        assert r.returncode == 0, r.stderr
+    pyz = (tmp_path / "a" / "fed-agent.pyz").read_bytes()
+    assert pyz == (tmp_path / "b" / "fed-agent.pyz").read_bytes()
+    digest, name = (tmp_path / "a" / "SHA256SUMS").read_text().split()
+    assert name == "fed-agent.pyz" and digest == hashlib.sha256(pyz).hexdigest()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    v = subprocess.run(["/usr/bin/python3", "-I", str(tmp_path / "a" / "fed-agent.pyz"), "version"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert v.returncode == 0 and v.stdout.startswith("fed-agent "), v.stderr
+    unit = tmp_path / "a" / "fed-agent.service"
+    assert "KillMode=process" in unit.read_text() and f"{tmp_path / 'a'}/fed-agent.pyz run" in unit.read_text()
+    r = verify(unit)
+    assert r.returncode == 0, r.stderr

@@ -3,7 +3,7 @@ ZoneRelease's serving and the workloads it implies (each served version's Deploy
 the zone's HTTPRoute) under deploy/, the path Flux applies; Flux's part is played by
 ``demo.fluxlocal.LocalFlux`` (server-side apply as the zone's ServiceAccount,
 clusters/hub/zone-flux.yaml, prune, Flux's status); the Deployment controller's by the
-test writing Deployment status. The hub reads with its own token (clusters/hub/member-cluster.yaml):
+test writing Deployment status. The hub reads with its own token (clusters/hub/member/member-cluster.yaml):
 Flux's applied revision mapped back to our step, readiness and ProgressDeadlineExceeded from the
 Deployments it rendered. Retired versions leave the repo, and Flux prunes them from the cluster."""
 

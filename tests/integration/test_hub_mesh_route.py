@@ -1,6 +1,6 @@
 """The hub's mesh route on a mesh with a global control plane (Kuma here), through the official
 client against a real kube-apiserver with the hub's ServiceAccount token (clusters/hub/
-member-cluster.yaml and mesh-cluster.yaml): direct mode (server-side apply, live once the objects
+member/ and mesh/): direct mode (server-side apply, live once the objects
 carry the step) and GitOps mode (committed to the mesh repo, live once Flux there reports a revision
 holding it). The API server validates every object the hub applies against Kuma's CRD."""
 

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
+import vmagent
 from federation.core import spec as specs
 from federation.core.errors import PermanentError
 from federation.demo.fleet import agent_privileges
 from federation.demo.procs import Supervisor, wait_for
-from federation.runtimes.ssh import Pool, Target
+from federation.runtimes import install
+from federation.runtimes.ssh import Pool, Target, admin_install
 from federation.runtimes.vm import VmAgents
 from tests import fleets
 from tests.integration.conftest import free_port
@@ -274,14 +281,16 @@ def test_fedctl_agents_install_then_status_over_openssh(tmp_path: Path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "installed" in r.stdout and "protocol 1" in r.stdout
-        assert (tmp_path / "opt" / "vmagent" / "rpc.py").exists()
-        assert 'restrict' in auth.read_text() and "vmagent.cli rpc" in auth.read_text()
+        shipped = (tmp_path / "opt" / "fed-agent.pyz").read_bytes()
+        assert install.Agent.of(shipped).sha256 == install.zipapp().sha256  # one file, the agent fedctl has
+        assert not list((tmp_path / "opt").glob(".fed-agent.pyz.*"))  # the upload was renamed into place
+        assert 'restrict' in auth.read_text() and "fed-agent.pyz rpc" in auth.read_text()
         # Idempotent: a second install adds no second key line.
         r2 = subprocess.run([*fedctl, "agents", "install", "--fleet", str(fleet_file), "--zone", "vms",
                              "--admin-key", str(tmp_path / "admin_key"), "--prefix", str(tmp_path / "opt"),
                              "--state-dir", str(tmp_path / "state"), "--authorized-keys", str(auth)],
                             capture_output=True, text=True, timeout=120)
-        assert r2.returncode == 0 and auth.read_text().count("vmagent.cli rpc") == 1
+        assert r2.returncode == 0 and auth.read_text().count("fed-agent.pyz rpc") == 1
         st = subprocess.run([*fedctl, "agents", "status", "--fleet", str(fleet_file), "-o", "json"],
                             capture_output=True, text=True, timeout=60)
         assert st.returncode == 0, st.stderr
@@ -295,3 +304,117 @@ def test_fedctl_agents_install_then_status_over_openssh(tmp_path: Path):
         assert r3.returncode == 3 and "host key not accepted" in r3.stdout + r3.stderr
     finally:
         procs.stop_all()
+
+
+def with_version(pyz: bytes, version: str) -> bytes:
+    """The same zipapp with another agent version: what a newer fedctl would ship."""
+    src, out = zipfile.ZipFile(io.BytesIO(pyz)), io.BytesIO()
+    out.write(pyz[:pyz.index(b"PK")])  # the shebang line
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "vmagent/__init__.py":
+                data = re.sub(rb'__version__ = "[^"]*"', f'__version__ = "{version}"'.encode(), data)
+            z.writestr(info, data)
+    return out.getvalue()
+
+
+def test_agent_ships_as_one_file_and_upgrades_without_dropping_instances(tmp_path: Path):
+    """Over real OpenSSH: install the zipapp, run an app instance through it, upgrade to a newer
+    file (checksum verified on the VM), restart the loop as systemd does (KillMode=process): the
+    instance keeps its pid and keeps answering, and the hub now talks to the new agent. A file
+    whose checksum does not match is refused and leaves the installed one in place."""
+    procs = Supervisor(tmp_path / "logs")
+    admin_pub = keygen(tmp_path / "admin_key")
+    keygen(tmp_path / "hub_key")
+    auth, opt, state = tmp_path / "authorized_keys", tmp_path / "opt", tmp_path / "state"
+    port = start_sshd(tmp_path, procs, admin_pub + "\n", root_login="prohibit-password", sftp=True)
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(json.dumps(fleets.fleet_doc([fleets.vm_zone(
+        "vms", hosts=[{"address": "127.0.0.1", "port": port, "user": "root"}],
+        knownHosts=str(tmp_path / "known_hosts"), identityFile=str(tmp_path / "hub_key"))])))
+    fedctl = [sys.executable, "-m", "federation.cli.main"]
+    base = [*fedctl, "agents", "install", "--fleet", str(fleet_file), "--zone", "vms", "--admin-key",
+            str(tmp_path / "admin_key"), "--prefix", str(opt), "--state-dir", str(state), "--authorized-keys", str(auth),
+            "--python", sys.executable]
+    newer = tmp_path / "newer.pyz"
+    newer.write_bytes(with_version(install.zipapp().data, "9.9.9"))
+    loop_argv = [sys.executable, str(opt / "fed-agent.pyz"), "run", "--zone", "vms", "--state-dir", str(state),
+                 "--ports", "31520-31530", "--runner", "process"]
+    hub = Target("127.0.0.1", port, "root", str(tmp_path / "known_hosts"), str(tmp_path / "hub_key"))
+
+    def instances() -> dict:
+        try:
+            return json.loads((state / "instances.json").read_text())
+        except FileNotFoundError:
+            return {}
+
+    async def status_when(pred, timeout: float = 30.0) -> dict:
+        pool = Pool(call_timeout=10)
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                st = await pool.call(hub, "status")
+                if pred(st):
+                    return st
+                assert asyncio.get_running_loop().time() < deadline, st
+                await asyncio.sleep(0.2)
+        finally:
+            await pool.close()
+
+    async def apply() -> dict:
+        pool = Pool(call_timeout=10)
+        try:
+            return await pool.call(hub, "apply", desired={"revision": "r1", "step": 1, "manifests": manifests("v1")})
+        finally:
+            await pool.close()
+
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run(base, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "installed" in r.stdout, r.stdout + r.stderr
+        print(f"agent install over OpenSSH, one host: {time.monotonic() - t0:.2f}s")
+        loop = procs.start("agent-loop", loop_argv)  # what systemd runs (the unit's ExecStart)
+        assert asyncio.run(apply())["accepted"]
+        st = asyncio.run(status_when(lambda s: s.get("applied_step") == 1
+                                     and s["versions"].get("frontend/v1", {}).get("ready_percent") == 100.0))
+        assert st["agent_version"] == vmagent.__version__
+        (before,) = instances().values()
+        app_url = f"http://127.0.0.1:{before['port']}/healthz"
+        assert httpx.get(app_url, timeout=5).status_code == 200
+
+        t0 = time.monotonic()
+        up = subprocess.run([*base, "--upgrade", "--agent-file", str(newer)], capture_output=True, text=True, timeout=120)
+        assert up.returncode == 0 and "upgraded" in up.stdout, up.stdout + up.stderr
+        assert "agent 9.9.9" in up.stdout  # the handshake already runs the new file (the forced command)
+        print(f"agent upgrade over OpenSSH, one host: {time.monotonic() - t0:.2f}s")
+        assert (opt / "fed-agent.pyz").read_bytes() == newer.read_bytes()
+        assert auth.read_text().count("fed-agent.pyz rpc") == 1
+        # systemd's restart with KillMode=process: the agent process only.
+        procs.stop(loop)
+        assert httpx.get(app_url, timeout=5).status_code == 200  # served while no agent runs
+        procs.start("agent-loop-new", loop_argv)
+        st = asyncio.run(status_when(lambda s: s.get("agent_version") == "9.9.9" and s.get("applied_step") == 1
+                                     and s["versions"].get("frontend/v1", {}).get("ready_percent") == 100.0))
+        (after,) = instances().values()
+        assert after["pid"] == before["pid"] and after.get("restarts", 0) == before.get("restarts", 0)
+        assert httpx.get(app_url, timeout=5).status_code == 200
+
+        # A corrupted upload: the checksum check on the VM refuses it, the installed file stays.
+        good = install.Agent.of(newer.read_bytes())
+        uploaded = install.upload_path(str(opt))
+        admin = Target("127.0.0.1", port, "root", str(tmp_path / "known_hosts"), str(tmp_path / "admin_key"))
+        cmds = install.commands((tmp_path / "hub_key.pub").read_text(), str(opt), str(state), str(auth), good,
+                                uploaded, sys.executable)
+        results = asyncio.run(admin_install(admin, {uploaded: good.data[:-1] + b"x"}, cmds))
+        assert results[-1][1] != 0 and "checksum mismatch" in results[-1][2], results
+        assert len(results) == 2  # nothing after the failed check ran
+        assert (opt / "fed-agent.pyz").read_bytes() == newer.read_bytes()
+        assert not list(opt.glob(".fed-agent.pyz.*"))
+    finally:
+        procs.stop_all()
+        from vmagent import supervisor
+
+        for rec in instances().values():
+            if supervisor.alive(int(rec["pid"])):
+                supervisor.stop_group(int(rec["pid"]), 2)

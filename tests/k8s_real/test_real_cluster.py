@@ -2,7 +2,7 @@
 
 Set FEDERATION_E2E_KUBECONFIG (and optionally FEDERATION_E2E_CONTEXT, FEDERATION_E2E_KUSTOMIZATION
 as namespace/name) to a cluster where Flux runs; without it every test here is skipped with that
-message. The hub needs the rights in clusters/hub/member-cluster.yaml.
+message. The hub needs the rights in clusters/hub/member/member-cluster.yaml.
 """
 
 from __future__ import annotations

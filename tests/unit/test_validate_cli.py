@@ -109,3 +109,15 @@ def test_the_installed_entry_point_validates_and_refuses():
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("tests/data/invalid/fleet-reserved-zone-name.yaml: spec.zones[1].name: ")
+
+
+def test_version_is_the_installed_package_version():
+    """``fedctl --version`` prints the distribution's version (pyproject.toml), as installed."""
+    import tomllib
+    from importlib import metadata
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert metadata.version("federation") == declared
+    r = subprocess.run([installed(), "--version"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and r.stdout == f"fedctl {declared}\n" and r.stderr == "", r.stdout + r.stderr
+    assert fedctl("--version").stdout == f"fedctl {declared}\n"
