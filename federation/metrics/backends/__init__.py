@@ -29,13 +29,14 @@ from federation.metrics.backends import (
     influxdb,
     newrelic,
     secrets,
+    splunk,
     stackdriver,
 )
 from federation.metrics.prometheus import Client, NoData
 
 SUPPORTED = (MetricProviderType.PROMETHEUS, MetricProviderType.DATADOG, MetricProviderType.GRAPHITE,
              MetricProviderType.INFLUXDB, MetricProviderType.NEWRELIC, MetricProviderType.DYNATRACE,
-             MetricProviderType.CLOUDWATCH, MetricProviderType.STACKDRIVER)
+             MetricProviderType.CLOUDWATCH, MetricProviderType.STACKDRIVER, MetricProviderType.SPLUNK)
 
 
 class Backend(Protocol):
@@ -103,5 +104,7 @@ def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> 
         return cloudwatch.CloudWatch(p, store, durations.parse(timeout), window)
     if p.type is MetricProviderType.DYNATRACE:
         return dynatrace.Dynatrace(p, store, durations.parse(timeout), window)
+    if p.type is MetricProviderType.SPLUNK:
+        return splunk.Splunk(p, store, durations.parse(timeout), window)
     raise NoData(f"provider type {p.type.value} is not supported here "
                  f"(supported: {', '.join(t.value for t in SUPPORTED)})")
