@@ -36,8 +36,10 @@ class Analyzer:
     """Owns one Prometheus client per zone (kept across ticks)."""
 
     def __init__(self, fleet: Fleet, mesh: str | None = None,
-                 metric_templates: dict[str, MetricTemplate | str] | None = None) -> None:
+                 metric_templates: dict[str, MetricTemplate | str] | None = None,
+                 kube: backends.keptn.KubeObjects | None = None) -> None:
         self.fleet = fleet
+        self.kube = kube  # a zone's Kubernetes objects, for the Keptn provider
         cfg = fleet.spec.metrics
         self.mesh = mesh or (cfg.mesh if cfg and cfg.mesh else fleet.spec.mesh.provider.value)
         self.zone_label: str | None = None
@@ -136,7 +138,8 @@ class Analyzer:
         """The template's provider in ``zone`` (kept across ticks; None: the zone's Prometheus)."""
         key = (name, zone, interval, template.spec.provider.model_dump_json())
         if key not in self._backends:
-            self._backends[key] = backends.build(template.spec.provider, self.fleet.zone(zone), self.fleet, interval)
+            self._backends[key] = backends.build(template.spec.provider, self.fleet.zone(zone), self.fleet, interval,
+                                                  self.kube)
         return self._backends[key]
 
     async def _counts(self, service: str, namespace: str, version: str, zone: str, window: str,

@@ -27,6 +27,7 @@ from federation.metrics.backends import (
     dynatrace,
     graphite,
     influxdb,
+    keptn,
     newrelic,
     secrets,
     splunk,
@@ -36,7 +37,8 @@ from federation.metrics.prometheus import Client, NoData
 
 SUPPORTED = (MetricProviderType.PROMETHEUS, MetricProviderType.DATADOG, MetricProviderType.GRAPHITE,
              MetricProviderType.INFLUXDB, MetricProviderType.NEWRELIC, MetricProviderType.DYNATRACE,
-             MetricProviderType.CLOUDWATCH, MetricProviderType.STACKDRIVER, MetricProviderType.SPLUNK)
+             MetricProviderType.CLOUDWATCH, MetricProviderType.STACKDRIVER, MetricProviderType.SPLUNK,
+             MetricProviderType.KEPTN)
 
 
 class Backend(Protocol):
@@ -81,8 +83,10 @@ def effective(provider: MetricProvider, zone: Zone) -> MetricProvider:
     return provider
 
 
-def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> Backend | None:
-    """The backend for ``provider`` in ``zone`` (None: the zone's own Prometheus)."""
+def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str,
+          kube: keptn.KubeObjects | None = None) -> Backend | None:
+    """The backend for ``provider`` in ``zone`` (None: the zone's own Prometheus); ``kube`` reads
+    the zone's Kubernetes objects (Keptn)."""
     p = effective(provider, zone)
     cfg = fleet.spec.metrics
     store = secrets.Store(cfg.secrets_dir if cfg else None)
@@ -104,6 +108,8 @@ def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> 
         return cloudwatch.CloudWatch(p, store, durations.parse(timeout), window)
     if p.type is MetricProviderType.DYNATRACE:
         return dynatrace.Dynatrace(p, store, durations.parse(timeout), window)
+    if p.type is MetricProviderType.KEPTN:
+        return keptn.Keptn(zone, kube)
     if p.type is MetricProviderType.SPLUNK:
         return splunk.Splunk(p, store, durations.parse(timeout), window)
     raise NoData(f"provider type {p.type.value} is not supported here "
