@@ -80,7 +80,13 @@ class Analyzer:
             reason = "; ".join(f"{f.zone}: {f.reason}" for f in missing)
             samples.insert(0, MetricSample(m.name, None, None, reason))
             return samples
-        if m.name == "request-success-rate" and m.query is None and m.template_ref is None:
+        if m.is_ratio:  # counts summed over the zones, then divided
+            good, total = sum(f.good for f in figures), sum(f.total for f in figures)
+            value = good / total if total > 0 else None
+            if value is None:
+                samples.insert(0, MetricSample(m.name, None, None, "denominator summed over the zones is 0"))
+                return samples
+        elif m.name == "request-success-rate" and m.query is None and m.template_ref is None:
             value = aggregate.ratio_percent([f.good for f in figures], [f.total for f in figures])
         elif m.name == "request-duration" and m.query is None and m.template_ref is None:
             value = aggregate.quantile(0.99, aggregate.merge([f.buckets or {} for f in figures]))
@@ -101,6 +107,15 @@ class Analyzer:
         t = templates.Target(service, namespace, version, zone, self.zone_label)
         backend: backends.Backend | None = None
         try:
+            if m.numerator is not None and m.denominator is not None:
+                variables = templates.builtin_variables(t, m.interval, name)
+                num, den = await asyncio.gather(*[
+                    client.scalar(templates.render_custom(q, m.name, variables, m.template_variables,
+                                                          templates.label_value), at)
+                    for q in (m.numerator, m.denominator)])
+                if den <= 0:
+                    return _ZoneFigures(zone, None, None, "denominator is 0", num, den)
+                return _ZoneFigures(zone, num / den, den, "", num, den)
             query_text = m.query
             if m.template_ref is not None:
                 template = self.templates.get(m.template_ref.name)
