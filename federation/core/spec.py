@@ -582,6 +582,17 @@ class MetricTemplateSpec(Model):
     provider: MetricProvider
     query: str = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _per_provider(self) -> MetricTemplateSpec:
+        if self.provider.type is MetricProviderType.SPLUNK and self.provider.address is None:
+            raise ValueError("provider splunk needs an address (https://api.<realm>.signalfx.com), as in Flagger")
+        if self.provider.type is MetricProviderType.KEPTN:
+            parts = self.query.strip().lower().split("/")
+            if len(parts) < 3 or parts[0] not in ("keptnmetric", "keptnmetrics", "analysis", "analyses"):
+                raise ValueError(f"provider keptn: query {self.query.strip()[:60]!r} is not "
+                                 "keptnmetric/<namespace>/<name>")
+        return self
+
 
 class MetricTemplate(Model):
     """Flagger's MetricTemplate (``flagger.app/v1beta1``), kept in the mesh repo's ``templates/``."""
