@@ -87,3 +87,30 @@ def test_keptn_in_a_zone_without_kubernetes_is_no_data():
     assert b is not None
     with pytest.raises(NoData, match="zone onprem has no Kubernetes API to read KeptnMetric shop/m"):
         asyncio.run(b.scalar("keptnmetric/shop/m", 0.0))
+
+
+def test_fedctl_metrics_reads_a_keptn_template_from_the_zones_cluster(keptn: real_kube.Cluster, tmp_path: Path):
+    """A Flagger Keptn MetricTemplate unchanged, through ``fedctl metrics --fleet``: the Kubernetes
+    zone's kubeconfig (the hub's member token) reads the KeptnMetric; the verdict follows its value."""
+    import json
+
+    from tests import provider_stubs
+    from tests.cli import fedctl
+    from tests.integration.test_metrics_templates import canary, mesh_repo
+
+    keptn_metric(keptn, "frontend-latency", "612.5")
+    template = {"apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "latency-p99"},
+                "spec": {"provider": {"type": "keptn"}, "query": "keptnmetric/{{ namespace }}/{{ service }}-latency"}}
+    prom = provider_stubs.prometheus("1")
+    try:
+        bare = mesh_repo(tmp_path, {"canaries/frontend.yaml": canary(), "templates/keptn.yaml": template})
+        kc = keptn.member_kc
+        zones = [fleets.kube_zone("eks", "/dev/null", str(kc.path), context=str(kc.context), prometheus={"url": prom.url}),
+                 fleets.vm_zone("vms", prometheus=prom.url)]
+        (tmp_path / "fleet.json").write_text(json.dumps(fleets.fleet_doc(zones, mesh=fleets.envoy_mesh(str(bare)))))
+        r = fedctl("metrics", "frontend", "--fleet", str(tmp_path / "fleet.json"), "--cache", str(tmp_path / "cache"),
+                   "-o", "json")
+        assert r.returncode == 1, r.stdout + r.stderr  # 612.5 ms is over the template check's max of 500
+        assert [(c["zone"], c["value"], c["outcome"]) for c in json.loads(r.stdout)["checks"]] == [("eks", 612.5, "fail")]
+    finally:
+        prom.close()

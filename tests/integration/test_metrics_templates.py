@@ -118,6 +118,30 @@ def test_a_datadog_template_goes_to_datadog_not_to_the_zone_prometheus(tmp_path:
         dd.close()
 
 
+def test_a_splunk_template_goes_to_signalflow_through_fedctl(tmp_path: Path, prom: provider_stubs.Stub):
+    """A Flagger Splunk MetricTemplate unchanged (address, secretRef with sf_token_key, a SignalFlow
+    program with Flagger's variables) through ``fedctl metrics``: the program reaches the loopback
+    SignalFlow server, its last point is the value, nothing goes to Prometheus."""
+    sf = provider_stubs.splunk([("AAAA", 0.1), ("AAAA", 0.02)], token="sf-k")
+    try:
+        template = {"apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "latency-p99"},
+                    "spec": {"provider": {"type": "splunk", "address": sf.url, "secretRef": {"name": "splunk"}},
+                             "query": "data('errors', filter=filter('deployment', '{{ target }}') and "
+                                      "filter('env', '{{ variables.direction }}')).sum().publish()"}}
+        secrets = tmp_path / "secrets" / "splunk"
+        secrets.mkdir(parents=True)
+        (secrets / "sf_token_key").write_text("sf-k")
+        r = run(tmp_path, {"canaries/frontend.yaml": canary({"direction": "prod"}), "templates/sf.yaml": template},
+                prom, env={"FEDERATION_SECRETS_DIR": str(tmp_path / "secrets")})
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert [(c["zone"], c["value"], c["outcome"]) for c in json.loads(r.stdout)["checks"]] == [("eks", 0.02, "pass")]
+        assert [body.decode() for *_, body in sf.asked] == [
+            "data('errors', filter=filter('deployment', 'frontend-v2') and filter('env', 'prod')).sum().publish()"]
+        assert [q for q in prom.queries() if q != "vector(1)"] == [] and "sf-k" not in r.stdout + r.stderr
+    finally:
+        sf.close()
+
+
 def test_the_hub_loads_templates_and_queries_each_zones_provider(tmp_path: Path, prom: provider_stubs.Stub,
                                                                   monkeypatch: pytest.MonkeyPatch):
     """As the hub does (Parts.sync: meshrepo.metric_templates, then the worker's Analyzer.collect):
