@@ -254,3 +254,48 @@ def google(public_key_pem: bytes, points: list[dict[str, Any]] | None, project: 
             return json_answer({"timeSeriesDescriptor": {}, "timeSeriesData": series})
         return json_answer({"error": {"code": 404, "message": "not found"}}, 404)
     return Stub(answer)
+
+
+def splunk(points: list[tuple[str, float | None]] | None, token: str = "sf-tok", status: int = 200,
+           error: str | None = None, abort: bool = False) -> Stub:
+    """SignalFlow over HTTP as Splunk documents it: ``POST /v2/signalflow/execute`` with the program
+    as a text/plain body, ``start``/``stop`` (ms) and ``immediate``, ``X-SF-Token`` checked (401
+    otherwise); answers Server-Sent Events: a STREAM_START and JOB_START control message, a
+    metadata message per time series, one ``data`` message per (tsId, value) in ``points`` (None
+    points are sent as null values), then END_OF_CHANNEL (or CHANNEL_ABORT with ``abort``). An
+    ``error`` is sent as an ``error`` event (SignalFlow's program error); ``status`` 429 answers
+    with ``Retry-After``."""
+    def sse(kind: str, body: dict[str, Any]) -> bytes:
+        lines = json.dumps(body, indent=2).splitlines()  # multi-line data, as SignalFlow sends it
+        return (f"event: {kind}\n" + "".join(f"data: {ln}\n" for ln in lines) + "\n").encode()
+
+    def answer(method: str, path: str, params: dict[str, list[str]], headers: dict[str, str], body: bytes) -> Answer:
+        if path != "/v2/signalflow/execute" or method != "POST":
+            return json_answer({"message": "Not found"}, 404)
+        if headers.get("x-sf-token") != token:
+            return json_answer({"code": 401, "message": "Unauthorized"}, 401)
+        if status == 429:
+            return json_answer({"code": 429, "message": "Too many requests"}, 429, {"Retry-After": "9"})
+        if status != 200:
+            return json_answer({"code": status, "message": "Internal error"}, status)
+        if not body or not headers.get("content-type", "").startswith("text/plain") or \
+                not all(params.get(k) for k in ("start", "stop")):
+            return json_answer({"code": 400, "message": "Missing program, start or stop"}, 400)
+        out = b": stream\n\n" + sse("control-message", {"type": "control-message", "event": "STREAM_START",
+                                                          "timestampMs": int(params["stop"][0])})
+        if error is not None:
+            out += sse("error", {"type": "error", "error": 400, "message": error})
+            return 200, {"Content-Type": "text/event-stream"}, out
+        out += sse("control-message", {"type": "control-message", "event": "JOB_START", "handle": "h1"})
+        for ts in dict.fromkeys(ts for ts, _ in points or []):
+            out += sse("metadata", {"type": "metadata", "tsId": ts, "properties": {"sf_metric": "m"}})
+        t = int(params["start"][0])
+        for ts, v in points or []:
+            t += 60_000
+            out += sse("data", {"type": "data", "logicalTimestampMs": t, "data": [{"tsId": ts, "value": v}]})
+        end = {"type": "control-message", "event": "CHANNEL_ABORT",
+               "abortInfo": {"sf_job_abortReason": "job exceeded its time limit"}} if abort else \
+            {"type": "control-message", "event": "END_OF_CHANNEL"}
+        out += sse("control-message", end)
+        return 200, {"Content-Type": "text/event-stream"}, out
+    return Stub(answer)

@@ -82,6 +82,7 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
         key, version, zones = res["rollout"], res["canary"]["version"], res["canary"]["zones"]
     elif fleet is not None:
         from federation.metrics.analysis import Analyzer
+        from federation.runtimes.kubernetes import ZoneObjects
         f = specfiles.load_one(fleet, specs.Fleet)
         mesh = _mesh_repo(f, cache) if canary is None else None
         c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, mesh, service)
@@ -89,7 +90,8 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
         if any(m.template_ref is not None for m in c.spec.analysis.metrics):
             mesh = mesh or _mesh_repo(f, cache)
             found = _templates(f, mesh, c, str(canary) if canary else f"{f.spec.mesh.git.url} canaries/")
-        analyzer = Analyzer(f, metric_templates=found)
+        kube = ZoneObjects()
+        analyzer = Analyzer(f, metric_templates=found, kube=kube)
 
         async def gather() -> tuple[Any, dict[str, str]]:
             zs = c.spec.canary.zones
@@ -97,7 +99,10 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
                                                    asyncio.gather(*[analyzer.clients[z].healthy() for z in zs]))
             return samples, {z: why for z, why in zip(zs, health, strict=True) if why}
 
-        samples, broken = asyncio.run(gather())
+        try:
+            samples, broken = asyncio.run(gather())
+        finally:
+            kube.close()
         checks = list(core_analysis.judge(c.spec, samples).checks)
         by = {(s.metric, s.zone): s for s in samples}
         requests = [getattr(by.get((ch.metric, ch.zone)), "requests", None) for ch in checks]

@@ -599,6 +599,11 @@ class MetricCheck(Model):
     template_ref: TemplateRef | None = None
     template_variables: dict[str, str] | None = Field(default=None, max_length=MAX_MAP)
     # Ours:
+    # A ratio of counts: both queries run against each zone's Prometheus; a zone's value is
+    # numerator / denominator, the global one the numerators summed over the denominators summed
+    # (aggregate sum of counts, then the ratio: never a mean of zone ratios).
+    numerator: str | None = None
+    denominator: str | None = None
     scope: Scope = Scope.BOTH
     no_data: NoData = NoData.FAIL
     compare: Literal["primary"] | None = None
@@ -610,10 +615,30 @@ class MetricCheck(Model):
     # A built-in error-budget check from the mesh's request counts (no query, no thresholdRange).
     slo: Slo | None = None
 
+    @property
+    def is_ratio(self) -> bool:
+        return self.numerator is not None
+
     @model_validator(mode="after")
     def _source(self) -> MetricCheck:
         if self.query is not None and self.template_ref is not None:
             raise ValueError("give query or templateRef, not both")
+        if (self.numerator is None) != (self.denominator is None):
+            raise ValueError(f"metric {self.name!r}: numerator and denominator go together")
+        if self.numerator is not None and self.denominator is not None:
+            if self.query is not None or self.template_ref is not None or self.slo is not None:
+                raise ValueError(f"metric {self.name!r}: numerator/denominator is the query: no query, templateRef "
+                                 "or slo beside them")
+            if self.compare is not None:
+                raise ValueError(f"metric {self.name!r}: compare: primary is not supported with numerator/denominator")
+            if "aggregate" in self.model_fields_set and self.aggregate is not Aggregate.SUM:
+                raise ValueError(f"metric {self.name!r}: numerator/denominator are summed across zones before "
+                                 f"dividing: aggregate must be sum (or omitted), not {self.aggregate.value!r}")
+            if self.threshold_range is None and self.threshold is None:
+                raise ValueError("give thresholdRange")
+            querytemplate.check(self.numerator, self.name, self.template_variables)
+            querytemplate.check(self.denominator, self.name, self.template_variables)
+            return self
         if self.slo is not None:
             if self.query is not None or self.template_ref is not None or self.compare is not None:
                 raise ValueError("slo is a built-in check from request counts: no query, templateRef or compare")
@@ -624,7 +649,7 @@ class MetricCheck(Model):
             return self
         if self.query is None and self.template_ref is None and self.name not in BUILTIN_METRICS:
             raise ValueError(
-                f"metric {self.name!r} is not built in ({', '.join(BUILTIN_METRICS)}): give query or templateRef"
+                f"metric {self.name!r} is not built in ({', '.join(BUILTIN_METRICS)}): give query, templateRef or numerator/denominator"
             )
         if self.threshold_range is None and self.threshold is None and self.compare is None:
             raise ValueError("give thresholdRange (or compare: primary)")
@@ -653,6 +678,17 @@ class MetricCheck(Model):
 class MetricTemplateSpec(Model):
     provider: MetricProvider
     query: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _per_provider(self) -> MetricTemplateSpec:
+        if self.provider.type is MetricProviderType.SPLUNK and self.provider.address is None:
+            raise ValueError("provider splunk needs an address (https://api.<realm>.signalfx.com), as in Flagger")
+        if self.provider.type is MetricProviderType.KEPTN:
+            parts = self.query.strip().lower().split("/")
+            if len(parts) < 3 or parts[0] not in ("keptnmetric", "keptnmetrics", "analysis", "analyses"):
+                raise ValueError(f"provider keptn: query {self.query.strip()[:60]!r} is not "
+                                 "keptnmetric/<namespace>/<name>")
+        return self
 
 
 class MetricTemplate(Model):

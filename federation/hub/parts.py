@@ -17,7 +17,7 @@ from federation.gitops import meshrepo
 from federation.gitops.aio import AsyncRepo
 from federation.hub.executor import Executor
 from federation.metrics.analysis import Analyzer
-from federation.runtimes import routes, ssh, zones
+from federation.runtimes import kubernetes, routes, ssh, zones
 from federation.runtimes.flux import KubeZone
 from federation.runtimes.ports import MeshRoute, ZoneRuntime
 from federation.runtimes.routes import MESH
@@ -55,6 +55,9 @@ class Parts:
                 z.flux.api.close()
         if isinstance(self.route, routes.KubeRoute):
             self.route.api.close()
+        kube = getattr(self.analyzer, "kube", None)  # an in-memory analyzer (tests) has none
+        if isinstance(kube, kubernetes.ZoneObjects):
+            kube.close()
 
 
 def build(fleet: specs.Fleet, workdir: Path) -> Parts:
@@ -66,4 +69,4 @@ def build(fleet: specs.Fleet, workdir: Path) -> Parts:
     runtimes = {z.name: zones.build(z, repos[z.name], pool, fleet.spec.mesh.provider) for z in fleet.spec.zones}
     route = routes.build(fleet.spec.mesh, repos[MESH])
     executor = Executor(fleet, runtimes, repos[MESH], route)
-    return Parts(fleet, repos, runtimes, route, executor, Analyzer(fleet), pool)
+    return Parts(fleet, repos, runtimes, route, executor, Analyzer(fleet, kube=kubernetes.ZoneObjects()), pool)

@@ -36,8 +36,10 @@ class Analyzer:
     """Owns one Prometheus client per zone (kept across ticks)."""
 
     def __init__(self, fleet: Fleet, mesh: str | None = None,
-                 metric_templates: dict[str, MetricTemplate | str] | None = None) -> None:
+                 metric_templates: dict[str, MetricTemplate | str] | None = None,
+                 kube: backends.keptn.KubeObjects | None = None) -> None:
         self.fleet = fleet
+        self.kube = kube  # a zone's Kubernetes objects, for the Keptn provider
         cfg = fleet.spec.metrics
         self.mesh = mesh or (cfg.mesh if cfg and cfg.mesh else fleet.spec.mesh.provider.value)
         self.zone_label: str | None = None
@@ -78,7 +80,13 @@ class Analyzer:
             reason = "; ".join(f"{f.zone}: {f.reason}" for f in missing)
             samples.insert(0, MetricSample(m.name, None, None, reason))
             return samples
-        if m.name == "request-success-rate" and m.query is None and m.template_ref is None:
+        if m.is_ratio:  # counts summed over the zones, then divided
+            good, total = sum(f.good for f in figures), sum(f.total for f in figures)
+            value = good / total if total > 0 else None
+            if value is None:
+                samples.insert(0, MetricSample(m.name, None, None, "denominator summed over the zones is 0"))
+                return samples
+        elif m.name == "request-success-rate" and m.query is None and m.template_ref is None:
             value = aggregate.ratio_percent([f.good for f in figures], [f.total for f in figures])
         elif m.name == "request-duration" and m.query is None and m.template_ref is None:
             value = aggregate.quantile(0.99, aggregate.merge([f.buckets or {} for f in figures]))
@@ -99,6 +107,15 @@ class Analyzer:
         t = templates.Target(service, namespace, version, zone, self.zone_label)
         backend: backends.Backend | None = None
         try:
+            if m.numerator is not None and m.denominator is not None:
+                variables = templates.builtin_variables(t, m.interval, name)
+                num, den = await asyncio.gather(*[
+                    client.scalar(templates.render_custom(q, m.name, variables, m.template_variables,
+                                                          templates.label_value), at)
+                    for q in (m.numerator, m.denominator)])
+                if den <= 0:
+                    return _ZoneFigures(zone, None, None, "denominator is 0", num, den)
+                return _ZoneFigures(zone, num / den, den, "", num, den)
             query_text = m.query
             if m.template_ref is not None:
                 template = self.templates.get(m.template_ref.name)
@@ -136,7 +153,8 @@ class Analyzer:
         """The template's provider in ``zone`` (kept across ticks; None: the zone's Prometheus)."""
         key = (name, zone, interval, template.spec.provider.model_dump_json())
         if key not in self._backends:
-            self._backends[key] = backends.build(template.spec.provider, self.fleet.zone(zone), self.fleet, interval)
+            self._backends[key] = backends.build(template.spec.provider, self.fleet.zone(zone), self.fleet, interval,
+                                                  self.kube)
         return self._backends[key]
 
     async def _counts(self, service: str, namespace: str, version: str, zone: str, window: str,

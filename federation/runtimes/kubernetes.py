@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from federation.core.errors import PermanentError, TemporaryError
-from federation.core.spec import Kubeconfig
+from federation.core.spec import Kubeconfig, Zone
 
 log = logging.getLogger("federation.kubernetes")
 
@@ -218,6 +218,25 @@ async def get_object(api: Api, api_version: str, kind: str, namespace: str | Non
         if exc.status == 404:
             return None
         raise _error(f"{kind} {name}", exc) from None
+
+
+class ZoneObjects:
+    """Reads objects from each Kubernetes zone's API, one client per zone kept until ``close``
+    (``metrics.backends.keptn``: a KeptnMetric's status)."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+        self._apis: dict[str, Api] = {}
+
+    async def get(self, zone: Zone, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if zone.name not in self._apis:
+            self._apis[zone.name] = Api(api_client(zone.kubeconfig, self.timeout), self.timeout)
+        return await get_object(self._apis[zone.name], api_version, kind, namespace, name)
+
+    def close(self) -> None:
+        for api in self._apis.values():
+            api.close()
+        self._apis.clear()
 
 
 async def server_side_apply(api: Api, manifest: dict[str, Any], field_manager: str = "federation") -> dict[str, Any]:

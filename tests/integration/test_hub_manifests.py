@@ -52,6 +52,7 @@ MEMBER_CALLS = {
     (FLUX_NS, "kustomize.toolkit.fluxcd.io", "kustomizations", "get"),         # FluxZone.status
     (FLUX_NS, "kustomize.toolkit.fluxcd.io", "kustomizations", "patch"),       # request_reconcile
     (FLUX_NS, "source.toolkit.fluxcd.io", "gitrepositories", "patch"),         # request_reconcile
+    ("shop", "metrics.keptn.sh", "keptnmetrics", "get"),                       # keptn metric provider
 }
 MESH_CALLS = {(ns, group, res, verb) for group, resources in (
     ("kuma.io", ("meshhttproutes", "trafficroutes")), ("gateway.networking.k8s.io", ("httproutes",)),

@@ -118,6 +118,30 @@ def test_a_datadog_template_goes_to_datadog_not_to_the_zone_prometheus(tmp_path:
         dd.close()
 
 
+def test_a_splunk_template_goes_to_signalflow_through_fedctl(tmp_path: Path, prom: provider_stubs.Stub):
+    """A Flagger Splunk MetricTemplate unchanged (address, secretRef with sf_token_key, a SignalFlow
+    program with Flagger's variables) through ``fedctl metrics``: the program reaches the loopback
+    SignalFlow server, its last point is the value, nothing goes to Prometheus."""
+    sf = provider_stubs.splunk([("AAAA", 0.1), ("AAAA", 0.02)], token="sf-k")
+    try:
+        template = {"apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "latency-p99"},
+                    "spec": {"provider": {"type": "splunk", "address": sf.url, "secretRef": {"name": "splunk"}},
+                             "query": "data('errors', filter=filter('deployment', '{{ target }}') and "
+                                      "filter('env', '{{ variables.direction }}')).sum().publish()"}}
+        secrets = tmp_path / "secrets" / "splunk"
+        secrets.mkdir(parents=True)
+        (secrets / "sf_token_key").write_text("sf-k")
+        r = run(tmp_path, {"canaries/frontend.yaml": canary({"direction": "prod"}), "templates/sf.yaml": template},
+                prom, env={"FEDERATION_SECRETS_DIR": str(tmp_path / "secrets")})
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert [(c["zone"], c["value"], c["outcome"]) for c in json.loads(r.stdout)["checks"]] == [("eks", 0.02, "pass")]
+        assert [body.decode() for *_, body in sf.asked] == [
+            "data('errors', filter=filter('deployment', 'frontend-v2') and filter('env', 'prod')).sum().publish()"]
+        assert [q for q in prom.queries() if q != "vector(1)"] == [] and "sf-k" not in r.stdout + r.stderr
+    finally:
+        sf.close()
+
+
 def test_the_hub_loads_templates_and_queries_each_zones_provider(tmp_path: Path, prom: provider_stubs.Stub,
                                                                   monkeypatch: pytest.MonkeyPatch):
     """As the hub does (Parts.sync: meshrepo.metric_templates, then the worker's Analyzer.collect):
@@ -176,3 +200,80 @@ def test_fedctl_metrics_shows_a_failing_dry_run_metric_without_failing(tmp_path:
     assert checks[("latency", "eks")]["dryRun"] is False
     table = fedctl("metrics", "frontend", "--fleet", str(tmp_path / "fleet.json"), "--cache", str(tmp_path / "cache"))
     assert table.returncode == 0 and "fail (dry-run)" in table.stdout
+
+
+def test_a_datadog_template_gives_the_same_verdict_through_fedctl_and_the_hub_api(tmp_path: Path,
+                                                                                 prom: provider_stubs.Stub):
+    """One Flagger MetricTemplate (Datadog, overridden for zone onprem to its own Datadog site) judged
+    by ``fedctl metrics --fleet`` and by a running hub's ``GET /api/v1/rollouts/shop/frontend/metrics``
+    (the real Hub, API and Analyzer; in-memory zones, tests/hubfakes.py): the same values and outcomes
+    per zone and globally, and the failing check fails both ways."""
+    import asyncio
+    import time
+
+    import httpx
+
+    from federation.core import spec as specs
+    from federation.hub.api import app_for
+    from federation.hub.service import Hub
+    from federation.hub.store import MemoryStore
+    from federation.metrics.analysis import Analyzer
+    from tests import hubfakes
+
+    us, eu = provider_stubs.datadog([[1.0, 0.8]], api_key="k1", app_key="k2"), \
+        provider_stubs.datadog([[1.0, 0.3]], api_key="k1", app_key="k2")
+    try:
+        template = {"apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "dd-errors"},
+                    "spec": {"provider": {"type": "datadog", "address": us.url, "secretRef": {"name": "datadog"}},
+                             "query": "sum:trace.http.request.errors{service:{{ target }}}.as_rate()"}}
+        doc = canary(ref="dd-errors")
+        doc["spec"]["canary"]["zones"] = ["eks", "onprem"]
+        doc["spec"]["analysis"]["metrics"][0].update({"scope": "both", "thresholdRange": {"max": 0.5}})
+        secrets = tmp_path / "secrets" / "datadog"
+        secrets.mkdir(parents=True)
+        (secrets / "datadog_api_key").write_text("k1")
+        (secrets / "datadog_application_key").write_text("k2")
+        bare = mesh_repo(tmp_path, {"canaries/frontend.yaml": doc, "templates/dd.yaml": template})
+        zones = [fleets.vm_zone("eks", prometheus=prom.url),
+                 fleets.vm_zone("onprem", prometheus=prom.url, metricProviders=[{"type": "datadog", "address": eu.url}]),
+                 fleets.vm_zone("vms", prometheus=prom.url)]
+        fleet_doc = fleets.fleet_doc(zones, mesh=fleets.envoy_mesh(str(bare)), name="m")
+        fleet_doc["spec"]["metrics"] = {"secretsDir": str(tmp_path / "secrets")}
+        (tmp_path / "fleet.json").write_text(json.dumps(fleet_doc))
+
+        r = fedctl("metrics", "frontend", "--fleet", str(tmp_path / "fleet.json"), "--cache", str(tmp_path / "cache"),
+                   "-o", "json")
+        assert r.returncode == 1, r.stdout + r.stderr  # a check failed on real figures
+        by_cli = [(c["metric"], c["zone"], c["value"], c["outcome"]) for c in json.loads(r.stdout)["checks"]]
+
+        fleet = specs.Fleet.model_validate(fleet_doc)
+        c = specs.FederatedCanary.model_validate(doc)
+        parts = hubfakes.MemoryParts(fleet, [c])
+        parts.analyzer = Analyzer(fleet, metric_templates=specfiles.metric_templates(  # type: ignore[assignment]
+            [("templates/dd.yaml", specfiles.dump([template]))]))
+        hub = Hub(fleet, tmp_path / "hub", tick=0.05, discover_every=1.0, store=MemoryStore(), parts=parts)
+
+        async def ask() -> dict[str, Any]:
+            task = asyncio.create_task(hub.run())
+            try:
+                deadline = time.monotonic() + 60
+                while c.key not in hub.canaries:
+                    assert time.monotonic() < deadline, "the hub did not discover the canary"
+                    await asyncio.sleep(0.05)
+                transport = httpx.ASGITransport(app=app_for(hub, "t" * 32))
+                async with httpx.AsyncClient(transport=transport, base_url="http://hub", timeout=60,
+                                             headers={"Authorization": "Bearer " + "t" * 32}) as client:
+                    res = await client.get("/api/v1/rollouts/shop/frontend/metrics")
+                    assert res.status_code == 200, res.text
+                    return res.json()  # type: ignore[no-any-return]
+            finally:
+                hub.stop()
+                await asyncio.wait_for(task, 30)
+
+        by_hub = [(ch["metric"], ch["zone"] or "global", ch["value"], ch["outcome"]) for ch in asyncio.run(ask())["checks"]]
+        assert by_cli == by_hub == [("latency", "global", 0.8, "fail"), ("latency", "eks", 0.8, "fail"),
+                                    ("latency", "onprem", 0.3, "pass")]
+        assert set(us.queries()) == set(eu.queries()) == {"sum:trace.http.request.errors{service:frontend-v2}.as_rate()"}
+    finally:
+        us.close()
+        eu.close()

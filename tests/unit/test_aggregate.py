@@ -182,3 +182,76 @@ def test_slo_without_requests_in_a_window_is_no_data():
         assert by[None].value is None and by[None].reason == "eks: no requests in 5m"
     finally:
         idle.close()
+
+
+def test_a_ratio_metric_sums_numerators_and_denominators_across_zones_before_dividing():
+    import asyncio
+
+    from federation.core import analysis as core_analysis
+    from federation.core import spec as specs
+    from federation.metrics.analysis import Analyzer
+    from tests import fleets, provider_stubs
+
+    # eks: 5 errors in 10 requests (50%); onprem: 10 errors in 1000 (1%). Summed: 15/1010 = 1.49%,
+    # not the 25.5% mean of the zone ratios nor the worst zone's 50%.
+    def zone(errors: str, requests: str) -> provider_stubs.Stub:
+        return provider_stubs.prometheus(lambda q: errors if "errors_total" in q else requests)
+
+    eks, onprem = zone("5", "10"), zone("10", "1000")
+    try:
+        fleet = fleets.fleet([fleets.vm_zone("eks", prometheus=eks.url), fleets.vm_zone("onprem", prometheus=onprem.url),
+                              fleets.vm_zone("vms")])
+        spec = specs.CanarySpec.model_validate({
+            "service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["vms"]},
+            "canary": {"version": "v2", "zones": ["eks", "onprem"]},
+            "analysis": {"stepWeight": 10, "metrics": [{
+                "name": "error-ratio", "thresholdRange": {"max": 0.02}, "scope": "global",
+                "numerator": 'sum(increase(errors_total{app="{{ target }}"}[{{ interval }}]))',
+                "denominator": 'sum(increase(requests_total{app="{{ target }}"}[{{ interval }}]))'}]}})
+        samples = asyncio.run(Analyzer(fleet).collect(spec, "shop", at=1000.0))
+        by = {s.zone: s for s in samples}
+        assert by["eks"].value == 0.5 and by["onprem"].value == 0.01
+        assert by[None].value == pytest.approx(15 / 1010) and by[None].requests == 1010
+        assert any('errors_total{app="frontend-v2"}[1m]' in q for q in eks.queries())
+        checks = core_analysis.judge(spec, samples).checks
+        assert [(c.zone, c.outcome) for c in checks] == [(None, "pass")]
+    finally:
+        eks.close()
+        onprem.close()
+
+
+def test_a_ratio_zone_without_requests_is_no_data_and_so_is_the_global_figure():
+    import asyncio
+
+    from federation.core import spec as specs
+    from federation.metrics.analysis import Analyzer
+    from tests import fleets, provider_stubs
+
+    eks = provider_stubs.prometheus(lambda q: "0")
+    try:
+        fleet = fleets.fleet([fleets.vm_zone("eks", prometheus=eks.url), fleets.vm_zone("vms")])
+        spec = specs.CanarySpec.model_validate({
+            "service": {"name": "frontend"}, "primary": {"version": "v1", "zones": ["vms"]},
+            "canary": {"version": "v2", "zones": ["eks"]},
+            "analysis": {"stepWeight": 10, "metrics": [{"name": "r", "thresholdRange": {"max": 1}, "aggregate": "sum",
+                                                        "numerator": "sum(a)", "denominator": "sum(b)"}]}})
+        by = {s.zone: s for s in asyncio.run(Analyzer(fleet).collect(spec, "shop", at=1000.0))}
+        assert by["eks"].value is None and by["eks"].reason == "denominator is 0"
+        assert by[None].value is None and "eks: denominator is 0" in by[None].reason
+    finally:
+        eks.close()
+
+
+@pytest.mark.parametrize("fields, error", [
+    ({"numerator": "sum(a)"}, "numerator and denominator go together"),
+    ({"numerator": "sum(a)", "denominator": "sum(b)", "query": "x"}, "no query, templateRef or slo beside them"),
+    ({"numerator": "sum(a)", "denominator": "sum(b)", "aggregate": "mean"},
+     "aggregate must be sum \\(or omitted\\), not 'mean'"),
+    ({"numerator": "sum(a)", "denominator": "sum(b)", "compare": "primary"}, "compare: primary is not supported"),
+    ({"numerator": "sum(a{x='{{ variables.team }}'})", "denominator": "sum(b)"}, "templateVariables has no 'team'"),
+])
+def test_ratio_spec_errors(fields, error):
+    from federation.core import spec as specs
+
+    with pytest.raises(ValueError, match=error):
+        specs.MetricCheck.model_validate({"name": "r", "thresholdRange": {"max": 1}, **fields})

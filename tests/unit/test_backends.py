@@ -14,7 +14,7 @@ import pytest
 
 from federation.core import spec as specs
 from federation.metrics import backends
-from federation.metrics.backends import datadog, graphite, influxdb, secrets
+from federation.metrics.backends import datadog, graphite, influxdb, secrets, splunk
 from federation.metrics.prometheus import NoData, Unreachable
 from tests import fleets, provider_stubs
 
@@ -204,8 +204,8 @@ def test_zone_override_and_unsupported_types(tmp_path: Path):
                 zone=zone)
     assert isinstance(b.inner, datadog.Datadog) and b.inner.base == "https://api.datadoghq.eu" and b.inner.ref == "dd"
     assert backend(provider(type="prometheus"), tmp_path) is None  # the zone's own Prometheus
-    with pytest.raises(NoData, match="provider type splunk is not supported here"):
-        backend(provider(type="splunk"), tmp_path)
+    with pytest.raises(NoData, match="provider type externalmetrics is not supported here"):
+        backend(provider(type="externalmetrics"), tmp_path)
 
 
 def test_a_backend_outside_the_outbound_policy_is_never_asked(tmp_path: Path):
@@ -453,3 +453,59 @@ def test_provider_headers_are_sent_and_cannot_replace_the_credentials(tmp_path: 
         assert raw.count("dd-api-key") == 1
     finally:
         dd.close()
+
+
+# ----------------------------------------------------------------------------- Splunk (SignalFlow)
+
+
+def test_splunk_request_shape_and_last_value(tmp_path: Path, caplog):
+    sf = provider_stubs.splunk([("AAA", 0.25), ("AAA", None), ("AAA", 0.75), ("AAA", None)], token="sf-secret")
+    try:
+        secret(tmp_path, "sfx", sf_token_key="sf-secret")
+        b = backend(provider(type="splunk", address=sf.url, secretRef={"name": "sfx"}), tmp_path, interval="2m")
+        program = "data('requests', filter=filter('version', 'v2')).sum().publish()"
+        with caplog.at_level(logging.DEBUG):
+            assert scalar(b, program) == 0.75
+        method, path, params, headers, body = sf.asked[0]
+        assert (method, path, body.decode()) == ("POST", "/v2/signalflow/execute", program)
+        assert headers["x-sf-token"] == "sf-secret" and headers["content-type"] == "text/plain"
+        assert params["stop"] == [str(int(AT * 1000))] and params["start"] == [str(int(AT * 1000) - 20 * 60_000)]
+        assert params["immediate"] == ["true"]
+        assert "sf-secret" not in caplog.text
+    finally:
+        sf.close()
+
+
+@pytest.mark.parametrize("points, status, token, kw, error, reason", [
+    (None, 200, "t", {}, NoData, "empty result"),
+    ([("A", None), ("A", None)], 200, "t", {}, NoData, "empty result"),
+    ([("A", float("nan"))], 200, "t", {}, NoData, "NaN result"),
+    ([("A", 1.0), ("B", 2.0)], 200, "t", {}, NoData, "more than one time series"),
+    ([("A", 1.0)], 200, "t", {"error": "Unknown function 'dta'"}, Unreachable, "Unknown function 'dta'"),
+    ([("A", 1.0)], 200, "t", {"abort": True}, Unreachable, "computation aborted: job exceeded its time limit"),
+    ([("A", 1.0)], 429, "t", {}, Unreachable, "rate limited (HTTP 429, retry in 9s)"),
+    ([("A", 1.0)], 500, "t", {}, Unreachable, "HTTP 500: Internal error"),
+    ([("A", 1.0)], 200, "wrong", {}, Unreachable, "credentials refused (HTTP 401): Unauthorized"),
+])
+def test_splunk_no_answer_is_no_data(tmp_path: Path, points, status, token, kw, error, reason):
+    sf = provider_stubs.splunk(points, token="t", status=status, **kw)
+    try:
+        secret(tmp_path, "sfx", sf_token_key=token)
+        with pytest.raises(error) as exc:
+            scalar(backend(provider(type="splunk", address=sf.url, secretRef={"name": "sfx"}), tmp_path), "p")
+        assert reason in str(exc.value) and "wrong" not in str(exc.value)
+    finally:
+        sf.close()
+
+
+def test_splunk_address_realm_token_and_escape(tmp_path: Path):
+    assert splunk.stream_base("https://api.eu0.signalfx.com") == "https://stream.eu0.signalfx.com"
+    assert splunk.stream_base("wss://stream.us1.signalfx.com/") == "https://stream.us1.signalfx.com"
+    with pytest.raises(NoData, match="splunk: the provider has no address"):
+        backend(provider(type="splunk"), tmp_path)
+    b = backend(provider(type="splunk", address="http://127.0.0.1:1"), tmp_path)
+    with pytest.raises(NoData, match="secret 'splunk' has no 'sf_token_key' \\(set FEDERATION_SECRET_SPLUNK_SF_TOKEN_KEY"):
+        scalar(b, "p")
+    assert splunk.escape("frontend-v2") == "frontend-v2"
+    with pytest.raises(ValueError, match="SignalFlow string"):
+        splunk.escape("x') or data('y")

@@ -28,15 +28,18 @@ from federation.metrics.backends import (
     dynatrace,
     graphite,
     influxdb,
+    keptn,
     newrelic,
     secrets,
+    splunk,
     stackdriver,
 )
 from federation.metrics.prometheus import Client, NoData, Unreachable
 
 SUPPORTED = (MetricProviderType.PROMETHEUS, MetricProviderType.DATADOG, MetricProviderType.GRAPHITE,
              MetricProviderType.INFLUXDB, MetricProviderType.NEWRELIC, MetricProviderType.DYNATRACE,
-             MetricProviderType.CLOUDWATCH, MetricProviderType.STACKDRIVER)
+             MetricProviderType.CLOUDWATCH, MetricProviderType.STACKDRIVER, MetricProviderType.SPLUNK,
+             MetricProviderType.KEPTN)
 
 
 class Backend(Protocol):
@@ -102,14 +105,16 @@ class _Policed:
         return await self.inner.scalar(query, at)
 
 
-def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> Backend | None:
+def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str,
+          kube: keptn.KubeObjects | None = None) -> Backend | None:
     """The backend for ``provider`` in ``zone`` (None: the zone's own Prometheus), behind the
-    fleet's outbound policy."""
-    inner = _build(provider, zone, fleet, interval)
+    fleet's outbound policy; ``kube`` reads the zone's Kubernetes objects (Keptn)."""
+    inner = _build(provider, zone, fleet, interval, kube)
     return None if inner is None else _Policed(inner, fleet.outbound_policy(), provider.type.value)
 
 
-def _build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) -> Backend | None:
+def _build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str,
+           kube: keptn.KubeObjects | None = None) -> Backend | None:
     p = effective(provider, zone)
     cfg = fleet.spec.metrics
     store = secrets.Store(cfg.secrets_dir if cfg else None)
@@ -131,5 +136,9 @@ def _build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str) ->
         return cloudwatch.CloudWatch(p, store, durations.parse(timeout), window)
     if p.type is MetricProviderType.DYNATRACE:
         return dynatrace.Dynatrace(p, store, durations.parse(timeout), window)
+    if p.type is MetricProviderType.KEPTN:
+        return keptn.Keptn(zone, kube)
+    if p.type is MetricProviderType.SPLUNK:
+        return splunk.Splunk(p, store, durations.parse(timeout), window)
     raise NoData(f"provider type {p.type.value} is not supported here "
                  f"(supported: {', '.join(t.value for t in SUPPORTED)})")
