@@ -49,7 +49,7 @@ class Hub:
         # call, the one running the rollout consumes it).
         self.commands = commands if commands is not None else Commands(self.state_dir / "commands")
         self.desk = CommandDesk(self.commands)
-        self.metrics = HubMetrics()
+        self.metrics = HubMetrics(fleet)
         self.tick = tick
         self.discover_every = discover_every
         self.canaries: dict[str, FederatedCanary] = {}
@@ -91,6 +91,7 @@ class Hub:
             if mine != self.owned:
                 log.info("this replica runs %d of %d rollouts: %s", len(mine), len(self.canaries), sorted(mine))
         self.owned = mine
+        self.metrics.discovery(self.canaries, mine, sharded=self.shards is not None)
         for key in sorted(mine):
             if key not in self.tasks or self.tasks[key].done():
                 self.tasks[key] = asyncio.create_task(self._supervise(key), name=f"rollout:{key}")
@@ -123,7 +124,7 @@ class Hub:
             t0 = time.perf_counter()
             async with self.clones.shared():
                 report = await worker.tick(canary, command)
-            self.metrics.observe(report, time.perf_counter() - t0)
+            self.metrics.observe(report, time.perf_counter() - t0, canary)
             self.last[key] = report
             self._explain(key, report)
             await self.forward_events(report)
