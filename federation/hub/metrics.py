@@ -19,9 +19,11 @@ and each discovery.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter as Tally
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -99,12 +101,17 @@ class HubMetrics:
         self.sharded = Gauge("federation_hub_sharded", "1 when this replica runs only the rollouts whose Lease it holds",
                              registry=r)
         self.leases = Gauge("federation_hub_leases_held", "Per-rollout Leases this replica holds", registry=r)
+        self.last_discovery = Gauge("federation_hub_last_discovery_timestamp_seconds",
+                                    "When this replica last read the mesh repo and renewed its Leases", registry=r)
+        self.discovery_errors = Counter("federation_hub_discovery_errors",
+                                        "Discoveries that failed (mesh repo, or the Lease API)", registry=r)
+        self._series: dict[str, set[tuple[Any, tuple[str, ...]]]] = {}
         if fleet is not None:
             self.f_info.labels(federation.__version__, fleet.spec.mesh.provider.value).set(1)
 
     # -- callers ------------------------------------------------------------------------------
 
-    def discovery(self, canaries: Iterable[str], owned: Iterable[str], sharded: bool) -> None:
+    def discovery(self, canaries: Iterable[str], owned: Iterable[str], sharded: bool, now: float) -> None:
         """After each discovery: canaries per namespace (Flagger's total), and this replica's share."""
         keys = sorted(canaries)
         per_ns = Tally(k.split("/", 1)[0] for k in keys)
@@ -117,78 +124,96 @@ class HubMetrics:
         self.owned.set(len(mine))
         self.sharded.set(1 if sharded else 0)
         self.leases.set(len(mine) if sharded else 0)
+        self.last_discovery.set(now)
+        for key in [k for k in self._series if k not in mine]:
+            self.forget(key)
+
+    def discovery_failed(self) -> None:
+        self.discovery_errors.inc()
+
+    def forget(self, key: str) -> None:
+        """Drop a rollout's series: removed, or run by another replica now (its figures are there)."""
+        for metric, values in self._series.pop(key, set()):
+            with contextlib.suppress(KeyError):
+                metric.remove(*values)
+
+    def _at(self, metric: Any, key: str, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered as one of rollout ``key``'s series."""
+        self._series.setdefault(key, set()).add((metric, values))
+        return metric.labels(*values)
 
     def observe(self, report: TickReport, seconds: float, canary: FederatedCanary | None = None) -> None:
-        ns, name = report.key.split("/", 1)
+        key = report.key
+        ns, name = key.split("/", 1)
         spec = canary.spec if canary is not None else report.observations.spec if report.observations else None
         workload = spec.service.name if spec is not None else name
         before, st = report.status, report.decision.status
-        self.last_tick.labels(name, ns).set(report.now)
+        self._at(self.last_tick, key, name, ns).set(report.now)
         if report.error:
-            self.tick_errors.labels(name, ns).inc()
+            self._at(self.tick_errors, key, name, ns).inc()
         # Flagger's
-        self.f_status.labels(workload, ns).set(flagger_status_code(st))
+        self._at(self.f_status, key, workload, ns).set(flagger_status_code(st))
         canary_pct = flagger_canary_percent(st)
-        self.f_weight.labels(f"{workload}-primary", ns).set(100 - canary_pct)
-        self.f_weight.labels(workload, ns).set(canary_pct)
-        self.f_duration.labels(workload, ns).observe(seconds)
+        self._at(self.f_weight, key, f"{workload}-primary", ns).set(100 - canary_pct)
+        self._at(self.f_weight, key, workload, ns).set(canary_pct)
+        self._at(self.f_duration, key, workload, ns).observe(seconds)
         # Ours
-        self.status.labels(name, ns).set(status_code(st))
+        self._at(self.status, key, name, ns).set(status_code(st))
         for p in Phase:
-            self.phase.labels(name, ns, p.value).set(1 if p is st.phase else 0)
-        self.weight.labels(name, ns).set(st.canary_weight / 100)
-        self.step.labels(name, ns).set(st.step)
-        self.failed_checks.labels(name, ns).set(st.failed_checks)
-        self.duration.labels(name, ns).observe(seconds)
-        self.held_since.labels(name, ns).set(st.held_since or 0)
+            self._at(self.phase, key, name, ns, p.value).set(1 if p is st.phase else 0)
+        self._at(self.weight, key, name, ns).set(st.canary_weight / 100)
+        self._at(self.step, key, name, ns).set(st.step)
+        self._at(self.failed_checks, key, name, ns).set(st.failed_checks)
+        self._at(self.duration, key, name, ns).observe(seconds)
+        self._at(self.held_since, key, name, ns).set(st.held_since or 0)
         if spec is not None:
-            self.deadline.labels(name, ns).set(spec.progress_deadline_seconds)
-            self._thresholds(name, ns, spec)
+            self._at(self.deadline, key, name, ns).set(spec.progress_deadline_seconds)
+            self._thresholds(key, name, ns, spec)
         if st.phase != before.phase:
             outcome = None
             if st.phase is Phase.SUCCEEDED:
-                self.successes.labels(name, ns).inc()
+                self._at(self.successes, key, name, ns).inc()
                 outcome = self.f_successes
             elif st.phase is Phase.FAILED:
-                self.failures.labels(name, ns).inc()
+                self._at(self.failures, key, name, ns).inc()
                 outcome = self.f_failures
             if outcome is not None and spec is not None:
-                outcome.labels(workload, ns, strategy(spec), "skipped" if spec.skip_analysis else "completed").inc()
+                self._at(outcome, key, workload, ns, strategy(spec), "skipped" if spec.skip_analysis else "completed").inc()
         for a in report.decision.actions:
             if isinstance(a, SetWeights):
                 for s, w in a.weights:
-                    self.subset.labels(name, ns, s.zone, s.version).set(w / 100)
+                    self._at(self.subset, key, name, ns, s.zone, s.version).set(w / 100)
         if before.converged_at is None and st.converged_at is not None and st.step_started_at is not None:
-            self.step_latency.labels(name, ns).observe(max(0.0, st.converged_at - st.step_started_at))
+            self._at(self.step_latency, key, name, ns).observe(max(0.0, st.converged_at - st.step_started_at))
         if report.observations is not None:
             for zone, step in report.observations.applied.items():
-                self.zone_applied.labels(name, ns, zone).set(-1 if step is None else step)
+                self._at(self.zone_applied, key, name, ns, zone).set(-1 if step is None else step)
         for zone, seen in report.zones.items():
-            self.zone_up.labels(name, ns, zone).set(0 if seen.applied_step() is None else 1)
-            self.zone_problems.labels(name, ns, zone).set(len(seen.reasons()))
-        self._analysis(name, workload, ns, report)
+            self._at(self.zone_up, key, name, ns, zone).set(0 if seen.applied_step() is None else 1)
+            self._at(self.zone_problems, key, name, ns, zone).set(len(seen.reasons()))
+        self._analysis(key, name, workload, ns, report)
 
-    def _analysis(self, name: str, workload: str, ns: str, report: TickReport) -> None:
+    def _analysis(self, key: str, name: str, workload: str, ns: str, report: TickReport) -> None:
         """The values this tick read, and the checks it judged failed (a new ``last_checks``)."""
         st = report.decision.status
         if report.observations is not None:
             for m in report.observations.metrics:
                 if m.value is None or math.isnan(m.value):
                     continue
-                self.metric_value.labels(name, ns, m.metric, m.zone or GLOBAL).set(m.value)
+                self._at(self.metric_value, key, name, ns, m.metric, m.zone or GLOBAL).set(m.value)
                 if m.zone is None:
-                    self.f_analysis.labels(workload, ns, m.metric).set(m.value)
+                    self._at(self.f_analysis, key, workload, ns, m.metric).set(m.value)
         if st.last_checks and st.last_checks is not report.status.last_checks:
             for c in st.last_checks:
                 if c.outcome in ("fail", "nodata"):
-                    self.check_failures.labels(name, ns, c.metric, c.zone or GLOBAL).inc()
+                    self._at(self.check_failures, key, name, ns, c.metric, c.zone or GLOBAL).inc()
 
-    def _thresholds(self, name: str, ns: str, spec: CanarySpec) -> None:
+    def _thresholds(self, key: str, name: str, ns: str, spec: CanarySpec) -> None:
         for m in spec.analysis.metrics:
             low, high = m.bounds
             for bound, v in (("min", low), ("max", high)):
                 if v is not None:
-                    self.threshold.labels(name, ns, m.name, bound).set(v)
+                    self._at(self.threshold, key, name, ns, m.name, bound).set(v)
 
     def text(self) -> bytes:
         return generate_latest(self.registry)

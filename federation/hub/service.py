@@ -91,7 +91,7 @@ class Hub:
             if mine != self.owned:
                 log.info("this replica runs %d of %d rollouts: %s", len(mine), len(self.canaries), sorted(mine))
         self.owned = mine
-        self.metrics.discovery(self.canaries, mine, sharded=self.shards is not None)
+        self.metrics.discovery(self.canaries, mine, sharded=self.shards is not None, now=time.time())
         for key in sorted(mine):
             if key not in self.tasks or self.tasks[key].done():
                 self.tasks[key] = asyncio.create_task(self._supervise(key), name=f"rollout:{key}")
@@ -193,6 +193,7 @@ class Hub:
                 try:
                     await self.discover()
                 except Exception:
+                    self.metrics.discovery_failed()
                     log.exception("discovery failed; keeping the rollouts already known")
                 await self._sleep(self.discover_every)
         finally:

@@ -114,13 +114,27 @@ def test_a_rolled_back_rollout_counts_its_failed_checks_per_zone():
 
 def test_discovery_counts_canaries_per_namespace_and_this_replicas_leases():
     m = HubMetrics(hubfakes.fleet())
-    m.discovery(["shop/a", "shop/b", "web/c"], owned=["shop/a"], sharded=True)
+    m.discovery(["shop/a", "shop/b", "web/c"], owned=["shop/a"], sharded=True, now=100.0)
     assert value(m, "flagger_canary_total", namespace="shop") == 2
     assert value(m, "flagger_canary_total", namespace="web") == 1
     assert value(m, "federation_hub_leases_held") == 1
     assert value(m, "federation_hub_rollouts_discovered") == 3
-    m.discovery(["shop/a"], owned=[], sharded=True)
+    assert value(m, "federation_hub_last_discovery_timestamp_seconds") == 100
+    m.discovery(["shop/a"], owned=[], sharded=True, now=102.0)
     assert value(m, "flagger_canary_total", namespace="web") == 0
     assert value(m, "federation_hub_leases_held") == 0
-    m.discovery(["shop/a"], owned=["shop/a"], sharded=False)
+    m.discovery(["shop/a"], owned=["shop/a"], sharded=False, now=104.0)
     assert value(m, "federation_hub_sharded") == 0 and value(m, "federation_hub_leases_held") == 0
+
+
+def test_a_rollout_this_replica_no_longer_runs_leaves_its_series():
+    """Its Lease moved: the replica that runs it now exports its figures; stale ones here would
+    double Flagger's series and make it look stuck."""
+    run = Run(builders.canary())
+    run.until(lambda s: s.phase is Phase.PROGRESSING and s.canary_weight == 2000)
+    m = run.metrics
+    m.discovery([KEY], owned=[KEY], sharded=True, now=1.0)
+    assert value(m, "flagger_canary_weight", workload="frontend", namespace="shop") == 20
+    m.discovery([KEY], owned=[], sharded=True, now=2.0)
+    left = {n for (n, labels) in samples(m) if ("namespace", "shop") in labels}
+    assert left == {"flagger_canary_total"}, left
