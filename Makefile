@@ -14,9 +14,14 @@ $(STAMP): pyproject.toml scripts/install-system-deps
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The web dashboard's chart library (npm registry, pinned): served by the hub, no CDN.
+WEB_ASSETS := federation/hub/static/vendor/chart.umd.js
+$(WEB_ASSETS): scripts/web-assets
+	./scripts/web-assets
 
-demo: $(STAMP)
+install: $(STAMP) $(WEB_ASSETS)
+
+demo: $(STAMP) $(WEB_ASSETS)
 	$(BIN)/fedctl demo $(DEMO_ARGS)
 
 lint: $(STAMP)
@@ -30,10 +35,10 @@ lint: $(STAMP)
 kube:
 	nice -n 10 ./scripts/build-kube
 
-test: lint kube
+test: lint kube $(WEB_ASSETS)
 	$(BIN)/pytest -q tests --ignore=tests/benchmarks -m "not k8s"
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(WEB_ASSETS)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)

@@ -1,7 +1,8 @@
 """The hub's HTTP API (FastAPI; OpenAPI at /openapi.json). Every /api route needs the bearer token.
 
 ``/healthz`` (the process answers), ``/readyz`` (the first discovery ran) and ``/metrics`` (the
-Prometheus exposition) carry no secrets and need no token. Callers: ``fedctl`` over HTTP.
+Prometheus exposition) carry no secrets and need no token; ``/ui`` is the web dashboard
+(``hub.web``: a session cookie for the token). Callers: ``fedctl`` over HTTP, browsers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from federation.core.state import COMMANDS
-from federation.hub import views
+from federation.hub import views, web
 from federation.hub.service import Hub
 
 _bearer = HTTPBearer(auto_error=False)
@@ -96,6 +97,8 @@ def app_for(hub: Hub, token: str) -> FastAPI:
         if command not in COMMANDS:
             raise HTTPException(400, f"unknown command {command!r}; known: {', '.join(COMMANDS)}, undo")
         return answered(await views.command(hub, key, command, wait))
+
+    web.mount(app, hub, token)
 
     @app.middleware("http")
     async def no_store(request: Request, call_next: Any) -> Response:

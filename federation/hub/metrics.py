@@ -83,7 +83,7 @@ class HubMetrics:
                                       registry=r)
         self.zone_applied = Gauge("federation_zone_applied_step", "Last step a zone reported applied (-1 unknown)",
                                   [*rollout, "zone"], registry=r)
-        self.zone_up = Gauge("federation_zone_up", "1 when the zone answered the last tick with its applied step",
+        self.zone_up = Gauge("federation_zone_up", "0 when the zone gave no applied step on the last tick and said why (unreachable hosts, API errors)",
                              [*rollout, "zone"], registry=r)
         self.zone_problems = Gauge("federation_zone_problems",
                                    "What stands in a zone's way on the last tick (unreachable hosts, agents, Flux)",
@@ -189,8 +189,9 @@ class HubMetrics:
             for zone, step in report.observations.applied.items():
                 self._at(self.zone_applied, key, name, ns, zone).set(-1 if step is None else step)
         for zone, seen in report.zones.items():
-            self._at(self.zone_up, key, name, ns, zone).set(0 if seen.applied_step() is None else 1)
-            self._at(self.zone_problems, key, name, ns, zone).set(len(seen.reasons()))
+            problems = seen.reasons()
+            self._at(self.zone_up, key, name, ns, zone).set(0 if seen.applied_step() is None and problems else 1)
+            self._at(self.zone_problems, key, name, ns, zone).set(len(problems))
         self._analysis(key, name, workload, ns, report)
 
     def _analysis(self, key: str, name: str, workload: str, ns: str, report: TickReport) -> None:

@@ -11,6 +11,7 @@ Callers: ``fedctl hub run``, tests.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from federation.core import decide as core
 from federation.core.errors import FederationError
 from federation.core.spec import FederatedCanary, Fleet
-from federation.core.state import Emit, Phase, RolloutStatus
+from federation.core.state import Emit, Phase, RolloutStatus, SetWeights
 from federation.hub import parts as hub_parts
 from federation.hub import reasons
 from federation.hub.desk import CommandDesk
@@ -30,6 +31,7 @@ from federation.hub.store import Commands, FileStore, Store
 from federation.hub.worker import RolloutWorker, TickReport
 
 log = logging.getLogger("federation.hub")
+STEPS_KEPT = 500
 
 
 class Hub:
@@ -57,6 +59,8 @@ class Hub:
         self.problems: dict[str, str] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
+        # rollout -> the steps this hub has seen it take (its current rollout only), for the web pages.
+        self.steps: dict[str, collections.deque[dict[str, Any]]] = {}
         self.restarts: dict[str, int] = {}
         self.shards = shards
         self.events = events  # kubernetes Api of the hub's cluster, for phase-change Events
@@ -126,11 +130,26 @@ class Hub:
                 report = await worker.tick(canary, command)
             self.metrics.observe(report, time.perf_counter() - t0, canary)
             self.last[key] = report
+            self._record_steps(key, report)
             self._explain(key, report)
             await self.forward_events(report)
             if pending is not None and not report.error:
                 await self.desk.consumed(key, pending, report.status, report.decision.status)
             await self._sleep_worker(key, self._pace(canary, report.decision.status))
+
+    def _record_steps(self, key: str, report: TickReport) -> None:
+        """Each step a tick set (weights per subset, the checks that justified it); a new target
+        starts the log again."""
+        st = report.decision.status
+        log_ = self.steps.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
+        if log_ and log_[-1]["target"] != st.target:
+            log_.clear()
+        for a in report.decision.actions:
+            if isinstance(a, SetWeights):
+                log_.append({"target": st.target, "step": a.step, "stage": a.stage.value, "at": report.now,
+                             "canaryWeight": a.canary_weight,
+                             "weights": {str(sub): w for sub, w in a.weights},
+                             "checks": [c.for_storage() for c in a.checks]})
 
     async def forward_events(self, report: TickReport) -> None:
         """Each event of a tick as a Kubernetes Event on the hub's cluster (when it runs in one), in

@@ -24,6 +24,11 @@ def value(m: HubMetrics, series: str, /, **labels: str) -> float:
     return samples(m)[(series, frozenset(labels.items()))]
 
 
+class Unreachable(hubfakes.ZoneSeen):
+    def reasons(self) -> list[str]:
+        return [f"unreachable: fed-agent@{self.zone}-1:22: cannot connect"]
+
+
 class Run:
     """The core's ticks on a fake clock, each handed to HubMetrics as the hub does."""
 
@@ -38,7 +43,8 @@ class Run:
         observations = builders.observe(d.spec, before, **obs)  # type: ignore[arg-type]
         decision = builders.decide(before, observations, d.now)
         d.status = decision.status
-        zones = {z: hubfakes.ZoneSeen(z, None if z == unreachable else before.step) for z in observations.applied}
+        zones = {z: Unreachable(z, None) if z == unreachable else hubfakes.ZoneSeen(z, before.step)
+                 for z in observations.applied}
         report = TickReport(KEY, d.now, before, decision, observations, zones)  # type: ignore[arg-type]
         self.metrics.observe(report, 0.2)
         return report

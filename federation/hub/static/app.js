@@ -1,0 +1,171 @@
+// The web dashboard's behaviour (federation/hub/web.py serves it; no inline script under the CSP).
+// Pages poll their /ui/api/... data every POLL_MS and update in place; actions POST with the
+// session's CSRF token and show the hub's answer. Data is put in the page as text, never as HTML.
+"use strict";
+
+const POLL_MS = 2000;
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const body = document.body;
+const content = document.getElementById("content");
+const statusLine = document.getElementById("status");
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));
+  return e;
+}
+
+function table(headers, rows) {
+  return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { text: h })))),
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c))))));
+}
+
+async function getJSON(url) {
+  const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (r.status === 401) { window.location.assign("/ui/login"); throw new Error("no session"); }
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return r.json();
+}
+
+async function post(url) {
+  const r = await fetch(url, { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf } });
+  let answer;
+  try { answer = await r.json(); } catch (e) { answer = { state: "error", message: `HTTP ${r.status}` }; }
+  return { status: r.status, answer };
+}
+
+const pct = (bp) => `${(bp / 100).toFixed(bp % 100 ? 2 : 0)}%`;
+
+function weightBars(weights) {
+  return el("div", { class: "bars" }, ...Object.entries(weights || {}).map(([subset, w]) =>
+    el("div", {}, el("meter", { min: "0", max: "10000", value: String(w), title: subset }), `${subset} ${pct(w)}`)));
+}
+
+// -- fleet ------------------------------------------------------------------------------------
+
+async function fleet() {
+  const data = await getJSON("/ui/api/fleet");
+  const rows = data.zones.map((z) => [
+    z.name, z.kind,
+    el("span", { class: z.reachable === false ? "bad" : z.reachable ? "good" : "" },
+      z.reachable === null ? "no rollout yet" : z.reachable ? "reachable" : "not answering"),
+    el("div", {}, el("div", { text: `Git ${z.git}` }), el("div", { text: `Prometheus ${z.prometheus}` }),
+      ...(z.hosts.length ? [el("div", { text: `agents ${z.hosts.join(", ")}` })] : [])),
+    el("div", {}, ...Object.entries(z.rollouts).map(([k, s]) =>
+      el("div", { text: `${k}: step ${s.appliedStep ?? "unknown"}${s.waiting ? " — " + s.waiting : ""}` }))),
+    el("div", {}, ...Object.values(z.rollouts).flatMap((s) => s.reasons).map((r) => el("div", { class: "bad", text: r }))),
+  ]);
+  content.replaceChildren(table(["zone", "kind", "state", "sources", "rollouts", "last errors"], rows));
+}
+
+// -- rollouts ---------------------------------------------------------------------------------
+
+let phaseFilter = "";
+
+async function rollouts() {
+  const data = await getJSON("/ui/api/rollouts");
+  const phases = [...new Set(data.items.map((r) => r.phase))].sort();
+  const select = el("select", { id: "phase-filter", "aria-label": "phase" }, el("option", { value: "" }, "every phase"),
+    ...phases.map((p) => el("option", { value: p }, p)));
+  select.value = phaseFilter;
+  select.addEventListener("change", () => { phaseFilter = select.value; refresh(); });
+  const items = data.items.filter((r) => !phaseFilter || r.phase === phaseFilter);
+  const rows = items.map((r) => {
+    const [ns, name] = r.rollout.split("/");
+    const failed = r.checks.filter((c) => c.outcome !== "pass");
+    return [
+      el("a", { href: `/ui/rollouts/${encodeURIComponent(ns)}/${encodeURIComponent(name)}` }, r.rollout),
+      el("span", { class: `phase phase-${r.phase}${r.paused ? " paused" : ""}` }, r.phase + (r.paused ? " (paused)" : "")),
+      pct(r.canaryWeight), weightBars(r.weights),
+      r.message,
+      el("div", {}, ...failed.map((c) => el("div", { class: "bad", text: `${c.metric}@${c.zone ?? "global"}: ${c.message || c.outcome}` }))),
+      `${r.failedChecks}/${r.threshold ?? "?"}`,
+    ];
+  });
+  content.replaceChildren(el("div", { class: "filter" }, select),
+    table(["rollout", "phase", "canary", "weights per zone", "last analysis", "failed checks", "count"], rows));
+}
+
+// -- one rollout ------------------------------------------------------------------------------
+
+let chart = null;
+
+function weightChart(steps) {
+  const subsets = [...new Set(steps.flatMap((s) => Object.keys(s.weights)))].sort();
+  const labels = steps.map((s) => `step ${s.step}`);
+  const datasets = subsets.map((sub) => ({ label: sub, data: steps.map((s) => (s.weights[sub] ?? 0) / 100), fill: true }));
+  if (chart) {
+    chart.data.labels = labels;
+    chart.data.datasets = datasets;
+    chart.update("none");
+    return chart;
+  }
+  const canvas = el("canvas", { id: "weights-chart", "aria-label": "weight per zone and version over steps" });
+  chart = new window.Chart(canvas, {
+    type: "line",
+    data: { labels, datasets },
+    options: { animation: false, responsive: true,
+      scales: { y: { stacked: true, min: 0, max: 100, title: { display: true, text: "% of traffic" } } },
+      elements: { line: { tension: 0 } } },
+  });
+  return chart;
+}
+
+async function rollout() {
+  const key = body.dataset.rollout;
+  const data = await getJSON(`/ui/api/rollouts/${key}`);
+  if (!document.getElementById("weights-box")) {
+    const actions = el("div", { class: "actions" }, ...["pause", "resume", "promote", "abort", "retry"].map((c) => {
+      const b = el("button", { type: "button", id: `action-${c}` }, c);
+      b.addEventListener("click", async () => {
+        const { answer } = await post(`/ui/api/rollouts/${key}/${c}`);
+        document.getElementById("answer").textContent = `${c}: ${answer.state} — ${answer.message ?? answer.detail ?? ""}`;
+        refresh();
+      });
+      return b;
+    }), el("span", { id: "answer", class: "answer", role: "status" }));
+    const box = el("div", { id: "weights-box", class: "chart" });
+    content.replaceChildren(el("div", { id: "summary" }), actions, el("h2", { text: "Weight per zone and version over steps" }),
+      box, el("h2", { text: "Analysis" }), el("div", { id: "checks" }), el("h2", { text: "Steps" }), el("div", { id: "steps" }));
+    box.append(weightChart(data.steps).canvas);
+  } else {
+    weightChart(data.steps);
+  }
+  document.getElementById("summary").replaceChildren(
+    el("p", {}, el("span", { class: `phase phase-${data.phase}` }, data.phase + (data.paused ? " (paused)" : "")),
+      ` — canary ${pct(data.canaryWeight)} at step ${data.step}; ${data.message}`),
+    weightBars(data.weights));
+  document.getElementById("checks").replaceChildren(table(["metric", "zone", "value", "outcome", "message"],
+    data.checks.map((c) => [c.metric, c.zone ?? "global", c.value ?? "no data",
+      el("span", { class: c.outcome === "pass" ? "good" : "bad" }, c.outcome), c.message])));
+  document.getElementById("steps").replaceChildren(table(["step", "stage", "canary", "weights"],
+    data.steps.map((s) => [s.step, s.stage, pct(s.canaryWeight),
+      Object.entries(s.weights).map(([k, w]) => `${k} ${pct(w)}`).join(", ")])));
+}
+
+// -- shell ------------------------------------------------------------------------------------
+
+const pages = { fleet, rollouts, rollout };
+let timer = null;
+
+async function refresh() {
+  clearTimeout(timer);
+  try {
+    await pages[body.dataset.page]();
+    statusLine.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (e) {
+    statusLine.textContent = `not updated: ${e.message}`;
+  }
+  timer = setTimeout(refresh, POLL_MS);
+}
+
+document.getElementById("logout").addEventListener("click", async () => {
+  await post("/ui/logout");
+  window.location.assign("/ui/login");
+});
+refresh();
