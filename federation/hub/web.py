@@ -203,7 +203,7 @@ def fleet_view(hub: Hub) -> list[dict[str, Any]]:
 
 def _head(title: str) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} · federation'
-            '</title><meta name="viewport" content="width=device-width, initial-scale=1">')
+            '</title><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">')
 
 
 def _login_html(error: str) -> str:
