@@ -59,8 +59,10 @@ class Hub:
         self.problems: dict[str, str] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
-        # rollout -> the steps this hub has seen it take (its current rollout only), for the web pages.
+        # rollout -> the steps this hub has seen it take (its current rollout only) and its events,
+        # for the web pages.
         self.steps: dict[str, collections.deque[dict[str, Any]]] = {}
+        self.events_seen: dict[str, collections.deque[dict[str, Any]]] = {}
         self.restarts: dict[str, int] = {}
         self.shards = shards
         self.events = events  # kubernetes Api of the hub's cluster, for phase-change Events
@@ -138,13 +140,18 @@ class Hub:
             await self._sleep_worker(key, self._pace(canary, report.decision.status))
 
     def _record_steps(self, key: str, report: TickReport) -> None:
-        """Each step a tick set (weights per subset, the checks that justified it); a new target
-        starts the log again."""
+        """Each step a tick set (weights per subset, the checks that justified it; a new target
+        starts the log again), and each event it emitted."""
         st = report.decision.status
         log_ = self.steps.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
         if log_ and log_[-1]["target"] != st.target:
             log_.clear()
+        events = self.events_seen.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
+        if report.error:
+            events.append({"at": report.now, "severity": "error", "reason": "TickFailed", "message": report.error})
         for a in report.decision.actions:
+            if isinstance(a, Emit):
+                events.append({"at": report.now, "severity": a.severity, "reason": a.reason, "message": a.message})
             if isinstance(a, SetWeights):
                 log_.append({"target": st.target, "step": a.step, "stage": a.stage.value, "at": report.now,
                              "canaryWeight": a.canary_weight,

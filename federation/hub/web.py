@@ -156,6 +156,10 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None) 
     @app.get("/ui/api/rollouts", include_in_schema=False, dependencies=[Depends(data_session)])
     async def rollouts() -> dict[str, Any]:
         items = await views.rollouts(hub)
+        now = time.time()
+        for item in items:
+            since = (await hub.store.load(item["rollout"])).last_transition_at
+            item["inPhaseSeconds"] = None if since is None else max(0.0, now - since)
         items.sort(key=lambda r: (not (r["paused"] or r["phase"] in WAITING), r["rollout"]))
         return {"items": items, "problems": hub.problems}
 
@@ -166,6 +170,9 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None) 
             raise HTTPException(404, f"no rollout {key}")
         view = await views.rollout(hub, key)
         view["steps"] = list(hub.steps.get(key, ()))
+        view["events"] = list(hub.events_seen.get(key, ()))[-100:]
+        spec = hub.canaries[key].spec
+        view["thresholds"] = {m.name: dict(zip(("min", "max"), m.bounds, strict=True)) for m in spec.analysis.metrics}
         return view
 
     @app.post("/ui/api/rollouts/{namespace}/{name}/{command}", include_in_schema=False,

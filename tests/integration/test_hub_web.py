@@ -152,7 +152,15 @@ def test_one_rollout_holds_the_weights_of_every_step(tmp_path: Path):
         last = steps[-1]["weights"]
         assert last == {"eks/v2": 2667, "onprem/v2": 1333, "vms/v1": 6000}  # 40% by capacity (2:1)
         assert sum(last.values()) == 10000
+        # Each metric's bounds, and the analysis that justified the step to 40%, per zone.
+        assert data["thresholds"] == {"request-success-rate": {"min": 99.0, "max": None},
+                                      "request-duration": {"min": None, "max": 500.0}}
+        judged = {(c["metric"], c["zone"]): c["value"] for c in steps[-1]["checks"]}
+        assert judged[("request-success-rate", None)] == 99.9 and judged[("request-duration", "eks")] == 120.0
+        assert [(e["reason"], e["message"]) for e in data["events"]][-3:] == [
+            ("Started", "new revision v2 in eks, onprem"), ("Advance", "canary weight 20%"), ("Advance", "canary weight 40%")]
         listed = (await client.get("/ui/api/rollouts")).json()["items"]
         assert [r["rollout"] for r in listed] == [KEY]
+        assert listed[0]["inPhaseSeconds"] is not None and listed[0]["inPhaseSeconds"] >= 0
 
     run_hub(tmp_path, scenario)

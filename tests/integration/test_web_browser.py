@@ -147,6 +147,11 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
             all(len(points) == len(steps) for _, points in data["series"])
     poll(chart_matches, 30, "the chart's series and points")
     assert len(steps) >= 3 and len(subsets) == 3
+    # Each metric per zone against its bound, one point per step.
+    rate = b.execute_script("const c = Chart.getChart('metric-request-success-rate'); return c && "
+                            "c.data.datasets.map(d => [d.label, d.data.length]);")
+    assert sorted(rate) == sorted([[z, len(steps)] for z in ("eks", "global", "onprem")] + [["min 99", len(steps)]])
+    b.set_window_size(1280, 2400)  # the whole page: weights, each metric's chart, events, steps
     shoot(b, "web-rollout")
     # A forged POST from the page's origin, cookie and all, without the CSRF token: refused.
     status = b.execute_async_script(

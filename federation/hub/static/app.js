@@ -39,6 +39,14 @@ async function post(url) {
   return { status: r.status, answer };
 }
 
+function ago(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const s = Math.round(seconds);
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  return `${Math.round(s / 3600)}h`;
+}
+
 const pct = (bp) => `${(bp / 100).toFixed(bp % 100 ? 2 : 0)}%`;
 
 function weightBars(weights) {
@@ -85,15 +93,44 @@ async function rollouts() {
       r.message,
       el("div", {}, ...failed.map((c) => el("div", { class: "bad", text: `${c.metric}@${c.zone ?? "global"}: ${c.message || c.outcome}` }))),
       `${r.failedChecks}/${r.threshold ?? "?"}`,
+      ago(r.inPhaseSeconds),
     ];
   });
   content.replaceChildren(el("div", { class: "filter" }, select),
-    table(["rollout", "phase", "canary", "weights per zone", "last analysis", "failed checks", "count"], rows));
+    table(["rollout", "phase", "canary", "weights per zone", "last analysis", "failed checks", "count", "in phase"], rows));
 }
 
 // -- one rollout ------------------------------------------------------------------------------
 
 let chart = null;
+const metricCharts = {};
+// Chart.js colours series itself only when none sets a colour; the bounds set theirs, so zones get these.
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e377c2"];
+
+// One chart per metric: its value per zone (and global) at each step's analysis, and its bounds.
+function metricChart(box, metric, bounds, steps) {
+  const labels = steps.map((s) => `step ${s.step}`);
+  const zones = [...new Set(steps.flatMap((s) => s.checks.filter((c) => c.metric === metric).map((c) => c.zone ?? "global")))].sort();
+  const datasets = zones.map((z, i) => ({
+    label: z, borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length],
+    data: steps.map((s) => { const c = s.checks.find((x) => x.metric === metric && (x.zone ?? "global") === z); return c ? c.value : null; }),
+    spanGaps: true,
+  }));
+  for (const [name, v] of Object.entries(bounds)) {
+    if (v !== null && v !== undefined) datasets.push({ label: `${name} ${v}`, data: steps.map(() => v), borderDash: [6, 6], pointRadius: 0, borderColor: "#b00020" });
+  }
+  const existing = metricCharts[metric];
+  if (existing) {
+    existing.data.labels = labels;
+    existing.data.datasets = datasets;
+    existing.update("none");
+    return;
+  }
+  const canvas = el("canvas", { id: `metric-${metric}`, "aria-label": `${metric} per zone against its thresholds` });
+  box.append(el("h3", { text: metric }), el("div", { class: "chart" }, canvas));
+  metricCharts[metric] = new window.Chart(canvas, { type: "line", data: { labels, datasets },
+    options: { animation: false, responsive: true, elements: { line: { tension: 0 } } } });
+}
 
 function weightChart(steps) {
   const subsets = [...new Set(steps.flatMap((s) => Object.keys(s.weights)))].sort();
@@ -131,7 +168,9 @@ async function rollout() {
     }), el("span", { id: "answer", class: "answer", role: "status" }));
     const box = el("div", { id: "weights-box", class: "chart" });
     content.replaceChildren(el("div", { id: "summary" }), actions, el("h2", { text: "Weight per zone and version over steps" }),
-      box, el("h2", { text: "Analysis" }), el("div", { id: "checks" }), el("h2", { text: "Steps" }), el("div", { id: "steps" }));
+      box, el("h2", { text: "Analysis per step against thresholds" }), el("div", { id: "metric-charts" }),
+      el("h2", { text: "Last analysis" }), el("div", { id: "checks" }), el("h2", { text: "Events" }), el("div", { id: "events" }),
+      el("h2", { text: "Steps" }), el("div", { id: "steps" }));
     box.append(weightChart(data.steps).canvas);
   } else {
     weightChart(data.steps);
@@ -143,6 +182,11 @@ async function rollout() {
   document.getElementById("checks").replaceChildren(table(["metric", "zone", "value", "outcome", "message"],
     data.checks.map((c) => [c.metric, c.zone ?? "global", c.value ?? "no data",
       el("span", { class: c.outcome === "pass" ? "good" : "bad" }, c.outcome), c.message])));
+  const charts = document.getElementById("metric-charts");
+  for (const [metric, bounds] of Object.entries(data.thresholds)) metricChart(charts, metric, bounds, data.steps);
+  document.getElementById("events").replaceChildren(table(["time", "severity", "reason", "message"],
+    [...data.events].reverse().map((e) => [new Date(e.at * 1000).toLocaleTimeString(),
+      el("span", { class: e.severity === "info" ? "" : "bad" }, e.severity), e.reason, e.message])));
   document.getElementById("steps").replaceChildren(table(["step", "stage", "canary", "weights"],
     data.steps.map((s) => [s.step, s.stage, pct(s.canaryWeight),
       Object.entries(s.weights).map(([k, w]) => `${k} ${pct(w)}`).join(", ")])));
