@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps
 
 # The web dashboard's chart library (npm registry, pinned): served by the hub, no CDN.
 WEB_ASSETS := federation/hub/static/vendor/chart.umd.js
-$(WEB_ASSETS): scripts/web-assets
+$(WEB_ASSETS): scripts/web-assets | $(STAMP)
 	./scripts/web-assets
 
 install: $(STAMP) $(WEB_ASSETS)

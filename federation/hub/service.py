@@ -63,6 +63,7 @@ class Hub:
         # for the web pages.
         self.steps: dict[str, collections.deque[dict[str, Any]]] = {}
         self.events_seen: dict[str, collections.deque[dict[str, Any]]] = {}
+        self.hook_answers: dict[str, dict[str, dict[str, Any]]] = {}  # rollout -> webhook -> its last answer
         self.restarts: dict[str, int] = {}
         self.shards = shards
         self.events = events  # kubernetes Api of the hub's cluster, for phase-change Events
@@ -141,11 +142,15 @@ class Hub:
 
     def _record_steps(self, key: str, report: TickReport) -> None:
         """Each step a tick set (weights per subset, the checks that justified it; a new target
-        starts the log again), and each event it emitted."""
+        starts the log again), each event it emitted, and each webhook's last answer."""
         st = report.decision.status
         log_ = self.steps.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
         if log_ and log_[-1]["target"] != st.target:
             log_.clear()
+        if report.observations is not None:
+            answers = self.hook_answers.setdefault(key, {})
+            for hook, res in report.observations.hooks.items():
+                answers[hook] = {"ok": res.ok, "message": res.message, "at": report.now}
         events = self.events_seen.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
         if report.error:
             events.append({"at": report.now, "severity": "error", "reason": "TickFailed", "message": report.error})

@@ -173,6 +173,9 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None) 
         view["events"] = list(hub.events_seen.get(key, ()))[-100:]
         spec = hub.canaries[key].spec
         view["thresholds"] = {m.name: dict(zip(("min", "max"), m.bounds, strict=True)) for m in spec.analysis.metrics}
+        answers = hub.hook_answers.get(key, {})
+        view["webhooks"] = [{"name": h.name, "type": h.type.value, "url": h.url, "last": answers.get(h.name)}
+                            for h in spec.analysis.webhooks or []]
         return view
 
     @app.post("/ui/api/rollouts/{namespace}/{name}/{command}", include_in_schema=False,

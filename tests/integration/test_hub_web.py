@@ -14,19 +14,25 @@ from pathlib import Path
 
 import httpx
 
+from federation.core.spec import Webhook
 from federation.core.state import Phase
 from federation.hub.api import app_for
 from federation.hub.service import Hub
 from federation.hub.store import MemoryStore
 from tests import hubfakes
+from tests.httpstub import Receiver
 
 TOKEN = "t" * 32
 KEY = "shop/frontend"
 Scenario = Callable[[Hub, httpx.AsyncClient], Awaitable[None]]
 
 
-def run_hub(tmp_path: Path, scenario: Scenario, interval: str = "1s") -> None:
-    parts = hubfakes.MemoryParts(hubfakes.fleet(), [hubfakes.canary(interval=interval)])
+def run_hub(tmp_path: Path, scenario: Scenario, interval: str = "1s", hooks: list[dict[str, str]] | None = None) -> None:
+    canary = hubfakes.canary(interval=interval)
+    if hooks:
+        canary = canary.model_copy(update={"spec": canary.spec.model_copy(update={
+            "analysis": canary.spec.analysis.model_copy(update={"webhooks": [Webhook(**h) for h in hooks]})})})
+    parts = hubfakes.MemoryParts(hubfakes.fleet(), [canary])
     hub = Hub(hubfakes.fleet(), tmp_path / "hub", tick=0.05, discover_every=1.0, store=MemoryStore(), parts=parts)
 
     async def go() -> None:
@@ -133,6 +139,8 @@ def test_actions_need_the_csrf_token_and_go_through_the_api(tmp_path: Path):
 
 
 def test_one_rollout_holds_the_weights_of_every_step(tmp_path: Path):
+    gate = Receiver()
+
     async def scenario(hub: Hub, client: httpx.AsyncClient) -> None:
         await login(client)
         deadline = time.monotonic() + 120
@@ -162,5 +170,12 @@ def test_one_rollout_holds_the_weights_of_every_step(tmp_path: Path):
         listed = (await client.get("/ui/api/rollouts")).json()["items"]
         assert [r["rollout"] for r in listed] == [KEY]
         assert listed[0]["inPhaseSeconds"] is not None and listed[0]["inPhaseSeconds"] >= 0
+        # The gate, with the answer it gave.
+        [hook] = data["webhooks"]
+        assert (hook["name"], hook["type"], hook["url"]) == ("load-gate", "pre-rollout", f"{gate.base}/load-gate")
+        assert hook["last"]["ok"] is True and gate.count("load-gate") >= 1
 
-    run_hub(tmp_path, scenario)
+    try:
+        run_hub(tmp_path, scenario, hooks=[{"name": "load-gate", "type": "pre-rollout", "url": f"{gate.base}/load-gate"}])
+    finally:
+        gate.close()

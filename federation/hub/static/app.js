@@ -169,7 +169,8 @@ async function rollout() {
     const box = el("div", { id: "weights-box", class: "chart" });
     content.replaceChildren(el("div", { id: "summary" }), actions, el("h2", { text: "Weight per zone and version over steps" }),
       box, el("h2", { text: "Analysis per step against thresholds" }), el("div", { id: "metric-charts" }),
-      el("h2", { text: "Last analysis" }), el("div", { id: "checks" }), el("h2", { text: "Events" }), el("div", { id: "events" }),
+      el("h2", { text: "Last analysis" }), el("div", { id: "checks" }),
+      el("h2", { text: "Webhooks and gates" }), el("div", { id: "webhooks" }), el("h2", { text: "Events" }), el("div", { id: "events" }),
       el("h2", { text: "Steps" }), el("div", { id: "steps" }));
     box.append(weightChart(data.steps).canvas);
   } else {
@@ -184,6 +185,11 @@ async function rollout() {
       el("span", { class: c.outcome === "pass" ? "good" : "bad" }, c.outcome), c.message])));
   const charts = document.getElementById("metric-charts");
   for (const [metric, bounds] of Object.entries(data.thresholds)) metricChart(charts, metric, bounds, data.steps);
+  document.getElementById("webhooks").replaceChildren(table(["name", "type", "url", "last answer"],
+    data.webhooks.map((h) => [h.name, h.type, h.url, h.last === null
+      ? "not called yet"
+      : el("span", { class: h.last.ok ? "good" : "bad" },
+        `${h.last.ok ? "passed" : "refused"}${h.last.message ? ": " + h.last.message : ""} at ${new Date(h.last.at * 1000).toLocaleTimeString()}`)])));
   document.getElementById("events").replaceChildren(table(["time", "severity", "reason", "message"],
     [...data.events].reverse().map((e) => [new Date(e.at * 1000).toLocaleTimeString(),
       el("span", { class: e.severity === "info" ? "" : "bad" }, e.severity), e.reason, e.message])));
