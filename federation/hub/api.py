@@ -23,7 +23,7 @@ from federation.hub.service import Hub
 _bearer = HTTPBearer(auto_error=False)
 
 
-def app_for(hub: Hub, token: str) -> FastAPI:
+def app_for(hub: Hub, token: str, commit_url: str = "") -> FastAPI:
     if len(token) < 16:
         raise ValueError("the API token must be at least 16 characters")
     app = FastAPI(title="federation hub", version="v1",
@@ -98,7 +98,7 @@ def app_for(hub: Hub, token: str) -> FastAPI:
             raise HTTPException(400, f"unknown command {command!r}; known: {', '.join(COMMANDS)}, undo")
         return answered(await views.command(hub, key, command, wait))
 
-    web.mount(app, hub, token)
+    web.mount(app, hub, token, commit_url=commit_url)
 
     @app.middleware("http")
     async def no_store(request: Request, call_next: Any) -> Response:
@@ -109,9 +109,9 @@ def app_for(hub: Hub, token: str) -> FastAPI:
     return app
 
 
-async def serve(hub: Hub, token: str, host: str, port: int) -> None:
+async def serve(hub: Hub, token: str, host: str, port: int, commit_url: str = "") -> None:
     """Run the hub's loops and its API in one event loop until stopped."""
-    config = uvicorn.Config(app_for(hub, token), host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app_for(hub, token, commit_url), host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     hub_task = asyncio.create_task(hub.run(), name="hub")
     api_task = asyncio.create_task(server.serve(), name="api")

@@ -13,6 +13,7 @@ through ``views.command``, the call the API's ``POST /api/v1/rollouts/.../{comma
 from __future__ import annotations
 
 import html
+import re
 import secrets
 import time
 import urllib.parse
@@ -70,7 +71,8 @@ class NeedLogin(Exception):
     """No session: pages go to the login page, data and assets answer 401."""
 
 
-def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None) -> Sessions:
+def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, commit_url: str = "") -> Sessions:
+    """``commit_url``: how to link a commit on the Git host (``check_commit_url``); empty: no links."""
     sessions = sessions if sessions is not None else Sessions()
 
     def session(request: Request) -> str:
@@ -178,6 +180,21 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None) 
                             for h in spec.analysis.webhooks or []]
         return view
 
+    @app.get("/ui/api/rollouts/{namespace}/{name}/history", include_in_schema=False,
+             dependencies=[Depends(data_session)])
+    async def history(namespace: str, name: str) -> dict[str, Any]:
+        """Every step of this rollout read back from the hub's clones: its commits per repo, linked."""
+        key = f"{namespace}/{name}"
+        if key not in hub.canaries:
+            raise HTTPException(404, f"no rollout {key}")
+        steps = [s for s in await views.history(hub, key) if s["rollout"] == key]
+        urls = repo_urls(hub)
+        for s in steps:
+            commits: dict[str, str] = s["commits"]
+            s["commits"] = [{"repo": repo, "sha": sha, "url": commit_link(commit_url, repo, urls.get(repo, ""), sha)}
+                            for repo, sha in sorted(commits.items())]
+        return {"items": steps}
+
     @app.post("/ui/api/rollouts/{namespace}/{name}/{command}", include_in_schema=False,
               dependencies=[Depends(checked)])
     async def action(namespace: str, name: str, command: str) -> JSONResponse:
@@ -190,6 +207,34 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None) 
         return JSONResponse(res, status_code={"accepted": 200, "rejected": 409}.get(res["state"], 202))
 
     return sessions
+
+
+TEMPLATE_FIELDS = ("repo", "url", "sha")
+
+
+def check_commit_url(template: str) -> str:
+    """Why ``template`` cannot link a commit (empty: it can): it must name {sha} and nothing else
+    than {repo}, {url}, {sha}."""
+    fields = re.findall(r"\{([^{}]*)\}", template)
+    unknown = sorted({f for f in fields if f not in TEMPLATE_FIELDS})
+    if unknown:
+        return f"unknown field(s) {', '.join('{' + f + '}' for f in unknown)}; known: {{repo}}, {{url}}, {{sha}}"
+    if "sha" not in fields:
+        return "the template must contain {sha}"
+    if not template.startswith(("https://", "http://")):
+        return "the template must start with https:// or http://"
+    return ""
+
+
+def commit_link(template: str, repo: str, url: str, sha: str) -> str | None:
+    if not template:
+        return None
+    return template.format(repo=repo, url=url.removesuffix(".git"), sha=sha)
+
+
+def repo_urls(hub: Hub) -> dict[str, str]:
+    """Repo name (zone, or ``mesh``) -> its Git URL, as history names them."""
+    return {"mesh": hub.fleet.spec.mesh.git.url, **{z.name: z.git.url for z in hub.fleet.spec.zones}}
 
 
 def fleet_view(hub: Hub) -> list[dict[str, Any]]:

@@ -171,7 +171,8 @@ async function rollout() {
       box, el("h2", { text: "Analysis per step against thresholds" }), el("div", { id: "metric-charts" }),
       el("h2", { text: "Last analysis" }), el("div", { id: "checks" }),
       el("h2", { text: "Webhooks and gates" }), el("div", { id: "webhooks" }), el("h2", { text: "Events" }), el("div", { id: "events" }),
-      el("h2", { text: "Steps" }), el("div", { id: "steps" }));
+      el("h2", { text: "Steps" }), el("div", { id: "steps" }),
+      el("h2", { text: "Commits per step (from Git)" }), el("div", { id: "commits" }));
     box.append(weightChart(data.steps).canvas);
   } else {
     weightChart(data.steps);
@@ -193,6 +194,11 @@ async function rollout() {
   document.getElementById("events").replaceChildren(table(["time", "severity", "reason", "message"],
     [...data.events].reverse().map((e) => [new Date(e.at * 1000).toLocaleTimeString(),
       el("span", { class: e.severity === "info" ? "" : "bad" }, e.severity), e.reason, e.message])));
+  const history = await getJSON(`/ui/api/rollouts/${key}/history`);
+  document.getElementById("commits").replaceChildren(table(["step", "stage", "time", "subject", "analysis", "commits"],
+    history.items.map((s) => [s.step, s.stage, new Date(s.time * 1000).toLocaleString(), s.subject, s.analysis ?? "",
+      el("div", {}, ...s.commits.map((c) => el("div", {}, `${c.repo} `,
+        c.url ? el("a", { href: c.url, rel: "noreferrer" }, c.sha.slice(0, 12)) : el("code", {}, c.sha.slice(0, 12)))))])));
   document.getElementById("steps").replaceChildren(table(["step", "stage", "canary", "weights"],
     data.steps.map((s) => [s.step, s.stage, pct(s.canaryWeight),
       Object.entries(s.weights).map(([k, w]) => `${k} ${pct(w)}`).join(", ")])));
