@@ -12,6 +12,7 @@ through ``views.command``, the call the API's ``POST /api/v1/rollouts/.../{comma
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import secrets
@@ -27,6 +28,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from federation.core.state import COMMANDS, Phase
 from federation.hub import views
 from federation.hub.service import Hub
+from federation.runtimes import reach
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "federation_session"
@@ -151,9 +153,21 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
 
     # -- data for the pages (same session) ------------------------------------------------------
 
+    reached: dict[str, Any] = {"at": None, "rows": []}
+    checking = asyncio.Lock()
+
     @app.get("/ui/api/fleet", include_in_schema=False, dependencies=[Depends(data_session)])
     async def fleet() -> dict[str, Any]:
-        return {"zones": fleet_view(hub)}
+        return {"zones": fleet_view(hub), "reach": reached}
+
+    @app.post("/ui/api/fleet/check", include_in_schema=False, dependencies=[Depends(checked)])
+    async def check_fleet() -> dict[str, Any]:
+        """Probe every zone's Git, Prometheus, SSH hosts or API and Flux, and Envoys now (one probe
+        at a time; a click during one waits for its result)."""
+        async with checking:
+            rows = await reach.check(hub.fleet)
+            reached.update(at=time.time(), rows=rows)
+        return reached
 
     @app.get("/ui/api/rollouts", include_in_schema=False, dependencies=[Depends(data_session)])
     async def rollouts() -> dict[str, Any]:

@@ -5,6 +5,7 @@ refused with one line naming the option."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
@@ -91,3 +92,36 @@ def test_hub_run_refuses_a_bad_commit_url_in_one_line(tmp_path: Path):
     assert r.returncode == 2, r
     assert r.stderr.strip().count("\n") == 0 and "--git-commit-url" in r.stderr and "{hash}" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_the_fleet_page_checks_every_part_of_a_loopback_fleet(tmp_path: Path):
+    """Git repos on disk answer; the demo's Prometheus servers, agents and Envoys are not started:
+    each is a row saying so. The check is an action: it needs the CSRF token."""
+    fleet = LocalFleet(tmp_path / "fleet")
+    fleet.prepare()
+    hub = Hub(specfiles.load_one(fleet.fleet_file, specs.Fleet), tmp_path / "hub")
+
+    async def scenario() -> dict:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(hub, TOKEN)),
+                                     base_url="http://hub", timeout=120) as client:
+            assert (await client.post("/ui/login", data={"token": TOKEN})).status_code == 303
+            page = (await client.get("/ui/")).text
+            csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page).group(1)  # type: ignore[union-attr]
+            assert (await client.post("/ui/api/fleet/check")).status_code == 403
+            assert (await client.get("/ui/api/fleet")).json()["reach"]["at"] is None
+            r = await client.post("/ui/api/fleet/check", headers={"X-CSRF-Token": csrf})
+            assert r.status_code == 200, r.text
+            return (await client.get("/ui/api/fleet")).json()
+
+    try:
+        got = asyncio.run(scenario())
+    finally:
+        asyncio.run(hub.parts.close())
+        hub.lock.release()
+    rows = {(r["zone"], r["part"]): r for r in got["reach"]["rows"]}
+    assert {z for z, part in rows if part == "git"} == {"eks", "onprem", "vms", "mesh"}
+    assert all(r["ok"] for (z, part), r in rows.items() if part == "git"), rows
+    prometheus = [r for (z, part), r in rows.items() if part == "prometheus"]
+    assert len(prometheus) == 3 and not any(r["ok"] for r in prometheus)
+    assert all(r["detail"] for r in prometheus)
+    assert any(part == "ssh" for _, part in rows) and not any(r["ok"] for (_, part), r in rows.items() if part == "ssh")

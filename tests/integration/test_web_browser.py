@@ -111,7 +111,7 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
     poll(lambda: b.current_url == f"{hub_url}/ui/", 30, "the fleet page after login")
     assert not any(c["name"] == "federation_session" and not c["httpOnly"] for c in b.get_cookies())
     assert b.execute_script("return document.cookie") == "", "the session cookie is visible to scripts"
-    rows = poll(lambda: b.find_elements(By.CSS_SELECTOR, "#content tbody tr"), 30, "the fleet table")
+    rows = poll(lambda: b.find_elements(By.CSS_SELECTOR, "#zones tbody tr"), 30, "the fleet table")
     assert [r.find_element(By.CSS_SELECTOR, "td").text for r in rows] == ["eks", "onprem", "vms"]
     shoot(b, "web-fleet")
     assert console_errors(b) == []

@@ -68,7 +68,24 @@ async function fleet() {
       el("div", { text: `${k}: step ${s.appliedStep ?? "unknown"}${s.waiting ? " — " + s.waiting : ""}` }))),
     el("div", {}, ...Object.values(z.rollouts).flatMap((s) => s.reasons).map((r) => el("div", { class: "bad", text: r }))),
   ]);
-  content.replaceChildren(table(["zone", "kind", "state", "sources", "rollouts", "last errors"], rows));
+  if (!document.getElementById("check-fleet")) {
+    const button = el("button", { type: "button", id: "check-fleet" }, "Check reachability now");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      const { status } = await post("/ui/api/fleet/check");
+      button.disabled = false;
+      if (status !== 200) statusLine.textContent = `check refused: HTTP ${status}`;
+      refresh();
+    });
+    content.replaceChildren(el("div", { id: "zones" }), el("h2", { text: "Reachability (Git, Prometheus, SSH or API, Flux, Envoys)" }),
+      button, el("div", { id: "reach" }));
+  }
+  document.getElementById("zones").replaceChildren(table(["zone", "kind", "state", "sources", "rollouts", "last errors"], rows));
+  document.getElementById("reach").replaceChildren(data.reach.at === null
+    ? el("p", { text: "not checked yet" })
+    : el("div", {}, el("p", { text: `checked ${new Date(data.reach.at * 1000).toLocaleTimeString()}` }),
+      table(["zone", "part", "target", "reachable", "detail"], data.reach.rows.map((r) =>
+        [r.zone, r.part, r.target, el("span", { class: r.ok ? "good" : "bad" }, r.ok ? "yes" : "NO"), r.detail]))));
 }
 
 // -- rollouts ---------------------------------------------------------------------------------
