@@ -14,9 +14,14 @@ $(STAMP): pyproject.toml scripts/install-system-deps
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The web dashboard's chart library (npm registry, pinned): served by the hub, no CDN.
+WEB_ASSETS := federation/hub/static/vendor/chart.umd.js
+$(WEB_ASSETS): scripts/web-assets | $(STAMP)
+	./scripts/web-assets
 
-demo: $(STAMP)
+install: $(STAMP) $(WEB_ASSETS)
+
+demo: $(STAMP) $(WEB_ASSETS)
 	$(BIN)/fedctl demo $(DEMO_ARGS)
 
 lint: $(STAMP)
@@ -36,11 +41,11 @@ image:
 	nice -n 15 ./scripts/build-image
 
 # The image's test (marker image) joins once the image of the current sources is built.
-test: lint kube
+test: lint kube $(WEB_ASSETS)
 	$(BIN)/pytest -q tests --ignore=tests/benchmarks \
 		-m "not k8s$$(./scripts/build-image --cached >/dev/null 2>&1 || echo ' and not image')"
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(WEB_ASSETS)
 	$(BIN)/pytest -q tests/unit
 
 bench: $(STAMP)

@@ -68,9 +68,13 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
                                                      "'configmap' (one ConfigMap per rollout on the hub's cluster).")] = "file",
         state_namespace: Annotated[str | None, typer.Option(help="Namespace of the status ConfigMaps "
                                                             "(default: --lease-namespace).")] = None,
+        git_commit_url: Annotated[str, typer.Option(envvar="FEDERATION_GIT_COMMIT_URL",
+                                                    help="Link to a commit on the web pages: a template of {repo} "
+                                                         "(zone or mesh), {url} (its Git URL) and {sha}.")] = "",
         log_json: Annotated[bool, typer.Option("--log-json", help="One JSON object per log line.")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Run every FederatedCanary found in the fleet's mesh repo, with the HTTP API on --listen."""
+    """Run every FederatedCanary found in the fleet's mesh repo, with the HTTP API (and the web
+    dashboard at /ui/) on --listen."""
     from federation.hub import api, logs, service
 
     logs.configure(json_lines=log_json, level=logging.DEBUG if verbose else logging.INFO)
@@ -79,6 +83,12 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
         raise SpecError([Problem(str(token_file) if token_file else "FEDERATION_TOKEN", "",
                                  f"the API token must be at least {api.MIN_TOKEN} characters")])
     f = specfiles.load_one(fleet, specs.Fleet)
+    if git_commit_url:
+        from federation.hub import web
+
+        problem = web.check_commit_url(git_commit_url)
+        if problem:
+            raise SpecError([Problem("--git-commit-url", "", problem)])
     host, _, port = listen.rpartition(":")
     if state_store not in ("file", "configmap"):
         raise SpecError([Problem("--state-store", "", f"{state_store!r} is not one of: file, configmap")])
@@ -112,7 +122,7 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, h.stop)
-        await api.serve(h, token, host or "127.0.0.1", int(port))
+        await api.serve(h, token, host or "127.0.0.1", int(port), commit_url=git_commit_url)
 
     asyncio.run(main())
 

@@ -2,8 +2,9 @@
 the bearer token; the browsable /docs and /redoc pages are off.
 
 ``/healthz`` (the process answers), ``/readyz`` (the first discovery ran; counts only, no problem
-texts) and ``/metrics`` (the Prometheus exposition) carry no secrets and need no token. Request
-bodies are bounded (``MAX_BODY``). Callers: ``fedctl`` over HTTP.
+texts) and ``/metrics`` (the Prometheus exposition) carry no secrets and need no token; ``/ui`` is
+the web dashboard (``hub.web``: a session cookie for the token). Request bodies are bounded
+(``MAX_BODY``). Callers: ``fedctl`` over HTTP, browsers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from federation.core.state import COMMANDS
-from federation.hub import views
+from federation.hub import views, web
 from federation.hub.service import Hub
 
 _bearer = HTTPBearer(auto_error=False)
@@ -73,7 +74,7 @@ class BoundedBodies:
         await send({"type": "http.response.body", "body": text})
 
 
-def app_for(hub: Hub, token: str) -> BoundedBodies:
+def app_for(hub: Hub, token: str, commit_url: str = "") -> BoundedBodies:
     if len(token) < MIN_TOKEN:
         raise ValueError(f"the API token must be at least {MIN_TOKEN} characters")
     app = FastAPI(title="federation hub", version="v1", docs_url=None, redoc_url=None, openapi_url=None,
@@ -154,6 +155,8 @@ def app_for(hub: Hub, token: str) -> BoundedBodies:
             raise HTTPException(400, f"unknown command {command!r}; known: {', '.join(COMMANDS)}, undo")
         return answered(await views.command(hub, key, command, wait))
 
+    web.mount(app, hub, token, commit_url=commit_url)
+
     @app.middleware("http")
     async def no_store(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
@@ -163,9 +166,9 @@ def app_for(hub: Hub, token: str) -> BoundedBodies:
     return BoundedBodies(app)  # the ASGI app in front of FastAPI
 
 
-async def serve(hub: Hub, token: str, host: str, port: int) -> None:
+async def serve(hub: Hub, token: str, host: str, port: int, commit_url: str = "") -> None:
     """Run the hub's loops and its API in one event loop until stopped."""
-    config = uvicorn.Config(app_for(hub, token), host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(app_for(hub, token, commit_url), host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     hub_task = asyncio.create_task(hub.run(), name="hub")
     api_task = asyncio.create_task(server.serve(), name="api")

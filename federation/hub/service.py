@@ -11,6 +11,7 @@ Callers: ``fedctl hub run``, tests.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from federation.core import decide as core
 from federation.core.errors import FederationError
 from federation.core.spec import FederatedCanary, Fleet
-from federation.core.state import Emit, Phase, RolloutStatus
+from federation.core.state import Emit, Phase, RolloutStatus, SetWeights
 from federation.hub import parts as hub_parts
 from federation.hub import reasons
 from federation.hub.commands import Commands
@@ -31,6 +32,7 @@ from federation.hub.store import FileStore, Store
 from federation.hub.worker import RolloutWorker, TickReport
 
 log = logging.getLogger("federation.hub")
+STEPS_KEPT = 500
 
 
 class Hub:
@@ -50,7 +52,7 @@ class Hub:
         # call, the one running the rollout consumes it).
         self.commands = commands if commands is not None else Commands(self.state_dir / "commands")
         self.desk = CommandDesk(self.commands)
-        self.metrics = HubMetrics()
+        self.metrics = HubMetrics(fleet)
         self.tick = tick
         self.discover_every = discover_every
         self.canaries: dict[str, FederatedCanary] = {}
@@ -59,6 +61,11 @@ class Hub:
         self.invalid: dict[str, str] = {}  # rollout -> why its file is invalid (it runs its last valid spec)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
+        # rollout -> the steps this hub has seen it take (its current rollout only) and its events,
+        # for the web pages.
+        self.steps: dict[str, collections.deque[dict[str, Any]]] = {}
+        self.events_seen: dict[str, collections.deque[dict[str, Any]]] = {}
+        self.hook_answers: dict[str, dict[str, dict[str, Any]]] = {}  # rollout -> webhook -> its last answer
         self.restarts: dict[str, int] = {}
         self.shards = shards
         self.events = events  # kubernetes Api of the hub's cluster, for phase-change Events
@@ -103,7 +110,7 @@ class Hub:
             log.info("%s: its spec is valid again", key)
         self.invalid = invalid
         self.canaries, self.paths = canaries, paths
-        self.metrics.discovered(sorted(canaries), invalid, len(self.problems))
+        self.metrics.spec_problems(sorted(canaries), invalid, len(self.problems))
         for key, c in self.canaries.items():
             old = before.get(key)
             if old is not None and core.target_of(old.spec) != core.target_of(c.spec):
@@ -114,6 +121,7 @@ class Hub:
             if mine != self.owned:
                 log.info("this replica runs %d of %d rollouts: %s", len(mine), len(self.canaries), sorted(mine))
         self.owned = mine
+        self.metrics.discovery(self.canaries, mine, sharded=self.shards is not None, now=time.time())
         for key in sorted(mine):
             if key not in self.tasks or self.tasks[key].done():
                 self.tasks[key] = asyncio.create_task(self._supervise(key), name=f"rollout:{key}")
@@ -146,13 +154,37 @@ class Hub:
             t0 = time.perf_counter()
             async with self.clones.shared():
                 report = await worker.tick(canary, command)
-            self.metrics.observe(report, time.perf_counter() - t0)
+            self.metrics.observe(report, time.perf_counter() - t0, canary)
             self.last[key] = report
+            self._record_steps(key, report)
             self._explain(key, report)
             await self.forward_events(report)
             if pending is not None and not report.error:
                 await self.desk.consumed(key, pending, report.status, report.decision.status)
             await self._sleep_worker(key, self._pace(canary, report.decision.status))
+
+    def _record_steps(self, key: str, report: TickReport) -> None:
+        """Each step a tick set (weights per subset, the checks that justified it; a new target
+        starts the log again), each event it emitted, and each webhook's last answer."""
+        st = report.decision.status
+        log_ = self.steps.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
+        if log_ and log_[-1]["target"] != st.target:
+            log_.clear()
+        if report.observations is not None:
+            answers = self.hook_answers.setdefault(key, {})
+            for hook, res in report.observations.hooks.items():
+                answers[hook] = {"ok": res.ok, "message": res.message, "at": report.now}
+        events = self.events_seen.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
+        if report.error:
+            events.append({"at": report.now, "severity": "error", "reason": "TickFailed", "message": report.error})
+        for a in report.decision.actions:
+            if isinstance(a, Emit):
+                events.append({"at": report.now, "severity": a.severity, "reason": a.reason, "message": a.message})
+            if isinstance(a, SetWeights):
+                log_.append({"target": st.target, "step": a.step, "stage": a.stage.value, "at": report.now,
+                             "canaryWeight": a.canary_weight,
+                             "weights": {str(sub): w for sub, w in a.weights},
+                             "checks": [c.for_storage() for c in a.checks]})
 
     async def forward_events(self, report: TickReport) -> None:
         """Each event of a tick as a Kubernetes Event on the hub's cluster (when it runs in one), in
@@ -229,6 +261,7 @@ class Hub:
                 try:
                     await self.discover()
                 except Exception:
+                    self.metrics.discovery_failed()
                     log.exception("discovery failed; keeping the rollouts already known")
                 await self._sleep(self.discover_every)
         finally:

@@ -1,0 +1,162 @@
+"""The web dashboard in headless Chromium (Debian's chromium and chromium-driver, driven by
+selenium) against a hub served by uvicorn on loopback (the real Hub, worker, core, API and web
+pages; in-memory zones): a page without a session goes to login; after login the pages load
+without console errors; the one-rollout chart holds one point per step taken and one series per
+(zone, version); a click on pause is seen in the API and in the page; a forged POST without the
+CSRF token is refused. With FEDERATION_SCREENSHOTS=DIR the three pages are saved there as PNG."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from federation.hub import api
+from federation.hub.service import Hub
+from federation.hub.store import MemoryStore
+from tests import hubfakes
+from tests.integration.conftest import free_port
+
+TOKEN = "t" * 32
+KEY = "shop/frontend"
+
+
+def poll(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not after {timeout:g}s")
+
+
+@pytest.fixture
+def hub_url(tmp_path: Path) -> Iterator[str]:
+    """A hub on 127.0.0.1 (uvicorn in its own thread and event loop), its rollout under way."""
+    parts = hubfakes.MemoryParts(hubfakes.fleet(), [hubfakes.canary(interval="2s")])
+    hub = Hub(hubfakes.fleet(), tmp_path / "hub", tick=0.05, discover_every=1.0, store=MemoryStore(), parts=parts)
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(api.serve(hub, TOKEN, "127.0.0.1", port),),
+                              name="hub", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+    try:
+        poll(ready, 60, "the hub's /readyz")
+        yield url
+    finally:
+        loop.call_soon_threadsafe(hub.stop)
+        thread.join(30)
+        loop.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "needs Debian's chromium and chromium-driver (scripts/install-system-deps)"
+    opts = Options()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900", "--no-first-run", "--disable-extensions"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    b = webdriver.Chrome(service=Service(driver), options=opts)
+    try:
+        yield b
+    finally:
+        b.quit()
+
+
+def api_get(url: str, path: str) -> Any:
+    return httpx.get(f"{url}{path}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json()
+
+
+def console_errors(b: webdriver.Chrome) -> list[dict[str, Any]]:
+    return [e for e in b.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def shoot(b: webdriver.Chrome, name: str) -> None:
+    where = os.environ.get("FEDERATION_SCREENSHOTS")
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        assert b.save_screenshot(str(Path(where) / f"{name}.png"))
+
+
+def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
+    b = browser
+    # Without a session: the login page.
+    b.get(f"{hub_url}/ui/rollouts/{KEY}")
+    assert b.current_url == f"{hub_url}/ui/login"
+    b.find_element(By.ID, "token").send_keys(TOKEN)
+    b.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    poll(lambda: b.current_url == f"{hub_url}/ui/", 30, "the fleet page after login")
+    assert not any(c["name"] == "federation_session" and not c["httpOnly"] for c in b.get_cookies())
+    assert b.execute_script("return document.cookie") == "", "the session cookie is visible to scripts"
+    rows = poll(lambda: b.find_elements(By.CSS_SELECTOR, "#zones tbody tr"), 30, "the fleet table")
+    assert [r.find_element(By.CSS_SELECTOR, "td").text for r in rows] == ["eks", "onprem", "vms"]
+    shoot(b, "web-fleet")
+    assert console_errors(b) == []
+
+    # The rollout at 40%: the rollouts page lists it with its weights.
+    poll(lambda: api_get(hub_url, f"/api/v1/rollouts/{KEY}")["canaryWeight"] >= 4000, 120, "the canary at 40%")
+    b.get(f"{hub_url}/ui/rollouts")
+    row = poll(lambda: b.find_elements(By.CSS_SELECTOR, "#content tbody tr"), 30, "the rollouts table")[0]
+    assert row.find_element(By.CSS_SELECTOR, "a").text == KEY
+    assert len(row.find_elements(By.CSS_SELECTOR, "meter")) == 3
+    shoot(b, "web-rollouts")
+    assert console_errors(b) == []
+
+    # One rollout: pause it by a click; the API and the page say so.
+    b.get(f"{hub_url}/ui/rollouts/{KEY}")
+    poll(lambda: b.find_elements(By.ID, "action-pause"), 30, "the actions").pop().click()
+    answer = poll(lambda: b.find_element(By.ID, "answer").text, 30, "the hub's answer")
+    assert answer.startswith("pause: accepted"), answer
+    assert api_get(hub_url, f"/api/v1/rollouts/{KEY}")["paused"] is True
+    poll(lambda: "(paused)" in b.find_element(By.ID, "summary").text, 30, "the page showing the pause")
+    # The chart: one point per step taken, one series per (zone, version) those steps weighed.
+    view = b.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"fetch('/ui/api/rollouts/{KEY}').then(r => r.json()).then(done);")
+    steps = view["steps"]
+    subsets = sorted({s for step in steps for s in step["weights"]})
+
+    def chart_matches() -> bool:
+        data = b.execute_script("const c = Chart.getChart('weights-chart'); return c && "
+                                "{labels: c.data.labels, series: c.data.datasets.map(d => [d.label, d.data])};")
+        return bool(data) and len(data["labels"]) == len(steps) and \
+            sorted(s for s, _ in data["series"]) == subsets and \
+            all(len(points) == len(steps) for _, points in data["series"])
+    poll(chart_matches, 30, "the chart's series and points")
+    assert len(steps) >= 3 and len(subsets) == 3
+    # Each metric per zone against its bound, one point per step.
+    rate = b.execute_script("const c = Chart.getChart('metric-request-success-rate'); return c && "
+                            "c.data.datasets.map(d => [d.label, d.data.length]);")
+    assert sorted(rate) == sorted([[z, len(steps)] for z in ("eks", "global", "onprem")] + [["min 99", len(steps)]])
+    b.set_window_size(1280, 2400)  # the whole page: weights, each metric's chart, events, steps
+    shoot(b, "web-rollout")
+    # A forged POST from the page's origin, cookie and all, without the CSRF token: refused.
+    status = b.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"fetch('/ui/api/rollouts/{KEY}/resume', {{method: 'POST'}}).then(r => done(r.status));")
+    assert status == 403
+    assert api_get(hub_url, f"/api/v1/rollouts/{KEY}")["paused"] is True
+    assert [e for e in console_errors(b) if "/resume" not in e["message"]] == []
