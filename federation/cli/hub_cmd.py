@@ -84,9 +84,9 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
                                  f"the API token must be at least {api.MIN_TOKEN} characters")])
     f = specfiles.load_one(fleet, specs.Fleet)
     if git_commit_url:
-        from federation.hub import web
+        from federation.hub import webpages
 
-        problem = web.check_commit_url(git_commit_url)
+        problem = webpages.check_commit_url(git_commit_url)
         if problem:
             raise SpecError([Problem("--git-commit-url", "", problem)])
     host, _, port = listen.rpartition(":")

@@ -11,7 +11,6 @@ Callers: ``fedctl hub run``, tests.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
@@ -21,9 +20,9 @@ from typing import Any
 from federation.core import decide as core
 from federation.core.errors import FederationError
 from federation.core.spec import FederatedCanary, Fleet
-from federation.core.state import Emit, Phase, RolloutStatus, SetWeights
+from federation.core.state import Emit, Phase, RolloutStatus
+from federation.hub import journal
 from federation.hub import parts as hub_parts
-from federation.hub import reasons
 from federation.hub.commands import Commands
 from federation.hub.desk import CommandDesk
 from federation.hub.locks import SharedLock, StateLock
@@ -32,7 +31,6 @@ from federation.hub.store import FileStore, Store
 from federation.hub.worker import RolloutWorker, TickReport
 
 log = logging.getLogger("federation.hub")
-STEPS_KEPT = 500
 
 
 class Hub:
@@ -63,8 +61,8 @@ class Hub:
         self.last: dict[str, TickReport] = {}
         # rollout -> the steps this hub has seen it take (its current rollout only) and its events,
         # for the web pages.
-        self.steps: dict[str, collections.deque[dict[str, Any]]] = {}
-        self.events_seen: dict[str, collections.deque[dict[str, Any]]] = {}
+        self.steps: journal.Log = {}
+        self.events_seen: journal.Log = {}
         self.hook_answers: dict[str, dict[str, dict[str, Any]]] = {}  # rollout -> webhook -> its last answer
         self.restarts: dict[str, int] = {}
         self.shards = shards
@@ -156,55 +154,22 @@ class Hub:
                 report = await worker.tick(canary, command)
             self.metrics.observe(report, time.perf_counter() - t0, canary)
             self.last[key] = report
-            self._record_steps(key, report)
-            self._explain(key, report)
+            journal.record(self.steps, self.hook_answers, self.events_seen, report)
+            self.waiting[key] = journal.explain(self.waiting.get(key, {}), report)
             await self.forward_events(report)
             if pending is not None and not report.error:
                 await self.desk.consumed(key, pending, report.status, report.decision.status)
             await self._sleep_worker(key, self._pace(canary, report.decision.status))
 
-    def _record_steps(self, key: str, report: TickReport) -> None:
-        """Each step a tick set (weights per subset, the checks that justified it; a new target
-        starts the log again), each event it emitted, and each webhook's last answer."""
-        st = report.decision.status
-        log_ = self.steps.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
-        if log_ and log_[-1]["target"] != st.target:
-            log_.clear()
-        if report.observations is not None:
-            answers = self.hook_answers.setdefault(key, {})
-            for hook, res in report.observations.hooks.items():
-                answers[hook] = {"ok": res.ok, "message": res.message, "at": report.now}
-        events = self.events_seen.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
-        if report.error:
-            events.append({"at": report.now, "severity": "error", "reason": "TickFailed", "message": report.error})
-        for a in report.decision.actions:
-            if isinstance(a, Emit):
-                events.append({"at": report.now, "severity": a.severity, "reason": a.reason, "message": a.message})
-            if isinstance(a, SetWeights):
-                log_.append({"target": st.target, "step": a.step, "stage": a.stage.value, "at": report.now,
-                             "canaryWeight": a.canary_weight,
-                             "weights": {str(sub): w for sub, w in a.weights},
-                             "checks": [c.for_storage() for c in a.checks]})
-
     async def forward_events(self, report: TickReport) -> None:
-        """Each event of a tick as a Kubernetes Event on the hub's cluster (when it runs in one), in
-        the FederatedCanary's namespace: an Event lives in the namespace of the object it names."""
-        if self.events is None:
-            return
-        from federation.runtimes import kubernetes as kube
-
-        ns, name = report.key.split("/", 1)
+        """Each event of a tick as a Kubernetes Event (when the hub runs in a cluster)."""
         for a in report.decision.actions:
             if isinstance(a, Emit):
-                try:
-                    await kube.emit_event(self.events, {"kind": "FederatedCanary", "name": name, "namespace": ns,
-                                                        "apiVersion": "federation.io/v1alpha1"},
-                                          a.reason, a.message, "Warning" if a.severity != "info" else "Normal")
-                except FederationError as exc:
-                    log.warning("%s: event not recorded: %s", report.key, exc)
+                await self._event(report.key, a.reason, a.message, "Warning" if a.severity != "info" else "Normal")
 
-    async def _event(self, key: str, reason: str, message: str) -> None:
-        """A Warning Event on the FederatedCanary (when the hub runs in a cluster)."""
+    async def _event(self, key: str, reason: str, message: str, kind: str = "Warning") -> None:
+        """An Event on the FederatedCanary in its own namespace (an Event lives in the namespace of
+        the object it names), on the hub's cluster when it runs in one."""
         if self.events is None:
             return
         from federation.runtimes import kubernetes as kube
@@ -212,8 +177,7 @@ class Hub:
         ns, name = key.split("/", 1)
         try:
             await kube.emit_event(self.events, {"kind": "FederatedCanary", "name": name, "namespace": ns,
-                                                "apiVersion": "federation.io/v1alpha1"}, reason, message[:1000],
-                                  "Warning")
+                                                "apiVersion": "federation.io/v1alpha1"}, reason, message[:1000], kind)
         except FederationError as exc:
             log.warning("%s: event not recorded: %s", key, exc)
 
@@ -224,21 +188,6 @@ class Hub:
             return self.tick  # a step is converging: look often
         due = (status.next_analysis_at or 0) - time.time()
         return min(max(self.tick, due), canary.spec.analysis.interval_seconds)
-
-    def _explain(self, key: str, report: TickReport) -> None:
-        """Keep (and log once, when it appears or changes) why each zone is not at the step."""
-        obs = report.observations
-        status = report.decision.status
-        if obs is None or status.paused:
-            return
-        now = reasons.reasons(status.step, dict(obs.applied), report.zones, report.error) if status.step else {}
-        before = self.waiting.get(key, {})
-        for z, why in now.items():
-            if before.get(z) != why:
-                log.warning("%s: zone %s has not applied step %d: %s", key, z, status.step, why)
-        for z in before.keys() - now.keys():
-            log.info("%s: zone %s reached step %s", key, z, obs.applied.get(z))
-        self.waiting[key] = now
 
     def wake(self, key: str) -> None:
         """Cut the sleep of ``key``'s worker short (or the next one, when it is mid-tick)."""

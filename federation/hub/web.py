@@ -13,8 +13,6 @@ through ``views.command``, the call the API's ``POST /api/v1/rollouts/.../{comma
 from __future__ import annotations
 
 import asyncio
-import html
-import re
 import secrets
 import time
 import urllib.parse
@@ -26,7 +24,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 
 from federation.core.state import COMMANDS, Phase
-from federation.hub import views
+from federation.hub import views, webpages
 from federation.hub.service import Hub
 from federation.runtimes import reach
 
@@ -38,7 +36,6 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 PUBLIC_ASSETS = {"login.css"}
 ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "login.css": "text/css",
           "vendor/chart.umd.js": "text/javascript"}
-PAGES = {"fleet": "Fleet", "rollouts": "Rollouts", "rollout": "Rollout"}
 # Shown first on the rollouts page: waiting for a person (a gate, a promotion) or paused.
 WAITING = (Phase.WAITING.value, Phase.WAITING_PROMOTION.value)
 
@@ -109,14 +106,14 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
 
     @app.get("/ui/login", response_class=HTMLResponse, include_in_schema=False)
     def login_page(failed: bool = False) -> HTMLResponse:
-        return HTMLResponse(_login_html("wrong token" if failed else ""), status_code=401 if failed else 200)
+        return HTMLResponse(webpages.login_html("wrong token" if failed else ""), status_code=401 if failed else 200)
 
     @app.post("/ui/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         # The login form, urlencoded (parsed here: no multipart library for one field).
         sent = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace")).get("token", [""])[0]
         if not secrets.compare_digest(sent.encode(), token.encode()):
-            return HTMLResponse(_login_html("wrong token"), status_code=401)
+            return HTMLResponse(webpages.login_html("wrong token"), status_code=401)
         sessions.close(request.cookies.get(COOKIE))
         sid, _ = sessions.open()
         response = RedirectResponse("/ui/", status_code=303)
@@ -141,15 +138,15 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
 
     @app.get("/ui/", response_class=HTMLResponse, include_in_schema=False)
     def fleet_page(csrf: str = Depends(session)) -> HTMLResponse:
-        return HTMLResponse(_page("fleet", csrf))
+        return HTMLResponse(webpages.page_html("fleet", csrf))
 
     @app.get("/ui/rollouts", response_class=HTMLResponse, include_in_schema=False)
     def rollouts_page(csrf: str = Depends(session)) -> HTMLResponse:
-        return HTMLResponse(_page("rollouts", csrf))
+        return HTMLResponse(webpages.page_html("rollouts", csrf))
 
     @app.get("/ui/rollouts/{namespace}/{name}", response_class=HTMLResponse, include_in_schema=False)
     def rollout_page(namespace: str, name: str, csrf: str = Depends(session)) -> HTMLResponse:
-        return HTMLResponse(_page("rollout", csrf, f"{namespace}/{name}"))
+        return HTMLResponse(webpages.page_html("rollout", csrf, f"{namespace}/{name}"))
 
     # -- data for the pages (same session) ------------------------------------------------------
 
@@ -158,7 +155,7 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
 
     @app.get("/ui/api/fleet", include_in_schema=False, dependencies=[Depends(data_session)])
     async def fleet() -> dict[str, Any]:
-        return {"zones": fleet_view(hub), "reach": reached}
+        return {"zones": webpages.fleet_view(hub), "reach": reached}
 
     @app.post("/ui/api/fleet/check", include_in_schema=False, dependencies=[Depends(checked)])
     async def check_fleet() -> dict[str, Any]:
@@ -202,10 +199,10 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
         steps = [s for s in await views.history(hub, key) if s["rollout"] == key]
-        urls = repo_urls(hub)
+        urls = webpages.repo_urls(hub)
         for s in steps:
             commits: dict[str, str] = s["commits"]
-            s["commits"] = [{"repo": repo, "sha": sha, "url": commit_link(commit_url, repo, urls.get(repo, ""), sha)}
+            s["commits"] = [{"repo": repo, "sha": sha, "url": webpages.commit_link(commit_url, repo, urls.get(repo, ""), sha)}
                             for repo, sha in sorted(commits.items())]
         return {"items": steps}
 
@@ -221,79 +218,3 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
         return JSONResponse(res, status_code={"accepted": 200, "rejected": 409}.get(res["state"], 202))
 
     return sessions
-
-
-TEMPLATE_FIELDS = ("repo", "url", "sha")
-
-
-def check_commit_url(template: str) -> str:
-    """Why ``template`` cannot link a commit (empty: it can): it must name {sha} and nothing else
-    than {repo}, {url}, {sha}."""
-    fields = re.findall(r"\{([^{}]*)\}", template)
-    unknown = sorted({f for f in fields if f not in TEMPLATE_FIELDS})
-    if unknown:
-        return f"unknown field(s) {', '.join('{' + f + '}' for f in unknown)}; known: {{repo}}, {{url}}, {{sha}}"
-    if "sha" not in fields:
-        return "the template must contain {sha}"
-    if not template.startswith(("https://", "http://")):
-        return "the template must start with https:// or http://"
-    return ""
-
-
-def commit_link(template: str, repo: str, url: str, sha: str) -> str | None:
-    if not template:
-        return None
-    return template.format(repo=repo, url=url.removesuffix(".git"), sha=sha)
-
-
-def repo_urls(hub: Hub) -> dict[str, str]:
-    """Repo name (zone, or ``mesh``) -> its Git URL, as history names them."""
-    return {"mesh": hub.fleet.spec.mesh.git.url, **{z.name: z.git.url for z in hub.fleet.spec.zones}}
-
-
-def fleet_view(hub: Hub) -> list[dict[str, Any]]:
-    """Every zone with its kind, its sources, and what the last tick of each rollout saw of it."""
-    out = []
-    for z in hub.fleet.spec.zones:
-        seen: dict[str, Any] = {}
-        for key, report in sorted(hub.last.items()):
-            obs = report.zones.get(z.name)
-            if obs is None:
-                continue
-            seen[key] = {"appliedStep": obs.applied_step(), "reasons": obs.reasons(),
-                         "waiting": hub.waiting.get(key, {}).get(z.name, "")}
-        out.append({"name": z.name, "kind": z.kind.value, "git": z.git.url, "prometheus": z.prometheus.url,
-                    "hosts": [f"{h.user}@{h.address}:{h.port}" for h in z.hosts or []],
-                    "reachable": all(s["appliedStep"] is not None or not s["reasons"] for s in seen.values())
-                    if seen else None,
-                    "rollouts": seen})
-    return out
-
-
-def _head(title: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} · federation'
-            '</title><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">')
-
-
-def _login_html(error: str) -> str:
-    err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return (_head("Log in") + '<link rel="stylesheet" href="/ui/static/login.css"></head><body>'
-            '<main><h1>federation hub</h1>' + err +
-            '<form method="post" action="/ui/login"><label for="token">API token</label>'
-            '<input id="token" name="token" type="password" autocomplete="current-password" required>'
-            '<button type="submit">Log in</button></form></main></body></html>')
-
-
-def _page(page: str, csrf: str, rollout: str = "") -> str:
-    nav = "".join(f'<a href="{href}"{" aria-current=page" if page == p else ""}>{label}</a>'
-                  for p, href, label in (("fleet", "/ui/", "Fleet"), ("rollouts", "/ui/rollouts", "Rollouts")))
-    title = rollout or PAGES[page]
-    return (_head(title) + f'<meta name="csrf-token" content="{html.escape(csrf)}">'
-            '<link rel="stylesheet" href="/ui/static/app.css">'
-            '<script src="/ui/static/vendor/chart.umd.js" defer></script>'
-            '<script src="/ui/static/app.js" defer></script></head>'
-            f'<body data-page="{page}" data-rollout="{html.escape(rollout)}">'
-            f'<header><strong>federation</strong><nav>{nav}</nav>'
-            '<button id="logout" type="button">Log out</button></header>'
-            f'<main><h1>{html.escape(title)}</h1><p id="status" role="status"></p><div id="content"></div></main>'
-            '</body></html>')

@@ -17,7 +17,7 @@ from federation.core.steps import RolloutTarget, StepRecord
 from federation.demo import run as demo_run
 from federation.demo.fleet import LocalFleet
 from federation.gitops import repo as gitrepo
-from federation.hub import web
+from federation.hub import webpages
 from federation.hub.api import app_for
 from federation.hub.service import Hub
 
@@ -73,13 +73,13 @@ def test_commits_per_step_are_read_from_git_and_linked(tmp_path: Path):
 
 
 def test_a_commit_url_template_is_checked():
-    assert web.check_commit_url(TEMPLATE) == ""
-    assert web.check_commit_url("https://h/{url}/-/commit/{sha}") == ""
-    assert "{sha}" in web.check_commit_url("https://h/{repo}")
-    assert "unknown field(s) {hash}" in web.check_commit_url("https://h/{hash}")
-    assert "https://" in web.check_commit_url("javascript:alert({sha})")
-    assert web.commit_link("", "eks", "u", "abc") is None
-    assert web.commit_link("{url}/commit/{sha}".replace("{url}", "https://g/{repo}"), "eks", "x.git", "abc") == \
+    assert webpages.check_commit_url(TEMPLATE) == ""
+    assert webpages.check_commit_url("https://h/{url}/-/commit/{sha}") == ""
+    assert "{sha}" in webpages.check_commit_url("https://h/{repo}")
+    assert "unknown field(s) {hash}" in webpages.check_commit_url("https://h/{hash}")
+    assert "https://" in webpages.check_commit_url("javascript:alert({sha})")
+    assert webpages.commit_link("", "eks", "u", "abc") is None
+    assert webpages.commit_link("{url}/commit/{sha}".replace("{url}", "https://g/{repo}"), "eks", "x.git", "abc") == \
         "https://g/eks/commit/abc"
 
 

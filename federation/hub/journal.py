@@ -1,0 +1,61 @@
+"""What the hub keeps of each tick for people: the steps a rollout took (weights per subset and
+the checks that justified each), the events it emitted, each webhook's last answer — the web
+pages' memory of the current rollout (the last ``STEPS_KEPT``; Git keeps everything) — and why
+each zone has not applied the current step, logged once when it appears or changes.
+Callers: ``hub.service`` after each tick.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Any
+
+from federation.core.state import Emit, SetWeights
+from federation.hub import reasons
+from federation.hub.worker import TickReport
+
+log = logging.getLogger("federation.hub")
+
+STEPS_KEPT = 500
+
+Log = dict[str, collections.deque[dict[str, Any]]]
+
+
+def record(steps: Log, hook_answers: dict[str, dict[str, dict[str, Any]]], events: Log, report: TickReport) -> None:
+    """Each step a tick set (a new target starts the log again), each event it emitted, and each
+    webhook's last answer."""
+    key, st = report.key, report.decision.status
+    taken = steps.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
+    if taken and taken[-1]["target"] != st.target:
+        taken.clear()
+    if report.observations is not None:
+        answers = hook_answers.setdefault(key, {})
+        for hook, res in report.observations.hooks.items():
+            answers[hook] = {"ok": res.ok, "message": res.message, "at": report.now}
+    seen = events.setdefault(key, collections.deque(maxlen=STEPS_KEPT))
+    if report.error:
+        seen.append({"at": report.now, "severity": "error", "reason": "TickFailed", "message": report.error})
+    for a in report.decision.actions:
+        if isinstance(a, Emit):
+            seen.append({"at": report.now, "severity": a.severity, "reason": a.reason, "message": a.message})
+        if isinstance(a, SetWeights):
+            taken.append({"target": st.target, "step": a.step, "stage": a.stage.value, "at": report.now,
+                          "canaryWeight": a.canary_weight, "weights": {str(sub): w for sub, w in a.weights},
+                          "checks": [c.for_storage() for c in a.checks]})
+
+
+def explain(before: dict[str, str], report: TickReport) -> dict[str, str]:
+    """Zone -> why it is not at the current step; logged when a reason appears or changes, and
+    when the zone catches up. A paused rollout (or a tick that observed nothing) keeps ``before``."""
+    obs = report.observations
+    status = report.decision.status
+    if obs is None or status.paused:
+        return before
+    now = reasons.reasons(status.step, dict(obs.applied), report.zones, report.error) if status.step else {}
+    for z, why in now.items():
+        if before.get(z) != why:
+            log.warning("%s: zone %s has not applied step %d: %s", report.key, z, status.step, why)
+    for z in before.keys() - now.keys():
+        log.info("%s: zone %s reached step %s", report.key, z, obs.applied.get(z))
+    return now
