@@ -4,13 +4,15 @@ the edge Envoy) onto ``eks``, a Kubernetes zone on the real kube-apiserver. The 
 step to both zone repos and the mesh repo; Flux's part on ``eks`` is played by the test (the zone
 repo's head server-side applied as the zone's ServiceAccount at each new commit and at the hub's
 reconcile request, pruned, and Flux's status written: ``demo.fluxlocal.LocalFlux``), and the
-Deployment controller's (each Deployment's status, all replicas ready once its
-generation is applied). No metrics are judged here: the point is the workload path."""
+kubelet's and the Deployment controller's (the Deployments run as local demo-app processes, their
+status written: ``demo.kubelet.LocalKubelet``). No metrics are judged here, and no traffic reaches
+eks (no zone ingress runs for it): the point is the workload path."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from federation.core.state import Emit, Phase
 from federation.demo import fluxlocal
 from federation.demo.fleet import LocalFleet
 from federation.demo.fluxlocal import LocalFlux
+from federation.demo.kubelet import LocalKubelet
+from federation.demo.procs import Supervisor
 from federation.gitops import meshrepo
 from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
@@ -31,7 +35,7 @@ from federation.hub.worker import RolloutWorker, TickReport
 from federation.runtimes import kubernetes as kube
 from tests import gitlog
 from tests.integration import flux
-from tests.real_kube import Cluster, deployment_status
+from tests.real_kube import Cluster
 from tests.schemas import validate_kubernetes
 
 pytestmark = pytest.mark.integration
@@ -59,13 +63,10 @@ def hybrid_fleet(local: LocalFleet, k8s: Cluster) -> specs.Fleet:
     return specs.Fleet.model_validate(doc)
 
 
-def controllers(k8s: Cluster, lf: LocalFlux) -> None:
-    """Flux reconciles (a new commit, or the hub's request); every Deployment's pods come up."""
+def controllers(lf: LocalFlux, kubelet: LocalKubelet) -> None:
+    """Flux reconciles (a new commit, or the hub's request); the kubelet runs what it applied."""
     lf.reconcile()
-    for d in k8s.admin.apps.list_namespaced_deployment("shop").items:
-        gen = d.metadata.generation
-        if (d.status.observed_generation or 0) < gen or (d.status.available_replicas or 0) < d.spec.replicas:
-            deployment_status(k8s.admin, "shop", d.metadata.name, d.spec.replicas, d.spec.replicas, observed=gen)
+    kubelet.sync()
 
 
 def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: Cluster):
@@ -74,6 +75,8 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
     bare = Path(local.git_url("eks"))
     flux.create_example(k8s, "eks")
     lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
+    pods = Supervisor(tmp_path / "pods")
+    kubelet = LocalKubelet(k8s.server, "shop", "eks", pods, str(Path(sys.executable).parent / "fed-demo-app"))
     fleet = hybrid_fleet(local, k8s)
     canary = specs.FederatedCanary.model_validate(CANARY)
     reports: list[TickReport] = []
@@ -85,13 +88,13 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
             worker = RolloutWorker(canary.key, parts, MemoryStore(), listener=reports.append)
             try:
                 await parts.sync()
-                controllers(k8s, lf)
+                controllers(lf, kubelet)
                 t0 = time.monotonic()
                 deadline = t0 + 150
                 while time.monotonic() < deadline:
                     await parts.sync()
                     report = await worker.tick(canary)
-                    controllers(k8s, lf)
+                    controllers(lf, kubelet)
                     if report.decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
                         break
                     await asyncio.sleep(0.2)  # the hub's tick interval
@@ -110,6 +113,8 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
 
         took = asyncio.run(scenario())
     finally:
+        kubelet.stop()
+        pods.stop_all()
         local.stop()
 
     steps = [r.decision.status.step for r in reports]
@@ -154,6 +159,8 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
     bare = Path(local.git_url("eks"))
     flux.create_example(k8s, "eks")
     lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
+    pods = Supervisor(tmp_path / "pods")
+    kubelet = LocalKubelet(k8s.server, "shop", "eks", pods, str(Path(sys.executable).parent / "fed-demo-app"))
     fleet = hybrid_fleet(local, k8s)
     doc = json.loads(json.dumps(CANARY))
     doc["spec"]["progressDeadlineSeconds"] = 15
@@ -168,7 +175,7 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
             stalled_at: int | None = None
             try:
                 await parts.sync()
-                controllers(k8s, lf)
+                controllers(lf, kubelet)
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline:
                     await parts.sync()
@@ -187,7 +194,7 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
                             return ["deploy/kustomization.yaml"]
 
                         assert human.commit_and_push(breaks, "add a quota", author="Dev <dev@localhost>")
-                    controllers(k8s, lf)
+                    controllers(lf, kubelet)
                     await asyncio.sleep(0.2)
                 final = reports[-1].decision.status
                 assert stalled_at is not None
@@ -210,6 +217,8 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
 
         asyncio.run(scenario())
     finally:
+        kubelet.stop()
+        pods.stop_all()
         local.stop()
 
 
@@ -222,6 +231,8 @@ def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(
     bare = Path(local.git_url("eks"))
     flux.create_example(k8s, "eks")
     lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
+    pods = Supervisor(tmp_path / "pods")
+    kubelet = LocalKubelet(k8s.server, "shop", "eks", pods, str(Path(sys.executable).parent / "fed-demo-app"))
     fleet = hybrid_fleet(local, k8s)
     doc = json.loads(json.dumps(CANARY))
     doc["spec"]["canary"]["version"] = "v2"
@@ -235,14 +246,14 @@ def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(
             bumped = False
             try:
                 await parts.sync()
-                controllers(k8s, lf)
+                controllers(lf, kubelet)
                 deadline = time.monotonic() + 150
                 while time.monotonic() < deadline:
                     await parts.sync()
                     canary = specs.FederatedCanary.model_validate(doc)  # as discovery reads it, checksum included
                     canary.spec.with_checksum(await meshrepo.canary_checksum(canary.spec, parts.repos))
                     report = await worker.tick(canary)
-                    controllers(k8s, lf)
+                    controllers(lf, kubelet)
                     status = report.decision.status
                     if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
                         break
@@ -263,6 +274,8 @@ def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(
 
         asyncio.run(scenario())
     finally:
+        kubelet.stop()
+        pods.stop_all()
         local.stop()
 
     final = reports[-1].decision.status
