@@ -285,6 +285,22 @@ class LocalFleet:
                 "--stop-instances"], env=path_env)
         self.wait_ready(only=only)
 
+    def start_ingress(self, zone: str, timeout: float = 60.0) -> None:
+        """Only the ingress Envoy of ``zone`` (a zone whose instances something else runs: a
+        Kubernetes zone's mesh stand-in programs it, ``demo.zonemesh``)."""
+        z = next(x for x in self.zones if x.name == zone)
+        boot = self._zone_config(z)
+        self.sup.start(f"envoy-{z.name}", [tool("envoy"), "-c", str(boot), "--log-level", "warn",
+                                           "--base-id", str(z.admin_port)], outlive_parent=True)
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{z.admin_port}/ready", timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout, f"{z.name} ingress Envoy")
+
     def wait_ready(self, timeout: float = 60.0, only: Collection[str] | None = None) -> None:
         def up(url: str) -> bool:
             try:

@@ -5,17 +5,21 @@ step to both zone repos and the mesh repo; Flux's part on ``eks`` is played by t
 repo's head server-side applied as the zone's ServiceAccount at each new commit and at the hub's
 reconcile request, pruned, and Flux's status written: ``demo.fluxlocal.LocalFlux``), and the
 kubelet's and the Deployment controller's (the Deployments run as local demo-app processes, their
-status written: ``demo.kubelet.LocalKubelet``). No metrics are judged here, and no traffic reaches
-eks (no zone ingress runs for it): the point is the workload path."""
+status written: ``demo.kubelet.LocalKubelet``) and, in the migration, eks's mesh (its ingress Envoy
+programmed from the applied HTTPRoute and the ready pods: ``demo.zonemesh.ZoneMesh``), with requests
+sent through the edge the whole time. No metrics are judged here: the point is the workload path."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -26,6 +30,7 @@ from federation.demo.fleet import LocalFleet
 from federation.demo.fluxlocal import LocalFlux
 from federation.demo.kubelet import LocalKubelet
 from federation.demo.procs import Supervisor
+from federation.demo.zonemesh import ZoneMesh
 from federation.gitops import meshrepo
 from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
@@ -63,10 +68,35 @@ def hybrid_fleet(local: LocalFleet, k8s: Cluster) -> specs.Fleet:
     return specs.Fleet.model_validate(doc)
 
 
-def controllers(lf: LocalFlux, kubelet: LocalKubelet) -> None:
-    """Flux reconciles (a new commit, or the hub's request); the kubelet runs what it applied."""
+def controllers(lf: LocalFlux, kubelet: LocalKubelet, mesh: ZoneMesh | None = None) -> None:
+    """Flux reconciles (a new commit, or the hub's request); the kubelet runs what it applied; the
+    zone's mesh routes to the ready pods as the applied HTTPRoute says."""
     lf.reconcile()
     kubelet.sync()
+    if mesh is not None:
+        mesh.sync("frontend")
+
+
+class Load(threading.Thread):
+    """Requests at the edge, one after another, until stopped: status codes and who answered."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.codes: Counter[str] = Counter()
+        self.answers: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5.0) as c:
+            while not self.halt.is_set():
+                try:
+                    r = c.get(self.url)
+                    self.codes[str(r.status_code)] += 1
+                    self.answers.append(r.text.split(" ok")[0] if r.status_code == 200 else f"HTTP {r.status_code}")
+                except httpx.HTTPError as exc:
+                    self.codes[type(exc).__name__] += 1
+                self.halt.wait(0.02)
 
 
 def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: Cluster):
@@ -80,25 +110,35 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
     fleet = hybrid_fleet(local, k8s)
     canary = specs.FederatedCanary.model_validate(CANARY)
     reports: list[TickReport] = []
+    load = Load(local.edge_url)
     try:
         local.start(only=("vms",))
+        local.start_ingress("eks")
+        eks_zone = next(z for z in local.zones if z.name == "eks")
+        mesh = ZoneMesh(k8s.server, kubelet, "shop", "eks", local.zdir("eks") / "envoy",
+                        f"127.0.0.1:{eks_zone.admin_port}")
 
         async def scenario() -> float:
             parts = hub_parts.build(fleet, tmp_path / "hub")
             worker = RolloutWorker(canary.key, parts, MemoryStore(), listener=reports.append)
             try:
                 await parts.sync()
-                controllers(lf, kubelet)
+                controllers(lf, kubelet, mesh)
                 t0 = time.monotonic()
                 deadline = t0 + 150
                 while time.monotonic() < deadline:
                     await parts.sync()
                     report = await worker.tick(canary)
-                    controllers(lf, kubelet)
-                    if report.decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                    controllers(lf, kubelet, mesh)
+                    phase = report.decision.status.phase
+                    if phase in (Phase.SUCCEEDED, Phase.FAILED):
                         break
+                    if phase is Phase.INITIALIZED and not load.is_alive():
+                        load.start()  # v1 serves on the VMs: traffic from here on
                     await asyncio.sleep(0.2)  # the hub's tick interval
                 took = time.monotonic() - t0
+                await asyncio.sleep(1.0)  # requests after the last step
+                load.halt.set()
                 final = reports[-1].decision.status
                 assert final.phase is Phase.SUCCEEDED, (final.message, [r.error for r in reports if r.error][-3:])
                 # The VMs ran v1 (the agent's instances, ready) until the finalising step retired it.
@@ -113,10 +153,17 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
 
         took = asyncio.run(scenario())
     finally:
+        load.halt.set()
+        if load.is_alive():
+            load.join(10)
         kubelet.stop()
         pods.stop_all()
         local.stop()
 
+    # From the edge: every request answered 200, by v1 on the VMs and then on eks, eks alone at the end.
+    assert set(load.codes) == {"200"} and load.codes["200"] > 50, load.codes
+    assert {"frontend v1 zone=vms", "frontend v1 zone=eks"} <= set(load.answers)
+    assert set(load.answers[-20:]) == {"frontend v1 zone=eks"}
     steps = [r.decision.status.step for r in reports]
     phases = list(dict.fromkeys(r.decision.status.phase for r in reports))
     assert phases == [Phase.INITIALIZING, Phase.INITIALIZED, Phase.PROGRESSING, Phase.PROMOTING,
@@ -148,7 +195,8 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
     rds = json.loads((local.workdir / "edge" / "rds.json").read_text())
     clusters = rds["resources"][0]["virtual_hosts"][0]["routes"][-1]["route"]["weighted_clusters"]["clusters"]
     assert [c["name"] for c in clusters] == ["zone-eks"]
-    print(f"\nhybrid migration: {len(reports)} ticks, {max(steps)} steps, {took:.1f} s")
+    print(f"\nhybrid migration: {len(reports)} ticks, {max(steps)} steps, {took:.1f} s, "
+          f"{sum(load.codes.values())} requests at the edge, {load.codes}")
 
 
 def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_deadline(tmp_path: Path, k8s: Cluster):
