@@ -19,17 +19,71 @@ from typing import Any
 
 import pydantic
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 
 from federation.core import spec as specs
 from federation.core.errors import Problem, SpecError
 
 KINDS: dict[str, type[specs.Model]] = {"Fleet": specs.Fleet, "FederatedCanary": specs.FederatedCanary}
 
+# Limits on every YAML text read (spec files, ZoneReleases, MetricTemplates): a file larger than
+# MAX_FILE_BYTES is not read; a document nested deeper than MAX_DEPTH or whose nodes — aliases
+# counted as the size of what they name, i.e. as expanded — exceed MAX_NODES is refused while it is
+# composed, before anything is built from it. See docs/limits.md.
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+
+
+class _Refused(Exception):
+    """A limit was crossed while composing; ``str()`` is the one-line reason."""
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, counting nodes as they would be expanded and the nesting depth."""
+
+    _expanded = 0
+    _nesting = 0
+    _sizes: dict[Any, int]
+
+    def _count(self, n: int) -> None:
+        self._expanded += n
+        if self._expanded > MAX_NODES:
+            mark = self.parser.peek_event().start_mark
+            raise _Refused(f"more than {MAX_NODES} YAML nodes (aliases counted as expanded) at line {mark.line + 1}; "
+                           "an alias bomb?")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if not hasattr(self, "_sizes"):
+            self._sizes = {}
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            self._count(self._sizes.get(event.anchor, 1))
+            return super().compose_node(parent, index)
+        before = self._expanded
+        self._count(1)
+        self._nesting += 1
+        if self._nesting > MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels at line {event.start_mark.line + 1}")
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._nesting -= 1
+        if event.anchor is not None:
+            self._sizes[event.anchor] = self._expanded - before
+        return node
+
 
 def _safe_yaml() -> YAML:
     y = YAML(typ="safe", pure=True)
+    y.Composer = _BoundedComposer
     return y
+
+
+def _too_large() -> str:
+    return f"file is larger than {MAX_FILE_BYTES // 1024} KiB (the limit for spec files)"
 
 
 def dump(docs: Iterable[Any]) -> str:
@@ -43,8 +97,17 @@ def dump(docs: Iterable[Any]) -> str:
 
 
 def parse_documents(text: str, filename: str) -> list[Any]:
+    """Every YAML document in ``text``, within the limits above; SpecError naming the file otherwise."""
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise SpecError([Problem(filename, "", _too_large())])
+    if "\x00" in text:
+        raise SpecError([Problem(filename, "", "contains a NUL byte: not a YAML text file")])
     try:
         return [d for d in _safe_yaml().load_all(text) if d is not None]
+    except _Refused as exc:
+        raise SpecError([Problem(filename, "", f"refused: {exc}")]) from None
+    except RecursionError:
+        raise SpecError([Problem(filename, "", f"refused: nested too deeply (limit {MAX_DEPTH} levels)")]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
@@ -53,17 +116,27 @@ def parse_documents(text: str, filename: str) -> list[Any]:
         raise SpecError([Problem(filename, "", f"invalid YAML: {exc}")]) from None
 
 
-def read_documents(path: str | Path) -> list[Any]:
-    p = Path(path)
+def read_text(path: str | Path) -> str:
+    """A spec file's text, reading at most MAX_FILE_BYTES + 1 bytes (``/dev/zero`` ends at once)."""
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise SpecError([Problem(str(path), "", "no such file")]) from None
     except IsADirectoryError:
         raise SpecError([Problem(str(path), "", "is a directory, not a spec file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([Problem(str(path), "", f"cannot read: {exc}")]) from None
-    return parse_documents(text, str(path))
+    except OSError as exc:
+        raise SpecError([Problem(str(path), "", f"cannot read: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError([Problem(str(path), "", _too_large())])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([Problem(str(path), "", f"not UTF-8 text (byte {exc.start})")]) from None
+
+
+def read_documents(path: str | Path) -> list[Any]:
+    return parse_documents(read_text(path), str(path))
 
 
 # ----------------------------------------------------------------------------- error paths
@@ -159,6 +232,11 @@ def parse(doc: Any, filename: str, index: int = 0) -> specs.Model:
     api = doc.get("apiVersion")
     if isinstance(api, str) and api.startswith("flagger.app/") and kind == "Canary":
         return parse_flagger_analysis(doc, filename)
+    if kind == "MetricTemplate":
+        try:
+            return specs.MetricTemplate.model_validate(doc)
+        except pydantic.ValidationError as exc:
+            raise SpecError(_problems(filename, prefix, specs.MetricTemplate, exc)) from None
     if kind not in KINDS:
         hint = difflib.get_close_matches(str(kind), list(KINDS), n=1)
         raise SpecError([Problem(filename, "kind", f"unknown kind {kind!r}"
@@ -185,7 +263,12 @@ def parse_flagger_analysis(doc: dict[str, Any], filename: str) -> specs.Model:
 
 def load(path: str | Path) -> list[specs.Model]:
     """Every document in a file, validated; all problems of all documents in one SpecError."""
-    docs = read_documents(path)
+    return load_text(read_text(path), str(path))
+
+
+def load_text(text: str, path: str) -> list[specs.Model]:
+    """Every document in ``text`` (read from ``path``, the name problems carry), validated."""
+    docs = parse_documents(text, path)
     if not docs:
         raise SpecError([Problem(str(path), "", "no YAML documents in file")])
     problems: list[Problem] = []
@@ -198,6 +281,34 @@ def load(path: str | Path) -> list[specs.Model]:
     if problems:
         raise SpecError(problems)
     return out
+
+
+def metric_templates(files: Iterable[tuple[str, str]]) -> dict[str, specs.MetricTemplate | str]:
+    """MetricTemplates in (path, text) files, by name; an invalid one maps to its problem line
+    (``path: field: message``), which a metric naming it reports. Other kinds are skipped."""
+    out: dict[str, specs.MetricTemplate | str] = {}
+    for path, text in files:
+        try:
+            docs = parse_documents(text, path)
+        except SpecError:
+            continue
+        for i, doc in enumerate(docs):
+            if not (isinstance(doc, dict) and doc.get("kind") == "MetricTemplate"):
+                continue
+            name = str((doc.get("metadata") or {}).get("name") or "")
+            try:
+                parsed = parse(doc, path, i)
+            except SpecError as exc:
+                if name:
+                    out[name] = "; ".join(str(p) for p in exc.problems)
+                continue
+            assert isinstance(parsed, specs.MetricTemplate)
+            out[parsed.metadata.name] = parsed
+    return out
+
+
+def template_queries(templates: typing.Mapping[str, specs.MetricTemplate | str]) -> dict[str, str]:
+    return {n: t.spec.query for n, t in templates.items() if isinstance(t, specs.MetricTemplate)}
 
 
 T = typing.TypeVar("T", bound=specs.Model)
@@ -225,6 +336,7 @@ def load_canary(path: str | Path, fleet: specs.Fleet | None = None) -> specs.Fed
 
 def round_trip_yaml() -> YAML:
     y = YAML()  # round-trip: keeps comments, key order, quoting and flow style
+    y.Composer = _BoundedComposer
     y.preserve_quotes = True
     y.width = 4096
     return y

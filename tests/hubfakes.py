@@ -68,8 +68,9 @@ class GoodAnalyzer:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.templates: dict[str, str] = {}
 
-    async def collect(self, spec: specs.CanarySpec, namespace: str) -> tuple[MetricSample, ...]:
+    async def collect(self, spec: specs.CanarySpec, namespace: str, name: str | None = None) -> tuple[MetricSample, ...]:
         self.calls += 1
         out = []
         for m in spec.analysis.metrics:
@@ -136,5 +137,5 @@ class MemoryParts(Parts):
     async def sync(self, names: list[str] | None = None) -> None:
         return None
 
-    async def canaries(self) -> dict[str, tuple[str, specs.FederatedCanary | None, str]]:
+    async def canaries(self, running: object = ()) -> dict[str, tuple[str, specs.FederatedCanary | None, str]]:
         return self._canaries

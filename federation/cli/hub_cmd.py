@@ -75,6 +75,9 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
 
     logs.configure(json_lines=log_json, level=logging.DEBUG if verbose else logging.INFO)
     token = _token(os.environ.get("FEDERATION_TOKEN"), token_file)  # two sources at once: exit 2
+    if len(token) < api.MIN_TOKEN:
+        raise SpecError([Problem(str(token_file) if token_file else "FEDERATION_TOKEN", "",
+                                 f"the API token must be at least {api.MIN_TOKEN} characters")])
     f = specfiles.load_one(fleet, specs.Fleet)
     host, _, port = listen.rpartition(":")
     if state_store not in ("file", "configmap"):
@@ -96,7 +99,8 @@ def run(fleet: Annotated[Path, typer.Option("--fleet", "-f", envvar="FEDERATION_
         shards = Shards(hub_api, lease_namespace, identity or socket.gethostname(), max_share=max_rollouts)
     commands = None
     if state_store == "configmap":
-        from federation.hub.store import ConfigMapCommands, ConfigMapStore
+        from federation.hub.commands import ConfigMapCommands
+        from federation.hub.store import ConfigMapStore
 
         store = ConfigMapStore(hub_api, str(store_namespace))
         commands = ConfigMapCommands(hub_api, str(store_namespace))

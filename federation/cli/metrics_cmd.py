@@ -16,18 +16,48 @@ from federation.core.errors import Problem, SpecError
 from federation.core.state import CheckResult
 
 
-def _canary_from_mesh(fleet: specs.Fleet, service: str, cache: Path) -> specs.FederatedCanary:
+def _mesh_repo(fleet: specs.Fleet, cache: Path) -> Any:
     from federation.gitops import repo as gitrepo
 
     m = fleet.spec.mesh
     repo = gitrepo.Repo(m.git.url, m.git.branch, cache / fleet.metadata.name / "mesh", gitrepo.Credentials(m.git.auth))
     repo.ensure()
-    base = "/".join(p for p in (m.git.path, "canaries") if p and p != ".")
-    for path in repo.files(base):
-        for d in specfiles.load(repo.workdir / path):
+    return repo
+
+
+def _under(fleet: specs.Fleet, folder: str) -> str:
+    return "/".join(p for p in (fleet.spec.mesh.git.path, folder) if p and p != ".")
+
+
+def _canary_from_mesh(fleet: specs.Fleet, repo: Any, service: str) -> specs.FederatedCanary:
+    for path in repo.files(_under(fleet, "canaries")):
+        for d in specfiles.load_text(repo.read(path) or "", path):
             if isinstance(d, specs.FederatedCanary) and service in (d.metadata.name, d.key):
                 return d
-    raise SpecError([Problem(m.git.url, "canaries/", f"no FederatedCanary for service {service!r}")])
+    raise SpecError([Problem(fleet.spec.mesh.git.url, "canaries/", f"no FederatedCanary for service {service!r}")])
+
+
+def _templates(fleet: specs.Fleet, repo: Any, canary: specs.FederatedCanary,
+               where: str) -> dict[str, specs.MetricTemplate | str]:
+    """The mesh repo's MetricTemplates, as the hub loads them; a metric naming one that is missing
+    or invalid, or that lacks a variable the template uses, is a spec error of that metric."""
+    under = _under(fleet, "templates")
+    found = specfiles.metric_templates((p, repo.read(p) or "") for p in repo.files(under))
+    problems = [Problem(where, f, msg) for f, msg in specs.check_templates(canary, specfiles.template_queries(found))]
+    for i, m in enumerate(canary.spec.analysis.metrics):
+        if m.template_ref is None:
+            continue
+        t = found.get(m.template_ref.name)
+        field = f"spec.analysis.metrics[{i}].templateRef"
+        if t is None:
+            problems.append(Problem(where, field, f"metric {m.name!r}: MetricTemplate {m.template_ref.name!r} not "
+                                    f"found in {fleet.spec.mesh.git.url} {under or '.'}/"))
+        elif isinstance(t, str):
+            problems.append(Problem(where, field, f"metric {m.name!r}: MetricTemplate {m.template_ref.name!r} is "
+                                    f"invalid: {t}"))
+    if problems:
+        raise SpecError(problems)
+    return found
 
 
 def metrics(service: Annotated[str, typer.Argument(help="Service (name or namespace/name).")],
@@ -53,12 +83,17 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
     elif fleet is not None:
         from federation.metrics.analysis import Analyzer
         f = specfiles.load_one(fleet, specs.Fleet)
-        c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, service, cache)
-        analyzer = Analyzer(f)
+        mesh = _mesh_repo(f, cache) if canary is None else None
+        c = specfiles.load_canary(canary, f) if canary else _canary_from_mesh(f, mesh, service)
+        found: dict[str, specs.MetricTemplate | str] = {}
+        if any(m.template_ref is not None for m in c.spec.analysis.metrics):
+            mesh = mesh or _mesh_repo(f, cache)
+            found = _templates(f, mesh, c, str(canary) if canary else f"{f.spec.mesh.git.url} canaries/")
+        analyzer = Analyzer(f, metric_templates=found)
 
         async def gather() -> tuple[Any, dict[str, str]]:
             zs = c.spec.canary.zones
-            samples, health = await asyncio.gather(analyzer.collect(c.spec, c.metadata.namespace),
+            samples, health = await asyncio.gather(analyzer.collect(c.spec, c.metadata.namespace, name=c.metadata.name),
                                                    asyncio.gather(*[analyzer.clients[z].healthy() for z in zs]))
             return samples, {z: why for z, why in zip(zs, health, strict=True) if why}
 
@@ -73,9 +108,10 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
     data, rows = [], []
     for check, n in zip(checks, requests, strict=True):
         data.append({"metric": check.metric, "zone": check.zone or "global", "value": check.value,
-                     "requests": n, "outcome": check.outcome, "detail": check.message})
+                     "requests": n, "outcome": check.outcome, "dryRun": check.dry_run, "detail": check.message})
         rows.append([check.metric, check.zone or "global", "n/a" if check.value is None else f"{check.value:.4g}",
-                     "-" if n is None else f"{n:.0f}", check.outcome, check.message])
+                     "-" if n is None else f"{n:.0f}", check.outcome + (" (dry-run)" if check.dry_run else ""),
+                     check.message])
     output.emit({"rollout": key, "canary": version, "checks": data}, fmt,
                 ["metric", "scope", "value", "requests", "outcome", "detail"], rows,
                 title=f"{key}: {version} in {', '.join(zones)}")
@@ -89,9 +125,9 @@ def judged(verdict: core_analysis.Verdict, broken: dict[str, str], version: str)
         output.error(f"zone {zone}: {why}")
     if broken:
         raise typer.Exit(3)
-    if any(ch.outcome == "fail" for ch in verdict.checks):
+    if any(ch.outcome == "fail" for ch in verdict.decisive):  # dry-run metrics never fail
         raise typer.Exit(1)
-    nodata = [ch for ch in verdict.checks if ch.outcome == "nodata"]
+    nodata = [ch for ch in verdict.decisive if ch.outcome == "nodata"]
     if nodata:
         if all("no requests" in ch.message or "empty result" in ch.message for ch in nodata):
             output.info(f"no traffic yet to {version}: nothing to judge (no requests in the metrics' window)")

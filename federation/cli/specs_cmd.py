@@ -12,7 +12,7 @@ from federation.cli import output
 from federation.core import plan as planning
 from federation.core import spec as specs
 from federation.core.errors import Problem, SpecError
-from federation.core.weights import as_percent, subsets_for
+from federation.core.weights import as_percent, canary_shares, subsets_for
 
 FleetOpt = Annotated[Path, typer.Option("--fleet", "-f", help="Fleet spec file.", envvar="FEDERATION_FLEET")]
 FormatOpt = Annotated[output.Format, typer.Option("--output", "-o", help="Output format.")]
@@ -93,8 +93,10 @@ def render(canary: Annotated[Path, typer.Argument(help="FederatedCanary spec fil
                        primary_version=s.primary.version, canary_version=s.canary.version,
                        weights=tuple(sorted(weights.items())), step=0, rollout=c.key, mirror_weight=mirror_bp,
                        matched=matched, match=tuple(s.analysis.match or ()),
-                       session_affinity=s.analysis.session_affinity, zones=tuple(fleet_model.zone_names), canary_zones=tuple(s.canary.zones),
-                       mesh_name=fleet_model.spec.mesh.name, mesh_namespace=fleet_model.spec.mesh.namespace)
+                       session_affinity=s.analysis.session_affinity, zones=tuple(fleet_model.zone_names),
+                       canary_zones=tuple(s.canary.zones),
+                       mesh_name=fleet_model.spec.mesh.name, mesh_namespace=fleet_model.spec.mesh.namespace,
+                       canary_shares=canary_shares(s, fleet_model))
     name = router or factory.PROVIDER_DEFAULT[fleet_model.spec.mesh.provider.value]
     output.raw(specfiles.dump(factory.render(name, req)))
 

@@ -6,6 +6,8 @@ A zone-local failure fails the check even when the global figure passes; no data
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,27 +20,32 @@ class Verdict:
     checks: tuple[CheckResult, ...]
 
     @property
+    def decisive(self) -> tuple[CheckResult, ...]:
+        """The checks that count: dry-run metrics are recorded, never decisive."""
+        return tuple(c for c in self.checks if not c.dry_run)
+
+    @property
     def failed(self) -> bool:
-        return any(c.outcome in ("fail", "nodata") for c in self.checks)
+        return any(c.outcome in ("fail", "nodata") for c in self.decisive)
 
     @property
     def held(self) -> bool:
-        return not self.failed and any(c.outcome == "hold" for c in self.checks)
+        return not self.failed and any(c.outcome == "hold" for c in self.decisive)
 
     @property
     def passed(self) -> bool:
         return not self.failed and not self.held
 
     def summary(self) -> str:
-        bad = [c for c in self.checks if c.outcome != "pass"]
-        if not bad:
-            return f"{len(self.checks)} checks passed"
-        return "; ".join(_describe(c) for c in bad)
+        bad = [c for c in self.decisive if c.outcome != "pass"]
+        dry = [c for c in self.checks if c.dry_run and c.outcome != "pass"]
+        text = "; ".join(_describe(c) for c in bad) if bad else f"{len(self.decisive)} checks passed"
+        return text + "".join(f"; {_describe(c)}" for c in dry)
 
 
 def _describe(c: CheckResult) -> str:
     where = c.zone or "global"
-    return f"{c.metric}@{where} {c.outcome}: {c.message}"
+    return f"{c.metric}@{where} {c.outcome}{' (dry-run)' if c.dry_run else ''}: {c.message}"
 
 
 def _judge_one(m: MetricCheck, zone: str | None, sample: MetricSample | None) -> CheckResult:
@@ -52,6 +59,8 @@ def _judge_one(m: MetricCheck, zone: str | None, sample: MetricSample | None) ->
         return missing(sample.reason or "no data")
     value = sample.value
     assert value is not None
+    if not math.isfinite(value):  # NaN compares false with everything: it would pass any bound
+        return missing(f"non-finite value {value}")
     if zone is not None and m.min_requests and sample.requests is not None and sample.requests < m.min_requests:
         return missing(f"{sample.requests:g} requests, fewer than minRequests {m.min_requests}")
     if m.compare == "primary":
@@ -75,9 +84,11 @@ def judge(spec: CanarySpec, samples: Sequence[MetricSample]) -> Verdict:
     index = {(s.metric, s.zone): s for s in samples}
     out: list[CheckResult] = []
     for m in spec.analysis.metrics:
+        judged: list[CheckResult] = []
         if m.scope in (Scope.GLOBAL, Scope.BOTH):
-            out.append(_judge_one(m, None, index.get((m.name, None))))
+            judged.append(_judge_one(m, None, index.get((m.name, None))))
         if m.scope in (Scope.ZONE, Scope.BOTH):
             for zone in spec.canary.zones:
-                out.append(_judge_one(m, zone, index.get((m.name, zone))))
+                judged.append(_judge_one(m, zone, index.get((m.name, zone))))
+        out.extend(dataclasses.replace(c, dry_run=True) if m.dry_run else c for c in judged)
     return Verdict(tuple(out))

@@ -91,8 +91,8 @@ class _Tick:
             changes.setdefault("last_transition_at", self.now)
         return Decision(self.status.with_(**changes), tuple(self.actions))
 
-    def emit(self, severity: str, reason: str, message: str) -> None:
-        self.actions.append(Emit(severity, reason, message))  # type: ignore[arg-type]
+    def emit(self, severity: str, reason: str, message: str, alert: bool = True) -> None:
+        self.actions.append(Emit(severity, reason, message, alert))  # type: ignore[arg-type]
 
     def hook_results(self, kind: WebhookType) -> Mapping[str, HookResult]:
         if not self.obs.has(kind.value):
@@ -104,15 +104,16 @@ class _Tick:
             raise _Missing(Needs(metrics=True))
         return self.obs.metrics
 
-    def gate(self, kind: WebhookType) -> tuple[bool, str]:
-        """All hooks of ``kind`` answered 2xx this tick (a hook not called counts as a no)."""
+    def gate(self, kind: WebhookType) -> tuple[bool, str, bool]:
+        """All hooks of ``kind`` answered 2xx this tick (a hook not called counts as a no); the
+        reason, and whether the hook that said no mutes its alerts (``muteAlert``)."""
         hooks = self.spec.analysis.hooks(kind)
         results = self.hook_results(kind) if hooks else {}
         for h in hooks:
             r = results.get(h.name)
             if r is None or not r.ok:
-                return False, f"{kind.value} hook {h.name!r} " + (r.message if r else "not answered")
-        return True, ""
+                return False, f"{kind.value} hook {h.name!r} " + (r.message if r else "not answered"), h.mute_alert
+        return True, "", False
 
     def any_hook_ok(self, kind: WebhookType) -> str | None:
         hooks = self.spec.analysis.hooks(kind)
@@ -184,10 +185,10 @@ class _Tick:
             "pre_rollout_passed": not a.hooks(WebhookType.PRE_ROLLOUT), "started_at": self.now,
             "last_checks": (),
         }
-        ok, why = self.gate(WebhookType.CONFIRM_ROLLOUT)
+        ok, why, muted = self.gate(WebhookType.CONFIRM_ROLLOUT)
         if not ok:
             if self.status.phase is not Phase.WAITING:
-                self.emit("info", "Waiting", f"{self.spec.canary.version} waits for approval: {why}")
+                self.emit("info", "Waiting", f"{self.spec.canary.version} waits for approval: {why}", not muted)
             return self.done(phase=Phase.WAITING, message=f"waiting for approval: {why}", **base)
         self.emit("info", "Started", f"new revision {self.spec.canary.version} in {', '.join(self.spec.canary.zones)}")
         if self.spec.skip_analysis:
@@ -200,10 +201,10 @@ class _Tick:
                          **base, **changes)
 
     def promote_or_wait(self, checks: tuple[CheckResult, ...]) -> Decision:
-        ok, why = self.gate(WebhookType.CONFIRM_PROMOTION)
+        ok, why, muted = self.gate(WebhookType.CONFIRM_PROMOTION)
         if not ok:
             if self.status.phase is not Phase.WAITING_PROMOTION:
-                self.emit("info", "WaitingPromotion", f"promotion waits for approval: {why}")
+                self.emit("info", "WaitingPromotion", f"promotion waits for approval: {why}", not muted)
             return self.done(phase=Phase.WAITING_PROMOTION, message=f"waiting for promotion approval: {why}",
                              next_analysis_at=self.now + self.spec.analysis.interval_seconds,
                              last_checks=checks)
@@ -226,27 +227,28 @@ class _Tick:
         s, a = self.status, self.spec.analysis
         interval = a.interval_seconds
 
-        def failed_check(why: str, checks: tuple[CheckResult, ...] = ()) -> Decision:
+        def failed_check(why: str, checks: tuple[CheckResult, ...] = (), muted: bool = False) -> Decision:
             n = s.failed_checks + 1
             if n >= a.threshold:
+                # The rollback is alerted even when the last failing hook mutes its own alerts.
                 self.status = s.with_(failed_checks=n, last_checks=checks)
                 return self.rollback(f"{why} (failed checks {n}/{a.threshold})", checks)
-            self.emit("warn", "FailedCheck", f"{why} (failed checks {n}/{a.threshold})")
+            self.emit("warn", "FailedCheck", f"{why} (failed checks {n}/{a.threshold})", not muted)
             return self.done(failed_checks=n, next_analysis_at=self.now + interval,
                              message=f"check failed: {why}", last_checks=checks, held_since=None)
 
         if not s.pre_rollout_passed:
-            ok, why = self.gate(WebhookType.PRE_ROLLOUT)
+            ok, why, muted = self.gate(WebhookType.PRE_ROLLOUT)
             if not ok:
-                return failed_check(why)
+                return failed_check(why, muted=muted)
             s = s.with_(pre_rollout_passed=True)
             self.status = s
         if canary_idle(self.spec, s):
             verdict = analysis_mod.Verdict(())
         else:
-            ok, why = self.gate(WebhookType.ROLLOUT)
+            ok, why, muted = self.gate(WebhookType.ROLLOUT)
             if not ok:
-                return failed_check(why)
+                return failed_check(why, muted=muted)
             verdict = analysis_mod.judge(self.spec, self.metrics())
         if verdict.failed:
             return failed_check(verdict.summary(), verdict.checks)
@@ -263,7 +265,7 @@ class _Tick:
         if a.strategy is Strategy.CANARY:
             nxt = plan.next_analysis_weight(a, s.canary_weight)
             if nxt > s.canary_weight:
-                ok, why = self.gate(WebhookType.CONFIRM_TRAFFIC_INCREASE)
+                ok, why, _ = self.gate(WebhookType.CONFIRM_TRAFFIC_INCREASE)
                 if not ok:
                     return self.done(next_analysis_at=self.now + interval, last_checks=checks,
                                      message=f"weight increase waits: {why}")

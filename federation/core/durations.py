@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# "min" as Graphite writes it (Flagger's Graphite example has ``interval: 1min``, which its CRD's
+# pattern accepts): the text still goes into templates as written.
+_PART = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)(ms|min|s|m|h)")
+MAX_TEXT = 32  # characters: "1h30m", never a 400-digit number
+_UNITS = {"ms": 0.001, "min": 60.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse(text: str) -> float:
@@ -16,6 +19,8 @@ def parse(text: str) -> float:
     s = text.strip()
     if not s:
         raise ValueError("empty duration")
+    if len(s) > MAX_TEXT:
+        raise ValueError(f"duration {text[:MAX_TEXT]!r}... is longer than {MAX_TEXT} characters")
     pos = 0
     total = 0.0
     for m in _PART.finditer(s):
@@ -23,7 +28,7 @@ def parse(text: str) -> float:
             break
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
-    if pos != len(s):
+    if pos != len(s) or pos == 0:
         raise ValueError(f"invalid duration {text!r}: use a number with ms, s, m or h, e.g. 30s, 1m, 1h30m")
     return total
 

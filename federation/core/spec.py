@@ -10,20 +10,40 @@ Callers: ``federation.specfiles`` (loading files, turning validation errors into
 from __future__ import annotations
 
 import enum
+import ipaddress
+import itertools
 import math
 import re
+import urllib.parse
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from federation.core import durations
+from federation.core import durations, outbound, querytemplate
 
 API_VERSION = "federation.io/v1alpha1"
 BASIS_POINTS = 10_000
 BUILTIN_METRICS = ("request-success-rate", "request-duration")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_VERSION = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+
+# Limits on what a spec may say (docs/limits.md lists them all). Strings, lists and maps are
+# bounded so that one document cannot make the hub, plan or render spend unbounded memory or time.
+MAX_STRING = 16 * 1024  # any string field (a PromQL query is the longest legitimate one)
+MAX_NAME = 63  # DNS-1123 label, as Kubernetes
+MAX_VERSION = 63
+MAX_LIST = 100  # metrics, webhooks, alerts, match rules, stepWeights, zones of a placement
+MAX_ZONES = 200  # zones of a fleet
+MAX_HOSTS = 1000  # hosts of one vm zone
+MAX_MAP = 256  # labels, annotations, metadata, template variables, headers
+MIN_INTERVAL = 1.0  # seconds: analysis and metric intervals
+MAX_DURATION = 168 * 3600.0  # seconds: any duration (one week)
+MAX_COUNT = 10_000  # iterations, threshold, retries
+MAX_SECONDS = 7 * 24 * 3600  # progressDeadlineSeconds, cookie maxAge
+MAX_RELATIVE = 1_000_000  # capacity, zoneWeights
 
 
 class Model(pydantic.BaseModel):
@@ -35,24 +55,62 @@ class Model(pydantic.BaseModel):
         extra="forbid",
         frozen=True,
         str_strip_whitespace=True,
+        str_max_length=MAX_STRING,
+        hide_input_in_errors=True,  # an error never repeats a value (a URL may carry a secret)
     )
 
 
 def _duration(value: str) -> str:
-    durations.parse(value)
+    seconds = durations.parse(value)
+    if not 0 < seconds <= MAX_DURATION:
+        raise ValueError(f"duration {value!r} must be greater than 0 and at most 168h")
+    return value
+
+
+def _interval(value: str) -> str:
+    seconds = durations.parse(value)
+    if not MIN_INTERVAL <= seconds <= MAX_DURATION:
+        raise ValueError(f"interval {value!r} must be between 1s and 168h")
     return value
 
 
 Duration = Annotated[str, pydantic.AfterValidator(_duration)]
+Interval = Annotated[str, pydantic.AfterValidator(_interval)]
+
+
+def _shown(value: str) -> str:
+    """A bad value for an error line: bounded, control characters escaped."""
+    shown = repr(value[:80])
+    return shown + ("..." if len(value) > 80 else "")
 
 
 def _name(value: str) -> str:
-    if not _DNS_LABEL.match(value) or len(value) > 63:
-        raise ValueError(f"{value!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
+    if len(value) > MAX_NAME or not _DNS_LABEL.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a DNS label (DNS-1123: lowercase letters, digits and '-', "
+                         f"at most {MAX_NAME})")
     return value
 
 
 Name = Annotated[str, pydantic.AfterValidator(_name)]
+
+
+def _version(value: str) -> str:
+    if len(value) > MAX_VERSION or not _VERSION.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a version (letters, digits, '.', '_' and '-', at most "
+                         f"{MAX_VERSION}, starting and ending with a letter or digit)")
+    return value
+
+
+Version = Annotated[str, pydantic.AfterValidator(_version)]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number")
+    return value
+
+
+Finite = Annotated[float, pydantic.AfterValidator(_finite)]
 
 
 def percent_to_bp(value: float) -> int:
@@ -64,7 +122,7 @@ def percent_to_bp(value: float) -> int:
 
 
 def _percent(value: float) -> float:
-    if not 0 <= value <= 100:
+    if not 0 <= value <= 100:  # NaN and infinities are refused here too
         raise ValueError(f"{value} is not a percentage between 0 and 100")
     percent_to_bp(value)
     return value
@@ -75,9 +133,9 @@ Percent = Annotated[float, pydantic.AfterValidator(_percent)]
 
 class Metadata(Model):
     name: Name
-    namespace: str = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    namespace: Name = "default"
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP)
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP)
 
 
 # ----------------------------------------------------------------------------- Fleet
@@ -114,6 +172,15 @@ class GitSource(Model):
     pull_request: bool = False
     signing: GitSigning | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _no_secret(cls, v: str) -> str:
+        if "://" in v:
+            parts = urllib.parse.urlsplit(v)
+            if parts.password is not None or (parts.username is not None and parts.scheme in ("http", "https")):
+                raise ValueError("credentials in the URL are refused (use auth.tokenEnv or auth.tokenFile)")
+        return v
+
     @field_validator("path")
     @classmethod
     def _relative(cls, v: str) -> str:
@@ -140,8 +207,9 @@ class PrometheusSource(Model):
     @field_validator("url")
     @classmethod
     def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r} must start with http:// or https://")
+        problem = outbound.url_problem(v)
+        if problem is not None:
+            raise ValueError(f"{outbound.redact(v)!r} {problem}")
         return v
 
 
@@ -206,20 +274,68 @@ class ZoneKind(str, enum.Enum):
     VM = "vm"
 
 
+def http_url(value: str) -> str:
+    """An absolute http(s) URL with a host; anything else is refused (naming what it got)."""
+    m = re.match(r"^https?://([^/?#\s]+)([/?#]\S*)?$", value)
+    host = m.group(1).rsplit("@", 1)[-1] if m else ""
+    if not m or not host or host.startswith(":"):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+HttpUrl = Annotated[str, pydantic.AfterValidator(http_url)]
+
+
+class MetricProviderType(str, enum.Enum):
+    """Flagger's MetricTemplate provider types (those marked supported have a client here)."""
+
+    PROMETHEUS = "prometheus"
+    DATADOG = "datadog"
+    GRAPHITE = "graphite"
+    INFLUXDB = "influxdb"
+    CLOUDWATCH = "cloudwatch"
+    NEWRELIC = "newrelic"
+    DYNATRACE = "dynatrace"
+    STACKDRIVER = "stackdriver"
+    SPLUNK = "splunk"
+    KEPTN = "keptn"
+    EXTERNALMETRICS = "externalmetrics"
+
+
+class SecretRef(Model):
+    name: str
+
+
+class MetricProvider(Model):
+    """Flagger's ``MetricTemplate.spec.provider``. ``secretRef`` names a secret the hub reads from
+    files (``<secretsDir>/<name>/<key>``, as a mounted Kubernetes Secret) or the environment
+    (``FEDERATION_SECRET_<NAME>_<KEY>``); values are never logged."""
+
+    type: MetricProviderType
+    address: HttpUrl | None = None
+    secret_ref: SecretRef | None = None
+    region: str | None = None
+    insecure_skip_verify: bool = False
+    headers: dict[str, list[str]] | None = None
+
+
 class Zone(Model):
     name: Name
     kind: ZoneKind
     git: GitSource
     prometheus: PrometheusSource
     ingress: Endpoint
-    capacity: int = Field(default=1, ge=1, description="relative share of canary traffic by default")
+    capacity: int = Field(default=1, ge=1, le=MAX_RELATIVE, description="relative share of canary traffic by default")
     description: str = ""
     kubeconfig: Kubeconfig | None = None
     flux: FluxRef | None = None
-    hosts: list[Host] | None = None
+    hosts: list[Host] | None = Field(default=None, max_length=MAX_HOSTS)
     known_hosts: str | None = None
     identity_file: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP)
+    # Per zone, a MetricTemplate provider of the same type is overridden by this one's address,
+    # secretRef, insecureSkipVerify and headers (a zone's own Datadog site or InfluxDB, say).
+    metric_providers: list[MetricProvider] = Field(default_factory=list, max_length=MAX_LIST)
 
     @field_validator("name")
     @classmethod
@@ -300,6 +416,10 @@ class GlobalMetrics(Model):
 class MetricsConfig(Model):
     global_: GlobalMetrics | None = Field(default=None, alias="global")
     mesh: Literal["envoy", "kuma", "linkerd", "smi", "gatewayapi", "istio", "app"] | None = None
+    # Where MetricTemplate secretRefs are read: <secretsDir>/<name>/<key> (a mounted Secret's layout);
+    # FEDERATION_SECRET_<NAME>_<KEY> in the environment wins. Default: FEDERATION_SECRETS_DIR, else
+    # /etc/federation/secrets.
+    secrets_dir: str | None = None
 
 
 class AlertProvider(Model):
@@ -321,11 +441,27 @@ class AlertProvider(Model):
         return self
 
 
+class Outbound(Model):
+    """Where the hub may send webhooks, alerts and metric queries (see ``core.outbound``)."""
+
+    allow: list[str] = Field(default_factory=list, max_length=MAX_LIST)
+
+    @field_validator("allow")
+    @classmethod
+    def _entries(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            problem = outbound.allow_entry_problem(entry)
+            if problem is not None:
+                raise ValueError(problem)
+        return v
+
+
 class FleetSpec(Model):
-    zones: list[Zone] = Field(min_length=1)
+    zones: list[Zone] = Field(min_length=1, max_length=MAX_ZONES)
     mesh: Mesh
+    outbound: Outbound | None = None
     metrics: MetricsConfig | None = None
-    alert_providers: list[AlertProvider] = Field(default_factory=list)
+    alert_providers: list[AlertProvider] = Field(default_factory=list, max_length=MAX_LIST)
 
     @field_validator("zones")
     @classmethod
@@ -353,6 +489,20 @@ class Fleet(Model):
     @property
     def zone_names(self) -> list[str]:
         return [z.name for z in self.spec.zones]
+
+    def outbound_policy(self) -> outbound.Policy:
+        """The fleet's outbound policy: its allow list, and its own Envoys' admin endpoints."""
+        admin: set[tuple[str, int]] = set()
+        for z in self.spec.zones:
+            if z.ingress.admin_port is not None:
+                admin.add((z.ingress.address, z.ingress.admin_port))
+        edge = self.spec.mesh.edge
+        if edge is not None:
+            admin.add((edge.admin.address, edge.admin.port))
+            if edge.admin.admin_port is not None:
+                admin.add((edge.admin.address, edge.admin.admin_port))
+        allow = tuple(self.spec.outbound.allow) if self.spec.outbound is not None else ()
+        return outbound.Policy(allow, frozenset(admin))
 
 
 # ----------------------------------------------------------------------------- Canary
@@ -384,8 +534,8 @@ class Match(Model):
 
 
 class ThresholdRange(Model):
-    min: float | None = None
-    max: float | None = None
+    min: Finite | None = None
+    max: Finite | None = None
 
     @model_validator(mode="after")
     def _order(self) -> ThresholdRange:
@@ -412,35 +562,85 @@ class NoData(str, enum.Enum):
     HOLD = "hold"
 
 
+class Aggregate(str, enum.Enum):
+    """How a custom query's per-zone values make the global figure (built-ins combine their
+    counts and histogram buckets instead)."""
+
+    WORST = "worst"
+    """The zone furthest outside (or nearest the edge of) the threshold range: safe by default."""
+    SUM = "sum"
+    """Zones added up: for counts (errors, restarts), judged against a fleet-wide range."""
+    MEAN = "mean"
+    """Plain mean of the zones' values."""
+    WEIGHTED_MEAN = "weighted-mean"
+    """Mean weighted by each zone's requests in the window (the mesh's built-in request count)."""
+    MIN = "min"
+    MAX = "max"
+
+
+class Slo(Model):
+    """An error budget judged by multi-window, multi-burn-rate alerting (Google's SRE workbook,
+    "Alerting on SLOs"): the error ratio of each window divided by the budget (1 - objective) is
+    its burn rate; the check fails when every window burns faster than ``burnRate`` — the long
+    window says enough budget went, the short one that it is still going. 14.4 over 1h and 5m
+    spends 2% of a 30-day budget in an hour (the workbook's page)."""
+
+    objective: float = Field(gt=0, lt=100, description="percent of requests that must succeed")
+    windows: list[Duration] = Field(default_factory=lambda: ["5m", "1h"], min_length=1, max_length=4)
+    burn_rate: float = Field(default=14.4, gt=0)
+
+
 class MetricCheck(Model):
-    name: str
-    interval: Duration = "1m"
-    threshold: float | None = None
+    name: str = Field(min_length=1, max_length=253)
+    interval: Interval = "1m"
+    threshold: Finite | None = None
     threshold_range: ThresholdRange | None = None
     query: str | None = None
     template_ref: TemplateRef | None = None
-    template_variables: dict[str, str] | None = None
+    template_variables: dict[str, str] | None = Field(default=None, max_length=MAX_MAP)
     # Ours:
     scope: Scope = Scope.BOTH
     no_data: NoData = NoData.FAIL
     compare: Literal["primary"] | None = None
-    min_requests: int = Field(default=1, ge=0)
+    min_requests: int = Field(default=1, ge=0, le=10**12)
+    aggregate: Aggregate = Aggregate.WORST
+    # Evaluated and recorded (status, commit trailers, fedctl metrics, the API) but never failing
+    # or holding a check: a new metric watched before it is trusted (Argo Rollouts' dryRun).
+    dry_run: bool = False
+    # A built-in error-budget check from the mesh's request counts (no query, no thresholdRange).
+    slo: Slo | None = None
 
     @model_validator(mode="after")
     def _source(self) -> MetricCheck:
         if self.query is not None and self.template_ref is not None:
             raise ValueError("give query or templateRef, not both")
+        if self.slo is not None:
+            if self.query is not None or self.template_ref is not None or self.compare is not None:
+                raise ValueError("slo is a built-in check from request counts: no query, templateRef or compare")
+            if self.threshold_range is not None or self.threshold is not None:
+                raise ValueError("slo is judged against its burnRate: no thresholdRange or threshold")
+            if self.aggregate is not Aggregate.WORST:
+                raise ValueError("slo combines zones from summed request counts: no aggregate")
+            return self
         if self.query is None and self.template_ref is None and self.name not in BUILTIN_METRICS:
             raise ValueError(
                 f"metric {self.name!r} is not built in ({', '.join(BUILTIN_METRICS)}): give query or templateRef"
             )
         if self.threshold_range is None and self.threshold is None and self.compare is None:
             raise ValueError("give thresholdRange (or compare: primary)")
+        if self.aggregate is not Aggregate.WORST and self.query is None and self.template_ref is None:
+            raise ValueError(f"aggregate {self.aggregate.value!r} is for custom queries: {self.name} is combined "
+                             "across zones from summed counts or merged histogram buckets")
+        if self.query is not None:
+            querytemplate.check(self.query, self.name, self.template_variables)
         return self
 
     @property
     def bounds(self) -> tuple[float | None, float | None]:
-        """(min, max) accepted; Flagger's deprecated ``threshold`` is a min for success rate, else a max."""
+        """(min, max) accepted; Flagger's deprecated ``threshold`` is a min for success rate, else a max;
+        an ``slo`` check's value is a burn rate, at most ``burnRate``."""
+        if self.slo is not None:
+            return None, self.slo.burn_rate
         if self.threshold_range is not None:
             return self.threshold_range.min, self.threshold_range.max
         if self.threshold is None:
@@ -448,6 +648,20 @@ class MetricCheck(Model):
         if self.name == "request-success-rate":
             return self.threshold, None
         return None, self.threshold
+
+
+class MetricTemplateSpec(Model):
+    provider: MetricProvider
+    query: str = Field(min_length=1)
+
+
+class MetricTemplate(Model):
+    """Flagger's MetricTemplate (``flagger.app/v1beta1``), kept in the mesh repo's ``templates/``."""
+
+    api_version: Literal["flagger.app/v1beta1", "flagger.app/v1alpha1"]
+    kind: Literal["MetricTemplate"]
+    metadata: Metadata
+    spec: MetricTemplateSpec
 
 
 class WebhookType(str, enum.Enum):
@@ -472,19 +686,27 @@ class WebhookType(str, enum.Enum):
 
 
 class Webhook(Model):
-    name: str
+    name: str = Field(min_length=1, max_length=253)
     type: WebhookType = WebhookType.ROLLOUT
-    url: str
+    url: str = Field(max_length=2048)
     timeout: Duration = "60s"
-    retries: int = Field(default=0, ge=0)
+    retries: int = Field(default=0, ge=0, le=100)
     mute_alert: bool = False
     disable_tls: bool = Field(default=False, alias="disableTLS")
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, str] | None = Field(default=None, max_length=MAX_MAP)
 
     @field_validator("type", mode="before")
     @classmethod
     def _empty_is_rollout(cls, v: Any) -> Any:
         return WebhookType.ROLLOUT if v == "" else v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        problem = outbound.url_problem(v)
+        if problem is not None:
+            raise ValueError(f"{outbound.redact(v)!r} {problem}")
+        return v
 
 
 class ProviderRef(Model):
@@ -503,7 +725,7 @@ class SessionAffinity(Model):
     primary_cookie_name: str | None = None
     domain: str | None = None
     http_only: bool | None = None
-    max_age: int = 86400
+    max_age: int = Field(default=86400, ge=0, le=MAX_SECONDS * 52)
     partitioned: bool | None = None
     path: str | None = None
     same_site: Literal["Strict", "Lax", "None"] | None = None
@@ -520,21 +742,21 @@ class Strategy(str, enum.Enum):
 
 
 class Analysis(Model):
-    interval: Duration = "1m"
-    iterations: int | None = Field(default=None, ge=1)
-    threshold: int = Field(default=5, ge=1)
+    interval: Interval = "1m"
+    iterations: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    threshold: int = Field(default=5, ge=1, le=MAX_COUNT)
     max_weight: Percent | None = None
     step_weight: Percent | None = None
-    step_weights: list[Percent] | None = None
+    step_weights: list[Percent] | None = Field(default=None, max_length=MAX_LIST)
     step_weight_promotion: Percent | None = None
     mirror: bool = False
     mirror_weight: Percent | None = None
     primary_ready_threshold: int = Field(default=100, ge=0, le=100)
     canary_ready_threshold: int = Field(default=100, ge=0, le=100)
-    match: list[Match] | None = None
-    metrics: list[MetricCheck] = Field(default_factory=list)
-    webhooks: list[Webhook] = Field(default_factory=list)
-    alerts: list[Alert] = Field(default_factory=list)
+    match: list[Match] | None = Field(default=None, max_length=MAX_LIST)
+    metrics: list[MetricCheck] = Field(default_factory=list, max_length=MAX_LIST)
+    webhooks: list[Webhook] = Field(default_factory=list, max_length=MAX_LIST)
+    alerts: list[Alert] = Field(default_factory=list, max_length=MAX_LIST)
     session_affinity: SessionAffinity | None = None
 
     @model_validator(mode="after")
@@ -542,16 +764,16 @@ class Analysis(Model):
         if self.step_weights is not None:
             if not self.step_weights:
                 raise ValueError("stepWeights is empty")
-            if any(w <= 0 for w in self.step_weights):
-                raise ValueError("stepWeights must be greater than 0")
-            if any(b <= a for a, b in zip(self.step_weights, self.step_weights[1:], strict=False)):
+            bps = [percent_to_bp(w) for w in self.step_weights]
+            if any(bp < 1 for bp in bps):
+                raise ValueError("stepWeights must be at least 0.01 (one basis point)")
+            if any(b <= a for a, b in itertools.pairwise(bps)):
                 raise ValueError(f"stepWeights must increase: {self.step_weights}")
-        if self.step_weight is not None and self.step_weight <= 0:
-            raise ValueError("stepWeight must be greater than 0")
-        if self.max_weight is not None and self.max_weight <= 0:
-            raise ValueError("maxWeight must be greater than 0")
-        if self.step_weight_promotion is not None and self.step_weight_promotion <= 0:
-            raise ValueError("stepWeightPromotion must be greater than 0")
+        # Compared after conversion to basis points: a weight that rounds to 0 would never move.
+        for field, value in (("stepWeight", self.step_weight), ("maxWeight", self.max_weight),
+                             ("stepWeightPromotion", self.step_weight_promotion)):
+            if value is not None and percent_to_bp(value) < 1:
+                raise ValueError(f"{field} must be at least 0.01 (one basis point), got {value}")
         if self.match and self.iterations is None:
             raise ValueError("match (A/B testing) needs iterations")
         ladder = self.step_weight is not None or self.step_weights is not None
@@ -592,8 +814,8 @@ class ServiceRef(Model):
 
 
 class Placement(Model):
-    version: str = Field(min_length=1)
-    zones: list[Name] = Field(min_length=1)
+    version: Version
+    zones: list[Name] = Field(min_length=1, max_length=MAX_ZONES)
 
     @field_validator("zones")
     @classmethod
@@ -607,8 +829,9 @@ class CanarySpec(Model):
     service: ServiceRef
     primary: Placement
     canary: Placement
-    zone_weights: dict[str, int] | None = None
-    progress_deadline_seconds: int = Field(default=600, ge=1)
+    zone_weights: dict[str, Annotated[int, Field(ge=0, le=MAX_RELATIVE)]] | None = Field(default=None,
+                                                                                    max_length=MAX_ZONES)
+    progress_deadline_seconds: int = Field(default=600, ge=1, le=MAX_SECONDS)
     skip_analysis: bool = False
     suspend: bool = False
     analysis: Analysis
@@ -671,6 +894,33 @@ def check_against_fleet(canary: FederatedCanary, fleet: Fleet) -> list[tuple[str
         problems.append(("spec.analysis.mirror", f"mesh provider {provider.value} cannot mirror traffic"))
     if a.match and provider is MeshProvider.SMI:
         problems.append(("spec.analysis.match", "mesh provider smi cannot route by match (TrafficSplit has weights only)"))
+    policy = fleet.outbound_policy()
+    for i, hook in enumerate(a.webhooks):
+        parts = urllib.parse.urlsplit(hook.url)
+        host = parts.hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue  # a name: checked when the hub resolves it, at each call
+        why = policy.check(host, parts.port or (443 if parts.scheme == "https" else 80), [host])
+        if why is not None:
+            problems.append((f"spec.analysis.webhooks[{i}].url", f"refused by the outbound policy: {why}"))
     if a.session_affinity is not None and provider in (MeshProvider.SMI, MeshProvider.KUMA):
         problems.append(("spec.analysis.sessionAffinity", f"mesh provider {provider.value} cannot express cookie session affinity"))
+    return problems
+
+
+def check_templates(canary: FederatedCanary, queries: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Each metric's ``templateRef`` query (by template name) against the metric's
+    ``templateVariables``: a variable the template uses and the metric does not give is a spec
+    error of that metric. A template not found is left to the analysis (it says so as no data)."""
+    problems: list[tuple[str, str]] = []
+    for i, m in enumerate(canary.spec.analysis.metrics):
+        if m.template_ref is None or m.template_ref.name not in queries:
+            continue
+        try:
+            querytemplate.check(queries[m.template_ref.name], m.name, m.template_variables)
+        except querytemplate.TemplateError as exc:
+            problems.append((f"spec.analysis.metrics[{i}].templateVariables",
+                             f"{exc} (MetricTemplate {m.template_ref.name!r})"))
     return problems

@@ -54,14 +54,19 @@ class CheckResult:
     value: float | None
     outcome: Outcome
     message: str = ""
+    dry_run: bool = False  # the metric's dryRun: recorded, never decisive
 
     def for_storage(self) -> dict[str, Any]:
-        return {"metric": self.metric, "zone": self.zone, "value": self.value, "outcome": self.outcome,
-                "message": self.message}
+        out = {"metric": self.metric, "zone": self.zone, "value": self.value, "outcome": self.outcome,
+               "message": self.message}
+        if self.dry_run:
+            out["dryRun"] = True
+        return out
 
     @staticmethod
     def from_storage(d: Mapping[str, Any]) -> CheckResult:
-        return CheckResult(d["metric"], d.get("zone"), d.get("value"), d["outcome"], d.get("message", ""))
+        return CheckResult(d["metric"], d.get("zone"), d.get("value"), d["outcome"], d.get("message", ""),
+                           bool(d.get("dryRun", False)))
 
 
 @dataclass(frozen=True)
@@ -247,11 +252,13 @@ class CallHooks:
 
 @dataclass(frozen=True)
 class Emit:
-    """An event: Kubernetes Event, notification (by severity), and every ``event`` webhook."""
+    """An event: Kubernetes Event, notification (by severity), and every ``event`` webhook.
+    ``alert`` false: no notification (a failing webhook with ``muteAlert``); the rest still go."""
 
     severity: Literal["info", "warn", "error"]
     reason: str
     message: str
+    alert: bool = True
 
 
 Action = SetWeights | CallHooks | Emit

@@ -94,7 +94,7 @@ def parse_weights(text: str) -> tuple[tuple[Subset, int], ...]:
 
 def checks_text(checks: Iterable[CheckResult]) -> str:
     return "; ".join(f"{c.metric}@{c.zone or 'global'}={'-' if c.value is None else f'{c.value:.4g}'}:{c.outcome}"
-                     for c in checks)
+                     f"{'(dry-run)' if c.dry_run else ''}" for c in checks)
 
 
 def _int(text: str | None) -> int | None:

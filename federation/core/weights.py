@@ -72,6 +72,12 @@ def subsets_for(spec: CanarySpec, canary_bp: int, fleet: Fleet | None = None) ->
     return out
 
 
+def canary_shares(spec: CanarySpec, fleet: Fleet | None = None) -> tuple[tuple[str, int], ...]:
+    """How traffic that all goes to the canary (A/B matched, sticky) is shared among canary zones:
+    as a canary weight of 100% would be, by ``zoneWeights`` (default: capacity)."""
+    return tuple(sorted((z, bp) for z, bp in spread(BASIS_POINTS, shares(spec, fleet, "canary")).items()))
+
+
 def by_zone(weights: Weights) -> dict[str, int]:
     """Total weight per zone, as a global edge routes it."""
     out: dict[str, int] = {}

@@ -10,6 +10,7 @@ Callers: ``demo.run``, e2e tests.
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -79,6 +80,14 @@ class ZoneProcs:
     admin_port: int = field(default_factory=free_port)
     prom_port: int = field(default_factory=free_port)
     app_ports: tuple[int, int] = (0, 0)
+
+
+
+def agent_privileges(bin_dir: str) -> list[str]:
+    """The agent flags of a local fleet: apps may run only from this venv's bin directory, as the
+    user running the demo (root only when the demo itself runs as root, as in a container)."""
+    return ["--allow-commands", bin_dir, "--app-user", getpass.getuser(),
+            *(["--allow-root-apps"] if os.geteuid() == 0 else [])]
 
 
 class LocalFleet:
@@ -161,7 +170,9 @@ class LocalFleet:
                 "edge": {"rdsPath": str(self.workdir / "edge" / "rds.json"),
                          "admin": {"address": "127.0.0.1", "port": self.edge_admin},
                          "listener": {"address": "127.0.0.1", "port": self.edge_port}},
-            }},
+            },
+                # Everything of the demo runs on loopback; its Envoys' admin ports stay refused.
+                "outbound": {"allow": ["127.0.0.0/8"]}},
         }
 
     def _envoy_bootstrap(self, name: str, admin: int, listener: int, stat_prefix: str, route: str,
@@ -282,7 +293,7 @@ class LocalFleet:
                 "--authorized-keys", str(zd / "authorized_keys"), "--envoy-admin", f"127.0.0.1:{z.admin_port}",
                 "--envoy-dir", str(zd / "envoy"), "--ports", f"{z.app_ports[0]}-{z.app_ports[1]}",
                 "--targets-file", str(zd / "prometheus" / "targets.json"), "--ready-file", str(ready),
-                "--stop-instances"], env=path_env)
+                "--stop-instances", *agent_privileges(bin_dir)], env=path_env)
         self.wait_ready(only=only)
 
     def start_ingress(self, zone: str, timeout: float = 60.0) -> None:

@@ -6,7 +6,7 @@ Callers: ``hub.service`` (discovery), ``hub.executor`` (a step's route commit), 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from federation import specfiles
@@ -20,36 +20,58 @@ from federation.gitops.repo import Repo
 Found = dict[str, tuple[str, specs.FederatedCanary | None, str]]
 
 
-async def canaries(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, AsyncRepo]) -> Found:
-    """FederatedCanary specs in the mesh repo: key -> (path, spec or None, problem). Each valid one
-    carries the checksum of its canary version's definitions in the canary zones' repos."""
+async def canaries(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, AsyncRepo],
+                   queries: Mapping[str, str] | None = None, running: Iterable[str] = ()) -> Found:
+    """FederatedCanary specs in the mesh repo: key -> (path, spec or None, problem); a file that
+    cannot be read at all is keyed by its path. Each valid one carries the checksum of its canary
+    version's definitions in the canary zones' repos; ``queries`` (MetricTemplate name -> query)
+    checks each templateRef's variables.
+
+    One bad file affects only itself: whatever it raises becomes its problem. Two canaries for one
+    service (its route file, its ZoneReleases and its agents' state are per service) are refused:
+    the one in ``running`` (else the first by path) keeps it, the other is a problem naming it."""
     under = mesh.under("canaries")
 
     def load(repo: Repo) -> list[tuple[str, list[specs.Model] | FederationError]]:
         out: list[tuple[str, list[specs.Model] | FederationError]] = []
         for path in repo.files(under):
-            try:
-                out.append((path, specfiles.load(repo.workdir / path)))
+            try:  # named by its path in the repo: no clone path of the hub's in problems
+                out.append((path, specfiles.load_text(repo.read(path) or "", path)))
             except FederationError as exc:
                 out.append((path, exc))
+            except Exception as exc:  # one file never takes discovery down
+                out.append((path, FederationError(f"{path}: unreadable: {type(exc).__name__}: {exc}"[:500])))
         return out
 
     out: Found = {}
-    for path, loaded in await mesh.call(load):
-        if isinstance(loaded, FederationError):
-            out[path] = (path, None, str(loaded))
+    owner: dict[str, str] = {}  # service -> the key that has it
+    running = set(running)
+    loaded = await mesh.call(load)
+    ordered = sorted(((path, d) for path, docs in loaded if not isinstance(docs, FederationError)
+                      for d in docs if isinstance(d, specs.FederatedCanary)),
+                     key=lambda pd: (pd[1].key not in running, pd[0]))
+    for path, docs in loaded:
+        if isinstance(docs, FederationError):
+            out[path] = (path, None, str(docs))
+    for path, d in ordered:
+        service = d.spec.service.name
+        if d.key in out:  # the first keeps it; the second is a problem of its own file
+            out[path] = (path, None, f"{path}: metadata: rollout {d.key} is defined twice "
+                                     f"({out[d.key][0]} and {path})")
             continue
-        for d in loaded:
-            if not isinstance(d, specs.FederatedCanary):
-                continue
-            problems = specs.check_against_fleet(d, fleet)
-            problem = "; ".join(f"{path}: {f}: {m}" for f, m in problems)
-            if not problems:
-                try:
-                    d.spec.with_checksum(await canary_checksum(d.spec, zones))
-                except FederationError as exc:
-                    problem = str(exc)
-            out[d.key] = (path, None if problem else d, problem)
+        if service in owner:
+            out[d.key] = (path, None, f"{path}: spec.service.name: service {service!r} already has a canary "
+                                      f"({owner[service]} in {out[owner[service]][0]}); one canary per service")
+            continue
+        owner[service] = d.key
+        problems = specs.check_against_fleet(d, fleet) + specs.check_templates(d, queries or {})
+        problem = "; ".join(f"{path}: {f}: {m}" for f, m in problems)
+        if not problems:
+            try:
+                d.spec.with_checksum(await canary_checksum(d.spec, zones))
+            except FederationError as exc:
+                problem = f"{path}: {exc}"
+        out[d.key] = (path, None if problem else d, problem)
     return out
 
 
@@ -68,21 +90,10 @@ async def canary_checksum(spec: specs.CanarySpec, zones: Mapping[str, AsyncRepo]
     return releases.checksum(definitions)
 
 
-async def metric_templates(mesh: AsyncRepo) -> dict[str, str]:
-    """Flagger MetricTemplate documents under the mesh repo's templates/: name -> query."""
-    out: dict[str, str] = {}
-    for path, text in await mesh.read_all(mesh.under("templates")):
-        try:
-            docs = specfiles.parse_documents(text, path)
-        except FederationError:
-            continue
-        for d in docs:
-            if isinstance(d, dict) and d.get("kind") == "MetricTemplate":
-                name = (d.get("metadata") or {}).get("name")
-                query = (d.get("spec") or {}).get("query")
-                if name and query:
-                    out[str(name)] = str(query)
-    return out
+async def metric_templates(mesh: AsyncRepo) -> dict[str, specs.MetricTemplate | str]:
+    """Flagger MetricTemplate documents under the mesh repo's templates/, by name (an invalid one
+    maps to its problem line)."""
+    return specfiles.metric_templates(await mesh.read_all(mesh.under("templates")))
 
 
 async def commit_route(mesh: AsyncRepo, service: str, docs: list[dict[str, Any]], record: StepRecord,
@@ -91,9 +102,7 @@ async def commit_route(mesh: AsyncRepo, service: str, docs: list[dict[str, Any]]
     path = mesh.under("routes", f"{service}.yaml")
 
     def edit(repo: Repo) -> list[str]:
-        target = repo.workdir / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(specfiles.dump(docs), encoding="utf-8")
+        repo.write(path, specfiles.dump(docs))  # refuses a symlink at the path or on the way
         return [path]
 
     return await mesh.commit(edit, message, (record.rollout, record.step), record.identity())

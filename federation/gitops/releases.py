@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from federation import specfiles
-from federation.core.errors import PermanentError
+from federation.core.errors import FederationError, PermanentError
 from federation.core.steps import StepRecord
 from federation.gitops.aio import AsyncRepo, Edit
 from federation.gitops.repo import Repo
@@ -23,11 +23,24 @@ KIND = "ZoneRelease"
 
 
 def find(repo: Repo, under: str, service: str) -> tuple[str, dict[str, Any]] | None:
-    """The ZoneRelease of ``service`` under ``under``: (path, document)."""
+    """The ZoneRelease of ``service`` under ``under``: (path, document).
+
+    A malformed file elsewhere under ``under`` (another team's release, a YAML typo) does not hide
+    this service's release; only when the service's release is not found among the readable files
+    is the first unreadable one named (it may be the one that was meant)."""
+    broken: list[str] = []
     for path in repo.files(under):
-        for doc in specfiles.parse_documents(repo.read(path) or "", path):
+        try:
+            docs = specfiles.parse_documents(repo.read(path) or "", path)
+        except FederationError as exc:
+            broken.append(str(exc))
+            continue
+        for doc in docs:
             if isinstance(doc, dict) and doc.get("kind") == KIND and (doc.get("spec") or {}).get("service") == service:
                 return path, doc
+    if broken:
+        raise PermanentError(f"no readable {KIND} for service {service!r} under {under!r}; "
+                             f"{len(broken)} file(s) unreadable, first: {broken[0]}")
     return None
 
 
@@ -73,7 +86,7 @@ def edit_serving(zone: str, under: str, service: str, record: StepRecord) -> Edi
         for v in retire:
             serving.pop(v, None)
         new = specfiles.replace_mapping(repo.read(path) or "", ("spec", "serving"), serving)
-        (repo.workdir / path).write_text(new, encoding="utf-8")
+        repo.write(path, new)  # refuses a symlink at the path or on the way
         return [path]
 
     return edit

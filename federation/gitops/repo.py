@@ -10,6 +10,7 @@ Callers: ``gitops`` (the async facade and ZoneRelease files), ``demo`` (seeding 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shlex
@@ -100,6 +101,15 @@ class Credentials:
         return [t] if t else []
 
 
+class PathRefused(PermanentError):
+    """A path the hub reads or writes in a clone goes through a symlink (or leaves the clone)."""
+
+    def __init__(self, url: str, path: str) -> None:
+        super().__init__(f"{url}: refusing {path}: it is a symlink (or goes through one); the hub reads and "
+                         "writes only regular files inside its clone")
+        self.path = path
+
+
 @dataclass(frozen=True)
 class CommitInfo:
     sha: str
@@ -163,6 +173,7 @@ class Repo:
                 except GitCommandError as exc:
                     msg = _redact(str(exc.stderr or exc).strip(), self.credentials.secrets())
                     raise TemporaryError(f"git clone of {self.url} failed: {msg}") from None
+                os.chmod(self.workdir, 0o700)  # the hub's clone is its own: nobody else reads it
                 g = self._repo.git
                 g.config("user.name", AUTHOR_NAME)
                 g.config("user.email", AUTHOR_EMAIL)
@@ -180,19 +191,94 @@ class Repo:
     def head(self) -> str:
         return str(self._git().git.rev_parse("HEAD"))
 
-    def read(self, path: str) -> str | None:
-        p = self.workdir / path
-        return p.read_text(encoding="utf-8") if p.is_file() else None
+    # Files in the clone are opened component by component from the clone's root with
+    # O_NOFOLLOW: a symlink anywhere on the way (committed by anyone who can push) is refused, so
+    # the hub never reads or writes outside its clone.
+
+    def _parts(self, path: str) -> list[str]:
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts or path.startswith("/") or "\x00" in path:
+            raise PermanentError(f"{self.url}: {path!r} is not a path inside the repository")
+        return parts
+
+    def _open_dir(self, parts: list[str], create: bool) -> int:
+        """A descriptor of the directory ``parts`` inside the clone, no symlink followed."""
+        fd = os.open(self.workdir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for i, name in enumerate(parts):
+                if create:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o755, dir_fd=fd)
+                try:
+                    nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise PathRefused(self.url, "/".join(parts[:i + 1])) from None
+                    raise
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def read(self, path: str, limit: int = 1024 * 1024 + 1) -> str | None:
+        """The text of a file in the clone (at most ``limit`` bytes), None when there is none."""
+        parts = self._parts(path)
+        try:
+            dfd = self._open_dir(parts[:-1], create=False)
+        except FileNotFoundError:
+            return None
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise PathRefused(self.url, path) from None
+            raise PermanentError(f"{self.url}: cannot read {path}: {exc.strerror}") from None
+        finally:
+            os.close(dfd)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            return f.read(limit).decode("utf-8", errors="replace")
+
+    def write(self, path: str, text: str) -> None:
+        """Replace a file in the clone; a symlink at ``path`` or on the way to it is refused
+        (``PathRefused`` naming it) before anything is written."""
+        parts = self._parts(path)
+        dfd = self._open_dir(parts[:-1], create=True)
+        try:
+            try:
+                fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise PathRefused(self.url, path) from None
+                raise PermanentError(f"{self.url}: cannot write {path}: {exc.strerror}") from None
+        finally:
+            os.close(dfd)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
 
     def files(self, under: str, suffixes: tuple[str, ...] = (".yaml", ".yml")) -> list[str]:
-        root = (self.workdir / under).resolve()
-        if not root.is_dir():
+        """Regular files under ``under`` (symlinks, and directories reached through one, skipped)."""
+        root = self.workdir / under
+        if under not in ("", "."):
+            try:
+                os.close(self._open_dir(self._parts(under), create=False))
+            except (OSError, PermanentError):
+                return []
+        elif not self.workdir.is_dir():
             return []
         out = []
-        for p in sorted(root.rglob("*")):
-            if p.is_file() and p.suffix in suffixes and ".git" not in p.parts:
-                out.append(str(p.relative_to(self.workdir)))
-        return out
+        for top, dirs, names in os.walk(root, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if d != ".git" and not os.path.islink(os.path.join(top, d)))
+            for n in names:
+                p = Path(top) / n
+                if p.suffix in suffixes and not p.is_symlink() and p.is_file():
+                    out.append(str(p.relative_to(self.workdir)))
+        return sorted(out)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -241,8 +327,14 @@ class Repo:
                     found = self.find_step(*idempotency, expect=expect)
                     if found is not None:
                         return found
-                changed = edit(self)
                 g = self._git().git
+                try:
+                    changed = edit(self)
+                except BaseException:
+                    # Nothing half-applied: a failing edit leaves the clone as it was.
+                    g.reset("--hard", "HEAD")
+                    g.clean("-fdq")
+                    raise
                 if not changed or not g.status("--porcelain", "--", *changed).strip():
                     return None
                 g.add("--", *changed)

@@ -1,7 +1,9 @@
-"""The hub's HTTP API (FastAPI; OpenAPI at /openapi.json). Every /api route needs the bearer token.
+"""The hub's HTTP API (FastAPI). Every /api route and the OpenAPI document (/openapi.json) need
+the bearer token; the browsable /docs and /redoc pages are off.
 
-``/healthz`` (the process answers), ``/readyz`` (the first discovery ran) and ``/metrics`` (the
-Prometheus exposition) carry no secrets and need no token. Callers: ``fedctl`` over HTTP.
+``/healthz`` (the process answers), ``/readyz`` (the first discovery ran; counts only, no problem
+texts) and ``/metrics`` (the Prometheus exposition) carry no secrets and need no token. Request
+bodies are bounded (``MAX_BODY``). Callers: ``fedctl`` over HTTP.
 """
 
 from __future__ import annotations
@@ -16,15 +18,65 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from federation.core.state import COMMANDS
+from federation.hub import views
 from federation.hub.service import Hub
 
 _bearer = HTTPBearer(auto_error=False)
+MIN_TOKEN = 16
+MAX_BODY = 64 * 1024  # bytes of a request body; the API takes its parameters in the path and query
 
 
-def app_for(hub: Hub, token: str) -> FastAPI:
-    if len(token) < 16:
-        raise ValueError("the API token must be at least 16 characters")
-    app = FastAPI(title="federation hub", version="v1",
+class BoundedBodies:
+    """ASGI middleware: the request body is read here, up to MAX_BODY bytes, before the app runs;
+    a larger one (by its Content-Length, or counted as a chunked body arrives) is answered 413."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if (length.isdigit() and int(length) > MAX_BODY) or (length and not length.isdigit()):
+            await self._refuse(send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, receive, send)  # the client went away: let the app see it
+                return
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY:
+                await self._refuse(send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(send: Any) -> None:
+        text = f'{{"detail":"request body larger than {MAX_BODY // 1024} KiB"}}'.encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(text)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": text})
+
+
+def app_for(hub: Hub, token: str) -> BoundedBodies:
+    if len(token) < MIN_TOKEN:
+        raise ValueError(f"the API token must be at least {MIN_TOKEN} characters")
+    app = FastAPI(title="federation hub", version="v1", docs_url=None, redoc_url=None, openapi_url=None,
                   description="Progressive delivery across clusters and VMs: rollouts, per-zone state, controls.")
 
     def authorised(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
@@ -43,7 +95,13 @@ def app_for(hub: Hub, token: str) -> FastAPI:
         if not hub.ready.is_set():
             response.status_code = 503
             return {"status": "discovering"}
-        return {"status": "ready", "rollouts": len(hub.canaries), "problems": hub.problems}
+        # Public: counts only. What the problems are (file names, fields) is behind the token.
+        return {"status": "ready", "rollouts": len(hub.canaries), "problems": len(hub.problems),
+                "invalid": len(hub.invalid)}
+
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -51,26 +109,26 @@ def app_for(hub: Hub, token: str) -> FastAPI:
 
     @app.get("/api/v1/rollouts", dependencies=auth)
     async def rollouts() -> dict[str, Any]:
-        return {"items": await hub.rollouts(), "problems": hub.problems}
+        return {"items": await views.rollouts(hub), "problems": hub.problems}
 
     @app.get("/api/v1/rollouts/{namespace}/{name}", dependencies=auth)
     async def rollout(namespace: str, name: str) -> dict[str, Any]:
         key = f"{namespace}/{name}"
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
-        return await hub.rollout(key)
+        return await views.rollout(hub, key)
 
     @app.get("/api/v1/history/{service}", dependencies=auth)
     async def history(service: str, limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> dict[str, Any]:
         """Every step of the service's rollouts, from the hub's clones of the fleet's repos."""
-        return {"service": service, "items": await hub.history(service, limit)}
+        return {"service": service, "items": await views.history(hub, service, limit)}
 
     @app.get("/api/v1/rollouts/{namespace}/{name}/metrics", dependencies=auth)
     async def metrics_now(namespace: str, name: str) -> dict[str, Any]:
         key = f"{namespace}/{name}"
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
-        return await hub.analysis_now(key)
+        return await views.analysis_now(hub, key)
 
     def answered(res: dict[str, Any]) -> JSONResponse:
         # 200 accepted, 409 rejected (with the reason), 202 queued or not consumed yet.
@@ -83,7 +141,7 @@ def app_for(hub: Hub, token: str) -> FastAPI:
         key = f"{namespace}/{name}"
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
-        return answered(await hub.undo(key, skip_analysis=skip_analysis))
+        return answered(await views.undo(hub, key, skip_analysis=skip_analysis))
 
     @app.post("/api/v1/rollouts/{namespace}/{name}/{command}", dependencies=auth)
     async def control(namespace: str, name: str, command: str,
@@ -94,7 +152,7 @@ def app_for(hub: Hub, token: str) -> FastAPI:
             raise HTTPException(404, f"no rollout {key}")
         if command not in COMMANDS:
             raise HTTPException(400, f"unknown command {command!r}; known: {', '.join(COMMANDS)}, undo")
-        return answered(await hub.command(key, command, wait))
+        return answered(await views.command(hub, key, command, wait))
 
     @app.middleware("http")
     async def no_store(request: Request, call_next: Any) -> Response:
@@ -102,7 +160,7 @@ def app_for(hub: Hub, token: str) -> FastAPI:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    return app
+    return BoundedBodies(app)  # the ASGI app in front of FastAPI
 
 
 async def serve(hub: Hub, token: str, host: str, port: int) -> None:

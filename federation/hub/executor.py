@@ -24,6 +24,7 @@ from federation.core import spec as specs
 from federation.core.errors import TemporaryError
 from federation.core.state import SetWeights
 from federation.core.steps import StepRecord
+from federation.core.weights import canary_shares
 from federation.gitops import meshrepo
 from federation.gitops.aio import AsyncRepo
 from federation.routers.model import RouteRequest
@@ -71,6 +72,7 @@ class Executor:
             step=rec.step, rollout=canary.key, mirror_weight=rec.mirror_weight, matched=rec.matched,
             match=tuple(s.analysis.match or ()), session_affinity=s.analysis.session_affinity,
             zones=tuple(self.fleet.zone_names), canary_zones=tuple(s.canary.zones),
+            canary_shares=canary_shares(s, self.fleet),
         )
 
     @staticmethod

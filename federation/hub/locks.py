@@ -20,7 +20,7 @@ class StateLock:
     ends (also when killed), so a restarted hub takes over at once and a second one is refused."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = state_dir / "hub.lock"
         self.fd: int | None = None
 

@@ -35,6 +35,16 @@ class HubMetrics:
         self.zone_applied = Gauge("federation_zone_applied_step", "Last step a zone reported applied (-1 unknown)",
                                   ["name", "namespace", "zone"], registry=r)
 
+        self.invalid = Gauge("federation_canary_invalid", "1 while the rollout's file in the mesh repo is invalid "
+                             "(it runs its last valid spec)", ["name", "namespace"], registry=r)
+        self.problems = Gauge("federation_spec_problems", "Files in the mesh repo that are not valid rollouts", registry=r)
+
+    def discovered(self, running: list[str], invalid: dict[str, str], problems: int) -> None:
+        for key in running:
+            ns, name = key.split("/", 1)
+            self.invalid.labels(name, ns).set(1 if key in invalid else 0)
+        self.problems.set(problems)
+
     def observe(self, report: TickReport, seconds: float) -> None:
         ns, name = report.key.split("/", 1)
         before, st = report.status, report.decision.status

@@ -7,9 +7,11 @@ Callers: ``hub.service``, the demo, tests.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from federation import specfiles
 from federation.core import spec as specs
 from federation.gitops import meshrepo
 from federation.gitops.aio import AsyncRepo
@@ -40,8 +42,9 @@ class Parts:
         await asyncio.gather(*[self.repos[n].ensure() for n in names or list(self.repos)])
         self.analyzer.templates = await meshrepo.metric_templates(self.mesh)
 
-    async def canaries(self) -> meshrepo.Found:
-        return await meshrepo.canaries(self.mesh, self.fleet, self.repos)
+    async def canaries(self, running: Iterable[str] = ()) -> meshrepo.Found:
+        return await meshrepo.canaries(self.mesh, self.fleet, self.repos,
+                                       specfiles.template_queries(self.analyzer.templates), running)
 
     async def close(self) -> None:
         """SSH connections, and the pooled connections of every Kubernetes client (zones, mesh)."""

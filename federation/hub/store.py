@@ -4,10 +4,9 @@
 atomically (temp, fsync, rename, fsync dir). ``ConfigMapStore`` (a hub in a cluster): one ConfigMap
 per rollout on the hub's cluster, written at the resourceVersion last read, so a replica that lost
 a rollout's Lease cannot overwrite the status its successor wrote (the write is refused with 409,
-raised as ``Conflict``, and nothing is saved). ``MemoryStore``: the same contract in memory (tests,
-benchmarks). Operator commands wait beside them: ``Commands`` (files) or ``ConfigMapCommands``.
-Callers: the rollout worker (load at each tick, save after the decision's actions ran), the hub's
-service and API views.
+raised as ``Conflict``, and nothing is saved). ``MemoryStore``: the same in memory. Operator
+commands wait in ``hub.commands``, named the same way. Callers: the worker, the hub's service,
+its command desk and views.
 """
 
 from __future__ import annotations
@@ -16,19 +15,13 @@ import asyncio
 import hashlib
 import json
 import re
-import time
-import uuid
+import urllib.parse
 from pathlib import Path
 from typing import Any, Protocol
 
 from federation import files
-from federation.core.state import COMMANDS, Command, RolloutStatus
+from federation.core.state import RolloutStatus
 from federation.runtimes import kubernetes as kube
-
-
-def check_command(command: str) -> None:
-    if command not in COMMANDS:
-        raise ValueError(f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
 
 
 class Store(Protocol):
@@ -39,6 +32,22 @@ class Store(Protocol):
     async def keys(self) -> list[str]: ...
 
 
+def file_name(key: str) -> str:
+    """A rollout key as one file name, injectively: percent-encoding (``/`` is ``%2F``, ``%`` is
+    ``%25``), so ``team/shop/web`` and ``team__shop/web`` never share a state or command file."""
+    return urllib.parse.quote(key, safe="")
+
+
+def key_of(name: str) -> str:
+    return urllib.parse.unquote(name)
+
+
+def _legacy_name(key: str) -> str | None:
+    """The name before percent-encoding (``/`` as ``__``), read when no new file exists yet; only
+    where it cannot be another key's (keys are DNS labels now: no ``_`` in them)."""
+    return key.replace("/", "__") if "_" not in key and "%" not in key else None
+
+
 def _encode(status: RolloutStatus) -> str:
     return json.dumps(status.for_storage(), indent=1, sort_keys=True)
 
@@ -46,13 +55,16 @@ def _encode(status: RolloutStatus) -> str:
 class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        return self.root / (key.replace("/", "__") + ".json")
+        return self.root / (file_name(key) + ".json")
 
     def read(self, key: str) -> RolloutStatus:
         p = self._path(key)
+        legacy = _legacy_name(key)
+        if not p.exists() and legacy is not None and (self.root / (legacy + ".json")).exists():
+            p = self.root / (legacy + ".json")
         if not p.exists():
             return RolloutStatus()
         return RolloutStatus.from_storage(json.loads(p.read_text()))
@@ -61,7 +73,8 @@ class FileStore:
         files.replace(self._path(key), _encode(status).encode(), mode=0o600)
 
     def stored_keys(self) -> list[str]:
-        return sorted(p.stem.replace("__", "/") for p in self.root.glob("*.json"))
+        return sorted({key_of(p.stem) if "%" in p.stem or "__" not in p.stem else p.stem.replace("__", "/")
+                       for p in self.root.glob("*.json")})
 
     # The file work (reads, fsync'd writes) runs in a worker thread, off the event loop.
     async def load(self, key: str) -> RolloutStatus:
@@ -129,125 +142,3 @@ class ConfigMapStore:
         selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         found = await kube.list_configmaps(self.api, self.namespace, selector)
         return sorted(cm.annotations[KEY_ANNOTATION] for cm in found if KEY_ANNOTATION in cm.annotations)
-
-
-class Commands:
-    """Pending operator commands, one file per rollout, removed once a tick consumed them; the
-    answer to the last one consumed (accepted or rejected, and why) beside it, for the API caller
-    waiting on it. File work runs in a worker thread."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, key: str, suffix: str = ".json") -> Path:
-        return self.root / (key.replace("/", "__") + suffix)
-
-    def _put(self, key: str, doc: dict[str, Any]) -> None:
-        tmp = self._path(key, ".tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.rename(self._path(key))
-
-    def _read(self, path: Path) -> dict[str, Any] | None:
-        try:
-            d = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return d if isinstance(d, dict) else None
-
-    async def put(self, key: str, command: str) -> str:
-        check_command(command)
-        cid = uuid.uuid4().hex[:12]
-        await asyncio.to_thread(self._put, key, {"command": command, "id": cid, "at": time.time()})
-        return cid
-
-    async def pending(self, key: str) -> dict[str, Any] | None:
-        d = await asyncio.to_thread(self._read, self._path(key))
-        return d if d is not None and "command" in d else None
-
-    async def peek(self, key: str) -> Command | None:
-        d = await self.pending(key)
-        return None if d is None else d["command"]
-
-    def _done(self, key: str, cid: str | None, answer: dict[str, Any] | None) -> None:
-        if answer is not None:
-            files.replace(self._path(key, ".answer.json"), json.dumps({**answer, "id": cid}).encode(), mode=0o600)
-        d = self._read(self._path(key))
-        if cid is None or d is None or d.get("id") in (cid, None):
-            self._path(key).unlink(missing_ok=True)
-
-    async def done(self, key: str, cid: str | None = None, answer: dict[str, Any] | None = None) -> None:
-        """The command ``cid`` was consumed: keep ``answer``; drop the pending file unless a newer
-        command replaced it meanwhile."""
-        await asyncio.to_thread(self._done, key, cid, answer)
-
-    async def answer(self, key: str, cid: str) -> dict[str, Any] | None:
-        d = await asyncio.to_thread(self._read, self._path(key, ".answer.json"))
-        return d if d is not None and d.get("id") == cid else None
-
-
-class ConfigMapCommands:
-    """Pending operator commands as ConfigMaps on the hub's cluster, one per rollout: whichever
-    replica receives the API call writes it; the replica running the rollout consumes it."""
-
-    def __init__(self, api: Any, namespace: str) -> None:
-        self.api = api
-        self.namespace = namespace
-
-    def _name(self, key: str) -> str:
-        return configmap_name(key, prefix="fed-command")
-
-    async def put(self, key: str, command: str) -> str:
-        check_command(command)
-        cid = uuid.uuid4().hex[:12]
-        data = {"command": command, "id": cid, "at": f"{time.time():.3f}"}
-        await self._write(key, lambda old: data)
-        return cid
-
-    async def _write(self, key: str, change: Any) -> None:
-        labels = {**MANAGED_BY, "federation.io/state": "command"}
-        for _ in range(3):  # a newer command replaces a pending one; a concurrent writer: read again
-            cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
-            try:
-                await kube.put_configmap(self.api, self.namespace, self._name(key), change(cm.data if cm else {}),
-                                         labels=labels, annotations={KEY_ANNOTATION: key},
-                                         resource_version=cm.resource_version if cm else None)
-                return
-            except kube.Conflict:
-                continue
-        raise kube.Conflict(f"command for {key}: the ConfigMap kept changing; try again")
-
-    async def pending(self, key: str) -> dict[str, Any] | None:
-        """The pending command, its id and what identifies this one request (its time of arrival
-        and the ConfigMap's resourceVersion)."""
-        cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
-        if cm is None or "command" not in cm.data:
-            return None
-        return {"command": cm.data["command"], "id": cm.data.get("id"),
-                "at": f"{cm.data.get('at', '')}@{cm.resource_version}"}
-
-    async def peek(self, key: str) -> str | None:
-        d = await self.pending(key)
-        return None if d is None else str(d["command"])
-
-    async def done(self, key: str, cid: str | None = None, answer: dict[str, Any] | None = None) -> None:
-        """The command ``cid`` was consumed: keep ``answer`` for the replica whose API caller waits
-        on it; keep a newer command that replaced it meanwhile."""
-        if answer is None:
-            await kube.delete_configmap(self.api, self.namespace, self._name(key))
-            return
-
-        def change(old: dict[str, str]) -> dict[str, str]:
-            keep = {} if cid is None or old.get("id") in (cid, None) else \
-                {k: v for k, v in old.items() if k in ("command", "id", "at")}
-            return {**keep, "answer": json.dumps({**answer, "id": cid})}
-
-        await self._write(key, change)
-
-    async def answer(self, key: str, cid: str) -> dict[str, Any] | None:
-        cm = await kube.get_configmap(self.api, self.namespace, self._name(key))
-        try:
-            d = json.loads(cm.data["answer"]) if cm is not None and "answer" in cm.data else None
-        except ValueError:
-            return None
-        return d if isinstance(d, dict) and d.get("id") == cid else None

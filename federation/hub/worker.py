@@ -76,7 +76,7 @@ class RolloutWorker:
         if not hooks:
             return {}
         return await webhooks.call_all(hooks, canary.metadata.name, canary.metadata.namespace, status.phase.value,
-                                       checksum=canary.spec.checksum)
+                                       checksum=canary.spec.checksum, policy=self.parts.fleet.outbound_policy())
 
     async def _zones(self, canary: FederatedCanary, zones: list[str], step: int) -> dict[str, ZoneObservation]:
         await self.parts.executor.advance(canary.key)  # a step waiting for merges moves on first
@@ -86,7 +86,7 @@ class RolloutWorker:
     async def _metrics(self, canary: FederatedCanary) -> tuple[MetricSample, ...]:
         spec = canary.spec
         try:
-            return await self.parts.analyzer.collect(spec, canary.metadata.namespace)
+            return await self.parts.analyzer.collect(spec, canary.metadata.namespace, name=canary.metadata.name)
         except Exception as exc:  # any failure to read metrics is no data, judged as such by the core
             reason = f"metrics unavailable: {exc}"
             return tuple(MetricSample(x.name, None, None, reason) for x in spec.analysis.metrics)
@@ -143,12 +143,15 @@ class RolloutWorker:
             elif isinstance(action, Emit):
                 level = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}[action.severity]
                 log.log(level, "%s: %s: %s", self.key, action.reason, action.message)
-                await alerts.notify(self.parts.fleet.spec.alert_providers, canary, decision.status.phase.value,
-                                    action.severity, action.reason, action.message)
+                if action.alert:  # not for a failing webhook with muteAlert
+                    await alerts.notify(self.parts.fleet.spec.alert_providers, canary, decision.status.phase.value,
+                                        action.severity, action.reason, action.message,
+                                        policy=self.parts.fleet.outbound_policy())
                 event_hooks = spec.analysis.hooks(WebhookType.EVENT)
                 if event_hooks:
                     await webhooks.send_event(event_hooks, canary.metadata.name, canary.metadata.namespace,
-                                              decision.status.phase.value, action.severity, action.message)
+                                              decision.status.phase.value, action.severity, action.message,
+                                              policy=self.parts.fleet.outbound_policy())
             elif isinstance(action, CallHooks):
                 results = await self._hooks(canary, (action.type,), decision.status)
                 for name, r in results.items():

@@ -10,7 +10,7 @@ histogram_quantile makes, so the merged histogram matches one scraped into a sin
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 Buckets = Mapping[float, float]  # upper bound (le) -> cumulative count
 
@@ -67,3 +67,35 @@ def quantile(q: float, buckets: Buckets) -> float | None:
             return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
         prev_le, prev_c = le, c
     return bounds[-2] if len(bounds) > 1 else None
+
+
+def combine(how: str, values: Sequence[float], bounds: tuple[float | None, float | None],
+            weights: Sequence[float] | None = None) -> float | None:
+    """A custom query's global figure from its zones' values (``MetricCheck.aggregate``).
+
+    ``worst`` is the value furthest past (or nearest to) an edge of ``bounds`` (min, max): the lowest
+    for a min, the highest for a max. ``weighted-mean`` weighs each value by ``weights`` (requests);
+    None when no zone had any.
+    """
+    if not values:
+        return None
+    if how == "sum":
+        return float(sum(values))
+    if how == "mean":
+        return float(sum(values)) / len(values)
+    if how == "min":
+        return min(values)
+    if how == "max":
+        return max(values)
+    if how == "weighted-mean":
+        ws = list(weights or [])
+        total = sum(ws)
+        if len(ws) != len(values) or total <= 0 or math.isnan(total):
+            return None
+        return sum(v * w for v, w in zip(values, ws, strict=True)) / total
+    lo, hi = bounds
+
+    def badness(v: float) -> float:
+        return max(lo - v if lo is not None else -math.inf, v - hi if hi is not None else -math.inf)
+
+    return max(values, key=badness)

@@ -13,9 +13,10 @@ import time
 from dataclasses import dataclass
 
 from federation.core import durations
-from federation.core.spec import CanarySpec, Fleet, MetricCheck
+from federation.core.errors import PermanentError
+from federation.core.spec import Aggregate, CanarySpec, Fleet, MetricCheck, MetricTemplate
 from federation.core.state import MetricSample
-from federation.metrics import aggregate, templates
+from federation.metrics import aggregate, backends, templates
 from federation.metrics import compare as compare_mod
 from federation.metrics.prometheus import Client, NoData
 
@@ -34,36 +35,42 @@ class _ZoneFigures:
 class Analyzer:
     """Owns one Prometheus client per zone (kept across ticks)."""
 
-    def __init__(self, fleet: Fleet, mesh: str | None = None, metric_templates: dict[str, str] | None = None) -> None:
+    def __init__(self, fleet: Fleet, mesh: str | None = None,
+                 metric_templates: dict[str, MetricTemplate | str] | None = None) -> None:
         self.fleet = fleet
         cfg = fleet.spec.metrics
         self.mesh = mesh or (cfg.mesh if cfg and cfg.mesh else fleet.spec.mesh.provider.value)
         self.zone_label: str | None = None
         if cfg is not None and cfg.global_ is not None:
             # One endpoint (Thanos, Mimir) for every zone; queries select the zone by label.
-            shared = Client(cfg.global_.prometheus)
+            shared = Client(cfg.global_.prometheus, fleet.outbound_policy())
             self.clients = {z.name: shared for z in fleet.spec.zones}
             self.zone_label = cfg.global_.zone_label
         else:
-            self.clients = {z.name: Client(z.prometheus) for z in fleet.spec.zones}
+            self.clients = {z.name: Client(z.prometheus, fleet.outbound_policy()) for z in fleet.spec.zones}
         # MetricTemplate queries by name, read by the hub from the mesh repo's templates/ folder.
-        self.templates = dict(metric_templates or {})
+        self.templates: dict[str, MetricTemplate | str] = dict(metric_templates or {})
+        self._backends: dict[tuple[str, str, str, str], backends.Backend | None] = {}
 
     async def collect(self, spec: CanarySpec, namespace: str, version: str | None = None,
-                      at: float | None = None) -> tuple[MetricSample, ...]:
-        """Every metric of the spec, all queries evaluated at the same instant ``at`` (default: now)."""
+                      at: float | None = None, name: str | None = None) -> tuple[MetricSample, ...]:
+        """Every metric of the spec, all queries evaluated at the same instant ``at`` (default: now).
+        ``name`` is the FederatedCanary's (``{{ name }}`` in templates; default: the service's)."""
         version = version or spec.canary.version
         at = time.time() if at is None else at
-        results = await asyncio.gather(*[self.metric(spec, m, namespace, version, at) for m in spec.analysis.metrics])
+        results = await asyncio.gather(*[self.metric(spec, m, namespace, version, at, name)
+                                         for m in spec.analysis.metrics])
         return tuple(s for r in results for s in r)
 
     async def metric(self, spec: CanarySpec, m: MetricCheck, namespace: str, version: str,
-                     at: float) -> list[MetricSample]:
+                     at: float, name: str | None = None) -> list[MetricSample]:
         window = durations.prometheus_range(durations.parse(m.interval))
         zones = spec.canary.zones
         if m.compare == "primary":
             return await self.compare(spec, m, namespace, version, at)
-        figures = await asyncio.gather(*[self._zone(m, spec.service.name, namespace, version, z, window, at)
+        if m.slo is not None:
+            return await self.slo(spec, m, namespace, version, at)
+        figures = await asyncio.gather(*[self._zone(m, spec.service.name, namespace, version, z, window, at, name)
                                          for z in zones])
         samples = [MetricSample(m.name, f.zone, f.value, f.reason, f.requests) for f in figures]
         missing = [f for f in figures if f.value is None and f.reason]
@@ -76,29 +83,39 @@ class Analyzer:
         elif m.name == "request-duration" and m.query is None and m.template_ref is None:
             value = aggregate.quantile(0.99, aggregate.merge([f.buckets or {} for f in figures]))
         else:
-            # A custom query has no parts to combine: the global figure is the worst zone's.
-            vals = [f.value for f in figures if f.value is not None]
-            lo, _ = m.bounds
-            value = (min(vals) if lo is not None else max(vals)) if vals else None
+            # A custom query has no parts to combine: its zones' values combine as the metric says
+            # (default: the worst zone's).
+            known = [f for f in figures if f.value is not None]
+            weights = [f.requests or 0.0 for f in known] if m.aggregate is Aggregate.WEIGHTED_MEAN else None
+            value = aggregate.combine(m.aggregate.value, [f.value for f in known if f.value is not None],
+                                      m.bounds, weights)
         total = sum(f.requests or 0.0 for f in figures)
         samples.insert(0, MetricSample(m.name, None, value, "" if value is not None else "no requests", total))
         return samples
 
     async def _zone(self, m: MetricCheck, service: str, namespace: str, version: str, zone: str,
-                    window: str, at: float) -> _ZoneFigures:
+                    window: str, at: float, name: str | None = None) -> _ZoneFigures:
         client = self.clients[zone]
         t = templates.Target(service, namespace, version, zone, self.zone_label)
+        backend: backends.Backend | None = None
         try:
             query_text = m.query
             if m.template_ref is not None:
-                query_text = self.templates.get(m.template_ref.name)
-                if query_text is None:
+                template = self.templates.get(m.template_ref.name)
+                if template is None:
                     raise NoData(f"MetricTemplate {m.template_ref.name!r} not found in the mesh repo's templates/")
+                if isinstance(template, str):
+                    raise NoData(f"MetricTemplate {m.template_ref.name!r} is invalid: {template}")
+                backend = self._backend(m.template_ref.name, template, zone, m.interval)
+                query_text = template.spec.query
             if query_text is not None:
-                q = templates.render_custom(query_text, {**templates.builtin_variables(t, window),
-                                                      **(m.template_variables or {})})
-                v = await client.scalar(q, at)
-                return _ZoneFigures(zone, v, None, "")
+                q = templates.render_custom(query_text, m.name, templates.builtin_variables(t, m.interval, name),
+                                            m.template_variables, backend.escape if backend else templates.label_value)
+                v = await (backend or client).scalar(q, at)
+                requests = None
+                if m.aggregate is Aggregate.WEIGHTED_MEAN:  # weighed by the zone's requests in the window
+                    requests = await client.scalar(templates.request_counts(self.mesh, t, window).total, at)
+                return _ZoneFigures(zone, v, requests, "")
             counts = templates.request_counts(self.mesh, t, window)
             total = await client.scalar(counts.total, at)
             if m.name == "request-success-rate":
@@ -109,10 +126,73 @@ class Analyzer:
             buckets = await client.buckets(query, scale, at)
             value = aggregate.quantile(0.99, buckets)
             return _ZoneFigures(zone, value, total, "" if value is not None else "no requests", buckets=buckets)
-        except NoData as exc:
+        except (NoData, PermanentError) as exc:
             return _ZoneFigures(zone, None, None, str(exc))
         except TimeoutError:
-            return _ZoneFigures(zone, None, None, f"prometheus {client.source.url}: timed out")
+            where = "backend" if backend is not None else f"prometheus {client.source.url}"
+            return _ZoneFigures(zone, None, None, f"{where}: timed out")
+
+    def _backend(self, name: str, template: MetricTemplate, zone: str, interval: str) -> backends.Backend | None:
+        """The template's provider in ``zone`` (kept across ticks; None: the zone's Prometheus)."""
+        key = (name, zone, interval, template.spec.provider.model_dump_json())
+        if key not in self._backends:
+            self._backends[key] = backends.build(template.spec.provider, self.fleet.zone(zone), self.fleet, interval)
+        return self._backends[key]
+
+    async def _counts(self, service: str, namespace: str, version: str, zone: str, window: str,
+                      at: float) -> tuple[float, float] | str:
+        """(good, total) requests of one zone in one window, or why not."""
+        client = self.clients[zone]
+        q = templates.request_counts(self.mesh, templates.Target(service, namespace, version, zone, self.zone_label),
+                                     window)
+        try:
+            total = await client.scalar(q.total, at)
+            return (await client.scalar(q.good, at) if total > 0 else 0.0), total
+        except NoData as exc:
+            return str(exc)
+        except TimeoutError:
+            return f"prometheus {client.source.url}: timed out"
+
+    async def slo(self, spec: CanarySpec, m: MetricCheck, namespace: str, version: str,
+                  at: float) -> list[MetricSample]:
+        """Burn rates of the error budget over each window, per zone and from summed counts; the
+        figure is the slowest window's (every window must burn faster than burnRate to fail)."""
+        assert m.slo is not None
+        budget = 1.0 - m.slo.objective / 100.0
+        windows = [durations.prometheus_range(durations.parse(w)) for w in m.slo.windows]
+        zones = spec.canary.zones
+        got = await asyncio.gather(*[self._counts(spec.service.name, namespace, version, z, w, at)
+                                     for z in zones for w in windows])
+        by = {(z, w): got[i * len(windows) + j] for i, z in enumerate(zones) for j, w in enumerate(windows)}
+
+        def figure(counts: list[tuple[float, float] | str]) -> tuple[float | None, str, float | None]:
+            burns: list[float] = []
+            for w, c in zip(windows, counts, strict=True):
+                if isinstance(c, str):
+                    return None, c, None
+                good, total = c
+                if total <= 0:
+                    return None, f"no requests in {w}", 0.0
+                burns.append((1.0 - good / total) / budget)
+            first = counts[0]
+            return min(burns), "", first[1] if not isinstance(first, str) else None
+
+        samples = []
+        for z in zones:
+            value, reason, n = figure([by[(z, w)] for w in windows])
+            samples.append(MetricSample(m.name, z, value, reason, n))
+        missing = [s for s in samples if s.value is None]
+        if missing:
+            samples.insert(0, MetricSample(m.name, None, None, "; ".join(f"{s.zone}: {s.reason}" for s in missing)))
+            return samples
+        summed: list[tuple[float, float] | str] = []
+        for w in windows:
+            parts = [by[(z, w)] for z in zones]
+            summed.append((sum(p[0] for p in parts if not isinstance(p, str)),
+                           sum(p[1] for p in parts if not isinstance(p, str))))
+        value, reason, n = figure(summed)
+        samples.insert(0, MetricSample(m.name, None, value, reason, n))
+        return samples
 
     async def _series(self, metric: str, service: str, namespace: str, version: str, zone: str,
                       start: float, end: float, step: float) -> list[float] | str:

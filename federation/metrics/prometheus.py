@@ -21,7 +21,8 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from federation.core import durations
+from federation import resolve
+from federation.core import durations, outbound
 from federation.core.spec import PrometheusSource
 
 # The client library is synchronous: queries run in threads. The default executor has only
@@ -75,9 +76,65 @@ def _secret(env: str | None, file: str | None) -> str | None:
     return None
 
 
+# A backend's answer is untrusted: its body is read up to MAX_ANSWER bytes (more is an error, not
+# a bigger buffer), every sample must have the shape of an instant-vector sample, every value must
+# be a finite number within MAX_VALUE, and a query judged as one figure must return one series.
+MAX_ANSWER = 8 * 1024 * 1024
+MAX_VALUE = 1e15
+MAX_SERIES = 10_000  # histogram buckets of one query
+
+
+class AnswerTooLarge(requests.RequestException):
+    """The backend's answer was larger than MAX_ANSWER bytes."""
+
+
+def _bounded_body(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    """A response hook (runs before requests reads the body): read at most MAX_ANSWER bytes."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_ANSWER:
+        response.close()
+        raise AnswerTooLarge(f"answer larger than {MAX_ANSWER // (1024 * 1024)} MiB")
+    data = response.raw.read(MAX_ANSWER + 1, decode_content=True) if response.raw is not None else b""
+    if len(data) > MAX_ANSWER:
+        response.close()
+        raise AnswerTooLarge(f"answer larger than {MAX_ANSWER // (1024 * 1024)} MiB")
+    response._content = data
+    response._content_consumed = True
+    return response
+
+
+def _number(raw: Any, what: str = "value") -> float:
+    """A sample value as Prometheus encodes it (a string); anything not a finite, sane number is
+    ``NoData`` — never a value a threshold could pass."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)) or (isinstance(raw, str) and len(raw) > 64):
+        raise NoData(f"malformed answer: {what} is not a number")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise NoData(f"malformed answer: {what} is not a number") from None
+    if math.isnan(value):
+        raise NoData("NaN result")
+    if math.isinf(value):
+        raise NoData(f"non-finite result ({raw})")
+    if abs(value) > MAX_VALUE:
+        raise NoData(f"result out of range ({value:g})")
+    return value
+
+
+def _sample(sample: Any) -> tuple[dict[str, Any], Any]:
+    """(labels, raw value) of an instant-vector sample; ``NoData`` for any other shape."""
+    if not isinstance(sample, dict) or not isinstance(sample.get("metric", {}), dict):
+        raise NoData("malformed answer: not an instant vector (scalar, string or matrix result?)")
+    value = sample.get("value")
+    if not isinstance(value, list) or len(value) != 2:
+        raise NoData("malformed answer: not an instant vector (scalar, string or matrix result?)")
+    return sample.get("metric") or {}, value[1]
+
+
 class Client:
-    def __init__(self, source: PrometheusSource) -> None:
+    def __init__(self, source: PrometheusSource, policy: outbound.Policy | None = None) -> None:
         self.source = source
+        self.policy = policy  # the fleet's outbound policy, checked before every query
         self.timeout = durations.parse(source.timeout)
         self._prom: PrometheusConnect | None = None
 
@@ -87,6 +144,7 @@ class Client:
         headers: dict[str, str] = {}
         auth = None
         session = requests.Session()
+        session.hooks["response"].append(_bounded_body)
         a = self.source.auth
         if a is not None:
             token = _secret(a.bearer_token_env, a.bearer_token_file)
@@ -105,48 +163,81 @@ class Client:
                                        session=session, timeout=self.timeout, retry=retry)
         return self._prom
 
+    def _allowed(self) -> None:
+        why = resolve.refused(self.policy, self.source.url)
+        if why is not None:
+            raise Unreachable(f"prometheus {outbound.redact(self.source.url)}: refused by the outbound policy: {why}")
+
     def _query(self, query: str, at: float | None = None) -> list[dict[str, Any]]:
+        self._allowed()
         try:
             params = {"time": f"{at:.3f}"} if at is not None else None
             result = self._connect().custom_query(query, params=params)
-        except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
-            raise Unreachable(f"prometheus {self.source.url}: {_short(exc)}") from None
+        except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise Unreachable(f"prometheus {outbound.redact(self.source.url)}: {_short(exc)}") from None
         if not isinstance(result, list):
-            raise Unreachable(f"prometheus {self.source.url}: unexpected answer")
+            raise NoData("malformed answer: not an instant vector (scalar, string or matrix result?)")
         return result
 
     def scalar_sync(self, query: str, at: float | None = None) -> float:
-        """A query returning one sample (evaluated at ``at``); empty or NaN is ``NoData``."""
+        """A query returning one sample (evaluated at ``at``); empty, NaN, infinite, out of range,
+        malformed or more than one series is ``NoData``."""
         result = self._query(query, at)
         if not result:
             raise NoData("empty result")
-        value = float(result[0]["value"][1])
-        if math.isnan(value):
-            raise NoData("NaN result")
-        return value
+        samples = [_sample(x) for x in result[:MAX_SERIES]]  # a scalar or string result fails here
+        if len(result) > 1:
+            raise NoData(f"{len(result)} series where one is expected (aggregate the query with sum or avg)")
+        return _number(samples[0][1])
 
     def buckets_sync(self, query: str, scale: float = 1.0, at: float | None = None) -> dict[float, float]:
-        """A ``sum by (le)`` query as {upper bound: cumulative count}."""
+        """A ``sum by (le)`` query as {upper bound: cumulative count}; any malformed or non-finite
+        bucket makes the whole answer ``NoData``."""
         out: dict[float, float] = {}
-        for sample in self._query(query, at):
-            le = sample["metric"].get("le")
+        result = self._query(query, at)
+        if len(result) > MAX_SERIES:
+            raise NoData(f"{len(result)} buckets (more than {MAX_SERIES})")
+        for sample in result:
+            labels, raw = _sample(sample)
+            le = labels.get("le")
             if le is None:
                 continue
-            bound = float(le)
-            out[bound * scale if not math.isinf(bound) else bound] = float(sample["value"][1])
+            if le in ("+Inf", "Inf", "inf", "+inf"):
+                bound = math.inf
+            else:
+                bound = _number(le, "le") * scale
+            if bound in out:
+                raise NoData(f"bucket le={le} twice (the query is not summed by le alone)")
+            out[bound] = _number(raw)
         if not out:
             raise NoData("empty result")
         return out
 
     def range_sync(self, query: str, start: float, end: float, step: float) -> list[float]:
         """Values of a one-series range query (NaN steps dropped); empty is ``NoData``."""
+        self._allowed()
         try:
             result = self._connect().custom_query_range(
                 query, start_time=_dt(start), end_time=_dt(end), step=f"{step:g}s")
-        except (PrometheusApiClientException, requests.RequestException, ValueError) as exc:
-            raise Unreachable(f"prometheus {self.source.url}: {_short(exc)}") from None
-        values = [float(v) for series in result for _, v in series.get("values", [])]
-        values = [v for v in values if not math.isnan(v)]
+        except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise Unreachable(f"prometheus {outbound.redact(self.source.url)}: {_short(exc)}") from None
+        if not isinstance(result, list) or not all(isinstance(x, dict) for x in result):
+            raise NoData("malformed answer: not a matrix")
+        if len(result) > 1:
+            raise NoData(f"{len(result)} series where one is expected (aggregate the query with sum or avg)")
+        values: list[float] = []
+        for series in result:
+            points = series.get("values", [])
+            if not isinstance(points, list):
+                raise NoData("malformed answer: not a matrix")
+            for point in points:
+                if not isinstance(point, list) or len(point) != 2:
+                    raise NoData("malformed answer: not a matrix")
+                try:
+                    values.append(_number(point[1]))
+                except NoData as exc:
+                    if str(exc) != "NaN result":  # a NaN step (no requests then) is skipped
+                        raise
         if not values:
             raise NoData("empty result")
         return values

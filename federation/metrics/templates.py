@@ -9,8 +9,10 @@ ratio or a quantile, so zones can be combined correctly.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from federation.core import querytemplate
 from federation.core.errors import PermanentError
 
 
@@ -119,26 +121,26 @@ def step_series(mesh: str, t: Target, metric_name: str, step: str) -> str:
     return f"{scale:g} * histogram_quantile(0.99, sum by (le) (rate({metric}{{{sel}}}[{step}])))"
 
 
-_VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+def render_custom(query: str, metric: str, builtins: dict[str, str], variables: dict[str, str] | None,
+                  escape: Callable[[str], str] = label_value) -> str:
+    """A custom query with Flagger's ``{{ name }}`` and ``{{ variables.NAME }}``, values escaped for
+    the backend (PromQL's label-value escaping by default). An unknown variable is a
+    ``PermanentError`` naming the metric, never left in the query."""
+    try:
+        return querytemplate.render(query, metric, builtins, variables, escape)
+    except querytemplate.TemplateError as exc:
+        raise PermanentError(str(exc)) from None
+    except ValueError as exc:  # the backend's escaping refused a value
+        raise PermanentError(f"metric {metric!r}: {exc}") from None
 
 
-def render_custom(query: str, variables: dict[str, str]) -> str:
-    """A custom query with ``{{ name }}`` variables (Flagger's template names), values escaped.
+def builtin_variables(t: Target, interval: str, name: str | None = None) -> dict[str, str]:
+    """Flagger's built-in template variables for one zone's query.
 
-    Values land inside label-value quotes in well-formed templates; escaping keeps a hostile value
-    from closing the quote. An unknown variable is an error, never silently left in place.
+    ``target`` is the workload under test, as Flagger's (its canary Deployment): here the canary
+    version's workload ``<service>-<version>``; ``name`` is the FederatedCanary's name; ``ingress``
+    is the service's route (named after the service); ``interval`` is the metric's, as written.
     """
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name not in variables:
-            raise PermanentError(f"metric template uses {{{{ {name} }}}} but no such variable is set "
-                                 f"(known: {', '.join(sorted(variables))})")
-        return label_value(variables[name])
-
-    return _VAR.sub(sub, query)
-
-
-def builtin_variables(t: Target, interval: str) -> dict[str, str]:
-    """Flagger's template variables, for custom queries."""
-    return {"namespace": t.namespace, "name": t.service, "target": t.service, "service": t.service,
-            "version": t.version, "zone": t.zone, "interval": interval, "variables": ""}
+    return {"name": name or t.service, "namespace": t.namespace, "target": f"{t.service}-{t.version}",
+            "service": t.service, "ingress": t.service, "interval": interval, "version": t.version,
+            "zone": t.zone}

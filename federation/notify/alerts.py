@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from federation import resolve
+from federation.core import outbound
 from federation.core.spec import AlertProvider, FederatedCanary
 
 log = logging.getLogger("federation.notify")
@@ -64,10 +66,16 @@ def signature(secret: str, payload: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
 
 
-async def send(p: AlertProvider, payload: dict[str, Any], timeout: float = 10.0) -> bool:
+async def send(p: AlertProvider, payload: dict[str, Any], timeout: float = 10.0,
+               policy: outbound.Policy | None = None) -> bool:
     url = _url(p)
     if url is None:
         log.warning("alert provider %s: no URL (set %s)", p.name, p.url_env or p.url_file)
+        return False
+    why = outbound.url_problem(url, user_ok=True) or await resolve.refused_async(policy, url)
+    if why is not None:
+        # Never the value itself: the URL is a secret (where it comes from, and why, only).
+        log.warning("alert provider %s: the URL in %s is refused: %s", p.name, p.url_env or p.url_file, why)
         return False
     data = json.dumps(payload, sort_keys=True).encode()
     headers = {"Content-Type": "application/json"}
@@ -88,7 +96,7 @@ async def send(p: AlertProvider, payload: dict[str, Any], timeout: float = 10.0)
 
 
 async def notify(providers: list[AlertProvider], canary: FederatedCanary, phase: str, severity: str,
-                 reason: str, message: str) -> list[str]:
+                 reason: str, message: str, policy: outbound.Policy | None = None) -> list[str]:
     """Send to every alert of the canary whose severity threshold this event meets; names sent to."""
     by_name = {p.name: p for p in providers}
     sends = []
@@ -99,6 +107,6 @@ async def notify(providers: list[AlertProvider], canary: FederatedCanary, phase:
         if p is None:
             log.warning("%s: alert %s names unknown provider %s", canary.key, alert.name, alert.provider_ref.name)
             continue
-        sends.append((p.name, send(p, body(p, canary.key, phase, severity, reason, message))))
+        sends.append((p.name, send(p, body(p, canary.key, phase, severity, reason, message), policy=policy)))
     results = await asyncio.gather(*[s for _, s in sends])
     return [name for (name, _), ok in zip(sends, results, strict=True) if ok]

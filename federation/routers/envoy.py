@@ -76,13 +76,13 @@ def render(req: RouteRequest) -> list[dict[str, Any]]:
     routes: list[dict[str, Any]] = []
     canary_totals = req.canary_zone_totals()
     if req.matched:
-        canary_share = {z: 1 for z in canary_totals} or {}
+        canary_share = {z: req.canary_share(z) for z in canary_totals}
         for m in req.match:
             routes.append({"match": _match(m), "route": _action(canary_share)})
     default = _action(req.zone_totals())
     if req.session_affinity is not None:
         sa = req.session_affinity
-        sticky = {z: 1 for z in canary_totals}
+        sticky = {z: req.canary_share(z) for z in canary_totals}
         if sticky:
             routes.append({"match": {"prefix": "/", "headers": [{"name": "cookie", "string_match": {
                 "safe_regex": {"regex": f".*{re.escape(sa.cookie_name)}=.*"}}}]}, "route": _action(sticky)})

@@ -60,13 +60,13 @@ def render(req: RouteRequest, flavour: str = "gateway", gateway: str = "edge",
     canary = req.canary_subsets()
     rules: list[dict[str, Any]] = []
     if req.matched:
-        rules.append({"matches": [_match(m) for m in req.match], "backendRefs": [ref(s, 1) for s, _ in canary]})
+        rules.append({"matches": [_match(m) for m in req.match], "backendRefs": [ref(s, req.canary_share(s.zone)) for s, _ in canary]})
     set_cookie: list[dict[str, Any]] | None = None
     if req.session_affinity is not None:
         sa = req.session_affinity
         rules.append({"matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [{
             "type": "RegularExpression", "name": "Cookie", "value": f".*{re.escape(sa.cookie_name)}=.*"}]}],
-            "backendRefs": [ref(s, 1) for s, _ in canary]})
+            "backendRefs": [ref(s, req.canary_share(s.zone)) for s, _ in canary]})
         cookie = f"{sa.cookie_name}=1; Max-Age={sa.max_age}; Path={sa.path or '/'}"
         if sa.same_site:
             cookie += f"; SameSite={sa.same_site}"

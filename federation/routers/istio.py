@@ -56,12 +56,12 @@ def render(req: RouteRequest) -> list[dict[str, Any]]:
     http: list[dict[str, Any]] = []
     if req.matched:
         http.append({"name": "ab-canary", "match": [_match(m) for m in req.match],
-                     "route": [dest(s.zone, s.version, 1) for s, _ in canary]})
+                     "route": [dest(s.zone, s.version, req.canary_share(s.zone)) for s, _ in canary]})
     set_cookie = None
     if req.session_affinity is not None:
         sa = req.session_affinity
         http.append({"name": "sticky-canary", "match": [{"headers": {"cookie": {
-            "regex": f".*{re.escape(sa.cookie_name)}=.*"}}}], "route": [dest(s.zone, s.version, 1) for s, _ in canary]})
+            "regex": f".*{re.escape(sa.cookie_name)}=.*"}}}], "route": [dest(s.zone, s.version, req.canary_share(s.zone)) for s, _ in canary]})
         set_cookie = f"{sa.cookie_name}=1; Max-Age={sa.max_age}; Path={sa.path or '/'}"
     routes = []
     for s, w in req.weights:

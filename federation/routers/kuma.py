@@ -67,7 +67,7 @@ def render(req: RouteRequest) -> list[dict[str, Any]]:
     canary = req.canary_subsets()
     if req.matched:
         rules.append({"matches": [_matches(m) for m in req.match],
-                      "default": {"backendRefs": [_backend(req, s.zone, s.version, 1) for s, _ in canary]}})
+                      "default": {"backendRefs": [_backend(req, s.zone, s.version, req.canary_share(s.zone)) for s, _ in canary]}})
     default: dict[str, Any] = {"backendRefs": [_backend(req, s.zone, s.version, w) for s, w in req.weights]}
     if req.mirror_weight > 0:
         default["filters"] = [{"type": "RequestMirror", "requestMirror": {
@@ -117,7 +117,7 @@ def render_traffic_route(req: RouteRequest) -> list[dict[str, Any]]:
                                       {"prefix": v.prefix} if v.prefix is not None else
                                       {"regex": v.regex if v.regex is not None else f".*{re.escape(v.suffix or '')}$"})
             http.append({"match": {"headers": headers},
-                         "split": [{"weight": 1, "destination": {"kuma.io/service": svc(s.version), "kuma.io/zone": s.zone}}
+                         "split": [{"weight": req.canary_share(s.zone), "destination": {"kuma.io/service": svc(s.version), "kuma.io/zone": s.zone}}
                                    for s, _ in req.canary_subsets()]})
         conf["http"] = http
     return [{

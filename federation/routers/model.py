@@ -30,6 +30,13 @@ class RouteRequest:
     # Where the canary runs. A subset is (zone, version): in a migration (the same version moved to
     # other zones) the version alone does not tell the sides apart. Empty: every zone (older callers).
     canary_zones: tuple[str, ...] = ()
+    # How matched (A/B) and sticky (session affinity) traffic is shared among canary zones, in basis
+    # points: the canary's zoneWeights (or capacities). Empty: equally.
+    canary_shares: tuple[tuple[str, int], ...] = ()
+
+    def canary_share(self, zone: str) -> int:
+        """Weight of ``zone`` among canary zones for requests that all go to the canary."""
+        return dict(self.canary_shares).get(zone, 0) if self.canary_shares else 1
 
     def backend_name(self, subset: Subset) -> str:
         """Kubernetes Service of one subset: <service>-<version>, suffixed -<zone> when remote

@@ -1,7 +1,7 @@
 """Benchmark: 1,000 rollouts on one hub (``hub.service.Hub``: discovery, one supervised worker per
 rollout, the real worker and core, the memory store) with the hub's parts in memory (``tests.hubfakes``) — every step
 applies at once and every zone reports good metrics. Prints hub CPU and RSS per rollout, hub ticks
-per second and decisions per second of the core (CPU spent inside ``decide`` only)."""
+per second and decisions per second of the core (CPU spent inside ``decide_or_ask`` only)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_1000_rollouts_on_one_hub(tmp_path: Path):
     gc.collect()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     decide_cpu = [0.0, 0]
-    real_decide = core.decide
+    real_decide = core.decide_or_ask
 
     def timed_decide(*args: Any) -> Any:
         t = time.process_time()
@@ -57,7 +57,7 @@ def test_1000_rollouts_on_one_hub(tmp_path: Path):
 
     adapters = MemoryParts(fleet, canaries)
     store = MemoryStore()
-    worker_mod.core.decide = timed_decide  # type: ignore[attr-defined]
+    worker_mod.core.decide_or_ask = timed_decide  # type: ignore[attr-defined]
     try:
         hub = Hub(fleet, tmp_path / "hub", tick=0.05, discover_every=1.0, store=store, parts=adapters)
 
@@ -79,7 +79,7 @@ def test_1000_rollouts_on_one_hub(tmp_path: Path):
 
         wall, cpu = asyncio.run(scenario())
     finally:
-        worker_mod.core.decide = real_decide  # type: ignore[attr-defined]
+        worker_mod.core.decide_or_ask = real_decide  # type: ignore[attr-defined]
     statuses = [asyncio.run(store.load(c.key)) for c in canaries]
     assert all(s.phase is Phase.SUCCEEDED for s in statuses), {s.phase for s in statuses}
     assert not hub.restarts
@@ -89,4 +89,4 @@ def test_1000_rollouts_on_one_hub(tmp_path: Path):
           f"{wall:.1f} s: {adapters.steps} steps, {n} ticks ({n / wall:,.0f} ticks/s); hub CPU {cpu:.1f} s = "
           f"{cpu / ROLLOUTS * 1000:.1f} ms per rollout; max RSS {rss / 1024:.0f} MiB, "
           f"+{(rss - rss0) / ROLLOUTS:.1f} KiB per rollout over the loaded specs; core: {n / decide_cpu[0]:,.0f} "
-          f"decisions/s ({decide_cpu[0] / n * 1e6:.0f} µs CPU each)")
+          f"decide_or_ask calls/s ({decide_cpu[0] / n * 1e6:.0f} µs CPU each)")

@@ -15,6 +15,7 @@ from tests import real_kube
 def test_bench_local_kube_apiserver(tmp_path: Path):
     bin_dir = real_kube.binaries()
     sup = Supervisor(tmp_path / "logs")
+    server = None
     try:
         t0 = time.monotonic()
         server = kubeapi.start(bin_dir, tmp_path / "kube", sup, crds=False)
@@ -31,4 +32,6 @@ def test_bench_local_kube_apiserver(tmp_path: Path):
               f"etcd {server.rss_kib('etcd') / 1024:.0f} MiB")
         assert server.request("GET", "/version").json()["gitVersion"].startswith("v1.")
     finally:
+        if server is not None:
+            server.stop()  # closes its HTTPS client too (an unclosed socket fails a later test)
         sup.stop_all()

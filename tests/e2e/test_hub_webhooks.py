@@ -92,7 +92,7 @@ def test_live_hub_runs_gates_and_hooks(tmp_path: Path):
         wait_for(lambda: rollout().get("phase") == "Succeeded", 120, "promoted once approved")
         wait_for(lambda: hooks.count("post-rollout") == 1, 30, "post-rollout called")
         events = [c["metadata"] for c in hooks.calls["event"]]
-        assert any(e["eventType"] == "info" and "promoted" in e["eventMessage"] for e in events), events
+        assert any(e["eventType"] == "Normal" and "promoted" in e["eventMessage"] for e in events), events
         assert all(e["timestamp"].isdigit() for e in events)
         served = {httpx.get(fleet.edge_url, timeout=5).headers.get("x-version") for _ in range(50)}
         assert served == {"v2"}

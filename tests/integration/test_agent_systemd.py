@@ -76,7 +76,8 @@ def test_agent_runs_instances_as_systemd_units(tmp_path: Path, monkeypatch: pyte
         assert unit.exists() and verify(unit).returncode == 0, verify(unit).stderr
         (inst,) = agent.sup.instances.values()
         assert inst.unit == unit.name and inst.healthy
-        assert 'Environment="GREETING=50%% off $$today"' in unit.read_text()
+        # Environment= expands specifiers (%) but not variables: "$" stays as written.
+        assert 'Environment="GREETING=50%% off $today"' in unit.read_text()
         # Drift: the service dies behind the agent's back; the agent sees the unit inactive and starts it.
         os.killpg(inst.pid, signal.SIGKILL)
         wait_for(lambda: (agent.converge_once(), agent.sup.instances["frontend/v1/0"].restarts == 1)[1], 30,

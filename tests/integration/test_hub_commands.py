@@ -14,6 +14,7 @@ import httpx
 
 from federation.core.decide import target_of
 from federation.core.state import Phase, RolloutStatus
+from federation.hub import views
 from federation.hub.api import app_for
 from federation.hub.service import Hub
 from federation.hub.store import MemoryStore
@@ -123,7 +124,7 @@ def test_status_pairs_the_stored_step_with_its_own_spec(tmp_path: Path):
                                             target=target_of(first.spec), canary_weight=10000, step=9,
                                             message="promotion completed"))
         hub.canaries = {KEY: second}  # discovered; its worker has not ticked yet
-        return await hub.rollout(KEY)
+        return await views.rollout(hub, KEY)
 
     try:
         view = asyncio.run(go())

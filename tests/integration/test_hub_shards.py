@@ -44,6 +44,7 @@ def test_replica_death_moves_its_rollouts(tmp_path: Path, k8s: Cluster):
         for i in range(4):
             doc = copy.deepcopy(base)
             doc["metadata"]["name"] = f"svc{i}"
+            doc["spec"]["service"]["name"] = f"svc{i}"  # one canary per service (issue 20)
             (repo.workdir / "canaries").mkdir(exist_ok=True)
             (repo.workdir / "canaries" / f"svc{i}.yaml").write_text(specfiles.dump([doc]))
             paths.append(f"canaries/svc{i}.yaml")

@@ -15,10 +15,10 @@ import pytest
 from federation.core import spec as specs
 from federation.core.state import CheckResult, Decision, Phase, RolloutStatus
 from federation.demo.procs import wait_for
-from federation.hub import service
+from federation.hub import service, views
+from federation.hub.commands import Commands, ConfigMapCommands
 from federation.hub.store import (
     KEY_ANNOTATION,
-    ConfigMapCommands,
     ConfigMapStore,
     FileStore,
     MemoryStore,
@@ -103,7 +103,7 @@ def test_commands_through_configmaps_reach_the_replica_running_the_rollout(k8s: 
         assert await api_replica.peek("shop/frontend") is None
         with pytest.raises(ValueError, match="unknown command"):
             await api_replica.put("shop/frontend", "delete-everything")
-        files = service.Commands(tmp_path / "commands")  # the file variant, same contract
+        files = Commands(tmp_path / "commands")  # the file variant, same contract
         await files.put("shop/frontend", "abort")
         assert await files.peek("shop/frontend") == "abort"
         await files.done("shop/frontend")
@@ -173,14 +173,14 @@ def test_a_command_that_cannot_be_cleared_is_shown_and_does_not_hold_the_rollout
         try:
             await asyncio.to_thread(wait_for, lambda: len(RecordingWorker.given) >= 5, 60, "five ticks")
             assert RecordingWorker.given[0] == "promote" and set(RecordingWorker.given[1:]) == {None}
-            view = (await hub.rollout("shop/frontend"))["commandNotCleared"]
+            view = (await views.rollout(hub, "shop/frontend"))["commandNotCleared"]
             assert view["command"] == "promote" and "access denied (403)" in view["error"]
             assert await commands.peek("shop/frontend") == "promote"  # still there: the hub may not write it
             # An operator (or a hub with the fixed RBAC) removes it: the hub forgets the failure.
             await ConfigMapCommands(k8s.hub, HUB_NS).done("shop/frontend")
             n = len(RecordingWorker.given)
             await asyncio.to_thread(wait_for, lambda: len(RecordingWorker.given) >= n + 2, 60, "two more ticks")
-            assert (await hub.rollout("shop/frontend"))["commandNotCleared"] is None
+            assert (await views.rollout(hub, "shop/frontend"))["commandNotCleared"] is None
             # A newer command is applied (once) even while the hub cannot clear commands.
             await operator.put("shop/frontend", "pause")
             await asyncio.to_thread(wait_for, lambda: "pause" in RecordingWorker.given, 60, "pause applied")
@@ -217,5 +217,5 @@ def test_command_answers_reach_the_replica_that_took_the_call(k8s: Cluster, tmp_
         assert (await api_replica.answer("shop/frontend", newer))["state"] == "rejected"
 
     asyncio.run(scenario(ConfigMapCommands(k8s.hub, HUB_NS), ConfigMapCommands(k8s.hub, HUB_NS)))
-    files = service.Commands(tmp_path / "commands")
+    files = Commands(tmp_path / "commands")
     asyncio.run(scenario(files, files))

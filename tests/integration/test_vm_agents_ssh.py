@@ -13,6 +13,7 @@ import pytest
 
 from federation.core import spec as specs
 from federation.core.errors import PermanentError
+from federation.demo.fleet import agent_privileges
 from federation.demo.procs import Supervisor, wait_for
 from federation.runtimes.ssh import Pool, Target
 from federation.runtimes.vm import VmAgents
@@ -50,7 +51,7 @@ class AgentHost:
             str(BIN / "fed-agent"), "serve", "--state-dir", str(self.root / "state"), "--zone", "z",
             "--listen", f"127.0.0.1:{self.port}", "--host-key", str(self.root / "host_key"),
             "--authorized-keys", str(self.root / "authorized_keys"), "--ports", f"{30000 + self.port % 1000 * 5}-{30004 + self.port % 1000 * 5}",
-            "--stop-instances", "--ready-file", str(ready)])
+            "--stop-instances", "--ready-file", str(ready), *agent_privileges(str(BIN))])
         wait_for(lambda: ready.exists(), 20, f"agent {self.name}")
 
     def kill(self) -> None:
@@ -207,7 +208,7 @@ def sshd(tmp_path: Path):
     try:
         port = start_sshd(tmp_path, procs, f'command="{BIN / "fed-agent"} rpc --state-dir {state}",restrict {hub_pub}\n')
         procs.start("agent-loop", [str(BIN / "fed-agent"), "run", "--zone", "vms", "--state-dir", str(state),
-                                   "--ports", "31500-31510", "--stop-instances"])
+                                   "--ports", "31500-31510", "--stop-instances", *agent_privileges(str(BIN))])
         yield tmp_path, port
     finally:
         procs.stop_all()

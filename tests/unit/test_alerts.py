@@ -57,3 +57,11 @@ def test_routing_by_severity_and_payloads(sink, monkeypatch):
 def test_provider_url_must_come_from_env_or_file():
     with pytest.raises(ValueError, match="exactly one of urlEnv, urlFile"):
         specs.AlertProvider(name="x", type="slack")
+
+
+def test_a_provider_url_that_is_not_http_is_refused_without_showing_it(sink, monkeypatch, caplog):
+    monkeypatch.setenv("URL_SLACK", "hooks.slack.com/services/T0/SECRET")
+    p = specs.AlertProvider(name="chat", type="slack", url_env="URL_SLACK")
+    assert asyncio.run(alerts.send(p, {"text": "x"})) is False
+    assert "alert provider chat: the URL in URL_SLACK is refused: must start with http:// or https://" in caplog.text
+    assert "SECRET" not in caplog.text and sink.got == []

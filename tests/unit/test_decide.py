@@ -10,6 +10,7 @@ from federation.core.decide import decide, target_of
 from federation.core.spec import WebhookType
 from federation.core.state import (
     CallHooks,
+    CheckResult,
     Emit,
     MetricSample,
     Phase,
@@ -642,3 +643,68 @@ def test_a_target_stored_without_checksum_is_the_same_rollout():
     d.spec = _with_checksum(spec, "eeee")  # a hub upgraded to checksums reads the old status
     d.tick(60)
     assert d.status.phase is Phase.PROGRESSING and d.status.step > step
+
+
+@pytest.mark.parametrize("kind", ["rollout", "pre-rollout"])
+def test_mute_alert_silences_the_failing_hooks_alert_but_not_the_rollback(kind: str):
+    spec = canary({"webhooks": [{"name": "load", "type": kind, "url": "http://hooks.test/load", "muteAlert": True},
+                                {"name": "smoke", "type": kind, "url": "http://hooks.test/smoke"}],
+                   "threshold": 3})
+    d = Driver(spec)
+    d.initialise()
+    if kind == "rollout":
+        d.start_canary()
+    else:
+        d.tick()
+        d.tick()
+
+    def failed_check_events() -> list[Emit]:
+        return [a for a in d.decisions[-1].actions if isinstance(a, Emit)]
+
+    d.tick(60, hooks={"load": False, "smoke": True})
+    (muted,) = failed_check_events()
+    assert muted.reason == "FailedCheck" and "'load'" in muted.message and muted.alert is False
+    d.tick(60, hooks={"load": True, "smoke": False})
+    (loud,) = failed_check_events()
+    assert loud.reason == "FailedCheck" and "'smoke'" in loud.message and loud.alert is True
+    d.tick(60, hooks={"load": False, "smoke": True})
+    assert d.status.phase is Phase.FAILED
+    rollback = [e for e in failed_check_events() if e.reason == "Rollback"]
+    assert rollback and rollback[0].alert is True
+
+
+def test_mute_alert_on_a_confirm_gate_silences_its_waiting_alert():
+    spec = canary({"webhooks": [{"name": "gate", "type": "confirm-rollout", "url": "http://h.test/", "muteAlert": True}]})
+    d = Driver(spec)
+    d.initialise()
+    d.tick(hooks={"gate": False})
+    (waiting,) = [a for a in d.decisions[-1].actions if isinstance(a, Emit)]
+    assert waiting.reason == "Waiting" and waiting.alert is False
+
+
+def test_a_dry_run_metric_is_recorded_but_never_fails_or_holds():
+    from federation.core import steps
+
+    base = canary()
+    metrics = [m.model_dump(by_alias=True, exclude_unset=True) for m in base.analysis.metrics]
+    metrics.append({"name": "errors", "query": "sum(errors_total)", "thresholdRange": {"max": 1}, "dryRun": True,
+                    "noData": "hold"})
+    spec = canary({"threshold": 1, "metrics": metrics})
+    d = Driver(spec)
+    d.initialise()
+    d.start_canary()
+    weight = d.status.canary_weight
+    samples = tuple(MetricSample(s.metric, s.zone, 50.0, requests=500) if s.metric == "errors" and s.zone else
+                    MetricSample(s.metric, s.zone, None, "empty result") if s.metric == "errors" else s
+                    for s in good_metrics(spec))
+    d.tick(60, metrics=samples)
+    assert d.status.phase is Phase.PROGRESSING and d.status.failed_checks == 0  # advanced anyway
+    assert d.status.canary_weight > weight and d.status.held_since is None
+    dry = [c for c in d.status.last_checks if c.metric == "errors"]
+    assert {(c.zone, c.outcome, c.dry_run) for c in dry} == {(None, "hold", True), ("eks", "fail", True),
+                                                             ("onprem", "fail", True)}
+    (step,) = [a for a in d.decisions[-1].actions if isinstance(a, SetWeights)]
+    assert "errors@eks fail (dry-run): 50 > max 1" in step.reason  # said in the commit message
+    assert "errors@eks=50:fail(dry-run)" in steps.checks_text(step.checks)  # and in its trailer
+    stored = [CheckResult.from_storage(c.for_storage()) for c in dry]
+    assert stored == dry

@@ -163,3 +163,34 @@ def test_trafficroute_ab_with_header_matches_validates():
     doc = factory.render("kuma-trafficroute", RouteRequest(**{**req.__dict__, "match": headers_only}))[0]
     schemas.validate(doc)
     assert doc["spec"]["conf"]["http"][0]["match"]["headers"]["x-canary"] == {"exact": "insider"}
+
+
+def first_rule_weights(router: str, doc: dict) -> list[int]:
+    """Weights of the first (matched or sticky) rule of each format."""
+    if router == "envoy":
+        routes = doc["resources"][0]["virtual_hosts"][0]["routes"]
+        return [c["weight"] for c in routes[0]["route"]["weighted_clusters"]["clusters"]]
+    if router == "kuma":
+        return [r["weight"] for r in doc["spec"]["to"][0]["rules"][0]["default"]["backendRefs"]]
+    if router in ("gatewayapi", "linkerd"):
+        return [r["weight"] for r in doc["spec"]["rules"][0]["backendRefs"]]
+    if router == "istio":
+        return [r["weight"] for r in doc["spec"]["http"][0]["route"]]
+    raise AssertionError(router)
+
+
+@pytest.mark.parametrize(("router", "mode"), [(r, m) for r in ("envoy", "kuma", "gatewayapi", "linkerd", "istio")
+                                               for m in ("ab", "affinity") if m in SUPPORTS[r]])
+def test_matched_and_sticky_traffic_is_shared_among_canary_zones_by_zone_weights(router, mode):
+    from federation.core.weights import canary_shares
+
+    spec = make_spec(ZONE_SETS[2], mode).model_copy(update={"zone_weights": {"eks": 3, "onprem": 1}})
+    req = request(spec, 0 if mode == "ab" else 2000, mode)
+    assert canary_shares(spec) == (("eks", 7500), ("onprem", 2500))
+    shared = RouteRequest(**{**req.__dict__, "canary_shares": canary_shares(spec)})
+    doc = factory.render(router, shared)[0]
+    assert sorted(first_rule_weights(router, doc)) == [2500, 7500]
+    assert sorted(first_rule_weights(router, factory.render(router, req)[0])) == [1, 1]  # unshared: equal
+    if router != "envoy":
+        schemas.validate(doc, "gateway-api/gateway.networking.k8s.io_httproutes.v1.2.1.yaml"
+                         if router == "linkerd" else None)

@@ -146,6 +146,22 @@ def test_flagger_canary_analysis_accepted_unchanged(tmp_path: Path):
     specs.FederatedCanary.model_validate(fc)
 
 
+def test_template_variables_of_a_template_ref_are_checked_against_the_metric():
+    doc = yaml.safe_load(FLAGGER_CANARY)
+    fc = specs.FederatedCanary.model_validate(
+        {"apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "podinfo"},
+         "spec": {"service": {"name": "podinfo"}, "primary": {"version": "v1", "zones": ["a"]},
+                  "canary": {"version": "v2", "zones": ["b"]}, "analysis": doc["spec"]["analysis"]}})
+    ok = 'x{d="{{ variables.direction }}",ns="{{ namespace }}"}'
+    assert specs.check_templates(fc, {"not-found-percentage": ok}) == []
+    assert specs.check_templates(fc, {}) == []  # not found: said by the analysis, as no data
+    bad = 'x{d="{{ variables.direction }}",r="{{ variables.reporter }}"}'
+    assert specs.check_templates(fc, {"not-found-percentage": bad}) == [(
+        "spec.analysis.metrics[2].templateVariables",
+        "metric '404s percentage': the query uses {{ variables.reporter }} but templateVariables has no "
+        "'reporter' (has: direction) (MetricTemplate 'not-found-percentage')")]
+
+
 def test_our_example_analysis_minus_our_additions_validates_against_flagger_crd():
     doc = yaml.safe_load((ROOT / "clusters/canaries/frontend.yaml").read_text())
     analysis = doc["spec"]["analysis"]

@@ -55,14 +55,59 @@ def test_hostile_values_cannot_break_out_of_quotes():
     assert t.label_value("a\\b\nc") == "a\\\\b\\nc"
 
 
-def test_custom_template_variables_are_escaped_and_unknown_ones_refused():
-    q = t.render_custom('sum(rate(http_requests_total{app="{{ target }}",ns="{{namespace}}"}[{{ interval }}]))',
-                        {"target": 'web"}', "namespace": "shop", "interval": "1m"})
-    assert q == 'sum(rate(http_requests_total{app="web\\"}",ns="shop"}[1m]))'
-    with pytest.raises(PermanentError, match="no such variable"):
-        t.render_custom("{{ nope }}", {})
+FLAGGER_LINKERD = """histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{
+  namespace="{{ namespace }}", deployment=~"{{ target }}", direction="{{ variables.direction }}"
+}[{{ interval }}])) by (le))"""
+
+
+def builtins(**over: str) -> dict[str, str]:
+    return {**t.builtin_variables(TARGET, "1m", "frontend-canary"), **over}
+
+
+def test_flagger_template_variables_resolve_as_flagger_does():
+    q = t.render_custom(FLAGGER_LINKERD, "latency", builtins(), {"direction": "inbound"})
+    assert q == """histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{
+  namespace="shop", deployment=~"frontend-v2", direction="inbound"
+}[1m])) by (le))"""
+    # Every Flagger built-in, Go's spacing variants, trim markers and comments.
+    q = t.render_custom('{{name}}|{{ namespace }}|{{  target}}|{{service }}|{{ ingress }}|{{ interval }}|'
+                        '{{ version }}|{{ zone }}|{{/* a comment */}}|a   {{- zone -}}   b', "m", builtins(), None)
+    assert q == "frontend-canary|shop|frontend-v2|frontend|frontend|1m|v2|eks||aeksb"
+
+
+def test_template_values_are_escaped_for_promql():
+    q = t.render_custom('x{app="{{ target }}",d="{{ variables.d }}"}', "m",
+                        builtins(target='web"}'), {"d": 'a\\b"c'})
+    assert q == 'x{app="web\\"}",d="a\\\\b\\"c"}'
+
+
+@pytest.mark.parametrize("query, message", [
+    ("{{ variables.direction }}", "metric 'latency': the query uses {{ variables.direction }} but templateVariables "
+                                  "has no 'direction' (has: app)"),
+    ("{{ nope }}", "metric 'latency': {{ nope }} is not a template variable"),
+    ("{{ .Target }}", "metric 'latency': {{ .Target }} is not a template variable"),
+    ('{{ printf "%s" target }}', "is not a template variable"),
+])
+def test_unknown_variables_are_errors_naming_the_metric(query: str, message: str):
+    with pytest.raises(PermanentError) as err:
+        t.render_custom(query, "latency", builtins(), {"app": "x"})
+    assert message in str(err.value)
+
+
+def test_a_query_without_variables_is_unchanged():
+    q = 'sum(rate(x{a="b"}[5m])) / sum(rate(x{}[5m]))'
+    assert t.render_custom(q, "m", builtins(), None) == q
 
 
 def test_unknown_mesh_is_a_clear_error():
     with pytest.raises(PermanentError, match="no built-in"):
         t.request_counts("consul", TARGET, "1m")
+
+
+def test_durations_as_flagger_writes_them_including_graphite_min():
+    from federation.core import durations
+
+    assert [durations.parse(x) for x in ("30s", "1m", "1h30m", "500ms", "1min", "2min30s")] == [
+        30.0, 60.0, 5400.0, 0.5, 60.0, 150.0]
+    with pytest.raises(ValueError, match="invalid duration"):
+        durations.parse("1 minute")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pydantic
+import pytest
+
 from federation.core.spec import Webhook
 from federation.notify import webhooks
 from tests.httpstub import Receiver
@@ -48,6 +51,28 @@ def test_event_payload():
         asyncio.run(webhooks.send_event([hook(r.url, type="event")], "frontend", "shop", "Failed", "error", "rolled back"))
         body = r.bodies[0]
         assert body["phase"] == "Failed" and body["metadata"]["eventMessage"] == "rolled back"
-        assert body["metadata"]["eventType"] == "error" and body["metadata"]["cmd"] == "approve"
+        assert body["metadata"]["eventType"] == "Warning" and body["metadata"]["cmd"] == "approve"
+        asyncio.run(webhooks.send_event([hook(r.url, type="event")], "frontend", "shop", "Failed", "warn", "check"))
+        asyncio.run(webhooks.send_event([hook(r.url, type="event")], "frontend", "shop", "Succeeded", "info", "ok"))
+        assert [b["metadata"]["eventType"] for b in r.bodies] == ["Warning", "Warning", "Normal"]  # Flagger's values
     finally:
         r.close()
+
+
+@pytest.mark.parametrize("url", ["flagger-loadtester.test/", "ftp://host/x", "http://", "http:// spaced/",
+                                 "https://:80/", "localhost:8080/hook"])
+def test_a_webhook_url_that_is_not_http_is_refused(url: str):
+    with pytest.raises(pydantic.ValidationError, match=r"must start with http:// or https://|has no host|not a valid URL|"
+                                                       r"whitespace"):
+        hook(url)
+
+
+def test_a_webhook_url_with_credentials_is_refused():
+    with pytest.raises(pydantic.ValidationError, match="credentials in the URL are refused"):
+        hook("http://user:pw@host:80")
+
+
+@pytest.mark.parametrize("url", ["http://flagger-loadtester.test/", "https://127.0.0.1:8443/gate/approve?x=1",
+                                 "http://[::1]:9090/"])
+def test_http_urls_pass(url: str):
+    assert hook(url).url == url

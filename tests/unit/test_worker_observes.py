@@ -77,3 +77,40 @@ def test_resume_analyses_with_metrics_and_does_not_roll_back_a_healthy_canary():
     assert st.canary_weight == 4000 and st.step == 6  # the analysis passed and stepped up
     assert parts.analyzer.calls == 1  # type: ignore[attr-defined]
     assert report.observations is not None and report.observations.metrics
+
+
+def test_a_failing_hook_with_mute_alert_sends_no_alert_but_still_its_event(monkeypatch):
+    hook, sink = Receiver(status=lambda name: 500 if name == "load" else 200), Receiver()
+    monkeypatch.setenv("ALERT_URL", f"{sink.base}/alert")
+    try:
+        f = fleet()
+        f = f.model_copy(update={"spec": f.spec.model_copy(update={"alert_providers": [
+            specs.AlertProvider(name="ops", type="generic", url_env="ALERT_URL")]})})
+        sent = {}
+        for mute in (True, False):
+            canary = federated(threshold=5, alerts=[{"name": "ops", "severity": "info", "providerRef": {"name": "ops"}}],
+                               webhooks=[{"name": "load", "type": "rollout", "url": f"{hook.base}/load", "muteAlert": mute},
+                                         {"name": "events", "type": "event", "url": f"{hook.base}/events"}])
+            due = RolloutStatus(phase=Phase.PROGRESSING, step=5, target=target_of(canary.spec), primary_version="v1",
+                                canary_version="v2", canary_weight=2000, pre_rollout_passed=True,
+                                step_started_at=9_000.0, converged_at=9_100.0, next_analysis_at=9_160.0)
+            parts = MemoryParts(f, [canary])
+            parts.applied[KEY] = due.step
+            store = MemoryStore()
+
+            async def run(canary: specs.FederatedCanary = canary, parts: MemoryParts = parts,
+                          store: MemoryStore = store, due: RolloutStatus = due):
+                await store.save(KEY, due)
+                return await RolloutWorker(KEY, parts, store, clock=lambda: 10_000.0).tick(canary)  # type: ignore[arg-type]
+
+            report = asyncio.run(run())
+            assert report.decision.status.failed_checks == 1 and not report.error
+            sent[mute] = [b["reason"] for b in sink.calls["alert"]]
+            sink.calls["alert"].clear()
+        assert sent == {True: [], False: ["FailedCheck"]}
+        events = [b["metadata"] for b in hook.calls["events"]]
+        assert [e["eventType"] for e in events] == ["Warning", "Warning"]  # the event goes either way
+        assert all("rollout hook 'load' HTTP 500" in e["eventMessage"] for e in events)
+    finally:
+        hook.close()
+        sink.close()

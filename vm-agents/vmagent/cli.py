@@ -20,6 +20,10 @@ def _ports(text: str) -> tuple[int, int]:
     return int(low), int(high or low)
 
 
+def _dirs(text: str) -> tuple[str, ...]:
+    return tuple(d for d in text.split(":") if d)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default=os.environ.get("FED_AGENT_STATE", "/var/lib/fed-agent"))
 
@@ -37,6 +41,12 @@ def _loop_args(p: argparse.ArgumentParser) -> None:
                         "supervised processes; auto picks systemd when the host booted with it")
     p.add_argument("--unit-dir", default="/etc/systemd/system", help="where systemd unit files are written")
     p.add_argument("--systemctl", default="systemctl", help="the systemctl to call")
+    p.add_argument("--allow-commands", default="/opt/fed-apps", type=_dirs,
+                   help="colon-separated directories app commands must resolve under (this VM's own "
+                        "configuration, never taken from Git); default /opt/fed-apps")
+    p.add_argument("--app-user", default="fed-app",
+                   help="the user apps run as (systemd User=, or the process runner when the agent is root)")
+    p.add_argument("--allow-root-apps", action="store_true", help="let apps run as root (never by default)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config = converge.Config(args.state_dir, args.zone, args.envoy_admin, args.envoy_dir, args.stat_prefix,
                              args.ports, args.targets_file, runner=args.runner, unit_dir=args.unit_dir,
-                             systemctl=args.systemctl)
+                             systemctl=args.systemctl, allowed_commands=args.allow_commands,
+                             app_user=args.app_user or None, allow_root_apps=args.allow_root_apps)
     if args.cmd == "serve":
         from vmagent import server
 

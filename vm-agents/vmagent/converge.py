@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from vmagent import PROTOCOL_VERSION, __version__, envoy, state, supervisor, units
+from vmagent import PROTOCOL_VERSION, __version__, envoy, manifests, state, supervisor, units
 from vmagent.protocol import ApplyAnswer, Desired, DrainAnswer, StatusAnswer, VersionStatus
 
 log = logging.getLogger("vmagent")
@@ -24,7 +24,9 @@ class Config:
     def __init__(self, state_dir: str, zone: str, envoy_admin: str | None, envoy_dir: str | None,
                  stat_prefix: str = "ingress", ports: tuple[int, int] = (20000, 20999),
                  targets_file: str | None = None, interval: float = 0.5, runner: str = "process",
-                 unit_dir: str = "/etc/systemd/system", systemctl: str = "systemctl") -> None:
+                 unit_dir: str = "/etc/systemd/system", systemctl: str = "systemctl",
+                 allowed_commands: tuple[str, ...] | None = None, app_user: str | None = None,
+                 allow_root_apps: bool = True) -> None:
         self.state_dir = state_dir
         self.zone = zone
         self.envoy_admin = envoy_admin
@@ -36,6 +38,12 @@ class Config:
         self.runner = runner  # "process", "systemd", or "auto" (systemd where it is the init system)
         self.unit_dir = unit_dir
         self.systemctl = systemctl
+        # Least privilege (the CLI's defaults are strict; None here: no restriction, for tests):
+        # commands must resolve under these directories of the VM; apps run as ``app_user``;
+        # an app running as root is refused unless ``allow_root_apps``.
+        self.allowed_commands = allowed_commands
+        self.app_user = app_user
+        self.allow_root_apps = allow_root_apps
 
 
 def drain_answer(enable: bool, active: int, envoy_state: str | None) -> DrainAnswer:
@@ -56,8 +64,10 @@ class Agent:
         if runner == "auto":
             runner = "systemd" if units.systemd_booted() else "process"
         self.sup: supervisor.Supervisor = (
-            units.SystemdSupervisor(log_dir, *config.ports, unit_dir=config.unit_dir, systemctl=config.systemctl)
-            if runner == "systemd" else supervisor.Supervisor(log_dir, *config.ports))
+            units.SystemdSupervisor(log_dir, *config.ports, unit_dir=config.unit_dir, systemctl=config.systemctl,
+                                    user=config.app_user, allow_root=config.allow_root_apps)
+            if runner == "systemd" else supervisor.Supervisor(log_dir, *config.ports, user=config.app_user,
+                                                              allow_root=config.allow_root_apps))
         self.runner = runner
         self.sup.adopt(self.state.instances())
         self.admin = envoy.Admin(config.envoy_admin) if config.envoy_admin else None
@@ -191,6 +201,7 @@ class Agent:
         desired = self.state.desired()
         if desired is None:
             return
+        manifests.check_desired(desired)  # stored by an older agent, or edited on disk: checked again
         wanted: dict[str, dict[str, Any]] = {}  # instance key -> spec
         serving: dict[tuple[str, str], int] = {}
         for rel in releases(desired):
@@ -201,6 +212,7 @@ class Agent:
                 if vspec is None:
                     raise ValueError(f"{service}: serving names version {version!r} missing from versions")
                 serving[(service, version)] = int(weight)
+                manifests.resolve_command(str(vspec["command"][0]), self.config.allowed_commands)
                 for i in range(int(vspec.get("replicas", 1))):
                     wanted[f"{service}/{version}/{i}"] = dict(vspec, service=service, version=version)
         # 1. start what is missing, restart what died (drift)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypedDict
 
-from vmagent import PROTOCOL_VERSION, __version__
+from vmagent import PROTOCOL_VERSION, __version__, manifests
 
 OPS = ("hello", "status", "apply", "drain", "rollback")
 
@@ -98,6 +98,8 @@ class DrainAnswer(Answer, total=False):
 
 
 def decode(line: str) -> Request:
+    if len(line) > manifests.MAX_LINE:
+        raise ValueError(f"request line longer than {manifests.MAX_LINE} bytes")
     try:
         req = json.loads(line)
     except ValueError as exc:
@@ -132,6 +134,38 @@ def request_in_command(command: str) -> str | None:
     return text  # not ours: handle() answers it as "not JSON"
 
 
+def read_lines(read: Any) -> Any:
+    """Request lines from ``read(n) -> bytes`` (blocking), each at most MAX_LINE bytes: a longer
+    one is replaced by ``None`` (answered as too long) and the rest of it is skipped unread into
+    memory. Yields str lines without their newline."""
+    buf = b""
+    skipping = False
+    while True:
+        chunk = read(65536)
+        if not chunk:
+            if buf and not skipping:
+                yield buf.decode("utf-8", errors="replace")
+            return
+        buf += chunk
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                break
+            line, buf = buf[:nl], buf[nl + 1:]
+            if skipping:
+                skipping = False
+                continue
+            yield line.decode("utf-8", errors="replace") if len(line) <= manifests.MAX_LINE else None
+        if len(buf) > manifests.MAX_LINE:
+            if not skipping:
+                yield None
+            skipping = True
+            buf = b""
+
+
+TOO_LONG: Answer = {"ok": False, "error": f"request line longer than {manifests.MAX_LINE} bytes"}
+
+
 def encode(resp: Answer) -> str:
     return json.dumps(resp, sort_keys=True) + "\n"
 
@@ -148,9 +182,8 @@ def handle(line: str, backend: Any) -> Answer:
             status: StatusAnswer = dict(backend.status(), ok=True)  # type: ignore[assignment]
             return status
         if op == "apply":
-            desired = req.get("desired") or {}
-            if not isinstance(desired, dict):
-                raise ValueError("apply takes desired (an object)")
+            desired = req.get("desired")
+            manifests.check_desired(desired)  # before anything is stored: one line naming the problem
             return dict(backend.apply(desired), ok=True)  # type: ignore[return-value]
         if op == "drain":
             enable = req.get("enable", True)

@@ -60,9 +60,12 @@ def main(state_dir: str) -> int:
         sys.stdout.write(protocol.encode(protocol.handle(request, backend)))
         sys.stdout.flush()
         return 0
-    for line in sys.stdin:
-        if not line.strip():
+    for line in protocol.read_lines(lambda n: os.read(sys.stdin.fileno(), n)):  # bounded lines, never held whole
+        if line is None:
+            sys.stdout.write(protocol.encode(protocol.TOO_LONG))
+        elif not line.strip():
             continue
-        sys.stdout.write(protocol.encode(protocol.handle(line, backend)))
+        else:
+            sys.stdout.write(protocol.encode(protocol.handle(line, backend)))
         sys.stdout.flush()
     return 0

@@ -11,6 +11,8 @@ import asyncio
 import logging
 import signal
 import warnings
+from collections.abc import AsyncIterator
+from typing import Any
 
 with warnings.catch_warnings():
     # asyncssh still names DSA key types, which cryptography >= 51 deprecates on use: a warning
@@ -18,7 +20,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="DSA is deprecated")
     import asyncssh
 
-from vmagent import converge, protocol
+from vmagent import converge, manifests, protocol
 
 log = logging.getLogger("vmagent.server")
 
@@ -45,7 +47,10 @@ async def _session(process: asyncssh.SSHServerProcess[str], agent: converge.Agen
             # One request given as the command itself (e.g. `ansible -m raw`): answer it and close.
             process.stdout.write(protocol.encode(await asyncio.to_thread(protocol.handle, request, agent)))
             return
-        async for line in process.stdin:
+        async for line in _lines(process.stdin):
+            if line is None:
+                process.stdout.write(protocol.encode(protocol.TOO_LONG))
+                continue
             if not line.strip():
                 continue
             if _is_status(line):
@@ -57,6 +62,34 @@ async def _session(process: asyncssh.SSHServerProcess[str], agent: converge.Agen
         pass
     finally:
         process.exit(0)
+
+
+async def _lines(reader: Any) -> AsyncIterator[str | None]:
+    """Request lines of at most MAX_LINE characters; a longer one is ``None`` (answered as too
+    long) and the rest of it is dropped as it arrives, never held whole."""
+    buf = ""
+    skipping = False
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            if buf and not skipping:
+                yield buf
+            return
+        buf += chunk
+        while True:
+            nl = buf.find("\n")
+            if nl < 0:
+                break
+            line, buf = buf[:nl], buf[nl + 1:]
+            if skipping:
+                skipping = False
+                continue
+            yield line if len(line) <= manifests.MAX_LINE else None
+        if len(buf) > manifests.MAX_LINE:
+            if not skipping:
+                yield None
+            skipping = True
+            buf = ""
 
 
 def _is_status(line: str) -> bool:

@@ -6,13 +6,16 @@ either the old or the new state, never half of one. Standard library only (Pytho
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from vmagent import manifests
 from vmagent.protocol import ApplyAnswer, Desired
 
 
@@ -87,23 +90,38 @@ class StateDir:
         write_json(self.path("status.json"), report)
 
     def accept(self, desired: Desired) -> ApplyAnswer:
-        """Store a desired state sent by the hub, refusing one older than what is stored."""
-        if not isinstance(desired.get("revision"), str) or not isinstance(desired.get("manifests"), list):
-            raise ValueError("apply needs revision (string) and manifests (list)")
-        current = self.desired() or {}
-        new_step, old_step = desired.get("step"), current.get("step")
-        if new_step is not None and old_step is not None and new_step < old_step:
-            # A late retry of an older step must never move this VM backwards.
-            return {"accepted": False, "reason": f"step {new_step} is older than stored step {old_step}"}
-        self.set_desired({"revision": desired["revision"], "step": new_step,
-                          "manifests": desired["manifests"], "received_at": time.time()})
+        """Store a desired state sent by the hub, refusing one older than what is stored.
+
+        It must carry a revision and a step (without a step the older-state guard could be
+        cleared). Applies are serialised under a lock on the state directory: the running agent
+        and ``fed-agent rpc`` processes never interleave a read and a write (two concurrent
+        applies could otherwise store the older step)."""
+        manifests.check_desired(desired)
+        with self.lock():
+            current = self.desired() or {}
+            new_step, old_step = desired["step"], current.get("step")
+            if isinstance(old_step, int) and new_step < old_step:
+                # A late retry of an older step must never move this VM backwards.
+                return {"accepted": False, "reason": f"step {new_step} is older than stored step {old_step}"}
+            self.set_desired({"revision": desired["revision"], "step": new_step,
+                              "manifests": desired["manifests"], "received_at": time.time()})
         return {"accepted": True}
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        fd = os.open(self.path("apply.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def restore_previous(self) -> ApplyAnswer:
-        prev = self.previous()
-        if prev is None:
-            return {"accepted": False, "reason": "no previous desired state stored"}
-        self.set_desired(prev)
+        with self.lock():
+            prev = self.previous()
+            if prev is None:
+                return {"accepted": False, "reason": "no previous desired state stored"}
+            self.set_desired(prev)
         return {"accepted": True, "revision": prev.get("revision")}
 
 

@@ -8,12 +8,14 @@ instances still running instead of starting duplicates. Standard library only.
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from typing import Any
 
 from vmagent.protocol import InstanceRecord
 
@@ -83,7 +85,10 @@ def free_port(low: int, high: int, taken: set[int]) -> int:
 
 
 class Supervisor:
-    def __init__(self, log_dir: str, port_low: int, port_high: int) -> None:
+    def __init__(self, log_dir: str, port_low: int, port_high: int, user: str | None = None,
+                 allow_root: bool = True) -> None:
+        self.user = user  # run apps as this user (when the agent runs as root)
+        self.allow_root = allow_root
         self.log_dir = log_dir
         self.port_low, self.port_high = port_low, port_high
         self.instances: dict[str, Instance] = {}
@@ -125,13 +130,30 @@ class Supervisor:
 
     def launch(self, inst: Instance, env: dict[str, str], log_file: str) -> None:
         """Run ``inst`` (sets its pid): here a process in its own session, logging to ``log_file``."""
+        ids = self.credentials()
         log = open(log_file, "ab")  # noqa: SIM115
         try:
             proc = subprocess.Popen(inst.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **env}, start_new_session=True, close_fds=True)
+                                    env={**os.environ, **env}, start_new_session=True, close_fds=True,
+                                    **ids)
         finally:
             log.close()
         inst.pid = proc.pid
+
+    def credentials(self) -> dict[str, Any]:
+        """Popen's user/group/extra_groups for an app: the configured user when the agent runs as
+        root; running an app as root is refused unless allowed."""
+        if os.geteuid() != 0:
+            return {}
+        if self.user and self.user != "root":
+            try:
+                pw = pwd.getpwnam(self.user)
+            except KeyError:
+                raise RuntimeError(f"app user {self.user!r} does not exist on this VM (fed-agent --app-user)") from None
+            return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        if not self.allow_root:
+            raise RuntimeError("refusing to run an app as root: set fed-agent --app-user (or --allow-root-apps)")
+        return {}
 
     def stop(self, key: str, grace: float = 5.0) -> None:
         inst = self.instances.pop(key, None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 
@@ -19,6 +18,7 @@ from vmagent.protocol import InstanceRecord
 from vmagent.supervisor import Instance, Supervisor
 
 PREFIX = "fed-"
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def systemd_booted() -> bool:
@@ -30,17 +30,51 @@ def unit_name(key: str) -> str:
     return PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "-", key.replace("/", "-")) + ".service"
 
 
+def quote(value: str) -> str:
+    """One word for a systemd unit setting, per systemd's quoting rules: double quotes, with
+    backslash and double quote escaped, ``%`` doubled (specifiers). Control characters are refused:
+    a newline would start a new line of the unit (the agent refuses them earlier too)."""
+    if CONTROL.search(value):
+        raise ValueError(f"{value[:40]!r}: control characters (newline, NUL...) cannot go into a unit")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
+
+
 def _quote_env(name: str, value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
-    return f'"{name}={escaped}"'
+    # Environment=: "$" has no special meaning there (no variable expansion), "%" is a specifier.
+    return quote(f"{name}={value}")
+
+
+def _quote_exec(arg: str) -> str:
+    # ExecStart=: "$" expands variables, so a literal one is "$$".
+    return quote(arg).replace("$", "$$")
+
+
+HARDENING = (
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "PrivateDevices=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectControlGroups=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+)
 
 
 def render_unit(key: str, service: str, version: str, argv: list[str], env: dict[str, str], log_file: str,
-                user: str | None = None) -> str:
-    """The unit text: ExecStart with absolute argv, the environment, logs appended to ``log_file``."""
+                user: str | None = None, allow_root: bool = True) -> str:
+    """The unit text: ExecStart with absolute argv, the environment, logs appended to ``log_file``,
+    the app's user and systemd's sandboxing. Every value is quoted per systemd's rules."""
     if not argv or not os.path.isabs(argv[0]):
         raise ValueError(f"{key}: systemd needs an absolute path to run, got {argv[:1]}")
-    exec_start = " ".join(shlex.quote(a).replace("%", "%%").replace("$", "$$") for a in argv)
+    if (user is None or user == "root") and not allow_root:
+        raise ValueError(f"{key}: refusing to run an app as root: set fed-agent --app-user (or --allow-root-apps)")
+    for what in (key, service, version, log_file, user or ""):
+        if CONTROL.search(what) or any(c in what for c in "\\\"'%$"):
+            raise ValueError(f"{what[:40]!r} cannot go into a unit name, description or path")
+    exec_start = " ".join(_quote_exec(a) for a in argv)
     lines = [
         "# Written by fed-agent; removed when this version is retired. Do not edit.",
         "[Unit]",
@@ -56,7 +90,7 @@ def render_unit(key: str, service: str, version: str, argv: list[str], env: dict
         "RestartSec=1",
         "KillMode=control-group",
         "TimeoutStopSec=10",
-        "NoNewPrivileges=yes",
+        *HARDENING,
         *([f"User={user}"] if user else []),
         "",
         "[Install]",
@@ -70,11 +104,10 @@ class SystemdSupervisor(Supervisor):
     """The ``Supervisor`` contract over systemd units."""
 
     def __init__(self, log_dir: str, port_low: int, port_high: int, unit_dir: str = "/etc/systemd/system",
-                 systemctl: str = "systemctl", user: str | None = None) -> None:
-        super().__init__(log_dir, port_low, port_high)
+                 systemctl: str = "systemctl", user: str | None = None, allow_root: bool = True) -> None:
+        super().__init__(log_dir, port_low, port_high, user=user, allow_root=allow_root)
         self.unit_dir = unit_dir
         self.systemctl = systemctl
-        self.user = user
 
     def _ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         out = subprocess.run([self.systemctl, *args], capture_output=True, text=True, timeout=60)
@@ -110,7 +143,8 @@ class SystemdSupervisor(Supervisor):
                                    "(systemd needs an absolute path)")
             inst.command[0] = found
         inst.unit = unit_name(inst.key)
-        text = render_unit(inst.key, inst.service, inst.version, inst.command, env, log_file, self.user)
+        text = render_unit(inst.key, inst.service, inst.version, inst.command, env, log_file, self.user,
+                           self.allow_root)
         state.write_atomic(os.path.join(self.unit_dir, inst.unit), text.encode(), mode=0o644)
         self._ctl("daemon-reload")
         self._ctl("enable", "--now", inst.unit)

@@ -1,0 +1,148 @@
+"""Hostile spec files through the installed ``fedctl validate``: every one ends at once with one
+line ``FILE: field: message``, exit 2, no traceback, in bounded time and memory (peak RSS of the
+child read back with ``os.wait4``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from federation import specfiles
+from federation.core.errors import SpecError
+from tests.cli import installed
+
+ROOT = Path(__file__).resolve().parents[2]
+CANARY = (ROOT / "clusters/canaries/frontend.yaml").read_text()
+RSS_LIMIT_KIB = 400 * 1024  # the interpreter with pydantic and ruamel is ~60 MiB; a bomb was 3 GB
+
+
+def validate_rss(path: str | Path, timeout: float = 300) -> tuple[int, str, int, float]:
+    """Exit code, stderr, peak RSS (KiB, from wait4) and wall time of the installed ``fedctl validate``.
+    ``timeout`` only guards against a hang (an unbounded read never ends); speed is measured in
+    docs/limits.md and benchmarks, never asserted here (a loaded machine is slow)."""
+    t0 = time.monotonic()
+    with open(os.devnull, "wb") as null:
+        errf = Path(os.environ.get("TMPDIR", "/tmp")) / f"fed-hostile-{os.getpid()}.err"
+        with open(errf, "wb") as err:
+            p = subprocess.Popen([installed(), "validate", str(path)], stdout=null, stderr=err, cwd=ROOT,
+                                 start_new_session=True)
+            deadline = time.monotonic() + timeout
+            while True:
+                pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    os.killpg(p.pid, 9)
+                    os.wait4(p.pid, 0)
+                    raise AssertionError(f"fedctl validate {path} still running after {timeout}s")
+                time.sleep(0.02)  # polling a child's exit with a deadline, not synchronisation
+            p.returncode = os.waitstatus_to_exitcode(status)
+    text = errf.read_text()
+    errf.unlink()
+    return p.returncode, text, usage.ru_maxrss, time.monotonic() - t0
+
+
+def one_line(code: int, err: str, path: str | Path) -> str:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{path}: "), lines[0]
+    return lines[0]
+
+
+def test_dev_zero_ends_at_once_with_one_line():
+    code, err, rss, took = validate_rss("/dev/zero")
+    line = one_line(code, err, "/dev/zero")
+    assert "larger than 1024 KiB" in line
+    assert rss < RSS_LIMIT_KIB, (rss, took)
+
+
+def test_a_file_over_one_mib_is_not_parsed(tmp_path: Path):
+    big = tmp_path / "big.yaml"
+    big.write_text(CANARY + "\n# " + "x" * (1024 * 1024) + "\n")
+    line = one_line(*validate_rss(big)[:2], big)
+    assert line.endswith("file is larger than 1024 KiB (the limit for spec files)")
+
+
+def bomb(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("where", ["top", "metric-template-variables"])
+def test_alias_bomb_is_refused_while_composing(tmp_path: Path, where: str):
+    f = tmp_path / "bomb.yaml"
+    text = CANARY + "\n" + bomb() if where == "top" else "---\n" + bomb() + "---\n" + CANARY
+    f.write_text(text)
+    assert len(text) < 4096  # a few hundred bytes of aliases: 9**9 nodes when expanded
+    code, err, rss, took = validate_rss(f)
+    line = one_line(code, err, f)
+    assert "more than 100000 YAML nodes (aliases counted as expanded)" in line
+    assert rss < RSS_LIMIT_KIB, (rss, took)
+
+
+def test_benign_aliases_still_load(tmp_path: Path):
+    text = "a: &x {k: 1}\nb: *x\nc: [*x, *x]\n"
+    assert specfiles.parse_documents(text, "f") == [{"a": {"k": 1}, "b": {"k": 1}, "c": [{"k": 1}, {"k": 1}]}]
+
+
+@pytest.mark.parametrize("style", ["flow", "block"])
+def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path: Path, style: str):
+    f = tmp_path / "deep.yaml"
+    if style == "flow":
+        f.write_text("a: " + "[" * 500 + "]" * 500 + "\n")
+    else:
+        f.write_text("a:" + "".join("\n" + "  " * i + "k:" for i in range(1, 500)) + " 1\n")
+    code, err, rss, took = validate_rss(f)
+    assert "nested deeper than 64 levels" in one_line(code, err, f)
+    assert rss < RSS_LIMIT_KIB, (rss, took)
+
+
+def test_sixty_four_levels_are_fine():
+    text = "a: " + "[" * 63 + "]" * 63
+    assert specfiles.parse_documents(text, "f")
+
+
+def test_many_metrics_are_one_line(tmp_path: Path):
+    extra = "".join(f"      - name: m{i}\n        query: up\n        thresholdRange: {{min: 1}}\n" for i in range(101))
+    text = CANARY.replace("    metrics:\n", "    metrics:\n" + extra, 1)
+    assert text != CANARY
+    f = tmp_path / "many.yaml"
+    f.write_text(text)
+    line = one_line(*validate_rss(f)[:2], f)
+    assert "spec.analysis.metrics: List should have at most 100 items" in line
+
+
+def test_stepweight_rounding_to_zero_bp_never_reaches_plan(tmp_path: Path):
+    """The issue's first example: a step below 1 bp made plan and the hub loop forever."""
+    f = tmp_path / "tiny.yaml"
+    f.write_text(CANARY.replace("stepWeight: 10", "stepWeight: 0.00000001"))
+    assert "stepWeight: 0.00000001" in f.read_text()
+    p = subprocess.run([installed(), "plan", str(f), "--fleet", "clusters/fleet.yaml"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "stepWeight must be at least 0.01 (one basis point)" in p.stderr
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=st.sampled_from(list("[]{}&*!|>-:?,'\"\n #ab01.\t")), max_size=400))
+def test_fuzzed_yaml_gives_a_spec_error_or_documents(text: str):
+    try:
+        docs = specfiles.parse_documents(text, "fuzz.yaml")
+    except SpecError as exc:
+        assert len(exc.problems) == 1 and exc.problems[0].file == "fuzz.yaml"
+        return
+    for i, d in enumerate(docs):
+        try:
+            specfiles.parse(d, "fuzz.yaml", i)
+        except SpecError as exc:
+            assert all(p.file == "fuzz.yaml" for p in exc.problems)
