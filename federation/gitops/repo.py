@@ -239,9 +239,10 @@ class Repo:
             raise PermanentError(f"{self.url}: cannot read {path}: {exc.strerror}") from None
         finally:
             os.close(dfd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory (or a fifo): no file here
+            os.close(fd)
+            return None
         with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                return None
             return f.read(limit).decode("utf-8", errors="replace")
 
     def write(self, path: str, text: str) -> None:

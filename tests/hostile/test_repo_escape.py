@@ -118,3 +118,14 @@ def test_the_hubs_clone_is_its_own(tmp_path: Path):
     hub = gitrepo.Repo(fleet.git_url("mesh"), "main", tmp_path / "hub-clone")
     hub.ensure()
     assert (tmp_path / "hub-clone").stat().st_mode & 0o077 == 0
+
+
+def test_reading_a_directory_is_no_file(tmp_path: Path):
+    """``read`` of a directory answers None (no file there), as callers that look for a file or a
+    folder rely on (``demo.fluxlocal.build`` walking a kustomization's resources)."""
+    r = gitrepo.Repo("local", "main", tmp_path)
+    (tmp_path / "deploy" / "frontend").mkdir(parents=True)
+    (tmp_path / "deploy" / "kustomization.yaml").write_text("resources: [frontend]\n")
+    assert r.read("deploy/frontend") is None
+    assert r.read("deploy") is None
+    assert r.read("deploy/kustomization.yaml") == "resources: [frontend]\n"
