@@ -107,13 +107,14 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
     lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
     pods = Supervisor(tmp_path / "pods")
     kubelet = LocalKubelet(k8s.server, "shop", "eks", pods, str(Path(sys.executable).parent / "fed-demo-app"))
-    fleet = hybrid_fleet(local, k8s)
     canary = specs.FederatedCanary.model_validate(CANARY)
     reports: list[TickReport] = []
     load = Load(local.edge_url)
     try:
         local.start(only=("vms",))
         local.start_ingress("eks")
+        fleet = hybrid_fleet(local, k8s)  # after start: the ports in use
+        load.url = local.edge_url
         eks_zone = next(z for z in local.zones if z.name == "eks")
         mesh = ZoneMesh(k8s.server, kubelet, "shop", "eks", local.zdir("eks") / "envoy",
                         f"127.0.0.1:{eks_zone.admin_port}")
@@ -209,13 +210,13 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
     lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
     pods = Supervisor(tmp_path / "pods")
     kubelet = LocalKubelet(k8s.server, "shop", "eks", pods, str(Path(sys.executable).parent / "fed-demo-app"))
-    fleet = hybrid_fleet(local, k8s)
     doc = json.loads(json.dumps(CANARY))
     doc["spec"]["progressDeadlineSeconds"] = 15
     canary = specs.FederatedCanary.model_validate(doc)
     reports: list[TickReport] = []
     try:
         local.start(only=("vms",))
+        fleet = hybrid_fleet(local, k8s)  # after start: the ports in use
 
         async def scenario() -> None:
             parts = hub_parts.build(fleet, tmp_path / "hub")
@@ -281,12 +282,12 @@ def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(
     lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
     pods = Supervisor(tmp_path / "pods")
     kubelet = LocalKubelet(k8s.server, "shop", "eks", pods, str(Path(sys.executable).parent / "fed-demo-app"))
-    fleet = hybrid_fleet(local, k8s)
     doc = json.loads(json.dumps(CANARY))
     doc["spec"]["canary"]["version"] = "v2"
     reports: list[TickReport] = []
     try:
         local.start(only=("vms",))
+        fleet = hybrid_fleet(local, k8s)  # after start: the ports in use
 
         async def scenario() -> None:
             parts = hub_parts.build(fleet, tmp_path / "hub")
