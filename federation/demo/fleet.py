@@ -120,6 +120,11 @@ class LocalFleet:
         self.edge_port = free_port()
         self.edge_admin = free_port()
         self.agents: dict[str, Proc] = {}
+        # Zones that run as Kubernetes zones (``demo.kubezones``): no fed-agent; their ingress Envoy
+        # and Prometheus as in every zone. ``fleet.yaml`` names them ``kind: kubernetes`` once
+        # ``kubeconfig`` (the hub's, on the local API server) is set.
+        self.kube_zones: tuple[str, ...] = ()
+        self.kubeconfig: Path | None = None
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -183,6 +188,10 @@ class LocalFleet:
                 "identityFile": str(ssh_dir / "hub_ed25519"),
                 "labels": {"simulates": "kubernetes" if z.name != "vms" else "vm"},
             })
+        if self.kubeconfig is not None:
+            from federation.demo import kubezones
+
+            zones = [kubezones.fleet_zone(z, self.kubeconfig) if z["name"] in self.kube_zones else z for z in zones]
         return {
             "apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "local-demo"},
             "spec": {"zones": zones, "mesh": {
@@ -332,7 +341,8 @@ class LocalFleet:
                 z.ssh_port = free_port()
             return _Part(f"agent-{z.name}", launch, ready.exists, repick)
 
-        self._bring_up([self._edge_part(), *(prometheus(z) for z in zones), *(fed_agent(z) for z in zones)])
+        self._bring_up([self._edge_part(), *(prometheus(z) for z in zones),
+                        *(fed_agent(z) for z in zones if z.name not in self.kube_zones)])
         self._known_hosts()
         self.fleet_file.write_text(specfiles.dump([self.fleet_doc()]))
 
