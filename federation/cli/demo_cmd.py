@@ -75,7 +75,9 @@ def demo(workdir: Annotated[Path, typer.Option(help="Workspace for repos, keys, 
          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log the hub's decisions.")] = False) -> None:
     """Run a real hybrid rollout on this machine: Git, Envoy, Prometheus, SSH agents and hey.
 
-    The three zones (eks, onprem, vms) are simulated with local processes; point the hub at real
+    The three zones (eks, onprem, vms) are simulated with local processes: eks and onprem as
+    Kubernetes zones on a local kube-apiserver (Flux, the kubelet and the zone mesh are local
+    stand-ins) when scripts/build-kube has built it, vms as a VM zone; point the hub at real
     clusters with a Fleet file instead (see README).
     """
     from federation.demo import run as demo_run
@@ -84,7 +86,9 @@ def demo(workdir: Annotated[Path, typer.Option(help="Workspace for repos, keys, 
     logging.basicConfig(level=logging.INFO if verbose else logging.CRITICAL,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     output.markup("[bold]federation demo[/bold]: zones eks, onprem and vms are SIMULATED on this machine "
-                  "(local processes behind real Envoy, Prometheus, Git and SSH)")
+                  "(local processes behind real Envoy, Prometheus, Git and SSH; eks and onprem as Kubernetes "
+                  "zones on a real local kube-apiserver when it is built, with local stand-ins for Flux, the "
+                  "kubelet and the zone mesh)")
     if fleet_only:
         raise typer.Exit(asyncio.run(demo_run.fleet_only(workdir, print_event)))
     code = demo_run.run_sync(workdir, fast, keep, print_event)

@@ -18,7 +18,8 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,25 @@ SERVICE = "frontend"
 
 
 def free_port() -> int:
+    """A port free now. Nothing holds it until a child binds it, so another process may take it in
+    between: ``LocalFleet.start`` starts a child again on fresh ports when it could not bind."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+ADDRESS_IN_USE = "address already in use"  # how Envoy, Prometheus and fed-agent (errno 98) say it
+PORT_ATTEMPTS = 5
+
+
+@dataclass
+class _Part:
+    """A listening process of the fleet: how to start it, when it is up, and how to choose its
+    ports again when another process took one of them before it could bind."""
+    name: str
+    launch: Callable[[], Proc]
+    up: Callable[[], bool]
+    repick: Callable[[], None]
 
 
 def repo_root() -> Path:
@@ -103,6 +120,11 @@ class LocalFleet:
         self.edge_port = free_port()
         self.edge_admin = free_port()
         self.agents: dict[str, Proc] = {}
+        # Zones that run as Kubernetes zones (``demo.kubezones``): no fed-agent; their ingress Envoy
+        # and Prometheus as in every zone. ``fleet.yaml`` names them ``kind: kubernetes`` once
+        # ``kubeconfig`` (the hub's, on the local API server) is set.
+        self.kube_zones: tuple[str, ...] = ()
+        self.kubeconfig: Path | None = None
 
     # -- layout ----------------------------------------------------------------------------
 
@@ -132,15 +154,19 @@ class LocalFleet:
         os.chmod(ssh_dir, 0o700)
         hub_key = ssh_dir / "hub_ed25519"
         _keygen(hub_key, "federation-hub")
-        lines = []
         for z in self.zones:
             hk = self.zdir(z.name) / "ssh_host_ed25519_key"
             hk.parent.mkdir(parents=True, exist_ok=True)
             _keygen(hk, f"fed-agent@{z.name}")
-            pub = (hk.with_suffix(".pub") if hk.suffix else Path(str(hk) + ".pub")).read_text().split()
-            lines.append(f"[127.0.0.1]:{z.ssh_port} {pub[0]} {pub[1]}")
             (self.zdir(z.name) / "authorized_keys").write_text(Path(str(hub_key) + ".pub").read_text())
-        (ssh_dir / "known_hosts").write_text("\n".join(lines) + "\n")
+        self._known_hosts()
+
+    def _known_hosts(self) -> None:
+        lines = []
+        for z in self.zones:
+            pub = (self.zdir(z.name) / "ssh_host_ed25519_key.pub").read_text().split()
+            lines.append(f"[127.0.0.1]:{z.ssh_port} {pub[0]} {pub[1]}")
+        (self.workdir / "ssh" / "known_hosts").write_text("\n".join(lines) + "\n")
 
     def _repos(self) -> None:
         for z in self.zones:
@@ -162,6 +188,10 @@ class LocalFleet:
                 "identityFile": str(ssh_dir / "hub_ed25519"),
                 "labels": {"simulates": "kubernetes" if z.name != "vms" else "vm"},
             })
+        if self.kubeconfig is not None:
+            from federation.demo import kubezones
+
+            zones = [kubezones.fleet_zone(z, self.kubeconfig) if z["name"] in self.kube_zones else z for z in zones]
         return {
             "apiVersion": specs.API_VERSION, "kind": "Fleet", "metadata": {"name": "local-demo"},
             "spec": {"zones": zones, "mesh": {
@@ -266,50 +296,123 @@ class LocalFleet:
         self.fleet_file.write_text(specfiles.dump([self.fleet_doc()]))
 
     def start(self, only: Collection[str] | None = None) -> None:
-        """Start every zone's parts (or those of the zones in ``only``) and the edge."""
-        envoy, agent, prometheus = tool("envoy"), tool("fed-agent"), tool("prometheus")
+        """Start every zone's parts (or those of the zones in ``only``) and the edge.
+
+        Ports are chosen before the children bind them, so one may be taken in between (another
+        test, an outgoing connection): a child that exits because its address is in use is started
+        again on fresh ports, before anything that points at those ports is configured (zone
+        Envoys first; then Prometheus, the agents and the edge). ``fleet.yaml`` and
+        ``known_hosts`` are written again at the end with the ports in use."""
+        agent = tool("fed-agent")
         bin_dir = str(Path(sys.executable).parent)
         path_env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
         zones = [z for z in self.zones if only is None or z.name in only]
-        for z in zones:
-            boot = self._zone_config(z)
-            self.sup.start(f"envoy-{z.name}", [envoy, "-c", str(boot), "--log-level", "warn",
-                                               "--base-id", str(z.admin_port)],
-                           outlive_parent=True)
-            prom_cfg = self._prometheus_config(z)
-            self.sup.start(f"prometheus-{z.name}", [
-                prometheus, f"--config.file={prom_cfg}", f"--storage.tsdb.path={prom_cfg.parent / 'data'}",
-                f"--web.listen-address=127.0.0.1:{z.prom_port}", "--storage.tsdb.retention.time=1h",
-                "--log.level=warn"])
-        boot = self._edge_config()
-        self.sup.start("envoy-edge", [envoy, "-c", str(boot), "--log-level", "warn", "--base-id", str(self.edge_admin)],
-                       outlive_parent=True)
-        for z in zones:
+        self._bring_up([self._ingress_part(z) for z in zones])
+
+        def prometheus(z: ZoneProcs) -> _Part:
+            def launch() -> Proc:
+                cfg = self._prometheus_config(z)
+                return self.sup.start(f"prometheus-{z.name}", [
+                    tool("prometheus"), f"--config.file={cfg}", f"--storage.tsdb.path={cfg.parent / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{z.prom_port}", "--storage.tsdb.retention.time=1h",
+                    "--log.level=warn"])
+
+            def repick() -> None:
+                z.prom_port = free_port()
+            return _Part(f"prometheus-{z.name}", launch, lambda: _http_ok(f"http://127.0.0.1:{z.prom_port}/-/ready"),
+                         repick)
+
+        def fed_agent(z: ZoneProcs) -> _Part:
             zd = self.zdir(z.name)
             ready = zd / "agent.ready"
-            self.agents[z.name] = self.sup.start(f"agent-{z.name}", [
-                agent, "serve", "--state-dir", str(zd / "agent"), "--zone", z.name,
-                "--listen", f"127.0.0.1:{z.ssh_port}", "--host-key", str(zd / "ssh_host_ed25519_key"),
-                "--authorized-keys", str(zd / "authorized_keys"), "--envoy-admin", f"127.0.0.1:{z.admin_port}",
-                "--envoy-dir", str(zd / "envoy"), "--ports", f"{z.app_ports[0]}-{z.app_ports[1]}",
-                "--targets-file", str(zd / "prometheus" / "targets.json"), "--ready-file", str(ready),
-                "--stop-instances", *agent_privileges(bin_dir)], env=path_env)
-        self.wait_ready(only=only)
+
+            def launch() -> Proc:
+                ready.unlink(missing_ok=True)
+                self.agents[z.name] = self.sup.start(f"agent-{z.name}", [
+                    agent, "serve", "--state-dir", str(zd / "agent"), "--zone", z.name,
+                    "--listen", f"127.0.0.1:{z.ssh_port}", "--host-key", str(zd / "ssh_host_ed25519_key"),
+                    "--authorized-keys", str(zd / "authorized_keys"), "--envoy-admin", f"127.0.0.1:{z.admin_port}",
+                    "--envoy-dir", str(zd / "envoy"), "--ports", f"{z.app_ports[0]}-{z.app_ports[1]}",
+                    "--targets-file", str(zd / "prometheus" / "targets.json"), "--ready-file", str(ready),
+                    "--stop-instances", *agent_privileges(bin_dir)], env=path_env)
+                return self.agents[z.name]
+
+            def repick() -> None:
+                z.ssh_port = free_port()
+            return _Part(f"agent-{z.name}", launch, ready.exists, repick)
+
+        self._bring_up([self._edge_part(), *(prometheus(z) for z in zones),
+                        *(fed_agent(z) for z in zones if z.name not in self.kube_zones)])
+        self._known_hosts()
+        self.fleet_file.write_text(specfiles.dump([self.fleet_doc()]))
+
+    def _ingress_part(self, z: ZoneProcs) -> _Part:
+        def launch() -> Proc:
+            boot = self._zone_config(z)
+            return self.sup.start(f"envoy-{z.name}", [tool("envoy"), "-c", str(boot), "--log-level", "warn",
+                                                      "--base-id", str(z.admin_port)], outlive_parent=True)
+
+        def repick() -> None:
+            z.ingress_port, z.admin_port = free_port(), free_port()
+        return _Part(f"envoy-{z.name}", launch, lambda: _http_ok(f"http://127.0.0.1:{z.admin_port}/ready"), repick)
+
+    def _edge_part(self) -> _Part:
+        def launch() -> Proc:
+            boot = self._edge_config()
+            return self.sup.start("envoy-edge", [tool("envoy"), "-c", str(boot), "--log-level", "warn",
+                                                 "--base-id", str(self.edge_admin)], outlive_parent=True)
+
+        def repick() -> None:
+            self.edge_port, self.edge_admin = free_port(), free_port()
+        return _Part("envoy-edge", launch, lambda: _http_ok(f"http://127.0.0.1:{self.edge_admin}/ready"), repick)
+
+    def _bring_up(self, parts: list[_Part], timeout: float = 60.0) -> None:
+        """Start ``parts`` together, then wait for each; one that exits because its address is in
+        use starts again on fresh ports (at most ``PORT_ATTEMPTS`` times)."""
+        procs = {part.name: part.launch() for part in parts}
+        for part in parts:
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                proc = procs[part.name]
+                deadline = time.monotonic() + timeout
+                while not part.up():
+                    if not proc.alive() or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+                if part.up():
+                    break
+                if proc.alive():
+                    raise FederationError(f"{part.name} not ready after {timeout:g}s:\n{proc.tail()}")
+                tail = proc.tail()
+                if ADDRESS_IN_USE not in tail.lower() or attempt == PORT_ATTEMPTS:
+                    raise FederationError(f"{part.name} exited at start:\n{tail}")
+                log.info("%s: a port it was given was taken before it could bind; starting it on fresh ports",
+                         part.name)
+                self.sup.stop(proc)
+                proc.log_path.write_text("")  # the next attempt's log, not this one's
+                part.repick()
+                procs[part.name] = part.launch()
+
+    def start_ingress(self, zone: str, timeout: float = 60.0) -> None:
+        """Only the ingress Envoy of ``zone`` (a zone whose instances something else runs: a
+        Kubernetes zone's mesh stand-in programs it, ``demo.zonemesh``). Started again on fresh
+        ports if one was taken; the edge, if running, then restarts to point at the new port."""
+        z = next(x for x in self.zones if x.name == zone)
+        before = z.ingress_port
+        self._bring_up([self._ingress_part(z)], timeout)
+        edge = next((p for p in self.sup.procs if p.name == "envoy-edge"), None)
+        if edge is not None and z.ingress_port != before:
+            self.sup.stop(edge)
+            self._bring_up([self._edge_part()], timeout)
+        self.fleet_file.write_text(specfiles.dump([self.fleet_doc()]))
 
     def wait_ready(self, timeout: float = 60.0, only: Collection[str] | None = None) -> None:
-        def up(url: str) -> bool:
-            try:
-                return httpx.get(url, timeout=1.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
         for p in self.sup.procs:
             if not p.alive():
                 raise FederationError(f"{p.name} exited at start:\n{p.tail()}")
-        wait_for(lambda: up(f"http://127.0.0.1:{self.edge_admin}/ready"), timeout, "edge Envoy")
+        wait_for(lambda: _http_ok(f"http://127.0.0.1:{self.edge_admin}/ready"), timeout, "edge Envoy")
         for z in (z for z in self.zones if only is None or z.name in only):
-            wait_for(lambda z=z: up(f"http://127.0.0.1:{z.admin_port}/ready"), timeout, f"{z.name} ingress Envoy")
-            wait_for(lambda z=z: up(f"http://127.0.0.1:{z.prom_port}/-/ready"), timeout, f"{z.name} Prometheus")
+            wait_for(lambda z=z: _http_ok(f"http://127.0.0.1:{z.admin_port}/ready"), timeout, f"{z.name} ingress Envoy")
+            wait_for(lambda z=z: _http_ok(f"http://127.0.0.1:{z.prom_port}/-/ready"), timeout, f"{z.name} Prometheus")
             wait_for(lambda z=z: (self.zdir(z.name) / "agent.ready").exists(), timeout, f"{z.name} fed-agent")
 
     @property
@@ -352,6 +455,13 @@ class LocalFleet:
         except (OSError, ValueError):
             return []
         return [int(r["pid"]) for r in data.values()]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _keygen(path: Path, comment: str) -> None:

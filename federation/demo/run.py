@@ -15,6 +15,7 @@ import copy
 import logging
 import re
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from federation.core import decide
 from federation.core import spec as specs
 from federation.core.errors import FederationError
 from federation.core.state import Phase, SetWeights, Stage
+from federation.demo import kubezones
 from federation.demo.fleet import SERVICE, LocalFleet
 from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
@@ -223,13 +225,23 @@ async def served_versions(url: str, n: int = 200) -> Counter[str]:
     return out
 
 
+KUBE_ZONES = ("eks", "onprem")
+
+
 class Demo:
-    def __init__(self, workdir: Path, fast: bool, report: Report) -> None:
+    """``kube``: run eks and onprem as Kubernetes zones on a local kube-apiserver when its binaries
+    are built (``demo.kubezones``); otherwise, or with ``kube=False``, every zone is a VM zone."""
+
+    def __init__(self, workdir: Path, fast: bool, report: Report, kube: bool = True) -> None:
         self.pace = Pace.fast() if fast else Pace.realistic()
         self.fleet = LocalFleet(workdir)
         self.report = report
         self.parts: hub_parts.Parts | None = None
         self.t0 = time.monotonic()
+        self.want_kube = kube
+        self.kube: kubezones.KubeZones | None = None
+        self._halt = threading.Event()
+        self._controllers: threading.Thread | None = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -237,9 +249,32 @@ class Demo:
     async def setup(self) -> None:
         self.report("info", {"text": f"workspace {self.fleet.workdir}"})
         await asyncio.to_thread(self.fleet.prepare)
-        self.report("info", {"text": "starting 3 zones (fed-agent over SSH, ingress Envoy, Prometheus each) "
-                                     "and the edge Envoy"})
+        bins = kubezones.binaries() if self.want_kube else None
+        if self.want_kube and bins is None:
+            self.report("info", {"text": "kube-apiserver and etcd are not built (scripts/build-kube): eks and onprem "
+                                         "run as VM zones"})
+        if bins is None:
+            self.report("info", {"text": "starting 3 VM zones (fed-agent over SSH, ingress Envoy, Prometheus each) "
+                                         "and the edge Envoy"})
+        else:
+            self.fleet.kube_zones = KUBE_ZONES
+            self.report("info", {"text": "starting eks and onprem as Kubernetes zones on one local kube-apiserver "
+                                         "(a real API server; Flux, the kubelet and each zone's mesh are local "
+                                         "STAND-INS), vms as a VM zone (fed-agent over SSH); an ingress Envoy and a "
+                                         "Prometheus per zone, and the edge Envoy"})
         await asyncio.to_thread(self.fleet.start)
+        if bins is not None:
+            zones = {z.name: (self.fleet.git_url(z.name), self.fleet.zdir(z.name) / "envoy",
+                              f"127.0.0.1:{z.admin_port}") for z in self.fleet.zones if z.name in KUBE_ZONES}
+            self.kube = await asyncio.to_thread(kubezones.start, bins, self.fleet.workdir / "kube", self.fleet.sup,
+                                                zones)
+            self.fleet.kubeconfig = self.kube.kubeconfig
+            self.fleet.fleet_file.write_text(specfiles.dump([self.fleet.fleet_doc()]))
+            await asyncio.to_thread(self.kube.sync)
+            self._controllers = threading.Thread(target=self._run_controllers, name="kube-controllers", daemon=True)
+            self._controllers.start()
+            self.report("info", {"text": f"kube-apiserver up at {self.kube.kube.url} "
+                                         f"(started in {self.kube.kube.started_in:.1f}s)"})
         fleet_spec = specfiles.load_one(self.fleet.fleet_file, specs.Fleet)
         self.parts = hub_parts.build(fleet_spec, self.fleet.workdir / "hub")
         self.report("info", {"text": f"fleet ready in {self.elapsed():.1f}s; edge at {self.fleet.edge_url}"})
@@ -305,16 +340,33 @@ class Demo:
         assert self.parts is not None
         return await self.parts.mesh.log(100)
 
+    def _run_controllers(self) -> None:
+        """The Kubernetes zones' controllers, as they run in a cluster: a pass every 0.3 s."""
+        assert self.kube is not None
+        while not self._halt.wait(0.3):
+            self.kube.sync()
+
     async def close(self) -> None:
+        self._halt.set()
+        if self._controllers is not None:
+            await asyncio.to_thread(self._controllers.join, 30)
         if self.parts is not None:
             await self.parts.close()
 
     def stop(self) -> None:
+        self._halt.set()
+        if self._controllers is not None:
+            self._controllers.join(30)
+        if self.kube is not None:
+            self.kube.stop()
         self.fleet.stop()
 
 
 async def run(workdir: Path, fast: bool, keep: bool, report: Report) -> int:
-    demo = Demo(workdir, fast, report)
+    if keep:
+        report("info", {"text": "--keep: every zone runs as a VM zone (the Kubernetes zones' stand-ins live "
+                                "only as long as this process)"})
+    demo = Demo(workdir, fast, report, kube=not keep)
     ok = False
     try:
         await demo.setup()
@@ -378,7 +430,7 @@ def verify(first: RolloutOutcome, second: RolloutOutcome, mesh_log: list[gitrepo
 
 async def fleet_only(workdir: Path, report: Report) -> int:
     """Start the local fleet (no hub, no rollout) and leave it running for a hub of one's own."""
-    demo = Demo(workdir, True, report)
+    demo = Demo(workdir, True, report, kube=False)
     try:
         await demo.setup()
     except BaseException:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from federation.core.state import Phase
+from federation.demo import kubezones
 from federation.demo import run as demo_run
 from tests import gitlog
 
@@ -82,6 +84,19 @@ def test_demo_promotes_v2_and_rolls_back_v3(tmp_path: Path):
     assert "v3: 10000" in serving and "v2:" not in serving
     # The humans' comments in the zone file survived the hub's edits.
     assert "# v3 is the faulty build" in eks
+    # The zone kinds: eks and onprem are Kubernetes zones (the demo says its stand-ins are stand-ins)
+    # when kube-apiserver is built; otherwise one line says so and every zone is a VM zone.
+    kinds = {z["name"]: z["kind"] for z in yaml.safe_load(demo.fleet.fleet_file.read_text())["spec"]["zones"]}
+    infos = [d["text"] for k, d in events if k == "info"]
+    if kubezones.binaries() is not None:
+        assert kinds == {"eks": "kubernetes", "onprem": "kubernetes", "vms": "vm"}
+        assert any("STAND-INS" in t for t in infos)
+        # Git: what Flux applies in eks is v3's Deployment; v2's left with the finalising step.
+        files = subprocess.run(["git", "--git-dir", str(demo.fleet.workdir / "git" / "eks.git"), "ls-tree", "-r",
+                                "--name-only", "main"], check=True, capture_output=True, text=True).stdout.split()
+        assert "deploy/frontend/frontend-v3.yaml" in files and "deploy/frontend/frontend-v2.yaml" not in files
+    else:
+        assert set(kinds.values()) == {"vm"} and any("not built" in t for t in infos)
     # Every process the demo started is gone.
     for pid in [p.pid for p in demo.fleet.sup.procs]:
         pytest.fail(f"process {pid} still tracked")

@@ -128,4 +128,5 @@ def test_reading_a_directory_or_a_missing_file_gives_none(tmp_path: Path):
     (tmp_path / "deploy" / "kustomization.yaml").write_text("resources: [frontend]\n")
     assert r.read("deploy/frontend") is None
     assert r.read("deploy/missing.yaml") is None
+    assert r.read("deploy") is None
     assert r.read("deploy/kustomization.yaml") == "resources: [frontend]\n"

@@ -4,16 +4,22 @@ the edge Envoy) onto ``eks``, a Kubernetes zone on the real kube-apiserver. The 
 step to both zone repos and the mesh repo; Flux's part on ``eks`` is played by the test (the zone
 repo's head server-side applied as the zone's ServiceAccount at each new commit and at the hub's
 reconcile request, pruned, and Flux's status written: ``demo.fluxlocal.LocalFlux``), and the
-Deployment controller's (each Deployment's status, all replicas ready once its
-generation is applied). No metrics are judged here: the point is the workload path."""
+kubelet's and the Deployment controller's (the Deployments run as local demo-app processes, their
+status written: ``demo.kubelet.LocalKubelet``) and, in the migration, eks's mesh (its ingress Envoy
+programmed from the applied HTTPRoute and the ready pods: ``demo.zonemesh.ZoneMesh``), with requests
+sent through the edge the whole time. No metrics are judged here: the point is the workload path."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -22,6 +28,9 @@ from federation.core.state import Emit, Phase
 from federation.demo import fluxlocal
 from federation.demo.fleet import LocalFleet
 from federation.demo.fluxlocal import LocalFlux
+from federation.demo.kubelet import LocalKubelet
+from federation.demo.procs import Supervisor
+from federation.demo.zonemesh import ZoneMesh
 from federation.gitops import meshrepo
 from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
@@ -31,7 +40,7 @@ from federation.hub.worker import RolloutWorker, TickReport
 from federation.runtimes import kubernetes as kube
 from tests import gitlog
 from tests.integration import flux
-from tests.real_kube import Cluster, deployment_status
+from tests.real_kube import Cluster
 from tests.schemas import validate_kubernetes
 
 pytestmark = pytest.mark.integration
@@ -59,13 +68,35 @@ def hybrid_fleet(local: LocalFleet, k8s: Cluster) -> specs.Fleet:
     return specs.Fleet.model_validate(doc)
 
 
-def controllers(k8s: Cluster, lf: LocalFlux) -> None:
-    """Flux reconciles (a new commit, or the hub's request); every Deployment's pods come up."""
+def controllers(lf: LocalFlux, kubelet: LocalKubelet, mesh: ZoneMesh | None = None) -> None:
+    """Flux reconciles (a new commit, or the hub's request); the kubelet runs what it applied; the
+    zone's mesh routes to the ready pods as the applied HTTPRoute says."""
     lf.reconcile()
-    for d in k8s.admin.apps.list_namespaced_deployment("shop").items:
-        gen = d.metadata.generation
-        if (d.status.observed_generation or 0) < gen or (d.status.available_replicas or 0) < d.spec.replicas:
-            deployment_status(k8s.admin, "shop", d.metadata.name, d.spec.replicas, d.spec.replicas, observed=gen)
+    kubelet.sync()
+    if mesh is not None:
+        mesh.sync("frontend")
+
+
+class Load(threading.Thread):
+    """Requests at the edge, one after another, until stopped: status codes and who answered."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.codes: Counter[str] = Counter()
+        self.answers: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5.0) as c:
+            while not self.halt.is_set():
+                try:
+                    r = c.get(self.url)
+                    self.codes[str(r.status_code)] += 1
+                    self.answers.append(r.text.split(" ok")[0] if r.status_code == 200 else f"HTTP {r.status_code}")
+                except httpx.HTTPError as exc:
+                    self.codes[type(exc).__name__] += 1
+                self.halt.wait(0.02)
 
 
 def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: Cluster):
@@ -74,28 +105,41 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
     bare = Path(local.git_url("eks"))
     flux.create_example(k8s, "eks")
     lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
-    fleet = hybrid_fleet(local, k8s)
+    pods = Supervisor(tmp_path / "pods")
+    kubelet = LocalKubelet(k8s.server, "shop", "eks", pods, str(Path(sys.executable).parent / "fed-demo-app"))
     canary = specs.FederatedCanary.model_validate(CANARY)
     reports: list[TickReport] = []
+    load = Load(local.edge_url)
     try:
         local.start(only=("vms",))
+        local.start_ingress("eks")
+        fleet = hybrid_fleet(local, k8s)  # after start: the ports in use
+        load.url = local.edge_url
+        eks_zone = next(z for z in local.zones if z.name == "eks")
+        mesh = ZoneMesh(k8s.server, kubelet, "shop", "eks", local.zdir("eks") / "envoy",
+                        f"127.0.0.1:{eks_zone.admin_port}")
 
         async def scenario() -> float:
             parts = hub_parts.build(fleet, tmp_path / "hub")
             worker = RolloutWorker(canary.key, parts, MemoryStore(), listener=reports.append)
             try:
                 await parts.sync()
-                controllers(k8s, lf)
+                controllers(lf, kubelet, mesh)
                 t0 = time.monotonic()
                 deadline = t0 + 150
                 while time.monotonic() < deadline:
                     await parts.sync()
                     report = await worker.tick(canary)
-                    controllers(k8s, lf)
-                    if report.decision.status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                    controllers(lf, kubelet, mesh)
+                    phase = report.decision.status.phase
+                    if phase in (Phase.SUCCEEDED, Phase.FAILED):
                         break
+                    if phase is Phase.INITIALIZED and not load.is_alive():
+                        load.start()  # v1 serves on the VMs: traffic from here on
                     await asyncio.sleep(0.2)  # the hub's tick interval
                 took = time.monotonic() - t0
+                await asyncio.sleep(1.0)  # requests after the last step
+                load.halt.set()
                 final = reports[-1].decision.status
                 assert final.phase is Phase.SUCCEEDED, (final.message, [r.error for r in reports if r.error][-3:])
                 # The VMs ran v1 (the agent's instances, ready) until the finalising step retired it.
@@ -110,8 +154,17 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
 
         took = asyncio.run(scenario())
     finally:
+        load.halt.set()
+        if load.is_alive():
+            load.join(10)
+        kubelet.stop()
+        pods.stop_all()
         local.stop()
 
+    # From the edge: every request answered 200, by v1 on the VMs and then on eks, eks alone at the end.
+    assert set(load.codes) == {"200"} and load.codes["200"] > 50, load.codes
+    assert {"frontend v1 zone=vms", "frontend v1 zone=eks"} <= set(load.answers)
+    assert set(load.answers[-20:]) == {"frontend v1 zone=eks"}
     steps = [r.decision.status.step for r in reports]
     phases = list(dict.fromkeys(r.decision.status.phase for r in reports))
     assert phases == [Phase.INITIALIZING, Phase.INITIALIZED, Phase.PROGRESSING, Phase.PROMOTING,
@@ -143,7 +196,8 @@ def test_a_version_moves_from_the_vms_to_a_kubernetes_zone(tmp_path: Path, k8s: 
     rds = json.loads((local.workdir / "edge" / "rds.json").read_text())
     clusters = rds["resources"][0]["virtual_hosts"][0]["routes"][-1]["route"]["weighted_clusters"]["clusters"]
     assert [c["name"] for c in clusters] == ["zone-eks"]
-    print(f"\nhybrid migration: {len(reports)} ticks, {max(steps)} steps, {took:.1f} s")
+    print(f"\nhybrid migration: {len(reports)} ticks, {max(steps)} steps, {took:.1f} s, "
+          f"{sum(load.codes.values())} requests at the edge, {load.codes}")
 
 
 def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_deadline(tmp_path: Path, k8s: Cluster):
@@ -154,13 +208,15 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
     bare = Path(local.git_url("eks"))
     flux.create_example(k8s, "eks")
     lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
-    fleet = hybrid_fleet(local, k8s)
+    pods = Supervisor(tmp_path / "pods")
+    kubelet = LocalKubelet(k8s.server, "shop", "eks", pods, str(Path(sys.executable).parent / "fed-demo-app"))
     doc = json.loads(json.dumps(CANARY))
     doc["spec"]["progressDeadlineSeconds"] = 15
     canary = specs.FederatedCanary.model_validate(doc)
     reports: list[TickReport] = []
     try:
         local.start(only=("vms",))
+        fleet = hybrid_fleet(local, k8s)  # after start: the ports in use
 
         async def scenario() -> None:
             parts = hub_parts.build(fleet, tmp_path / "hub")
@@ -168,7 +224,7 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
             stalled_at: int | None = None
             try:
                 await parts.sync()
-                controllers(k8s, lf)
+                controllers(lf, kubelet)
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline:
                     await parts.sync()
@@ -187,7 +243,7 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
                             return ["deploy/kustomization.yaml"]
 
                         assert human.commit_and_push(breaks, "add a quota", author="Dev <dev@localhost>")
-                    controllers(k8s, lf)
+                    controllers(lf, kubelet)
                     await asyncio.sleep(0.2)
                 final = reports[-1].decision.status
                 assert stalled_at is not None
@@ -210,6 +266,8 @@ def test_a_stalled_flux_in_the_kubernetes_zone_rolls_the_rollout_back_at_its_dea
 
         asyncio.run(scenario())
     finally:
+        kubelet.stop()
+        pods.stop_all()
         local.stop()
 
 
@@ -222,12 +280,14 @@ def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(
     bare = Path(local.git_url("eks"))
     flux.create_example(k8s, "eks")
     lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
-    fleet = hybrid_fleet(local, k8s)
+    pods = Supervisor(tmp_path / "pods")
+    kubelet = LocalKubelet(k8s.server, "shop", "eks", pods, str(Path(sys.executable).parent / "fed-demo-app"))
     doc = json.loads(json.dumps(CANARY))
     doc["spec"]["canary"]["version"] = "v2"
     reports: list[TickReport] = []
     try:
         local.start(only=("vms",))
+        fleet = hybrid_fleet(local, k8s)  # after start: the ports in use
 
         async def scenario() -> None:
             parts = hub_parts.build(fleet, tmp_path / "hub")
@@ -235,14 +295,14 @@ def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(
             bumped = False
             try:
                 await parts.sync()
-                controllers(k8s, lf)
+                controllers(lf, kubelet)
                 deadline = time.monotonic() + 150
                 while time.monotonic() < deadline:
                     await parts.sync()
                     canary = specs.FederatedCanary.model_validate(doc)  # as discovery reads it, checksum included
                     canary.spec.with_checksum(await meshrepo.canary_checksum(canary.spec, parts.repos))
                     report = await worker.tick(canary)
-                    controllers(k8s, lf)
+                    controllers(lf, kubelet)
                     status = report.decision.status
                     if status.phase in (Phase.SUCCEEDED, Phase.FAILED):
                         break
@@ -263,6 +323,8 @@ def test_an_image_bump_in_the_kubernetes_zone_restarts_the_analysis_mid_rollout(
 
         asyncio.run(scenario())
     finally:
+        kubelet.stop()
+        pods.stop_all()
         local.stop()
 
     final = reports[-1].decision.status

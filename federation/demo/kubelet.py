@@ -1,0 +1,187 @@
+"""A local stand-in for a zone's kubelet and Deployment controller, for the local Kubernetes API
+server (``demo.kubeapi``): plainly not Kubernetes, but what the hub reads of a Deployment.
+
+``sync`` is one pass over the Deployments of a namespace: each runs ``spec.replicas`` pods of its
+current pod template as local processes of the demo app (``fed-demo-app`` stands in for every image:
+it runs with the pod's ``app``/``version`` labels and the container's env, on a free port), probed on
+the readiness probe's HTTP path; pods of an older template stop once the new ones are ready (a
+rolling update) and a deleted Deployment's pods stop. Then the Deployment's status is written as the
+controller writes it: ``observedGeneration``, ``replicas``, ``updatedReplicas``, ``readyReplicas``,
+``availableReplicas``, ``Available`` and ``Progressing`` (``NewReplicaSetAvailable``, or
+``ProgressDeadlineExceeded`` once the template has not become ready within
+``progressDeadlineSeconds``). ``endpoints`` gives a selector's ready pods (for a zone's ingress).
+Not modelled: restarts (a pod whose process exits stays not ready, as if in CrashLoopBackOff),
+scheduling, resources, liveness probes.
+Callers: tests, the demo.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from federation.core.errors import FederationError
+from federation.demo.kubeapi import LocalKube
+from federation.demo.procs import Proc, Supervisor
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass
+class Pod:
+    deployment: str
+    template: str  # the pod template's hash
+    labels: dict[str, str]
+    port: int
+    path: str  # readiness probe path
+    proc: Proc
+    ready: bool = False
+
+
+@dataclass
+class Rollout:
+    """Where a Deployment's current template stands."""
+
+    template: str
+    since: float  # when this template was first seen (its progress deadline counts from here)
+    complete: bool = False
+
+
+@dataclass
+class LocalKubelet:
+    kube: LocalKube
+    namespace: str
+    zone: str
+    supervisor: Supervisor
+    app: str  # the demo app's executable
+    pods: list[Pod] = field(default_factory=list)
+    rollouts: dict[str, Rollout] = field(default_factory=dict)
+    clock: Any = time.monotonic
+
+    def _deployments(self) -> list[dict[str, Any]]:
+        r = self.kube.request("GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments")
+        if r.status_code != 200:
+            raise FederationError(f"deployments in {self.namespace}: {r.status_code} {r.text[:200]}")
+        return list(r.json().get("items") or [])
+
+    def _start(self, name: str, template: str, spec: dict[str, Any]) -> Pod:
+        labels = dict((spec.get("metadata") or {}).get("labels") or {})
+        container = ((spec.get("spec") or {}).get("containers") or [{}])[0]
+        env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or []}
+        probe = (container.get("readinessProbe") or {}).get("httpGet") or {}
+        port = _free_port()
+        proc = self.supervisor.start(f"pod-{self.zone}-{name}-{template}-{port}", [
+            self.app, "--service", labels.get("app", name), "--version", labels.get("version", "v0"),
+            "--zone", self.zone, "--port", str(port)], env=env)
+        return Pod(name, template, labels, port, str(probe.get("path") or "/healthz"), proc)
+
+    def _probe(self, pod: Pod) -> bool:
+        if not pod.proc.alive():
+            return False
+        try:
+            return httpx.get(f"http://127.0.0.1:{pod.port}{pod.path}", timeout=1.0).status_code < 400
+        except httpx.HTTPError:
+            return False
+
+    def _stop(self, pod: Pod) -> None:
+        self.supervisor.stop(pod.proc, grace=5.0)
+        self.pods.remove(pod)
+
+    def sync(self) -> None:
+        """One pass: pods started, probed and stopped; every Deployment's status written."""
+        seen = set()
+        for d in self._deployments():
+            name = d["metadata"]["name"]
+            seen.add(name)
+            spec = d.get("spec") or {}
+            want = int(spec.get("replicas", 1))
+            template = template_hash(spec.get("template") or {})
+            ro = self.rollouts.get(name)
+            if ro is None or ro.template != template:
+                ro = self.rollouts[name] = Rollout(template, self.clock())
+            mine = [p for p in self.pods if p.deployment == name]
+            new = [p for p in mine if p.template == template]
+            for p in new[want:]:
+                self._stop(p)
+            new = new[:want]
+            for _ in range(want - len(new)):
+                new.append(self._start(name, template, spec.get("template") or {}))
+                self.pods.append(new[-1])
+            for p in new:
+                p.ready = self._probe(p)
+            ready_new = sum(p.ready for p in new)
+            old = [p for p in mine if p.template != template]
+            if ready_new >= want:  # the new template is up: the old one goes
+                for p in old:
+                    self._stop(p)
+                old = []
+            for p in old:
+                p.ready = self._probe(p)
+            ro.complete = ro.complete or ready_new >= want
+            self._status(d, want, new, old, ro)
+        for p in [p for p in self.pods if p.deployment not in seen]:
+            self._stop(p)
+        for name in [n for n in self.rollouts if n not in seen]:
+            del self.rollouts[name]
+
+    def _status(self, d: dict[str, Any], want: int, new: list[Pod], old: list[Pod], ro: Rollout) -> None:
+        ready = sum(p.ready for p in new + old)
+        deadline = float((d.get("spec") or {}).get("progressDeadlineSeconds", 600))
+        if ro.complete:
+            progressing = ("True", "NewReplicaSetAvailable", "the pods of the current template are available")
+        elif self.clock() - ro.since > deadline:
+            progressing = ("False", "ProgressDeadlineExceeded",
+                           f"the current template has not become ready in {deadline:g}s")
+        else:
+            progressing = ("True", "ReplicaSetUpdated", "starting the pods of the current template")
+        available = ("True", "MinimumReplicasAvailable", "ready") if ready >= want else \
+            ("False", "MinimumReplicasUnavailable", f"{ready}/{want} ready")
+
+        def cond(t: str, c: tuple[str, str, str]) -> dict[str, Any]:
+            return {"type": t, "status": c[0], "reason": c[1], "message": c[2], "lastUpdateTime": _now(),
+                    "lastTransitionTime": _now()}
+
+        old_status = d.get("status") or {}
+        conds = {c.get("type"): c for c in old_status.get("conditions") or []}
+        status = {"observedGeneration": d["metadata"]["generation"], "replicas": len(new) + len(old),
+                  "updatedReplicas": len(new), "readyReplicas": ready, "availableReplicas": ready,
+                  "unavailableReplicas": max(0, want - ready),
+                  "conditions": [
+                      conds["Available"] if (conds.get("Available") or {}).get("reason") == available[1]
+                      else cond("Available", available),
+                      conds["Progressing"] if (conds.get("Progressing") or {}).get("reason") == progressing[1]
+                      else cond("Progressing", progressing)]}
+        if {k: old_status.get(k) for k in status} == status:
+            return
+        name = d["metadata"]["name"]
+        r = self.kube.request("PATCH", f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{name}/status",
+                              {"status": status}, "application/merge-patch+json")
+        if r.status_code >= 300 and r.status_code != 404:
+            raise FederationError(f"deployment {self.namespace}/{name} status: {r.status_code} {r.text[:200]}")
+
+    def endpoints(self, selector: dict[str, str]) -> list[int]:
+        """Ports of the ready pods whose labels match ``selector`` (a Service's endpoints)."""
+        return sorted(p.port for p in self.pods if p.ready and all(p.labels.get(k) == v for k, v in selector.items()))
+
+    def stop(self) -> None:
+        for p in list(self.pods):
+            self._stop(p)

@@ -1,0 +1,68 @@
+"""A local stand-in for a Kubernetes zone's mesh: it programs the zone's ingress Envoy from what
+Flux applied there, so traffic inside the zone follows Git. Plainly not Linkerd or Kuma.
+
+``sync`` reads the zone's split for a service — the HTTPRoute ``<service>-<zone>`` the hub rendered
+(its backendRefs' weights over the versions' Services) — and the ready pods behind each version's
+Service (``demo.kubelet``); it writes the Envoy's clusters (one per version with ready pods) and,
+once Envoy has applied those, its route (the weights; a version without ready pods left out; all
+weights 0: an even split). The same files and rules as the VM agents' Envoy (``vmagent.envoy``).
+Callers: tests, the demo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from federation.core.errors import FederationError
+from federation.demo.kubeapi import LocalKube
+from federation.demo.kubelet import LocalKubelet
+from federation.demo.procs import wait_for
+from vmagent import envoy as zone_envoy
+
+HTTPROUTE = "gateway.networking.k8s.io/v1"
+
+
+@dataclass
+class ZoneMesh:
+    kube: LocalKube
+    kubelet: LocalKubelet
+    namespace: str
+    zone: str
+    envoy_dir: Path  # where the zone's ingress Envoy watches cds.json and rds.json
+    admin: str  # its admin address, host:port
+
+    def split(self, service: str) -> list[tuple[str, int]]:
+        """(version, weight) of the zone's HTTPRoute for ``service`` (empty: none applied)."""
+        r = self.kube.request("GET", f"/apis/{HTTPROUTE}/namespaces/{self.namespace}/httproutes/{service}-{self.zone}")
+        if r.status_code == 404:
+            return []
+        if r.status_code != 200:
+            raise FederationError(f"httproute {service}-{self.zone}: {r.status_code} {r.text[:200]}")
+        rules: list[dict[str, Any]] = r.json()["spec"].get("rules") or []
+        refs = rules[-1].get("backendRefs") or [] if rules else []
+        prefix = f"{service}-"
+        return [(ref["name"].removeprefix(prefix), int(ref.get("weight", 1))) for ref in refs
+                if ref["name"].startswith(prefix)]
+
+    def sync(self, service: str, timeout: float = 10.0) -> list[tuple[str, int]]:
+        """Program the ingress Envoy for ``service``; the (version, weight) pairs it now routes."""
+        split = self.split(service)
+        endpoints = {zone_envoy.cluster_name(service, v): self.kubelet.endpoints({"app": service, "version": v})
+                     for v, _ in split}
+        endpoints = {k: v for k, v in endpoints.items() if v}
+        cds, rds = zone_envoy.paths(str(self.envoy_dir))
+        clusters_version = zone_envoy.digest(endpoints)
+        admin = zone_envoy.Admin(self.admin)
+        if admin.clusters_version() != clusters_version:
+            zone_envoy.write(cds, zone_envoy.render_clusters(endpoints, clusters_version))
+            wait_for(lambda: admin.clusters_version() == clusters_version, timeout, f"{self.zone} ingress clusters")
+        live = [(v, w) for v, w in split if zone_envoy.cluster_name(service, v) in endpoints]
+        weights = {service: [(zone_envoy.cluster_name(service, v), w) for v, w in live]}
+        routes_version = zone_envoy.digest(weights)
+        if admin.route_version("ingress", service) != routes_version:
+            zone_envoy.write(rds, zone_envoy.render_routes(weights, routes_version))
+            wait_for(lambda: admin.route_version("ingress", service) == routes_version, timeout,
+                     f"{self.zone} ingress route")
+        return live
