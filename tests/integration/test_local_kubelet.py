@@ -38,7 +38,7 @@ def test_the_kubelet_runs_what_the_hub_renders(tmp_path: Path, k8s: Cluster):
     def ready(name: str) -> float | None:
         return asyncio.run(hub.deployment_ready("shop", name, 100))[0]
 
-    def synced_until(check, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    def synced_until(check, what: str, timeout: float = 90.0) -> None:  # type: ignore[no-untyped-def]
         def step() -> bool:
             kubelet.sync()
             return bool(check())

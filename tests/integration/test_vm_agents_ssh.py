@@ -111,7 +111,7 @@ def zone(tmp: Path, hosts: list[AgentHost], key: Path) -> specs.Zone:
         "knownHosts": str(tmp / "known_hosts"), "identityFile": str(key)})
 
 
-async def until_applied(z: VmAgents, step: int, timeout: float = 30.0, version: str | None = None):
+async def until_applied(z: VmAgents, step: int, timeout: float = 90.0, version: str | None = None):
     """Poll until every host applied ``step`` (and, given ``version``, it is ready everywhere)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -349,7 +349,7 @@ def test_agent_ships_as_one_file_and_upgrades_without_dropping_instances(tmp_pat
         except FileNotFoundError:
             return {}
 
-    async def status_when(pred, timeout: float = 30.0) -> dict:
+    async def status_when(pred, timeout: float = 120.0) -> dict:  # generous: the agent loop starts on a loaded machine
         pool = Pool(call_timeout=10)
         try:
             deadline = asyncio.get_running_loop().time() + timeout

@@ -108,10 +108,10 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
     assert b.current_url == f"{hub_url}/ui/login"
     b.find_element(By.ID, "token").send_keys(TOKEN)
     b.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    poll(lambda: b.current_url == f"{hub_url}/ui/", 30, "the fleet page after login")
+    poll(lambda: b.current_url == f"{hub_url}/ui/", 90, "the fleet page after login")
     assert not any(c["name"] == "federation_session" and not c["httpOnly"] for c in b.get_cookies())
     assert b.execute_script("return document.cookie") == "", "the session cookie is visible to scripts"
-    rows = poll(lambda: b.find_elements(By.CSS_SELECTOR, "#zones tbody tr"), 30, "the fleet table")
+    rows = poll(lambda: b.find_elements(By.CSS_SELECTOR, "#zones tbody tr"), 90, "the fleet table")
     assert [r.find_element(By.CSS_SELECTOR, "td").text for r in rows] == ["eks", "onprem", "vms"]
     shoot(b, "web-fleet")
     assert console_errors(b) == []
@@ -119,7 +119,7 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
     # The rollout at 40%: the rollouts page lists it with its weights.
     poll(lambda: api_get(hub_url, f"/api/v1/rollouts/{KEY}")["canaryWeight"] >= 4000, 120, "the canary at 40%")
     b.get(f"{hub_url}/ui/rollouts")
-    row = poll(lambda: b.find_elements(By.CSS_SELECTOR, "#content tbody tr"), 30, "the rollouts table")[0]
+    row = poll(lambda: b.find_elements(By.CSS_SELECTOR, "#content tbody tr"), 90, "the rollouts table")[0]
     assert row.find_element(By.CSS_SELECTOR, "a").text == KEY
     assert len(row.find_elements(By.CSS_SELECTOR, "meter")) == 3
     shoot(b, "web-rollouts")
@@ -127,11 +127,11 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
 
     # One rollout: pause it by a click; the API and the page say so.
     b.get(f"{hub_url}/ui/rollouts/{KEY}")
-    poll(lambda: b.find_elements(By.ID, "action-pause"), 30, "the actions").pop().click()
-    answer = poll(lambda: b.find_element(By.ID, "answer").text, 30, "the hub's answer")
+    poll(lambda: b.find_elements(By.ID, "action-pause"), 90, "the actions").pop().click()
+    answer = poll(lambda: b.find_element(By.ID, "answer").text, 90, "the hub's answer")
     assert answer.startswith("pause: accepted"), answer
     assert api_get(hub_url, f"/api/v1/rollouts/{KEY}")["paused"] is True
-    poll(lambda: "(paused)" in b.find_element(By.ID, "summary").text, 30, "the page showing the pause")
+    poll(lambda: "(paused)" in b.find_element(By.ID, "summary").text, 90, "the page showing the pause")
     # The chart: one point per step taken, one series per (zone, version) those steps weighed.
     view = b.execute_async_script(
         "const done = arguments[arguments.length - 1];"
@@ -145,7 +145,7 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
         return bool(data) and len(data["labels"]) == len(steps) and \
             sorted(s for s, _ in data["series"]) == subsets and \
             all(len(points) == len(steps) for _, points in data["series"])
-    poll(chart_matches, 30, "the chart's series and points")
+    poll(chart_matches, 90, "the chart's series and points")
     assert len(steps) >= 3 and len(subsets) == 3
     # Each metric per zone against its bound, one point per step.
     rate = b.execute_script("const c = Chart.getChart('metric-request-success-rate'); return c && "
