@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,12 +33,17 @@ class Commands:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Clearing a consumed command reads the pending file, then removes it when it is still that
+        # command: a newer command written between the two would be lost. Both run in worker
+        # threads, so the check and the removal hold this lock, and so does every write.
+        self._lock = threading.Lock()
 
     def _path(self, key: str, suffix: str = ".json") -> Path:
         return self.root / (file_name(key) + suffix)
 
     def _put(self, key: str, doc: dict[str, Any]) -> None:
-        files.replace(self._path(key), json.dumps(doc).encode(), mode=0o600)
+        with self._lock:
+            files.replace(self._path(key), json.dumps(doc).encode(), mode=0o600)
 
     def _read(self, path: Path) -> dict[str, Any] | None:
         try:
@@ -62,9 +68,10 @@ class Commands:
     def _done(self, key: str, cid: str | None, answer: dict[str, Any] | None) -> None:
         if answer is not None:
             files.replace(self._path(key, ".answer.json"), json.dumps({**answer, "id": cid}).encode(), mode=0o600)
-        d = self._read(self._path(key))
-        if cid is None or d is None or d.get("id") in (cid, None):
-            self._path(key).unlink(missing_ok=True)
+        with self._lock:
+            d = self._read(self._path(key))
+            if cid is None or d is None or d.get("id") in (cid, None):
+                self._path(key).unlink(missing_ok=True)
 
     async def done(self, key: str, cid: str | None = None, answer: dict[str, Any] | None = None) -> None:
         """The command ``cid`` was consumed: keep ``answer``; drop the pending file unless a newer
