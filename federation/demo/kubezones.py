@@ -4,7 +4,7 @@
 Flux (``demo.fluxlocal``), the kubelet and Deployment controller (``demo.kubelet``) and the zone's
 mesh (``demo.zonemesh``, programming the zone's ingress Envoy). The hub reaches the API only with
 the official client, through a kubeconfig holding its ServiceAccount's token
-(``clusters/hub/member-cluster.yaml``), as it would reach EKS.
+(``clusters/hub/member/member-cluster.yaml``), as it would reach EKS.
 
 ``binaries`` finds kube-apiserver and etcd where ``scripts/build-kube`` puts them (it never builds:
 None when they are absent, and the demo runs every zone as a VM zone).
@@ -32,7 +32,7 @@ from federation.gitops import repo as gitrepo
 log = logging.getLogger("federation.demo")
 
 FLUX_NS = "flux-system"
-RBAC = ("member-cluster.yaml", "zone-flux.yaml")
+RBAC = ("member/member-cluster.yaml", "zone-flux.yaml")
 SERVICE = "frontend"
 
 

@@ -340,7 +340,7 @@ def test_agent_ships_as_one_file_and_upgrades_without_dropping_instances(tmp_pat
     newer = tmp_path / "newer.pyz"
     newer.write_bytes(with_version(install.zipapp().data, "9.9.9"))
     loop_argv = [sys.executable, str(opt / "fed-agent.pyz"), "run", "--zone", "vms", "--state-dir", str(state),
-                 "--ports", "31520-31530", "--runner", "process"]
+                 "--ports", "31520-31530", "--runner", "process", *agent_privileges(str(BIN))]
     hub = Target("127.0.0.1", port, "root", str(tmp_path / "known_hosts"), str(tmp_path / "hub_key"))
 
     def instances() -> dict:
