@@ -182,10 +182,13 @@ def test_signed_commits_verify(tmp_path: Path):
     assert "Good" in out.stderr
 
 
-def test_openpgp_signed_commits_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_openpgp_signed_commits_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
     home = tmp_path / "gnupg"
     home.mkdir(mode=0o700)
     monkeypatch.setenv("GNUPGHOME", str(home))
+    # gpg starts a gpg-agent daemon for this home: stop it through its own socket when the test ends.
+    request.addfinalizer(lambda: subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                                                capture_output=True, timeout=30))
     subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
                     f"{gitrepo.AUTHOR_NAME} <{gitrepo.AUTHOR_EMAIL}>", "ed25519", "sign", "never"],
                    check=True, capture_output=True)
