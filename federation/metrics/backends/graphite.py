@@ -12,8 +12,7 @@ import math
 import re
 from urllib.parse import parse_qsl
 
-from federation.core.spec import MetricProvider
-from federation.metrics.backends import http, secrets
+from federation.metrics.backends import http
 from federation.metrics.prometheus import NoData, Unreachable
 
 _NODE = re.compile(r"^[A-Za-z0-9_\-]*$")
@@ -27,18 +26,9 @@ def escape(value: str) -> str:
     return value
 
 
-class Graphite:
+class Graphite(http.Addressed):
+    kind = "graphite"
     escape = staticmethod(escape)
-
-    def __init__(self, provider: MetricProvider, store: secrets.Store, timeout: float) -> None:
-        if provider.address is None:
-            raise NoData("graphite: the provider needs an address")
-        self.base = provider.address
-        self.verify = not provider.insecure_skip_verify
-        self.extra = http.extra_headers(provider)
-        self.timeout = timeout
-        self.ref = provider.secret_ref.name if provider.secret_ref else None
-        self.store = store
 
     async def scalar(self, query: str, at: float) -> float:
         auth = None

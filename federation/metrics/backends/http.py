@@ -5,12 +5,15 @@ backend's own message, shortened). Never the URL's query string, never a header.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from federation.core.spec import MetricProvider
-from federation.metrics.prometheus import Unreachable
+from federation.metrics.prometheus import NoData, Unreachable
+
+if TYPE_CHECKING:
+    from federation.metrics.backends.secrets import Store
 
 
 def _message(r: httpx.Response) -> str:
@@ -26,6 +29,23 @@ def _message(r: httpx.Response) -> str:
             if v:
                 return "; ".join(map(str, v))[:200] if isinstance(v, list) else str(v)[:200]
     return json.dumps(body)[:200]
+
+
+class Addressed:
+    """What a backend at the template's own ``address`` keeps (Graphite, InfluxDB): where, TLS
+    verification, the provider's extra headers, the timeout and the secret to read at each query."""
+
+    kind = ""
+
+    def __init__(self, provider: MetricProvider, store: Store, timeout: float) -> None:
+        if provider.address is None:
+            raise NoData(f"{self.kind}: the provider needs an address")
+        self.base = provider.address
+        self.verify = not provider.insecure_skip_verify
+        self.extra = extra_headers(provider)
+        self.timeout = timeout
+        self.ref = provider.secret_ref.name if provider.secret_ref else None
+        self.store = store
 
 
 def extra_headers(provider: MetricProvider) -> dict[str, str]:

@@ -13,8 +13,7 @@ import csv
 import io
 import math
 
-from federation.core.spec import MetricProvider
-from federation.metrics.backends import http, secrets
+from federation.metrics.backends import http
 from federation.metrics.prometheus import NoData, Unreachable
 
 
@@ -40,18 +39,9 @@ def first_value(text: str) -> str | None:
     return None
 
 
-class InfluxDB:
+class InfluxDB(http.Addressed):
+    kind = "influxdb"
     escape = staticmethod(escape)
-
-    def __init__(self, provider: MetricProvider, store: secrets.Store, timeout: float) -> None:
-        if provider.address is None:
-            raise NoData("influxdb: the provider needs an address")
-        self.base = provider.address
-        self.verify = not provider.insecure_skip_verify
-        self.extra = http.extra_headers(provider)
-        self.timeout = timeout
-        self.ref = provider.secret_ref.name if provider.secret_ref else None
-        self.store = store
 
     async def scalar(self, query: str, at: float) -> float:
         headers = {"Content-Type": "application/vnd.flux", "Accept": "application/csv"}
