@@ -7,7 +7,6 @@ serialised."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.peakrss import Measured
 from vmagent import converge, manifests, state, units
 
 BIN = Path(sys.executable).parent
@@ -41,12 +41,12 @@ def release(step: int | None = 1, command: list[str] | None = None, env: dict[st
 
 def rpc(state_dir: Path, chunks: Iterable[bytes], timeout: float = 120) -> tuple[list[dict[str, Any]], int]:
     """Answers of ``fed-agent rpc`` to the bytes of ``chunks`` on its stdin, and its peak RSS in KiB
-    as /usr/bin/time measures it (wait4 on a child forked from this big test process would count
-    this process's pages)."""
-    rss_file = state_dir.parent / f"{state_dir.name}.rss"
-    p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), str(BIN / "fed-agent"), "rpc",
-                          "--state-dir", str(state_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+    (of the agent alone, tests/peakrss.py: wait4 on a child forked from this big test process would
+    count this process's pages)."""
+    run = Measured([str(BIN / "fed-agent"), "rpc", "--state-dir", str(state_dir)],
+                   state_dir.parent / f"{state_dir.name}.rss",
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    p = run.proc
     assert p.stdin is not None and p.stdout is not None
     out: list[bytes] = []
     reader = threading.Thread(target=lambda: out.append(p.stdout.read()))  # type: ignore[union-attr]
@@ -58,15 +58,11 @@ def rpc(state_dir: Path, chunks: Iterable[bytes], timeout: float = 120) -> tuple
     except BrokenPipeError:
         pass
     try:
-        p.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, 9)
-        p.wait()
-        raise
+        run.wait(timeout)
     finally:
         reader.join(timeout)
         p.stdout.close()
-    return [json.loads(x) for x in out[0].decode().splitlines()], int(rss_file.read_text().split()[-1])
+    return [json.loads(x) for x in out[0].decode().splitlines()], run.peak_kib()
 
 
 def request(op: str, **kw: Any) -> bytes:

@@ -1,6 +1,6 @@
 """Hostile spec files through the installed ``fedctl validate``: every one ends at once with one
 line ``FILE: field: message``, exit 2, no traceback, in bounded time and memory (peak RSS of the
-child read back with ``os.wait4``)."""
+child alone, tests/peakrss.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from federation import specfiles
 from federation.core.errors import SpecError
 from tests.cli import installed
+from tests.peakrss import Measured
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = (ROOT / "clusters/canaries/frontend.yaml").read_text()
@@ -23,29 +24,25 @@ RSS_LIMIT_KIB = 400 * 1024  # the interpreter with pydantic and ruamel is ~60 Mi
 
 
 def validate_rss(path: str | Path, timeout: float = 300) -> tuple[int, str, int, float]:
-    """Exit code, stderr, peak RSS (KiB, from wait4) and wall time of the installed ``fedctl validate``.
-    ``timeout`` only guards against a hang (an unbounded read never ends); speed is measured in
-    docs/limits.md and benchmarks, never asserted here (a loaded machine is slow)."""
+    """Exit code, stderr, peak RSS (KiB, of the child alone: tests/peakrss.py) and wall time of the
+    installed ``fedctl validate``. ``timeout`` only guards against a hang (an unbounded read never
+    ends); speed is measured in docs/limits.md and benchmarks, never asserted here (a loaded machine
+    is slow)."""
     t0 = time.monotonic()
-    with open(os.devnull, "wb") as null:
-        errf = Path(os.environ.get("TMPDIR", "/tmp")) / f"fed-hostile-{os.getpid()}.err"
-        with open(errf, "wb") as err:
-            p = subprocess.Popen([installed(), "validate", str(path)], stdout=null, stderr=err, cwd=ROOT,
-                                 start_new_session=True)
-            deadline = time.monotonic() + timeout
-            while True:
-                pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.monotonic() > deadline:
-                    os.killpg(p.pid, 9)
-                    os.wait4(p.pid, 0)
-                    raise AssertionError(f"fedctl validate {path} still running after {timeout}s")
-                time.sleep(0.02)  # polling a child's exit with a deadline, not synchronisation
-            p.returncode = os.waitstatus_to_exitcode(status)
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    errf = tmp / f"fed-hostile-{os.getpid()}.err"
+    with open(os.devnull, "wb") as null, open(errf, "wb") as err:
+        run = Measured([installed(), "validate", str(path)], tmp / f"fed-hostile-{os.getpid()}.rss",
+                       stdout=null, stderr=err, cwd=ROOT)
+        try:
+            code = run.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"fedctl validate {path} still running after {timeout}s") from None
     text = errf.read_text()
     errf.unlink()
-    return p.returncode, text, usage.ru_maxrss, time.monotonic() - t0
+    rss = run.peak_kib()
+    run.rss_file.unlink()
+    return code, text, rss, time.monotonic() - t0
 
 
 def one_line(code: int, err: str, path: str | Path) -> str:
