@@ -162,6 +162,8 @@ def _row(r: dict[str, Any]) -> list[Any]:
     weights = " ".join(f"{Subset.parse(k)}={as_percent(v)}" for k, v in r["weights"].items())
     zones = " ".join(f"{z}:{'?' if v['appliedStep'] is None else v['appliedStep']}" for z, v in r["zones"].items())
     message = r["message"]
+    if r.get("invalid") and r["phase"] != "Invalid":  # it runs its last valid spec until the file is fixed
+        message = f"invalid spec (running the last valid one): {r['invalid']}; {message}"
     stuck = r.get("commandNotCleared")
     if stuck:
         message = f"command {stuck['command']} applied, not cleared: {stuck['error']}; {message}"
@@ -183,8 +185,10 @@ def status(hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None, to
     """Every rollout the hub runs: phase, weights per (zone, version), failed checks, zone convergence."""
     data = _call(hub_url, _token(token, token_file), "GET", "/api/v1/rollouts")
     output.emit(data, fmt, COLUMNS, [_row(r) for r in data["items"]], title="rollouts")
+    shown = {r["rollout"] for r in data["items"]}
     for key, problem in data.get("problems", {}).items():
-        output.error(f"{key}: {problem}")
+        if key not in shown:  # a rollout shown Invalid has its reason in its row
+            output.error(f"{key}: {problem}")
 
 
 WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for the hub's answer (0: do not wait).")]

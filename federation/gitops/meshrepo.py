@@ -75,6 +75,33 @@ async def canaries(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, Asyn
     return out
 
 
+async def last_valid(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, AsyncRepo], path: str,
+                     queries: Mapping[str, str] | None = None, depth: int = 50) -> specs.FederatedCanary | None:
+    """The canary of the newest version of ``path`` in the mesh repo's last ``depth`` commits that
+    defines one validly (checked against the fleet and templates of now). A hub that restarts
+    while a running rollout's file is invalid picks its last valid spec up from Git here (a hub that
+    kept running keeps the one it had), so the rollout is not detached mid-way."""
+    def versions(repo: Repo) -> list[str]:
+        return [text for c in repo.log(depth, path=path) if (text := repo.read_at(c.sha, path)) is not None]
+
+    for text in await mesh.call(versions):
+        try:
+            docs = specfiles.load_text(text, path)
+        except FederationError:
+            continue
+        for d in docs:
+            if not isinstance(d, specs.FederatedCanary):
+                continue
+            if specs.check_against_fleet(d, fleet) or specs.check_templates(d, queries or {}):
+                break
+            try:
+                d.spec.with_checksum(await canary_checksum(d.spec, zones))
+            except FederationError:
+                break
+            return d
+    return None
+
+
 async def canary_checksum(spec: specs.CanarySpec, zones: Mapping[str, AsyncRepo]) -> str:
     """Digest of the canary version as each canary zone's repo defines it (image, artifact,
     command, env, replicas...): a bump there is a new revision of the canary, which (re)starts

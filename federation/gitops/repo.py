@@ -245,6 +245,17 @@ class Repo:
         with os.fdopen(fd, "rb") as f:
             return f.read(limit).decode("utf-8", errors="replace")
 
+    def read_at(self, rev: str, path: str, limit: int = 1024 * 1024) -> str | None:
+        """The text of ``path`` as commit ``rev`` holds it, None when it held no such file or a
+        larger one than ``limit`` bytes (a blob from history is as untrusted as the worktree)."""
+        g = self._git().git
+        try:
+            if g.cat_file("-t", f"{rev}:{path}").strip() != "blob" or int(g.cat_file("-s", f"{rev}:{path}")) > limit:
+                return None
+            return str(g.cat_file("blob", f"{rev}:{path}", stdout_as_string=False).decode("utf-8", errors="replace"))
+        except GitCommandError:
+            return None
+
     def write(self, path: str, text: str) -> None:
         """Replace a file in the clone; a symlink at ``path`` or on the way to it is refused
         (``PathRefused`` naming it) before anything is written."""

@@ -98,7 +98,7 @@ def app_for(hub: Hub, token: str, commit_url: str = "") -> BoundedBodies:
             return {"status": "discovering"}
         # Public: counts only. What the problems are (file names, fields) is behind the token.
         return {"status": "ready", "rollouts": len(hub.canaries), "problems": len(hub.problems),
-                "invalid": len(hub.invalid)}
+                "invalid": len(hub.invalid) + len(hub.rejected)}
 
     @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
     def openapi() -> dict[str, Any]:
@@ -115,6 +115,8 @@ def app_for(hub: Hub, token: str, commit_url: str = "") -> BoundedBodies:
     @app.get("/api/v1/rollouts/{namespace}/{name}", dependencies=auth)
     async def rollout(namespace: str, name: str) -> dict[str, Any]:
         key = f"{namespace}/{name}"
+        if key in hub.rejected:
+            return await views.rejected(hub, key)
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
         return await views.rollout(hub, key)
@@ -149,6 +151,9 @@ def app_for(hub: Hub, token: str, commit_url: str = "") -> BoundedBodies:
                       wait: Annotated[float, Query(ge=0, le=120)] = 30.0) -> JSONResponse:
         """Queue the command, wake the rollout's worker and wait up to ``wait`` seconds for its answer."""
         key = f"{namespace}/{name}"
+        if key in hub.rejected:
+            return answered({"rollout": key, "command": command, "state": "rejected",
+                             "message": f"the rollout does not run, its file is invalid: {hub.rejected[key]}"})
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
         if command not in COMMANDS:

@@ -46,6 +46,10 @@ class Parts:
         return await meshrepo.canaries(self.mesh, self.fleet, self.repos,
                                        specfiles.template_queries(self.analyzer.templates), running)
 
+    async def last_valid(self, path: str) -> specs.FederatedCanary | None:
+        return await meshrepo.last_valid(self.mesh, self.fleet, self.repos, path,
+                                         specfiles.template_queries(self.analyzer.templates))
+
     async def close(self) -> None:
         """SSH connections, and the pooled connections of every Kubernetes client (zones, mesh)."""
         if self.pool is not None:

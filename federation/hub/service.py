@@ -57,6 +57,8 @@ class Hub:
         self.paths: dict[str, str] = {}  # rollout -> its file in the mesh repo
         self.problems: dict[str, str] = {}
         self.invalid: dict[str, str] = {}  # rollout -> why its file is invalid (it runs its last valid spec)
+        self.rejected: dict[str, str] = {}  # rollout -> why its file is invalid (it does not run: phase Invalid)
+        self._history: dict[str, tuple[str, FederatedCanary | None]] = {}  # file -> (mesh head, last valid)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
         # rollout -> the steps this hub has seen it take (its current rollout only) and its events,
@@ -80,6 +82,17 @@ class Hub:
 
     # -- discovery and supervision ------------------------------------------------------------
 
+    async def _from_history(self, path: str) -> FederatedCanary | None:
+        """The canary of a file in the mesh repo that is invalid now, as its last valid version in
+        Git defines it, when this hub ran that rollout before (it has a stored status) — looked up
+        once per file and mesh commit."""
+        head = await self.parts.mesh.head()
+        if self._history.get(path, ("", None))[0] != head:
+            old = await self.parts.last_valid(path)
+            ran = old is not None and old.key in await self.store.keys()
+            self._history[path] = (head, old if ran else None)
+        return self._history[path][1]
+
     async def discover(self) -> None:
         async with self.clones.exclusive():
             await self.parts.sync()
@@ -101,6 +114,12 @@ class Hub:
             if reason is None:
                 continue
             canaries[key], paths[key], invalid[key] = old_spec, old_path or "", reason
+        for _, (path, c, reason) in found.items():  # after a restart: the last valid spec from Git
+            if c is None and path not in paths.values() and (old := await self._from_history(path)) \
+                    and old.key not in canaries \
+                    and old.spec.service.name not in {x.spec.service.name for x in canaries.values()}:
+                canaries[old.key], paths[old.key], invalid[old.key] = old, path, reason
+        self.rejected = {k: p for k, (path, c, p) in found.items() if c is None and k != path and k not in canaries}
         for key in sorted(invalid.keys() - self.invalid.keys()):
             log.warning("%s: its spec is now invalid; running the last valid one until fixed: %s", key, invalid[key])
             await self._event(key, "InvalidSpec", f"the spec is invalid; the last valid one keeps running: {invalid[key]}")

@@ -178,5 +178,18 @@ async def analysis_now(hub: Hub, key: str) -> dict[str, Any]:
                        for c in verdict.checks],
             "broken": {z: why for z, why in zip(zones, health, strict=True) if why}}
 
+async def rejected(hub: Hub, key: str) -> dict[str, Any]:
+    """A rollout whose file is invalid and that this hub does not run (never valid here, a second
+    canary for a service, or no valid version in Git after a restart): phase Invalid with the
+    reason, and where it stopped if it ran before (its traffic stays there until the file is fixed)."""
+    status = await hub.store.load(key)
+    why = hub.rejected[key]
+    return {"rollout": key, "phase": "Invalid", "invalid": why, "paused": status.paused, "primary": None,
+            "canary": None, "canaryWeight": status.canary_weight, "weights": {}, "step": status.step,
+            "failedChecks": status.failed_checks, "threshold": None, "message": f"not run: {why}", "zones": {},
+            "checks": [], "pendingCommand": None, "commandNotCleared": None, "workerRestarts": 0,
+            "target": status.target, "upToDate": False, "nextRelease": None, "checksum": None}
+
 async def rollouts(hub: Hub) -> list[dict[str, Any]]:
-    return list(await asyncio.gather(*[rollout(hub, k) for k in sorted(hub.canaries)]))
+    return list(await asyncio.gather(*[rollout(hub, k) for k in sorted(hub.canaries)],
+                                     *[rejected(hub, k) for k in sorted(hub.rejected)]))

@@ -179,6 +179,8 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
     @app.get("/ui/api/rollouts/{namespace}/{name}", include_in_schema=False, dependencies=[Depends(data_session)])
     async def rollout(namespace: str, name: str) -> dict[str, Any]:
         key = f"{namespace}/{name}"
+        if key in hub.rejected:
+            return {**await views.rejected(hub, key), "steps": [], "events": [], "thresholds": {}, "webhooks": []}
         if key not in hub.canaries:
             raise HTTPException(404, f"no rollout {key}")
         view = await views.rollout(hub, key)

@@ -17,6 +17,7 @@ from federation.demo import run as demo_run
 from federation.demo.fleet import LocalFleet
 from federation.gitops import meshrepo
 from federation.gitops import repo as gitrepo
+from federation.gitops.aio import AsyncRepo
 from federation.hub import parts as hub_parts
 from federation.hub.api import app_for
 from federation.hub.service import Hub
@@ -37,6 +38,13 @@ class GitDiscovery(hubfakes.MemoryParts):
 
     async def canaries(self, running: Iterable[str] = ()) -> meshrepo.Found:  # type: ignore[override]
         return await self.real.canaries(running)
+
+    @property
+    def mesh(self) -> AsyncRepo:
+        return self.real.mesh
+
+    async def last_valid(self, path: str) -> specs.FederatedCanary | None:
+        return await self.real.last_valid(path)
 
 
 def push(fleet: LocalFleet, repo: str, files: dict[str, str | None], message: str = "change") -> None:
@@ -69,9 +77,12 @@ def canary_text(name: str = "frontend", namespace: str = "shop", service: str = 
 
 
 @contextlib.asynccontextmanager
-async def running_hub(tmp_path: Path) -> AsyncIterator[tuple[LocalFleet, Hub, httpx.AsyncClient]]:
-    fleet = LocalFleet(tmp_path / "fleet")
-    fleet.prepare()
+async def running_hub(tmp_path: Path, fleet: LocalFleet | None = None,
+                      ) -> AsyncIterator[tuple[LocalFleet, Hub, httpx.AsyncClient]]:
+    """A hub on a fresh fleet's repos, or on ``fleet``'s (a restarted hub: same state dir)."""
+    if fleet is None:
+        fleet = LocalFleet(tmp_path / "fleet")
+        fleet.prepare()
     spec = specfiles.load_one(fleet.fleet_file, specs.Fleet)
     real = hub_parts.build(spec, tmp_path / "hub" / "work")
     hub = Hub(spec, tmp_path / "hub", tick=0.05, discover_every=3600, parts=GitDiscovery(spec, real))

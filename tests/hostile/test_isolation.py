@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
+from federation.core import decide as core
 from federation.core.state import RolloutStatus
 from federation.hub.commands import Commands
 from federation.hub.store import FileStore
@@ -86,7 +88,7 @@ def test_a_typo_in_a_running_canary_keeps_it_running_shown_invalid_and_pausable(
 
 def test_a_second_canary_for_one_service_is_refused_and_the_first_keeps_it(tmp_path: Path):
     async def scenario() -> None:
-        async with running_hub(tmp_path) as (fleet, hub, _):
+        async with running_hub(tmp_path) as (fleet, hub, client):
             push(fleet, "mesh", {"canaries/frontend.yaml": canary_text()})
             await hub.discover()
             # Sorted first by path, but the running one keeps the service.
@@ -95,6 +97,56 @@ def test_a_second_canary_for_one_service_is_refused_and_the_first_keeps_it(tmp_p
             assert list(hub.canaries) == [KEY]
             problem = hub.problems["another/copy"]
             assert "service 'frontend' already has a canary (shop/frontend in canaries/frontend.yaml)" in problem
+            # Shown as a rollout in phase Invalid with the reason; a command is refused with it.
+            items = {i["rollout"]: i for i in (await client.get("/api/v1/rollouts")).json()["items"]}
+            assert items["another/copy"]["phase"] == "Invalid" and items["another/copy"]["invalid"] == problem
+            assert items[KEY]["phase"] != "Invalid"
+            one = (await client.get("/api/v1/rollouts/another/copy")).json()
+            assert one["phase"] == "Invalid", one
+            r = await client.post("/api/v1/rollouts/another/copy/pause", params={"wait": 1})
+            assert r.status_code == 409 and "already has a canary" in r.json()["message"], r.text
+            assert (await client.get("/readyz")).json()["invalid"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_hub_restarted_while_a_running_canary_is_invalid_runs_its_last_valid_spec_from_git(tmp_path: Path):
+    async def scenario() -> None:
+        async with running_hub(tmp_path) as (fleet, hub, _):
+            push(fleet, "mesh", {"canaries/frontend.yaml": canary_text()})
+            await hub.discover()
+            await hubfakes.until(lambda: _step_at_least(hub, 1), 30, "first step")
+            good = hub.canaries[KEY].spec
+        push(fleet, "mesh", {"canaries/frontend.yaml": canary_text().replace("spec:", "spec:\n  : [", 1)})
+        push(fleet, "mesh", {"README.md": "unrelated"})  # the typo is not the newest commit
+        async with running_hub(tmp_path, fleet) as (_, hub, client):  # same state dir: a restart
+            await hub.discover()
+            assert KEY in hub.canaries, (hub.problems, hub.rejected)
+            assert core.same_target(hub.canaries[KEY].spec, core.target_of(good))
+            assert hub.canaries[KEY].spec.checksum == good.checksum
+            assert not hub.tasks[KEY].done()
+            view = (await client.get(f"/api/v1/rollouts/{KEY}")).json()
+            assert view["phase"] != "Invalid" and view["invalid"].startswith("canaries/frontend.yaml: invalid YAML")
+            r = await client.post(f"/api/v1/rollouts/{KEY}/pause", params={"wait": 20})
+            assert r.status_code == 200 and r.json()["state"] == "accepted", r.text
+
+    asyncio.run(scenario())
+
+
+def test_a_canary_invalid_from_the_start_is_listed_as_invalid_and_never_run(tmp_path: Path):
+    async def scenario() -> None:
+        async with running_hub(tmp_path) as (fleet, hub, client):
+            def nowhere(doc: dict[str, Any]) -> None:
+                doc["spec"]["canary"]["zones"] = ["mars"]
+            push(fleet, "mesh", {"canaries/frontend.yaml": canary_text(change=nowhere)})
+            push(fleet, "mesh", {"README.md": "unrelated"})
+            await hub.discover()
+            assert KEY not in hub.canaries and KEY not in hub.tasks  # no history of a valid one: not run
+            body = (await client.get("/api/v1/rollouts")).json()
+            [item] = body["items"]
+            assert item["rollout"] == KEY and item["phase"] == "Invalid" and "mars" in item["invalid"], item
+            r = await client.post(f"/api/v1/rollouts/{KEY}/abort", params={"wait": 1})
+            assert r.status_code == 409 and "file is invalid" in r.json()["message"], r.text
 
     asyncio.run(scenario())
 
