@@ -55,6 +55,9 @@ def _short(exc: Exception) -> str:
     if isinstance(exc, requests.exceptions.SSLError):  # say why TLS failed (an unknown CA, say)
         m = re.search(r"\[SSL: [A-Z_]+\] ([^'\")(]+)", text)
         return f"SSL: {m.group(1).strip()}" if m else "SSL handshake failed"
+    m = re.search(r"(refused by the outbound policy: .*?)(?:[\"']\)|$)", text)  # checked again at connect
+    if m:
+        return m.group(1).strip()[:300]
     m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
     if m:
         return m.group(1).strip()
@@ -161,6 +164,8 @@ class Client:
                       allowed_methods=frozenset({"GET", "POST"}))
         self._prom = PrometheusConnect(url=self.source.url, headers=headers, disable_ssl=disable_ssl, auth=auth,
                                        session=session, timeout=self.timeout, retry=retry)
+        if self.policy is not None:  # connections only to addresses the policy allows (checked at connect),
+            session.mount(self.source.url, resolve.PinnedAdapter(self.policy, max_retries=retry))  # over its own
         return self._prom
 
     def _allowed(self) -> None:

@@ -84,7 +84,7 @@ async def send(p: AlertProvider, payload: dict[str, Any], timeout: float = 10.0,
         if secret:
             headers["X-Federation-Signature"] = signature(secret, data)
     try:
-        async with httpx.AsyncClient(timeout=timeout) as c:
+        async with resolve.client(policy, url, timeout=timeout) as c:
             r = await c.post(url, content=data, headers=headers)
         if r.status_code >= 300:
             log.warning("alert provider %s answered HTTP %d", p.name, r.status_code)

@@ -34,7 +34,7 @@ async def call(hook: Webhook, body: dict[str, Any], policy: outbound.Policy | No
     last = ""
     for attempt in range(hook.retries + 1):
         try:
-            async with httpx.AsyncClient(timeout=timeout, verify=not hook.disable_tls) as c:
+            async with resolve.client(policy, hook.url, timeout=timeout, verify=not hook.disable_tls) as c:
                 r = await c.post(hook.url, json=body)
             if 200 <= r.status_code < 300:
                 return HookResult(True, f"HTTP {r.status_code}")

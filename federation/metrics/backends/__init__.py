@@ -102,7 +102,11 @@ class _Policed:
         why = await resolve.refused_async(self.policy, base) if base else None
         if why is not None:
             raise Unreachable(f"{self.kind} {outbound.redact(base)}: refused by the outbound policy: {why}")
-        return await self.inner.scalar(query, at)
+        token = resolve.POLICY.set(self.policy)  # its HTTP client connects only where the policy allows
+        try:
+            return await self.inner.scalar(query, at)
+        finally:
+            resolve.POLICY.reset(token)
 
 
 def build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str,

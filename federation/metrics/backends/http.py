@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from federation import resolve
 from federation.core.spec import MetricProvider
 from federation.metrics.prometheus import NoData, Unreachable
 
@@ -64,7 +65,7 @@ async def request(name: str, base: str, method: str, path: str, *, timeout: floa
     pairs: list[tuple[str, str | int | float | bool | None]] = list(
         params.items() if isinstance(params, dict) else params or [])
     try:
-        async with httpx.AsyncClient(timeout=timeout, verify=verify) as c:
+        async with resolve.client(resolve.POLICY.get(), base, timeout=timeout, verify=verify) as c:
             r = await c.request(method, base.rstrip("/") + path, params=httpx.QueryParams(pairs), headers=headers, content=content,
                                 auth=auth)
     except httpx.TimeoutException:
@@ -72,6 +73,8 @@ async def request(name: str, base: str, method: str, path: str, *, timeout: floa
     except httpx.ConnectError as exc:
         text = str(exc)
         why = "TLS: " + text.split("]")[-1].strip() if "SSL" in text or "certificate" in text else "cannot connect"
+        if "refused by the outbound policy" in text:  # checked again where the socket is made
+            why = text[text.index("refused by the outbound policy"):][:300]
         raise Unreachable(f"{where}: {why}") from None
     except httpx.HTTPError as exc:
         raise Unreachable(f"{where}: {type(exc).__name__}") from None
