@@ -65,6 +65,20 @@ class ZoneStatus:
         return [f"{h.target}: {h.error or 'unreachable'}" for h in self.hosts if h.error or not h.reachable]
 
 
+def _behind(want: Desired | None, resp: StatusAnswer) -> bool:
+    """Whether a host's stored desired state is older than ``want`` (by generation where both
+    sides speak it; an agent that reports no generation field at all is compared by step)."""
+    if want is None:
+        return False
+    stored = resp.get("step")
+    if stored is None:
+        return True
+    if "generation" in want and "generation" in resp:
+        generation = resp.get("generation")
+        return generation is None or generation < want["generation"]
+    return stored < want.get("step", 0)
+
+
 class VmAgents:
     """The agents of one VM zone over SSH: apply a desired state, status, drain, hello."""
 
@@ -76,8 +90,16 @@ class VmAgents:
         self.targets = [Target(h.address, h.port, h.user, zone.known_hosts, zone.identity_file) for h in zone.hosts]
         self.desired: Desired | None = None
 
-    async def apply(self, revision: str, step: int, manifests: list[Any]) -> None:
-        self.desired = {"revision": revision, "step": step, "manifests": manifests}
+    async def apply(self, revision: str, step: int, manifests: list[Any], generation: int | None = None) -> None:
+        """Send every host this desired state. Rollouts of several services share a zone and send
+        it concurrently: the newest generation (zone repo commit count) is kept for re-sends."""
+        desired: Desired = {"revision": revision, "step": step, "manifests": manifests}
+        if generation is not None:
+            desired["generation"] = generation
+            kept = (self.desired or {}).get("generation")
+            if kept is not None and kept > generation:
+                return  # a newer head (holding this one) was sent already; hosts refuse an older one
+        self.desired = desired
         results = await asyncio.gather(*[self._push(t) for t in self.targets], return_exceptions=True)
         for t, r in zip(self.targets, results, strict=True):
             if isinstance(r, Exception):
@@ -102,9 +124,7 @@ class VmAgents:
         hs = HostStatus(str(t), True, resp.get("applied_step"), resp.get("applied_revision"),
                         resp.get("versions") or {}, resp.get("agent_version"), resp.get("health", "unknown"),
                         resp.get("error") or "")
-        want = self.desired
-        stored = resp.get("step")
-        if want is not None and (stored is None or stored < want.get("step", 0)):
+        if _behind(self.desired, resp):
             # This host missed an apply (it was down, or restarted empty): send it again.
             try:
                 await self._push(t)
@@ -161,11 +181,23 @@ class VmZone:
     async def converge(self, step: int) -> None:
         under = self.repo.path
 
-        def desired(r: Repo) -> tuple[str, list[Any]]:
-            return r.head(), releases.manifests(r, under)
+        def desired(r: Repo) -> tuple[str, int, list[Any]]:
+            return r.head(), r.generation(), releases.manifests(r, under)
 
-        head, manifests = await self.repo.call(desired)
-        await self.agents.apply(head, step, manifests)
+        head, generation, manifests = await self.repo.call(desired)
+        await self.agents.apply(head, step, manifests, generation)
 
     async def observe(self, canary: FederatedCanary, step: int) -> ZoneStatus:
-        return await self.agents.observe()
+        """Each host's applied step for this rollout, from the revision it applied (the zone repo
+        holds every rollout's step commits; an agent's own step counter is the zone's, shared by
+        every service there): a host counts only once it runs a revision holding our step."""
+        status = await self.agents.observe()
+        reached: dict[str, int | None] = {}
+        for h in status.hosts:
+            if h.applied_revision is None:
+                h.applied_step = None
+                continue
+            if h.applied_revision not in reached:
+                reached[h.applied_revision] = await self.repo.step_reached(canary.key, h.applied_revision, step)
+            h.applied_step = reached[h.applied_revision]
+        return status

@@ -102,6 +102,7 @@ class Agent:
             "runner": self.runner,
             "revision": desired.get("revision"),
             "step": desired.get("step"),
+            "generation": desired.get("generation"),
             "applied_revision": self.applied_revision,
             "applied_step": self.applied_step,
             "health": "draining" if draining else ("ok" if not self.error else "degraded"),

@@ -68,6 +68,10 @@ def check_desired(desired: Any) -> None:
     step = desired.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= 10 ** 9:
         raise Refused("apply needs step (a whole number, 0 or more): without it the older-state guard cannot work")
+    generation = desired.get("generation")
+    if generation is not None and (isinstance(generation, bool) or not isinstance(generation, int)
+                                   or not 0 <= generation <= 10 ** 12):
+        raise Refused("generation must be a whole number, 0 or more (the zone repo's commit count)")
     manifests = desired.get("manifests")
     if not isinstance(manifests, list) or len(manifests) > MAX_MANIFESTS:
         raise Refused(f"apply needs manifests (a list of at most {MAX_MANIFESTS})")

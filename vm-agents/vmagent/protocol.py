@@ -20,10 +20,14 @@ OPS = ("hello", "status", "apply", "drain", "rollback")
 
 
 class Desired(TypedDict, total=False):
-    """What the hub wants a VM to run: the zone repo's revision, its step, the ZoneRelease manifests."""
+    """What the hub wants a VM to run: the zone repo's revision, the step of the rollout that sent
+    it, the revision's generation (the zone branch's commit count: it orders the desired states of
+    every rollout in the zone, where steps of different rollouts do not) and the ZoneRelease
+    manifests."""
 
     revision: str
     step: int
+    generation: int
     manifests: list[dict[str, Any]]
 
 
@@ -73,6 +77,7 @@ class StatusAnswer(Answer, total=False):
     runner: str
     revision: str | None
     step: int | None
+    generation: int | None
     applied_revision: str | None
     applied_step: int | None
     health: str

@@ -100,10 +100,16 @@ class StateDir:
         with self.lock():
             current = self.desired() or {}
             new_step, old_step = desired["step"], current.get("step")
-            if isinstance(old_step, int) and new_step < old_step:
-                # A late retry of an older step must never move this VM backwards.
+            new_gen, old_gen = desired.get("generation"), current.get("generation")
+            # A late retry of an older state must never move this VM backwards. Generations order
+            # the states of every rollout in the zone; a hub that sends none is ordered by step.
+            if isinstance(new_gen, int) and isinstance(old_gen, int):
+                if new_gen < old_gen:
+                    return {"accepted": False, "reason": f"generation {new_gen} is older than stored {old_gen}"}
+            elif isinstance(old_step, int) and new_step < old_step:
                 return {"accepted": False, "reason": f"step {new_step} is older than stored step {old_step}"}
             self.set_desired({"revision": desired["revision"], "step": new_step,
+                              **({"generation": new_gen} if isinstance(new_gen, int) else {}),
                               "manifests": desired["manifests"], "received_at": time.time()})
         return {"accepted": True}
 
