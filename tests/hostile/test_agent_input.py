@@ -84,7 +84,7 @@ def test_a_200_mb_request_line_is_refused_in_bounded_memory(tmp_path: Path):
     assert rss < 100 * 1024, f"peak RSS {rss} KiB"
 
 
-@pytest.mark.parametrize(("desired", "reason"), [
+BAD_DESIRED = [
     (release(step=None), "apply needs step"),
     ({**release(), "revision": None}, "apply needs revision"),
     ({**release(), "revision": "r1\nx"}, "apply needs revision"),
@@ -95,7 +95,11 @@ def test_a_200_mb_request_line_is_refused_in_bounded_memory(tmp_path: Path):
     (release(version="v2\nUser=root"), "is not a name"),
     (release(command=["/bin/sh", "-c", "id\nExecStartPost=/bin/true"]), "contains a control character"),
     (release(command=[]), "command must be a list"),
-])
+    ({**release(), "generation": -1}, "generation must be a whole number"),
+]
+
+
+@pytest.mark.parametrize(("desired", "reason"), BAD_DESIRED)
 def test_a_bad_desired_state_is_refused_and_nothing_stored(tmp_path: Path, desired: dict[str, Any], reason: str):
     answers, _ = rpc(tmp_path / "s", [request("apply", desired=desired)])
     assert answers[0]["ok"] is False and reason in answers[0]["error"], answers
