@@ -8,11 +8,15 @@ Callers: ``cli`` (validate, plan, render), ``hub`` and ``gitops`` (specs in repo
 
 from __future__ import annotations
 
+import copy
 import difflib
+import hashlib
 import io
 import re
+import threading
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -96,8 +100,60 @@ def dump(docs: Iterable[Any]) -> str:
     return out.getvalue()
 
 
+class _Parsed:
+    """The last parses, keyed by (file name, SHA-256 of the text): discovery reads every spec file
+    of every repo every few seconds and most never change, while parsing one near the node bound
+    costs seconds of CPU (pure-Python YAML). Bounded in entries and in text held; a hit returns a
+    deep copy (callers may edit what they get) or raises the same SpecError again."""
+
+    MAX_ENTRIES = 512
+    MAX_BYTES = 64 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: OrderedDict[tuple[str, str], tuple[int, list[Any] | SpecError]] = OrderedDict()
+        self.size = 0
+
+    def get(self, key: tuple[str, str]) -> list[Any] | SpecError | None:
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is None:
+                return None
+            self.entries.move_to_end(key)
+            return hit[1] if isinstance(hit[1], SpecError) else copy.deepcopy(hit[1])
+
+    def put(self, key: tuple[str, str], size: int, value: list[Any] | SpecError) -> None:
+        with self.lock:
+            if key in self.entries or size > self.MAX_BYTES // 8:
+                return
+            self.entries[key] = (size, copy.deepcopy(value) if isinstance(value, list) else value)
+            self.size += size
+            while len(self.entries) > self.MAX_ENTRIES or self.size > self.MAX_BYTES:
+                _, (old, _) = self.entries.popitem(last=False)
+                self.size -= old
+
+
+PARSED = _Parsed()
+
+
 def parse_documents(text: str, filename: str) -> list[Any]:
     """Every YAML document in ``text``, within the limits above; SpecError naming the file otherwise."""
+    key = (filename, hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
+    hit = PARSED.get(key)
+    if isinstance(hit, SpecError):
+        raise SpecError(list(hit.problems)) from None  # a new one: a raised exception keeps its traceback
+    if hit is not None:
+        return hit
+    try:
+        docs = _parse_documents(text, filename)
+    except SpecError as exc:
+        PARSED.put(key, len(text), exc)
+        raise
+    PARSED.put(key, len(text), docs)
+    return docs
+
+
+def _parse_documents(text: str, filename: str) -> list[Any]:
     if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise SpecError([Problem(filename, "", _too_large())])
     if "\x00" in text:
