@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -202,12 +203,73 @@ def test_fedctl_metrics_shows_a_failing_dry_run_metric_without_failing(tmp_path:
     assert table.returncode == 0 and "fail (dry-run)" in table.stdout
 
 
-def test_a_datadog_template_gives_the_same_verdict_through_fedctl_and_the_hub_api(tmp_path: Path,
-                                                                                 prom: provider_stubs.Stub):
-    """One Flagger MetricTemplate (Datadog, overridden for zone onprem to its own Datadog site) judged
-    by ``fedctl metrics --fleet`` and by a running hub's ``GET /api/v1/rollouts/shop/frontend/metrics``
-    (the real Hub, API and Analyzer; in-memory zones, tests/hubfakes.py): the same values and outcomes
-    per zone and globally, and the failing check fails both ways."""
+def _service_account() -> tuple[dict[str, str], bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return ({"type": "service_account", "project_id": "shop-prod", "private_key_id": "k1", "private_key": pem,
+             "client_email": "hub@shop-prod.iam.gserviceaccount.com", "token_uri": ""}, public)
+
+
+CW_QUERY = ('[{"Id": "e1", "Expression": "m1 / m2", "Label": "ErrorRate"}, {"Id": "m1", "MetricStat": {"Metric": '
+            '{"Namespace": "MyCluster", "MetricName": "ErrorCount", "Dimensions": [{"Name": "appName", '
+            '"Value": "{{ target }}"}]}, "Period": 60, "Stat": "Sum"}, "ReturnData": false}]')
+
+
+def _case(kind: str) -> tuple[Callable[[float], provider_stubs.Stub], dict[str, Any], dict[str, str], str, bool]:
+    """(stub for a value, provider fields besides the address, secret files, query, whether each zone
+    gets its own server) of one Flagger provider type, as its documented API and secret keys say."""
+    if kind == "prometheus":
+        return (lambda v: provider_stubs.prometheus(str(v)), {}, {},
+                'sum(rate(errors_total{deployment="{{ target }}"}[{{ interval }}]))', True)
+    if kind == "datadog":
+        return (lambda v: provider_stubs.datadog([[1.0, v]], api_key="k1", app_key="k2"), {},
+                {"datadog_api_key": "k1", "datadog_application_key": "k2"},
+                "sum:trace.http.request.errors{service:{{ target }}}.as_rate()", True)
+    if kind == "graphite":
+        return (lambda v: provider_stubs.graphite([[v, 1]], auth=("hub", "pw")), {},
+                {"username": "hub", "password": "pw"}, "target=errors.{{ target }}.rate", True)
+    if kind == "influxdb":
+        return (lambda v: provider_stubs.influxdb(f",result,table,_value\n,,0,{v}\n", token="t0k", org="ops"), {},
+                {"token": "t0k", "org": "ops"},
+                'from(bucket: "b") |> range(start: -{{ interval }}) |> filter(fn: (r) => r["app"] == "{{ target }}")', True)
+    if kind == "newrelic":
+        return (lambda v: provider_stubs.newrelic({"result": v}), {},
+                {"newrelic_account_id": "1234", "newrelic_query_key": "nr-query"},
+                "SELECT percentage(count(*), WHERE error IS true) FROM Transaction WHERE appName = '{{ target }}'", True)
+    if kind == "dynatrace":
+        return (lambda v: provider_stubs.dynatrace([v], token="dt0c01.x"), {}, {"dynatrace_token": "dt0c01.x"},
+                "builtin:service.errors.total.rate", True)
+    if kind == "cloudwatch":
+        return (lambda v: provider_stubs.cloudwatch([v], access_key="AKIDTEST", secret_key="s3cr3t",
+                                                    region="eu-west-1"),
+                {"region": "eu-west-1"}, {"aws_access_key_id": "AKIDTEST", "aws_secret_access_key": "s3cr3t"},
+                CW_QUERY, True)
+    if kind == "splunk":
+        return (lambda v: provider_stubs.splunk([("AAAA", v)], token="sf-k"), {}, {"sf_token_key": "sf-k"},
+                "data('errors', filter=filter('deployment', '{{ target }}')).sum().publish()", True)
+    assert kind == "stackdriver"
+    # One Google project for every zone: the service account's token endpoint is that server's.
+    account, public = _service_account()
+    return (lambda v: provider_stubs.google(public, [{"doubleValue": v}]), {},
+            {"project": "shop-prod", "serviceAccountKey": json.dumps(account)},
+            "fetch k8s_container | metric 'istio.io/service/server/request_count' "
+            "| filter resource.container_name == '{{ target }}' | within 5m", False)
+
+
+@pytest.mark.parametrize("kind", ["prometheus", "datadog", "graphite", "influxdb", "newrelic", "dynatrace",
+                                  "cloudwatch", "splunk", "stackdriver"])
+def test_a_template_of_each_provider_gives_the_same_verdict_through_fedctl_and_the_hub_api(
+        tmp_path: Path, prom: provider_stubs.Stub, kind: str):
+    """One Flagger MetricTemplate per provider type, unchanged (overridden for zone onprem to its own
+    server where the provider has sites), judged by ``fedctl metrics --fleet`` and by a running hub's
+    ``GET /api/v1/rollouts/shop/frontend/metrics`` (the real Hub, API and Analyzer; in-memory zones,
+    tests/hubfakes.py): the same values and outcomes per zone and globally, the failing check fails
+    both ways, and nothing goes to the zones' own Prometheus."""
     import asyncio
     import time
 
@@ -220,22 +282,27 @@ def test_a_datadog_template_gives_the_same_verdict_through_fedctl_and_the_hub_ap
     from federation.metrics.analysis import Analyzer
     from tests import hubfakes
 
-    us, eu = provider_stubs.datadog([[1.0, 0.8]], api_key="k1", app_key="k2"), \
-        provider_stubs.datadog([[1.0, 0.3]], api_key="k1", app_key="k2")
+    stub, fields, keys, query, per_zone = _case(kind)
+    us = stub(0.8)
+    eu = stub(0.3) if per_zone else us
     try:
-        template = {"apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "dd-errors"},
-                    "spec": {"provider": {"type": "datadog", "address": us.url, "secretRef": {"name": "datadog"}},
-                             "query": "sum:trace.http.request.errors{service:{{ target }}}.as_rate()"}}
-        doc = canary(ref="dd-errors")
+        if kind == "stackdriver":  # the token endpoint is the server's own
+            account = json.loads(keys["serviceAccountKey"])
+            keys = {**keys, "serviceAccountKey": json.dumps({**account, "token_uri": f"{us.url}/token"})}
+        template = {"apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "errors"},
+                    "spec": {"provider": {"type": kind, "address": us.url, "secretRef": {"name": "provider"}, **fields},
+                             "query": query}}
+        doc = canary(ref="errors")
         doc["spec"]["canary"]["zones"] = ["eks", "onprem"]
         doc["spec"]["analysis"]["metrics"][0].update({"scope": "both", "thresholdRange": {"max": 0.5}})
-        secrets = tmp_path / "secrets" / "datadog"
+        secrets = tmp_path / "secrets" / "provider"
         secrets.mkdir(parents=True)
-        (secrets / "datadog_api_key").write_text("k1")
-        (secrets / "datadog_application_key").write_text("k2")
-        bare = mesh_repo(tmp_path, {"canaries/frontend.yaml": doc, "templates/dd.yaml": template})
+        for k, v in keys.items():
+            (secrets / k).write_text(v)
+        bare = mesh_repo(tmp_path, {"canaries/frontend.yaml": doc, "templates/errors.yaml": template})
+        override = [{"type": kind, "address": eu.url}] if per_zone else []
         zones = [fleets.vm_zone("eks", prometheus=prom.url),
-                 fleets.vm_zone("onprem", prometheus=prom.url, metricProviders=[{"type": "datadog", "address": eu.url}]),
+                 fleets.vm_zone("onprem", prometheus=prom.url, metricProviders=override),
                  fleets.vm_zone("vms", prometheus=prom.url)]
         fleet_doc = fleets.fleet_doc(zones, mesh=fleets.envoy_mesh(str(bare)), name="m")
         fleet_doc["spec"]["metrics"] = {"secretsDir": str(tmp_path / "secrets")}
@@ -245,12 +312,13 @@ def test_a_datadog_template_gives_the_same_verdict_through_fedctl_and_the_hub_ap
                    "-o", "json")
         assert r.returncode == 1, r.stdout + r.stderr  # a check failed on real figures
         by_cli = [(c["metric"], c["zone"], c["value"], c["outcome"]) for c in json.loads(r.stdout)["checks"]]
+        assert not any(v in r.stdout + r.stderr for v in keys.values() if len(v) > 3)  # no secret printed
 
         fleet = specs.Fleet.model_validate(fleet_doc)
         c = specs.FederatedCanary.model_validate(doc)
         parts = hubfakes.MemoryParts(fleet, [c])
         parts.analyzer = Analyzer(fleet, metric_templates=specfiles.metric_templates(  # type: ignore[assignment]
-            [("templates/dd.yaml", specfiles.dump([template]))]))
+            [("templates/errors.yaml", specfiles.dump([template]))]))
         hub = Hub(fleet, tmp_path / "hub", tick=0.05, discover_every=1.0, store=MemoryStore(), parts=parts)
 
         async def ask() -> dict[str, Any]:
@@ -271,9 +339,14 @@ def test_a_datadog_template_gives_the_same_verdict_through_fedctl_and_the_hub_ap
                 await asyncio.wait_for(task, 30)
 
         by_hub = [(ch["metric"], ch["zone"] or "global", ch["value"], ch["outcome"]) for ch in asyncio.run(ask())["checks"]]
+        eu_value, eu_outcome = (0.3, "pass") if per_zone else (0.8, "fail")
         assert by_cli == by_hub == [("latency", "global", 0.8, "fail"), ("latency", "eks", 0.8, "fail"),
-                                    ("latency", "onprem", 0.3, "pass")]
-        assert set(us.queries()) == set(eu.queries()) == {"sum:trace.http.request.errors{service:frontend-v2}.as_rate()"}
+                                    ("latency", "onprem", eu_value, eu_outcome)]
+        asked = len(us.asked) + (len(eu.asked) if per_zone else 0)
+        assert asked >= 4, (us.asked, eu.asked)  # each zone, by fedctl and by the hub
+        if kind != "prometheus":
+            assert [q for q in prom.queries() if q != "vector(1)"] == []  # nothing went to the zones' Prometheus
     finally:
         us.close()
-        eu.close()
+        if per_zone:
+            eu.close()
