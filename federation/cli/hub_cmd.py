@@ -185,6 +185,8 @@ def status(hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None, to
     output.emit(data, fmt, COLUMNS, [_row(r) for r in data["items"]], title="rollouts")
     for key, problem in data.get("problems", {}).items():
         output.error(f"{key}: {problem}")
+    for error in data.get("errors", {}).values():  # the hub's own trouble (its Leases)
+        output.error(f"hub: {error}")
 
 
 WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for the hub's answer (0: do not wait).")]

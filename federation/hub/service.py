@@ -21,7 +21,7 @@ from federation.core import decide as core
 from federation.core.errors import FederationError
 from federation.core.spec import FederatedCanary, Fleet
 from federation.core.state import Emit, Phase, RolloutStatus
-from federation.hub import journal
+from federation.hub import journal, leasing
 from federation.hub import parts as hub_parts
 from federation.hub.commands import Commands
 from federation.hub.desk import CommandDesk
@@ -57,6 +57,7 @@ class Hub:
         self.paths: dict[str, str] = {}  # rollout -> its file in the mesh repo
         self.problems: dict[str, str] = {}
         self.invalid: dict[str, str] = {}  # rollout -> why its file is invalid (it runs its last valid spec)
+        self.errors: dict[str, str] = {}  # part of the hub (``leases``) -> what fails there now
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
         # rollout -> the steps this hub has seen it take (its current rollout only) and its events,
@@ -115,7 +116,7 @@ class Hub:
                 self.wake(key)  # a new release: start it now, not at the end of the current sleep
         mine = set(self.canaries)
         if self.shards is not None:
-            mine = await self.shards.reconcile(sorted(self.canaries))
+            mine = await leasing.reconcile(self.shards, sorted(self.canaries), self.errors)
             if mine != self.owned:
                 log.info("this replica runs %d of %d rollouts: %s", len(mine), len(self.canaries), sorted(mine))
         self.owned = mine

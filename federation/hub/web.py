@@ -174,7 +174,7 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
             since = (await hub.store.load(item["rollout"])).last_transition_at
             item["inPhaseSeconds"] = None if since is None else max(0.0, now - since)
         items.sort(key=lambda r: (not (r["paused"] or r["phase"] in WAITING), r["rollout"]))
-        return {"items": items, "problems": hub.problems}
+        return {"items": items, "problems": hub.problems, "errors": hub.errors}
 
     @app.get("/ui/api/rollouts/{namespace}/{name}", include_in_schema=False, dependencies=[Depends(data_session)])
     async def rollout(namespace: str, name: str) -> dict[str, Any]:
