@@ -64,6 +64,7 @@ class Hub:
         # for the web pages.
         self.steps: journal.Log = {}
         self.events_seen: journal.Log = {}
+        self.changes = journal.Changes()  # what the web pages' live stream waits on
         self.hook_answers: dict[str, dict[str, dict[str, Any]]] = {}  # rollout -> webhook -> its last answer
         self.restarts: dict[str, int] = {}
         self.shards = shards
@@ -121,6 +122,7 @@ class Hub:
                 log.info("this replica runs %d of %d rollouts: %s", len(mine), len(self.canaries), sorted(mine))
         self.owned = mine
         self.metrics.discovery(self.canaries, mine, sharded=self.shards is not None, now=time.time())
+        self.changes.note("", (sorted(self.canaries), sorted(mine), self.problems, self.invalid, dict(self.errors)))
         for key in sorted(mine):
             if key not in self.tasks or self.tasks[key].done():
                 self.tasks[key] = asyncio.create_task(self._supervise(key), name=f"rollout:{key}")
@@ -156,6 +158,7 @@ class Hub:
             self.metrics.observe(report, time.perf_counter() - t0, canary)
             self.last[key] = report
             journal.record(self.steps, self.hook_answers, self.events_seen, report)
+            self.changes.tick(report, self.events_seen)
             self.waiting[key] = journal.explain(self.waiting.get(key, {}), report)
             await self.forward_events(report)
             if pending is not None and not report.error:
@@ -225,5 +228,6 @@ class Hub:
 
     def stop(self) -> None:
         self._stop.set()
+        self.changes.close()
         for event in self._wake.values():
             event.set()

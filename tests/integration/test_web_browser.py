@@ -125,10 +125,25 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
     shoot(b, "web-rollouts")
     assert console_errors(b) == []
 
-    # One rollout: pause it by a click; the API and the page say so.
+    # One rollout, live: a pause through the API reaches the open page by its event stream (a real
+    # EventSource), without a reload; a click on resume shows the hub's answer.
     b.get(f"{hub_url}/ui/rollouts/{KEY}")
-    poll(lambda: b.find_elements(By.ID, "action-pause"), 90, "the actions").pop().click()
-    answer = poll(lambda: b.find_element(By.ID, "answer").text, 90, "the hub's answer")
+    poll(lambda: b.execute_script("return document.body.dataset.live") == "sse", 60, "the page's event stream")
+    b.execute_script("window.notReloaded = true;")
+    pushed = int(b.execute_script("return document.body.dataset.pushed"))
+    assert httpx.post(f"{hub_url}/api/v1/rollouts/{KEY}/pause", headers={"Authorization": f"Bearer {TOKEN}"},
+                      timeout=60).json()["state"] == "accepted"
+    poll(lambda: "(paused)" in b.find_element(By.ID, "summary").text, 20, "the pause pushed to the page")
+    assert b.execute_script("return window.notReloaded === true && document.body.dataset.live") == "sse"
+    assert int(b.execute_script("return document.body.dataset.pushed")) > pushed
+    b.find_element(By.ID, "action-resume").click()
+    poll(lambda: b.find_element(By.ID, "answer").text.startswith("resume: accepted"), 90, "the hub's answer to resume")
+    poll(lambda: "(paused)" not in b.find_element(By.ID, "summary").text, 20, "the resume pushed to the page")
+    assert b.execute_script("return window.notReloaded") is True
+    # Pause by a click; the API and the page say so.
+    b.find_element(By.ID, "action-pause").click()
+    answer = poll(lambda: (lambda t: t if t.startswith("pause") else "")(b.find_element(By.ID, "answer").text),
+                  90, "the hub's answer")
     assert answer.startswith("pause: accepted"), answer
     assert api_get(hub_url, f"/api/v1/rollouts/{KEY}")["paused"] is True
     poll(lambda: "(paused)" in b.find_element(By.ID, "summary").text, 90, "the page showing the pause")
@@ -160,3 +175,23 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
     assert status == 403
     assert api_get(hub_url, f"/api/v1/rollouts/{KEY}")["paused"] is True
     assert [e for e in console_errors(b) if "/resume" not in e["message"]] == []
+
+
+def test_without_event_source_the_pages_poll(hub_url: str, browser: webdriver.Chrome):
+    """A browser without EventSource (removed before the page's scripts run) still sees updates:
+    the page polls."""
+    b = browser
+    b.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.EventSource;"})
+    b.get(f"{hub_url}/ui/login")
+    b.find_element(By.ID, "token").send_keys(TOKEN)
+    b.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    poll(lambda: b.current_url == f"{hub_url}/ui/", 90, "the fleet page after login")
+    b.get(f"{hub_url}/ui/rollouts/{KEY}")
+    poll(lambda: b.find_elements(By.ID, "summary"), 60, "the rollout page")
+    assert b.execute_script("return typeof window.EventSource") == "undefined"
+    step = api_get(hub_url, f"/api/v1/rollouts/{KEY}")["step"]
+    poll(lambda: f"at step {step + 1}" in b.find_element(By.ID, "summary").text or
+         f"at step {step + 2}" in b.find_element(By.ID, "summary").text, 60, "a later step shown by polling")
+    assert b.execute_script("return document.body.dataset.live") == "polling"
+    assert "polling every 2s" in b.find_element(By.ID, "status").text
+    assert console_errors(b) == []
