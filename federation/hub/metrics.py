@@ -162,8 +162,9 @@ class HubMetrics:
         workload = spec.service.name if spec is not None else name
         before, st = report.status, report.decision.status
         self._at(self.last_tick, key, name, ns).set(report.now)
+        tick_errors = self._at(self.tick_errors, key, name, ns)  # 0 before the first: rate() has a series
         if report.error:
-            self._at(self.tick_errors, key, name, ns).inc()
+            tick_errors.inc()
         # Flagger's
         self._at(self.f_status, key, workload, ns).set(flagger_status_code(st))
         canary_pct = flagger_canary_percent(st)
@@ -182,6 +183,8 @@ class HubMetrics:
         if spec is not None:
             self._at(self.deadline, key, name, ns).set(spec.progress_deadline_seconds)
             self._thresholds(key, name, ns, spec)
+            for counter in (self.f_successes, self.f_failures):  # 0 before the first: increase() has a series
+                self._at(counter, key, workload, ns, strategy(spec), "skipped" if spec.skip_analysis else "completed")
         if st.phase != before.phase:
             outcome = None
             if st.phase is Phase.SUCCEEDED:
@@ -218,9 +221,10 @@ class HubMetrics:
                 if m.zone is None:
                     self._at(self.f_analysis, key, workload, ns, m.metric).set(m.value)
         if st.last_checks and st.last_checks is not report.status.last_checks:
-            for c in st.last_checks:
+            for c in st.last_checks:  # every check's series, at 0 until it fails
+                failures = self._at(self.check_failures, key, name, ns, c.metric, c.zone or GLOBAL)
                 if c.outcome in ("fail", "nodata"):
-                    self._at(self.check_failures, key, name, ns, c.metric, c.zone or GLOBAL).inc()
+                    failures.inc()
 
     def _thresholds(self, key: str, name: str, ns: str, spec: CanarySpec) -> None:
         for m in spec.analysis.metrics:
