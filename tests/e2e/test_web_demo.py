@@ -8,8 +8,9 @@ and chromium-driver, selenium) watches it on the one-rollout page without reload
 grows, the weight bars move, the events timeline fills, pause and resume clicks show the hub's
 answer — while a sampler reads Flagger's series on ``/metrics`` (``flagger_canary_weight``
 primary/canary, ``flagger_canary_status``, ...) and they follow the rollout. At the end every
-Grafana panel query returns data from that Prometheus (Prometheus' HTTP API), except the ones
-counting failures and 5xx answers this healthy rollout never had (asserted empty).
+Grafana panel query and template variable query returns data from that Prometheus (its HTTP
+API); only the 5xx panel may be empty (Envoy creates that series at the first 5xx answer, and a
+healthy rollout may have none).
 ``FEDERATION_SCREENSHOTS=docs`` saves the three pages from this run.
 
 Every process started here is stopped by its process group (the fleet's from its processes.json).
@@ -51,8 +52,8 @@ KEY = "shop/frontend"
 FEDCTL = [sys.executable, "-m", "federation.cli.main"]
 # Slow enough to watch and click in (an analysis every 5 s, three canary steps, two promotion steps).
 PACE = demo_run.Pace("5s", "10s", 20, 60, 50, 3, 0.5, 5, 180)
-# The one panel a healthy rollout leaves empty: 5xx answers (Envoy creates the series at the first
-# one). The hub's failure counters start at 0, so their panels answer.
+# The one panel a healthy rollout may leave empty: 5xx answers (Envoy creates the series at the
+# first one). The hub's failure counters start at 0, so their panels answer.
 EMPTY_WHEN_HEALTHY = {'envoy_response_code_class="5"'}
 # Grafana's variables for a query sent to Prometheus directly (every namespace, rollout, zone).
 VARS = {"__rate_interval": "30s", "__interval": "5s", "__range": "15m", "namespace": ".*", "rollout": ".*",
