@@ -116,8 +116,10 @@ class HubMetrics:
 
     # -- callers ------------------------------------------------------------------------------
 
-    def discovery(self, canaries: Iterable[str], owned: Iterable[str], sharded: bool, now: float) -> None:
-        """After each discovery: canaries per namespace (Flagger's total), and this replica's share."""
+    def discovery(self, canaries: Iterable[str], owned: Iterable[str], sharded: bool, now: float,
+                  renewed: bool = True) -> None:
+        """After each discovery: canaries per namespace (Flagger's total), and this replica's share.
+        ``renewed`` False: the Lease API did not answer; counted as a failed discovery (alerts)."""
         keys = sorted(canaries)
         per_ns = Tally(k.split("/", 1)[0] for k in keys)
         for ns in {labels[0] for labels in _label_sets(self.f_total)} - set(per_ns):
@@ -129,7 +131,10 @@ class HubMetrics:
         self.owned.set(len(mine))
         self.sharded.set(1 if sharded else 0)
         self.leases.set(len(mine) if sharded else 0)
-        self.last_discovery.set(now)
+        if renewed:
+            self.last_discovery.set(now)
+        else:
+            self.discovery_errors.inc()
         for key in [k for k in self._series if k not in mine]:
             self.forget(key)
 

@@ -121,7 +121,8 @@ class Hub:
             if mine != self.owned:
                 log.info("this replica runs %d of %d rollouts: %s", len(mine), len(self.canaries), sorted(mine))
         self.owned = mine
-        self.metrics.discovery(self.canaries, mine, sharded=self.shards is not None, now=time.time())
+        self.metrics.discovery(self.canaries, mine, sharded=self.shards is not None, now=time.time(),
+                               renewed="leases" not in self.errors)
         self.changes.note("", (sorted(self.canaries), sorted(mine), self.problems, self.invalid, dict(self.errors)))
         for key in sorted(mine):
             if key not in self.tasks or self.tasks[key].done():

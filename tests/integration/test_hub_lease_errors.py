@@ -1,6 +1,7 @@
 """A hub whose Lease API does not answer (a kube-apiserver address where nothing listens): its
 discovery still finishes — the hub is ready, the rollouts are known, the trouble is one error in
-the API's status and one log line without a traceback, not repeated at the next discovery — and a
+the API's status and one log line without a traceback, not repeated at the next discovery, and for
+the alerts a failed discovery that renewed nothing — and a
 Lease held before the API went away keeps its rollout running only until it could have run out."""
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def test_an_unreachable_lease_api_is_one_error_not_a_failed_discovery(tmp_path: 
                 assert ready["status"] == "ready" and ready["errors"] == 1
                 listed = (await client.get("/api/v1/rollouts", headers={"Authorization": f"Bearer {TOKEN}"})).json()
                 assert listed["errors"] == {"leases": error}
+                # For the alerts (FederationHubReplicaWithoutLeases, not-renewing): not renewed, counted.
+                metrics = (await client.get("/metrics")).text
+                assert "federation_hub_discovery_errors_total 2.0" in metrics
+                assert "federation_hub_last_discovery_timestamp_seconds 0.0" in metrics
+                assert "federation_hub_leases_held 0.0" in metrics
         finally:
             hub.stop()
             await hub.run()  # stops at once: releases what it holds (nothing), closes the parts
