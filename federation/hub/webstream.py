@@ -6,8 +6,9 @@ moved a rollout's step, phase, weights, analysis or events; a discovery that fou
 or problems); the page then fetches its data again and updates in place. ``?rollout=ns/name``
 keeps only that rollout's changes (and discovery's). A comment every ``KEEPALIVE`` seconds keeps
 proxies from closing an idle stream; ``retry`` tells the browser when to reconnect, and its
-``Last-Event-ID`` makes the first event after a reconnect say what changed meanwhile. The stream
-ends with ``logout`` when the session ends, and at once when the hub stops. At most
+``Last-Event-ID`` makes the first event after a reconnect say what changed meanwhile. A stream
+ends after ``MAX_AGE`` seconds (the browser reconnects: no connection lives on forever through
+proxies), with ``logout`` when the session ends, and at once when the hub stops. At most
 ``MAX_STREAMS`` streams run; past that the answer is 503 and the page polls instead.
 Callers: ``hub.web.mount``.
 """
@@ -15,6 +16,7 @@ Callers: ``hub.web.mount``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +28,7 @@ from federation.hub.service import Hub
 KEEPALIVE = 15.0
 RETRY_MS = 2000
 MAX_STREAMS = 64
+MAX_AGE = 300.0
 
 
 def event(name: str, seq: int, data: dict[str, Any]) -> str:
@@ -59,8 +62,9 @@ def mount(app: FastAPI, hub: Hub, sessions: Any, cookie: str) -> None:
                     yield event("change", seq, {"rollouts": missed, "reconnected": True})
                 else:
                     yield event("hello", seq, {"rollouts": []})
-                while not changes.closed:
-                    new = await changes.wait(seq, KEEPALIVE)
+                until = time.monotonic() + MAX_AGE
+                while not changes.closed and time.monotonic() < until:
+                    new = await changes.wait(seq, max(0.0, min(KEEPALIVE, until - time.monotonic())))
                     if sessions.csrf(sid) is None:
                         yield event("logout", new, {})
                         return

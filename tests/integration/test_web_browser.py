@@ -20,7 +20,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from federation.hub import api
+from federation.hub import api, webstream
 from federation.hub.service import Hub
 from federation.hub.store import MemoryStore
 from tests import chromium, hubfakes
@@ -182,4 +182,29 @@ def test_without_event_source_the_pages_poll(hub_url: str, browser: webdriver.Ch
     assert "polling every 2s" in b.find_element(By.ID, "status").text
     assert b.execute_script("return [window.notReloaded, document.body.dataset.live, document.body.dataset.pushed]") \
         == [True, "polling", "0"]
+    assert console_errors(b) == []
+
+
+def test_the_page_reconnects_its_stream(hub_url: str, browser: webdriver.Chrome, monkeypatch: pytest.MonkeyPatch):
+    """Streams end after ``webstream.MAX_AGE`` (2 s here): the page polls while its stream is down,
+    the browser reconnects it by itself (``retry``, ``Last-Event-ID``) and updates arrive by it
+    again — a pause through the API reaches the page pushed, all without a reload."""
+    monkeypatch.setattr(webstream, "MAX_AGE", 2.0)
+    b = browser
+    b.get(f"{hub_url}/ui/login")
+    b.find_element(By.ID, "token").send_keys(TOKEN)
+    b.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    poll(lambda: b.current_url == f"{hub_url}/ui/", 90, "the fleet page after login")
+    b.get(f"{hub_url}/ui/rollouts/{KEY}")
+    poll(lambda: b.execute_script("return document.body.dataset.live") == "sse", 60, "the page's event stream")
+    b.execute_script("window.notReloaded = true;")
+    poll(lambda: b.execute_script("return document.body.dataset.live") == "polling", 30, "the stream ended")
+    poll(lambda: b.execute_script("return document.body.dataset.live") == "sse", 30, "the stream reconnected")
+    pushed = int(b.execute_script("return document.body.dataset.pushed"))
+    assert httpx.post(f"{hub_url}/api/v1/rollouts/{KEY}/pause", headers={"Authorization": f"Bearer {TOKEN}"},
+                      timeout=60).json()["state"] == "accepted"
+    poll(lambda: int(b.execute_script("return document.body.dataset.pushed")) > pushed, 20,
+         "an update pushed by the stream, or by its reconnect")
+    poll(lambda: "(paused)" in b.find_element(By.ID, "summary").text, 20, "the pause in the page")
+    assert b.execute_script("return window.notReloaded") is True
     assert console_errors(b) == []
