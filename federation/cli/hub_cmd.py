@@ -189,6 +189,8 @@ def status(hub_url: HubOpt = "http://127.0.0.1:8080", token: TokenOpt = None, to
     for key, problem in data.get("problems", {}).items():
         if key not in shown:  # a rollout shown Invalid has its reason in its row
             output.error(f"{key}: {problem}")
+    for error in data.get("errors", {}).values():  # the hub's own trouble (its Leases)
+        output.error(f"hub: {error}")
 
 
 WaitOpt = Annotated[float, typer.Option("--wait", help="Seconds to wait for the hub's answer (0: do not wait).")]

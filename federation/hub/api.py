@@ -98,7 +98,7 @@ def app_for(hub: Hub, token: str, commit_url: str = "") -> BoundedBodies:
             return {"status": "discovering"}
         # Public: counts only. What the problems are (file names, fields) is behind the token.
         return {"status": "ready", "rollouts": len(hub.canaries), "problems": len(hub.problems),
-                "invalid": len(hub.invalid) + len(hub.rejected)}
+                "invalid": len(hub.invalid) + len(hub.rejected), "errors": len(hub.errors)}
 
     @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
     def openapi() -> dict[str, Any]:
@@ -110,7 +110,7 @@ def app_for(hub: Hub, token: str, commit_url: str = "") -> BoundedBodies:
 
     @app.get("/api/v1/rollouts", dependencies=auth)
     async def rollouts() -> dict[str, Any]:
-        return {"items": await views.rollouts(hub), "problems": hub.problems}
+        return {"items": await views.rollouts(hub), "problems": hub.problems, "errors": hub.errors}
 
     @app.get("/api/v1/rollouts/{namespace}/{name}", dependencies=auth)
     async def rollout(namespace: str, name: str) -> dict[str, Any]:

@@ -1,12 +1,14 @@
 """What the hub keeps of each tick for people: the steps a rollout took (weights per subset and
 the checks that justified each), the events it emitted, each webhook's last answer — the web
 pages' memory of the current rollout (the last ``STEPS_KEPT``; Git keeps everything) — and why
-each zone has not applied the current step, logged once when it appears or changes.
-Callers: ``hub.service`` after each tick.
+each zone has not applied the current step, logged once when it appears or changes; and
+``Changes``, what the pages' live stream (``hub.webstream``) waits on.
+Callers: ``hub.service`` after each tick and each discovery.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 from typing import Any
@@ -59,3 +61,53 @@ def explain(before: dict[str, str], report: TickReport) -> dict[str, str]:
     for z in before.keys() - now.keys():
         log.info("%s: zone %s reached step %s", report.key, z, obs.applied.get(z))
     return now
+
+
+class Changes:
+    """A sequence number bumped when what the pages show changes — a rollout's phase, step, weights,
+    pause, message, analysis, zones' applied steps or events (after a tick), or the rollouts and
+    problems discovery found (key ``""``) — and an event that wakes every waiter at once. Ticks that
+    change nothing shown do not bump it."""
+
+    def __init__(self, kept: int = 1000) -> None:
+        self.seq = 0
+        self.closed = False
+        self._shown: dict[str, Any] = {}
+        self._recent: collections.deque[tuple[int, str]] = collections.deque(maxlen=kept)
+        self._event = asyncio.Event()
+
+    def tick(self, report: TickReport, events: Log) -> None:
+        st, seen = report.decision.status, events.get(report.key, ())
+        applied = dict(report.observations.applied) if report.observations is not None else None
+        self.note(report.key, (st.phase, st.step, st.canary_weight, st.paused, st.message, st.failed_checks,
+                               st.last_checks, st.target, st.converged_at is None, applied, report.error,
+                               len(seen), seen[-1]["at"] if seen else None))
+
+    def note(self, key: str, shown: Any) -> None:
+        """``shown``: what the pages show of ``key`` now; a change bumps the sequence."""
+        if self._shown.get(key, self) != shown:
+            self._shown[key] = shown
+            self.seq += 1
+            self._recent.append((self.seq, key))
+            woken, self._event = self._event, asyncio.Event()
+            woken.set()
+
+    def since(self, seq: int) -> list[str] | None:
+        """The keys changed after ``seq``; None when that is older than what is kept (anything may have)."""
+        if seq < self.seq - len(self._recent) or seq > self.seq:
+            return None
+        return sorted({k for n, k in self._recent if n > seq})
+
+    async def wait(self, seq: int, timeout: float) -> int:
+        """The sequence once it moved past ``seq``, or after ``timeout`` seconds, or at close."""
+        if self.seq == seq and not self.closed:
+            event = self._event
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except TimeoutError:
+                pass
+        return self.seq
+
+    def close(self) -> None:
+        self.closed = True
+        self._event.set()

@@ -116,8 +116,10 @@ class HubMetrics:
 
     # -- callers ------------------------------------------------------------------------------
 
-    def discovery(self, canaries: Iterable[str], owned: Iterable[str], sharded: bool, now: float) -> None:
-        """After each discovery: canaries per namespace (Flagger's total), and this replica's share."""
+    def discovery(self, canaries: Iterable[str], owned: Iterable[str], sharded: bool, now: float,
+                  renewed: bool = True) -> None:
+        """After each discovery: canaries per namespace (Flagger's total), and this replica's share.
+        ``renewed`` False: the Lease API did not answer; counted as a failed discovery (alerts)."""
         keys = sorted(canaries)
         per_ns = Tally(k.split("/", 1)[0] for k in keys)
         for ns in {labels[0] for labels in _label_sets(self.f_total)} - set(per_ns):
@@ -129,7 +131,10 @@ class HubMetrics:
         self.owned.set(len(mine))
         self.sharded.set(1 if sharded else 0)
         self.leases.set(len(mine) if sharded else 0)
-        self.last_discovery.set(now)
+        if renewed:
+            self.last_discovery.set(now)
+        else:
+            self.discovery_errors.inc()
         for key in [k for k in self._series if k not in mine]:
             self.forget(key)
 
@@ -162,8 +167,9 @@ class HubMetrics:
         workload = spec.service.name if spec is not None else name
         before, st = report.status, report.decision.status
         self._at(self.last_tick, key, name, ns).set(report.now)
+        tick_errors = self._at(self.tick_errors, key, name, ns)  # 0 before the first: rate() has a series
         if report.error:
-            self._at(self.tick_errors, key, name, ns).inc()
+            tick_errors.inc()
         # Flagger's
         self._at(self.f_status, key, workload, ns).set(flagger_status_code(st))
         canary_pct = flagger_canary_percent(st)
@@ -182,6 +188,8 @@ class HubMetrics:
         if spec is not None:
             self._at(self.deadline, key, name, ns).set(spec.progress_deadline_seconds)
             self._thresholds(key, name, ns, spec)
+            for counter in (self.f_successes, self.f_failures):  # 0 before the first: increase() has a series
+                self._at(counter, key, workload, ns, strategy(spec), "skipped" if spec.skip_analysis else "completed")
         if st.phase != before.phase:
             outcome = None
             if st.phase is Phase.SUCCEEDED:
@@ -218,9 +226,10 @@ class HubMetrics:
                 if m.zone is None:
                     self._at(self.f_analysis, key, workload, ns, m.metric).set(m.value)
         if st.last_checks and st.last_checks is not report.status.last_checks:
-            for c in st.last_checks:
+            for c in st.last_checks:  # every check's series, at 0 until it fails
+                failures = self._at(self.check_failures, key, name, ns, c.metric, c.zone or GLOBAL)
                 if c.outcome in ("fail", "nodata"):
-                    self._at(self.check_failures, key, name, ns, c.metric, c.zone or GLOBAL).inc()
+                    failures.inc()
 
     def _thresholds(self, key: str, name: str, ns: str, spec: CanarySpec) -> None:
         for m in spec.analysis.metrics:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from federation import specfiles
@@ -32,6 +32,7 @@ class Parts:
     executor: Executor
     analyzer: Analyzer
     pool: ssh.Pool | None = None
+    history: dict[str, tuple[str, specs.FederatedCanary | None]] = field(default_factory=dict)  # file -> (head, found)
 
     @property
     def mesh(self) -> AsyncRepo:
@@ -47,8 +48,12 @@ class Parts:
                                        specfiles.template_queries(self.analyzer.templates), running)
 
     async def last_valid(self, path: str) -> specs.FederatedCanary | None:
-        return await meshrepo.last_valid(self.mesh, self.fleet, self.repos, path,
-                                         specfiles.template_queries(self.analyzer.templates))
+        """``meshrepo.last_valid``, looked up once per file and mesh commit."""
+        head = await self.mesh.head()
+        if self.history.get(path, ("", None))[0] != head:
+            self.history[path] = (head, await meshrepo.last_valid(self.mesh, self.fleet, self.repos, path,
+                                                                  specfiles.template_queries(self.analyzer.templates)))
+        return self.history[path][1]
 
     async def close(self) -> None:
         """SSH connections, and the pooled connections of every Kubernetes client (zones, mesh)."""

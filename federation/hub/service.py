@@ -21,7 +21,7 @@ from federation.core import decide as core
 from federation.core.errors import FederationError
 from federation.core.spec import FederatedCanary, Fleet
 from federation.core.state import Emit, Phase, RolloutStatus
-from federation.hub import journal
+from federation.hub import journal, leasing
 from federation.hub import parts as hub_parts
 from federation.hub.commands import Commands
 from federation.hub.desk import CommandDesk
@@ -58,13 +58,14 @@ class Hub:
         self.problems: dict[str, str] = {}
         self.invalid: dict[str, str] = {}  # rollout -> why its file is invalid (it runs its last valid spec)
         self.rejected: dict[str, str] = {}  # rollout -> why its file is invalid (it does not run: phase Invalid)
-        self._history: dict[str, tuple[str, FederatedCanary | None]] = {}  # file -> (mesh head, last valid)
+        self.errors: dict[str, str] = {}  # part of the hub (``leases``) -> what fails there now
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.last: dict[str, TickReport] = {}
         # rollout -> the steps this hub has seen it take (its current rollout only) and its events,
         # for the web pages.
         self.steps: journal.Log = {}
         self.events_seen: journal.Log = {}
+        self.changes = journal.Changes()  # what the web pages' live stream waits on
         self.hook_answers: dict[str, dict[str, dict[str, Any]]] = {}  # rollout -> webhook -> its last answer
         self.restarts: dict[str, int] = {}
         self.shards = shards
@@ -84,14 +85,9 @@ class Hub:
 
     async def _from_history(self, path: str) -> FederatedCanary | None:
         """The canary of a file in the mesh repo that is invalid now, as its last valid version in
-        Git defines it, when this hub ran that rollout before (it has a stored status) — looked up
-        once per file and mesh commit."""
-        head = await self.parts.mesh.head()
-        if self._history.get(path, ("", None))[0] != head:
-            old = await self.parts.last_valid(path)
-            ran = old is not None and old.key in await self.store.keys()
-            self._history[path] = (head, old if ran else None)
-        return self._history[path][1]
+        Git defines it, when this hub ran that rollout before (it has a stored status)."""
+        old = await self.parts.last_valid(path)
+        return old if old is not None and old.key in await self.store.keys() else None
 
     async def discover(self) -> None:
         async with self.clones.exclusive():
@@ -134,11 +130,13 @@ class Hub:
                 self.wake(key)  # a new release: start it now, not at the end of the current sleep
         mine = set(self.canaries)
         if self.shards is not None:
-            mine = await self.shards.reconcile(sorted(self.canaries))
+            mine = await leasing.reconcile(self.shards, sorted(self.canaries), self.errors)
             if mine != self.owned:
                 log.info("this replica runs %d of %d rollouts: %s", len(mine), len(self.canaries), sorted(mine))
         self.owned = mine
-        self.metrics.discovery(self.canaries, mine, sharded=self.shards is not None, now=time.time())
+        self.metrics.discovery(self.canaries, mine, sharded=self.shards is not None, now=time.time(),
+                               renewed="leases" not in self.errors)
+        self.changes.note("", (sorted(self.canaries), sorted(mine), self.problems, self.invalid, dict(self.errors)))
         for key in sorted(mine):
             if key not in self.tasks or self.tasks[key].done():
                 self.tasks[key] = asyncio.create_task(self._supervise(key), name=f"rollout:{key}")
@@ -174,6 +172,7 @@ class Hub:
             self.metrics.observe(report, time.perf_counter() - t0, canary)
             self.last[key] = report
             journal.record(self.steps, self.hook_answers, self.events_seen, report)
+            self.changes.tick(report, self.events_seen)
             self.waiting[key] = journal.explain(self.waiting.get(key, {}), report)
             await self.forward_events(report)
             if pending is not None and not report.error:
@@ -243,5 +242,6 @@ class Hub:
 
     def stop(self) -> None:
         self._stop.set()
+        self.changes.close()
         for event in self._wake.values():
             event.set()

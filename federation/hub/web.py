@@ -6,7 +6,9 @@ Secure over HTTPS); every page, asset and data route needs that session, except 
 and its stylesheet. State-changing requests (actions, logout) need the session's CSRF token in the
 ``X-CSRF-Token`` header (the page reads it from its ``<meta name="csrf-token">``). Pages carry a
 Content-Security-Policy without inline script: the page behaviour is ``static/app.js``, the
-charts are chart.js served from ``static/vendor`` (``scripts/web-assets``, no CDN). Actions go
+charts are chart.js served from ``static/vendor`` (``scripts/web-assets``, no CDN). Pages update
+in place when ``hub.webstream``'s server-sent events say their data changed (polling when the
+stream is down). Actions go
 through ``views.command``, the call the API's ``POST /api/v1/rollouts/.../{command}`` makes.
 """
 
@@ -24,7 +26,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 
 from federation.core.state import COMMANDS, Phase
-from federation.hub import views, webpages
+from federation.hub import views, webpages, webstream
 from federation.hub.service import Hub
 from federation.runtimes import reach
 
@@ -148,7 +150,9 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
     def rollout_page(namespace: str, name: str, csrf: str = Depends(session)) -> HTMLResponse:
         return HTMLResponse(webpages.page_html("rollout", csrf, f"{namespace}/{name}"))
 
-    # -- data for the pages (same session) ------------------------------------------------------
+    # -- data for the pages (same session), and their live stream --------------------------------
+
+    webstream.mount(app, hub, sessions, COOKIE)
 
     reached: dict[str, Any] = {"at": None, "rows": []}
     checking = asyncio.Lock()
@@ -174,7 +178,7 @@ def mount(app: FastAPI, hub: Hub, token: str, sessions: Sessions | None = None, 
             since = (await hub.store.load(item["rollout"])).last_transition_at
             item["inPhaseSeconds"] = None if since is None else max(0.0, now - since)
         items.sort(key=lambda r: (not (r["paused"] or r["phase"] in WAITING), r["rollout"]))
-        return {"items": items, "problems": hub.problems}
+        return {"items": items, "problems": hub.problems, "errors": hub.errors}
 
     @app.get("/ui/api/rollouts/{namespace}/{name}", include_in_schema=False, dependencies=[Depends(data_session)])
     async def rollout(namespace: str, name: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from federation.core.errors import FederationError
 from federation.runtimes.kubernetes import Api, _error
 
 log = logging.getLogger("federation.leases")
@@ -67,6 +68,9 @@ class Lease:
         self.api, self.namespace, self.name, self.identity = api, namespace, name, identity
         self.duration, self.clock = duration, clock
         self.held = False
+        # Until when our last successful write keeps the Lease ours (by our clock, taken before the
+        # write: the others count from the renewTime we wrote, which is not earlier).
+        self.valid_until: dt.datetime | None = None
 
     async def try_acquire(self) -> bool:
         """One attempt to become (or stay) the holder. True while we hold the Lease."""
@@ -83,6 +87,7 @@ class Lease:
             try:
                 await self.api.call("lease", c.create_namespaced_lease, self.namespace, _body(body))
                 self.held = True
+                self.valid_until = now + dt.timedelta(seconds=self.duration)
             except ApiException as exc2:
                 if exc2.status != 409:
                     raise _error(f"lease {self.name}", exc2) from None
@@ -107,6 +112,7 @@ class Lease:
             if not self.held:
                 log.info("lease %s/%s acquired by %s", self.namespace, self.name, self.identity)
             self.held = True
+            self.valid_until = now + dt.timedelta(seconds=self.duration)
         except ApiException as exc:
             if exc.status != 409:
                 raise _error(f"lease {self.name}", exc) from None
@@ -125,8 +131,8 @@ class Lease:
                 lease.spec.renew_time = None
                 await self.api.call("lease", c.replace_namespaced_lease, self.name, self.namespace,
                                     _body(lease))
-        except ApiException:
-            pass
+        except (ApiException, FederationError):
+            pass  # not cleared: it expires after ``duration`` all the same
         self.held = False
 
 
@@ -143,33 +149,60 @@ class Shards:
         self.api, self.namespace, self.identity, self.duration, self.clock = api, namespace, identity, duration, clock
         self.max_share = max_share
         self.leases: dict[str, Lease] = {}
+        # Rollout -> why its Lease could not be read or written at the last reconcile (the API
+        # server unreachable, RBAC...); empty when every call answered.
+        self.errors: dict[str, str] = {}
 
     async def reconcile(self, rollouts: list[str]) -> set[str]:
         """Renew what we hold; take leases that are free, up to ``max_share``; always take over the
         leases of a replica that stopped renewing (its rollouts must not be orphaned). Returns the
-        rollouts we own now."""
+        rollouts we own now. A Lease the API does not answer for is noted in ``errors`` and does
+        not stop the others; one we held stays ours until it would expire (the others cannot take
+        it before), then we let its rollout go."""
+        self.errors = {}
         for key in rollouts:
             self.leases.setdefault(key, Lease(self.api, self.namespace, lease_name(key), self.identity,
                                               self.duration, self.clock))
         for key in [k for k in self.leases if k not in rollouts]:
             await self.leases.pop(key).release()
-        owned = {k for k in sorted(rollouts) if self.leases[k].held and await self.leases[k].try_acquire()}
+        owned = {k for k in sorted(rollouts) if self.leases[k].held and await self._attempt(k)}
         for key in sorted(rollouts):
             lease = self.leases[key]
-            if lease.held:
+            if lease.held or key in self.errors:
                 continue
-            orphaned = await self._orphaned(lease)
+            orphaned = await self._orphaned(key)
             if not orphaned and self.max_share is not None and len(owned) >= self.max_share:
                 continue
-            if await lease.try_acquire():
+            if await self._attempt(key):
                 owned.add(key)
         return owned
 
-    async def _orphaned(self, lease: Lease) -> bool:
+    async def _attempt(self, key: str) -> bool:
+        """``try_acquire`` for ``key``'s Lease; when the API does not answer, True only while a
+        Lease we held has not yet run out."""
+        lease = self.leases[key]
+        try:
+            return await lease.try_acquire()
+        except FederationError as exc:
+            self.errors[key] = str(exc)
+            lease.held = lease.held and lease.valid_until is not None and self.clock() < lease.valid_until
+            return lease.held
+
+    def still_held(self) -> set[str]:
+        """The rollouts whose Lease we hold and which cannot have run out yet."""
+        now = self.clock()
+        return {k for k, lease in self.leases.items()
+                if lease.held and lease.valid_until is not None and now < lease.valid_until}
+
+    async def _orphaned(self, key: str) -> bool:
         """Held before by someone whose renewals stopped: an expired lease with a holder."""
+        lease = self.leases[key]
         try:
             obj = await self.api.call("lease", self.api.coordination.read_namespaced_lease, lease.name, self.namespace)
         except ApiException:
+            return False
+        except FederationError as exc:
+            self.errors[key] = str(exc)
             return False
         spec = obj.spec
         if spec is None or not spec.holder_identity:

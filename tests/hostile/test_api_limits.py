@@ -52,7 +52,7 @@ def test_docs_are_behind_the_token_and_readyz_shows_counts_only(tmp_path: Path):
             spec = await client.get("/openapi.json")
             assert spec.status_code == 200 and "/api/v1/rollouts" in spec.json()["paths"]
             ready = await anonymous.get("/readyz")
-            assert ready.json() == {"status": "ready", "rollouts": 1, "problems": 1, "invalid": 0}
+            assert ready.json() == {"status": "ready", "rollouts": 1, "problems": 1, "invalid": 0, "errors": 0}
             assert "canaries" not in ready.text and str(tmp_path) not in ready.text
             await anonymous.aclose()
 

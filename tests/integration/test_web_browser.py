@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,14 +18,12 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from federation.hub import api
+from federation.hub import api, webstream
 from federation.hub.service import Hub
 from federation.hub.store import MemoryStore
-from tests import hubfakes
+from tests import chromium, hubfakes
 from tests.integration.conftest import free_port
 
 TOKEN = "t" * 32
@@ -71,19 +68,8 @@ def hub_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "needs Debian's chromium and chromium-driver (scripts/install-system-deps)"
-    opts = Options()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--no-first-run", "--disable-extensions"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    b = webdriver.Chrome(service=Service(driver), options=opts)
-    try:
+    with chromium.browser() as b:
         yield b
-    finally:
-        b.quit()
 
 
 def api_get(url: str, path: str) -> Any:
@@ -125,10 +111,25 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
     shoot(b, "web-rollouts")
     assert console_errors(b) == []
 
-    # One rollout: pause it by a click; the API and the page say so.
+    # One rollout, live: a pause through the API reaches the open page by its event stream (a real
+    # EventSource), without a reload; a click on resume shows the hub's answer.
     b.get(f"{hub_url}/ui/rollouts/{KEY}")
-    poll(lambda: b.find_elements(By.ID, "action-pause"), 90, "the actions").pop().click()
-    answer = poll(lambda: b.find_element(By.ID, "answer").text, 90, "the hub's answer")
+    poll(lambda: b.execute_script("return document.body.dataset.live") == "sse", 60, "the page's event stream")
+    b.execute_script("window.notReloaded = true;")
+    pushed = int(b.execute_script("return document.body.dataset.pushed"))
+    assert httpx.post(f"{hub_url}/api/v1/rollouts/{KEY}/pause", headers={"Authorization": f"Bearer {TOKEN}"},
+                      timeout=60).json()["state"] == "accepted"
+    poll(lambda: "(paused)" in b.find_element(By.ID, "summary").text, 20, "the pause pushed to the page")
+    assert b.execute_script("return window.notReloaded === true && document.body.dataset.live") == "sse"
+    assert int(b.execute_script("return document.body.dataset.pushed")) > pushed
+    b.find_element(By.ID, "action-resume").click()
+    poll(lambda: b.find_element(By.ID, "answer").text.startswith("resume: accepted"), 90, "the hub's answer to resume")
+    poll(lambda: "(paused)" not in b.find_element(By.ID, "summary").text, 20, "the resume pushed to the page")
+    assert b.execute_script("return window.notReloaded") is True
+    # Pause by a click; the API and the page say so.
+    b.find_element(By.ID, "action-pause").click()
+    answer = poll(lambda: (lambda t: t if t.startswith("pause") else "")(b.find_element(By.ID, "answer").text),
+                  90, "the hub's answer")
     assert answer.startswith("pause: accepted"), answer
     assert api_get(hub_url, f"/api/v1/rollouts/{KEY}")["paused"] is True
     poll(lambda: "(paused)" in b.find_element(By.ID, "summary").text, 90, "the page showing the pause")
@@ -160,3 +161,50 @@ def test_the_dashboard_in_chromium(hub_url: str, browser: webdriver.Chrome):
     assert status == 403
     assert api_get(hub_url, f"/api/v1/rollouts/{KEY}")["paused"] is True
     assert [e for e in console_errors(b) if "/resume" not in e["message"]] == []
+
+
+def test_without_event_source_the_pages_poll(hub_url: str, browser: webdriver.Chrome):
+    """A browser without EventSource (removed before the page's scripts run) still sees updates:
+    the page polls (every 2 s; the status line says when it last updated)."""
+    b = browser
+    b.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.EventSource;"})
+    b.get(f"{hub_url}/ui/login")
+    b.find_element(By.ID, "token").send_keys(TOKEN)
+    b.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    poll(lambda: b.current_url == f"{hub_url}/ui/", 90, "the fleet page after login")
+    b.get(f"{hub_url}/ui/rollouts/{KEY}")
+    poll(lambda: b.find_elements(By.ID, "summary"), 60, "the rollout page")
+    assert b.execute_script("return typeof window.EventSource") == "undefined"
+    b.execute_script("window.notReloaded = true;")
+    # Updated again and again (the status line's time moves) without a reload and without a stream.
+    first = poll(lambda: b.find_element(By.ID, "status").text, 30, "the first update")
+    poll(lambda: b.find_element(By.ID, "status").text not in ("", first), 30, "an update by polling")
+    assert "polling every 2s" in b.find_element(By.ID, "status").text
+    assert b.execute_script("return [window.notReloaded, document.body.dataset.live, document.body.dataset.pushed]") \
+        == [True, "polling", "0"]
+    assert console_errors(b) == []
+
+
+def test_the_page_reconnects_its_stream(hub_url: str, browser: webdriver.Chrome, monkeypatch: pytest.MonkeyPatch):
+    """Streams end after ``webstream.MAX_AGE`` (2 s here): the page polls while its stream is down,
+    the browser reconnects it by itself (``retry``, ``Last-Event-ID``) and updates arrive by it
+    again — a pause through the API reaches the page pushed, all without a reload."""
+    monkeypatch.setattr(webstream, "MAX_AGE", 2.0)
+    b = browser
+    b.get(f"{hub_url}/ui/login")
+    b.find_element(By.ID, "token").send_keys(TOKEN)
+    b.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    poll(lambda: b.current_url == f"{hub_url}/ui/", 90, "the fleet page after login")
+    b.get(f"{hub_url}/ui/rollouts/{KEY}")
+    poll(lambda: b.execute_script("return document.body.dataset.live") == "sse", 60, "the page's event stream")
+    b.execute_script("window.notReloaded = true;")
+    poll(lambda: b.execute_script("return document.body.dataset.live") == "polling", 30, "the stream ended")
+    poll(lambda: b.execute_script("return document.body.dataset.live") == "sse", 30, "the stream reconnected")
+    pushed = int(b.execute_script("return document.body.dataset.pushed"))
+    assert httpx.post(f"{hub_url}/api/v1/rollouts/{KEY}/pause", headers={"Authorization": f"Bearer {TOKEN}"},
+                      timeout=60).json()["state"] == "accepted"
+    poll(lambda: int(b.execute_script("return document.body.dataset.pushed")) > pushed, 20,
+         "an update pushed by the stream, or by its reconnect")
+    poll(lambda: "(paused)" in b.find_element(By.ID, "summary").text, 20, "the pause in the page")
+    assert b.execute_script("return window.notReloaded") is True
+    assert console_errors(b) == []

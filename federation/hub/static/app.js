@@ -1,9 +1,12 @@
 // The web dashboard's behaviour (federation/hub/web.py serves it; no inline script under the CSP).
-// Pages poll their /ui/api/... data every POLL_MS and update in place; actions POST with the
-// session's CSRF token and show the hub's answer. Data is put in the page as text, never as HTML.
+// Pages fetch their /ui/api/... data and update in place when the hub's server-sent events
+// (/ui/api/stream, hub/webstream.py) say it changed, and every LIVE_POLL_MS besides (time in phase);
+// while the stream is down (the browser reconnects by itself) they poll every POLL_MS. Actions POST
+// with the session's CSRF token and show the hub's answer. Data goes in the page as text, never HTML.
 "use strict";
 
 const POLL_MS = 2000;
+const LIVE_POLL_MS = 30000;
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const body = document.body;
 const content = document.getElementById("content");
@@ -95,10 +98,18 @@ let phaseFilter = "";
 async function rollouts() {
   const data = await getJSON("/ui/api/rollouts");
   const phases = [...new Set(data.items.map((r) => r.phase))].sort();
-  const select = el("select", { id: "phase-filter", "aria-label": "phase" }, el("option", { value: "" }, "every phase"),
-    ...phases.map((p) => el("option", { value: p }, p)));
-  select.value = phaseFilter;
-  select.addEventListener("change", () => { phaseFilter = select.value; refresh(); });
+  // Built once; its options change only when the phases do (an open list is not closed by an update).
+  let select = document.getElementById("phase-filter");
+  if (!select) {
+    select = el("select", { id: "phase-filter", "aria-label": "phase" });
+    select.addEventListener("change", () => { phaseFilter = select.value; refresh(); });
+    content.replaceChildren(el("div", { class: "filter" }, select), el("div", { id: "hub-errors" }), el("div", { id: "rollout-table" }));
+  }
+  if (select.dataset.phases !== phases.join(",")) {
+    select.dataset.phases = phases.join(",");
+    select.replaceChildren(el("option", { value: "" }, "every phase"), ...phases.map((p) => el("option", { value: p }, p)));
+    select.value = phaseFilter;
+  }
   const items = data.items.filter((r) => !phaseFilter || r.phase === phaseFilter);
   const rows = items.map((r) => {
     const [ns, name] = r.rollout.split("/");
@@ -113,7 +124,9 @@ async function rollouts() {
       ago(r.inPhaseSeconds),
     ];
   });
-  content.replaceChildren(el("div", { class: "filter" }, select),
+  document.getElementById("hub-errors").replaceChildren(...Object.values(data.errors || {}).map((e) =>
+    el("p", { class: "bad", role: "alert", text: `hub: ${e}` })));
+  document.getElementById("rollout-table").replaceChildren(
     table(["rollout", "phase", "canary", "weights per zone", "last analysis", "failed checks", "count", "in phase"], rows));
 }
 
@@ -225,16 +238,47 @@ async function rollout() {
 
 const pages = { fleet, rollouts, rollout };
 let timer = null;
+let running = false;
+let again = false;
+// body.dataset.live: "sse" while the stream is open, "polling" otherwise; dataset.pushed counts
+// the updates the stream caused (the browser test reads both).
+body.dataset.live = "polling";
+body.dataset.pushed = "0";
 
 async function refresh() {
+  if (running) { again = true; return; } // one fetch at a time; a change meanwhile fetches once more
+  running = true;
   clearTimeout(timer);
   try {
     await pages[body.dataset.page]();
-    statusLine.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    const how = body.dataset.live === "sse" ? "live" : `polling every ${POLL_MS / 1000}s`;
+    statusLine.textContent = `updated ${new Date().toLocaleTimeString()} (${how})`;
   } catch (e) {
     statusLine.textContent = `not updated: ${e.message}`;
   }
-  timer = setTimeout(refresh, POLL_MS);
+  running = false;
+  if (again) { again = false; refresh(); return; }
+  timer = setTimeout(refresh, body.dataset.live === "sse" ? LIVE_POLL_MS : POLL_MS);
+}
+
+function live() {
+  if (!window.EventSource) return; // polling only
+  const key = body.dataset.rollout;
+  const source = new EventSource(`/ui/api/stream${key ? `?rollout=${encodeURIComponent(key)}` : ""}`);
+  source.addEventListener("open", () => { body.dataset.live = "sse"; });
+  source.addEventListener("change", () => {
+    body.dataset.pushed = String(Number(body.dataset.pushed) + 1);
+    refresh();
+  });
+  source.addEventListener("logout", () => { source.close(); window.location.assign("/ui/login"); });
+  source.addEventListener("error", () => {
+    // The browser reconnects by itself (the stream's retry:); until then the page polls. A stream
+    // refused (no session, too many streams) is closed for good: try again later.
+    body.dataset.live = "polling";
+    if (source.readyState === EventSource.CLOSED) setTimeout(live, 10 * POLL_MS);
+    clearTimeout(timer);
+    timer = setTimeout(refresh, POLL_MS);
+  });
 }
 
 document.getElementById("logout").addEventListener("click", async () => {
@@ -242,3 +286,4 @@ document.getElementById("logout").addEventListener("click", async () => {
   window.location.assign("/ui/login");
 });
 refresh();
+live();
