@@ -3,7 +3,8 @@ server (``demo.kubeapi``): plainly not Kubernetes, but what the hub reads of a D
 
 ``sync`` is one pass over the Deployments of a namespace: each runs ``spec.replicas`` pods of its
 current pod template as local processes of the demo app (``fed-demo-app`` stands in for every image:
-it runs with the pod's ``app``/``version`` labels and the container's env, on a free port), probed on
+it runs with the pod's ``app``/``version`` labels and the container's env over the env its image bakes
+in, from ``images``, this stand-in's registry: what a build is lives in its image), on a free port), probed on
 the readiness probe's HTTP path; pods of an older template stop once the new ones are ready (a
 rolling update) and a deleted Deployment's pods stop. Then the Deployment's status is written as the
 controller writes it: ``observedGeneration``, ``replicas``, ``updatedReplicas``, ``readyReplicas``,
@@ -22,6 +23,7 @@ import hashlib
 import json
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +78,7 @@ class LocalKubelet:
     pods: list[Pod] = field(default_factory=list)
     rollouts: dict[str, Rollout] = field(default_factory=dict)
     clock: Any = time.monotonic
+    images: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # image -> the ENV it bakes in
 
     def _deployments(self) -> list[dict[str, Any]]:
         r = self.kube.request("GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments")
@@ -86,7 +89,9 @@ class LocalKubelet:
     def _start(self, name: str, template: str, spec: dict[str, Any]) -> Pod:
         labels = dict((spec.get("metadata") or {}).get("labels") or {})
         container = ((spec.get("spec") or {}).get("containers") or [{}])[0]
-        env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or []}
+        # As a container runtime does: the image's own ENV, then the container's env over it.
+        env = {**self.images.get(str(container.get("image", "")), {}),
+               **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
         probe = (container.get("readinessProbe") or {}).get("httpGet") or {}
         port = _free_port()
         proc = self.supervisor.start(f"pod-{self.zone}-{name}-{template}-{port}", [

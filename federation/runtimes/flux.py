@@ -100,7 +100,10 @@ class KubeZone:
             if found is None:
                 return None
             definition = ((found[1].get("spec") or {}).get("versions") or {}).get(version)
-            return workloads.workload(self.name, found[0], version, definition).image
+            w = workloads.workload(self.name, found[0], version, definition)
+            template = None if w.template is None else \
+                releases.read_template(repo, self.name, found[0], version, w.template)[1]
+            return workloads.image_of(w, template)
         except FederationError:  # the step's commit says why, loudly
             return None
 

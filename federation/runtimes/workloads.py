@@ -1,7 +1,10 @@
 """Kubernetes workloads of a zone, rendered from its ZoneRelease: what Flux applies for each version.
 
 A ``ZoneRelease`` version in a ``kind: kubernetes`` zone describes its workload (``Workload``:
-image, replicas, args, env, ports, probes, resources). For every version the zone serves, the hub
+image, replicas, args, env, ports, probes, resources), or names a Deployment template the team owns
+in the zone repo (``template``): the hub then renders that Deployment, keeping its own name,
+namespace, labels and selector, and the team's pod spec, strategy and replicas as written (a human
+commit bumping the image there is a new revision, ``releases.resolved_definition``). For every version the zone serves, the hub
 renders a Deployment and a Service named ``<service>-<version>`` (labels ``app``/``version``, the
 ones the mesh and the routers select on), the service's own Service ``<service>`` over them (what
 the meshes route for), and — where the zone's mesh splits locally — the split
@@ -17,6 +20,7 @@ Callers: ``runtimes.flux.KubeZone`` (each step's commit), tests.
 
 from __future__ import annotations
 
+import copy
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,12 +80,17 @@ class Resources(_Model):
 class Workload(pydantic.BaseModel):
     """A version's workload in a Kubernetes zone. Fields the VM agents read (``command``,
     ``health``...) may sit beside these: ``health`` is the readiness path when ``probes`` has none;
-    ``command`` is for VM zones (the container keeps its image's entrypoint; ``args`` go to it)."""
+    ``command`` is for VM zones (the container keeps its image's entrypoint; ``args`` go to it).
+
+    With ``template`` (a Deployment file in the zone repo) the pod is the template's: the fields
+    only a Kubernetes zone reads (``POD_FIELDS``) are refused beside it, and those VM zones share
+    (``replicas``, ``env``, ``health``, ``command``) are theirs alone."""
 
     model_config = pydantic.ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
                                        frozen=True)
 
-    image: str = pydantic.Field(min_length=1)
+    image: str | None = pydantic.Field(default=None, min_length=1)
+    template: str | None = None
     replicas: int = pydantic.Field(default=1, ge=0)
     args: list[str] | None = None
     env: dict[str, str | int | float | bool] = pydantic.Field(default_factory=dict)
@@ -94,16 +103,29 @@ class Workload(pydantic.BaseModel):
 
 
 
+# What a Deployment template already says: refused beside ``template`` (which one would win?).
+POD_FIELDS = ("image", "args", "ports", "probes", "resources", "progressDeadlineSeconds", "serviceAccountName")
+
+
 def workload(zone: str, path: str, version: str, definition: Any) -> Workload:
     """A version's definition as a workload; bad input is one line naming the file and the field."""
+    d = definition if isinstance(definition, dict) else {}
+    where = f"zone {zone}: {path}: spec.versions.{version}"
     try:
-        return Workload.model_validate(definition if isinstance(definition, dict) else {})
+        w = Workload.model_validate(d)
     except pydantic.ValidationError as exc:
         e = exc.errors()[0]
         field = ".".join(str(p) for p in e["loc"])
-        where = f"spec.versions.{version}" + (f".{field}" if field else "")
         msg = "required in a kubernetes zone" if e["type"] == "missing" else e["msg"]
-        raise PermanentError(f"zone {zone}: {path}: {where}: {msg}") from None
+        raise PermanentError(f"{where}" + (f".{field}" if field else "") + f": {msg}") from None
+    if w.template is None and w.image is None:
+        raise PermanentError(f"{where}.image: required in a kubernetes zone (or a Deployment template: "
+                             f"spec.versions.{version}.template)")
+    if w.template is not None:
+        both = [f for f in POD_FIELDS if f in d]
+        if both:
+            raise PermanentError(f"{where}.{both[0]}: set in the Deployment template ({w.template}), not beside it")
+    return w
 
 
 @dataclass(frozen=True)
@@ -136,8 +158,50 @@ def version_labels(t: Target, version: str) -> dict[str, str]:
     return {**t.labels, "version": version}
 
 
-def render_version(t: Target, version: str, w: Workload) -> list[dict[str, Any]]:
-    """The Deployment and the Service of one version."""
+def _service(t: Target, meta: dict[str, Any], labels: dict[str, str], target_port: int | str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": t.port, "targetPort": target_port,
+                                                    "protocol": "TCP"}]}}
+
+
+def render_templated(t: Target, version: str, template: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Deployment and the Service of a version whose Deployment the team writes (a template
+    checked by ``releases.read_template``): the team's spec (pod, strategy, replicas) as written;
+    the hub's name, namespace, labels (beside the team's) and selector, so the mesh, the routers
+    and the readiness check find it as any version's. The Service targets the first container's
+    first port (by name when it has one)."""
+    labels = version_labels(t, version)
+    src = copy.deepcopy(dict(template))
+    meta_in = src.get("metadata") or {}
+    meta: dict[str, Any] = {"name": t.name(version), "namespace": t.namespace,
+                            "labels": {**(meta_in.get("labels") or {}), **labels, **MANAGED_BY}}
+    if meta_in.get("annotations"):
+        meta["annotations"] = meta_in["annotations"]
+    spec = dict(src["spec"])
+    pod_meta = dict(spec["template"].get("metadata") or {})
+    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **labels}
+    spec["template"] = {**spec["template"], "metadata": pod_meta}
+    spec["selector"] = {"matchLabels": labels}
+    ports = spec["template"]["spec"]["containers"][0].get("ports") or []
+    first: int | str = (ports[0].get("name") or ports[0].get("containerPort")) if ports else \
+        (t.container_port or t.port)
+    return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec},
+            _service(t, {k: v for k, v in meta.items() if k != "annotations"}, labels, first)]
+
+
+def image_of(w: Workload, template: Mapping[str, Any] | None) -> str | None:
+    """The image a version's Deployment runs (its first container's)."""
+    if template is not None:
+        return str(template["spec"]["template"]["spec"]["containers"][0]["image"])
+    return w.image
+
+
+def render_version(t: Target, version: str, w: Workload,
+                   template: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The Deployment and the Service of one version (``template``: the version's Deployment
+    template, read from the zone repo, when its definition names one)."""
+    if template is not None:
+        return render_templated(t, version, template)
     labels = version_labels(t, version)
     ports = w.ports or [Port(name="http", container_port=t.container_port or t.port)]
     first: int | str = ports[0].name
@@ -166,12 +230,8 @@ def render_version(t: Target, version: str, w: Workload) -> list[dict[str, Any]]
     if w.progress_deadline_seconds is not None:
         spec["progressDeadlineSeconds"] = w.progress_deadline_seconds
     meta = {"name": t.name(version), "namespace": t.namespace, "labels": {**labels, **MANAGED_BY}}
-    return [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec},
-        {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-         "spec": {"selector": labels, "ports": [{"name": "http", "port": t.port, "targetPort": first,
-                                                 "protocol": "TCP"}]}},
-    ]
+    return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec},
+            _service(t, meta, labels, first)]
 
 
 def render_route(t: Target, serving: Mapping[str, int], record: StepRecord) -> list[dict[str, Any]]:
@@ -205,12 +265,16 @@ def render_service(t: Target, target_port: int | str) -> dict[str, Any]:
 
 
 def render(t: Target, zrel_path: str, versions: Mapping[str, Any], serving: Mapping[str, int],
-           record: StepRecord) -> dict[str, list[dict[str, Any]]]:
-    """Every file of the service's directory: file name -> documents (kustomization included)."""
+           record: StepRecord, templates: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every file of the service's directory: file name -> documents (kustomization included).
+    ``templates``: version -> its Deployment template, for the versions that name one."""
     files: dict[str, list[dict[str, Any]]] = {}
     for version in sorted(serving):
-        files[f"{t.name(version)}.yaml"] = render_version(t, version, workload(t.zone, zrel_path, version,
-                                                                               versions.get(version)))
+        w = workload(t.zone, zrel_path, version, versions.get(version))
+        tmpl = (templates or {}).get(version)
+        if w.template is not None and tmpl is None:
+            raise PermanentError(f"zone {t.zone}: {zrel_path}: spec.versions.{version}.template: not read")
+        files[f"{t.name(version)}.yaml"] = render_version(t, version, w, tmpl if w.template is not None else None)
     if files:
         first = files[min(files)][1]["spec"]["ports"][0]["targetPort"]  # the versions' port name
         files[f"{t.service}.yaml"] = [render_service(t, first)]
@@ -243,7 +307,17 @@ def edit(t: Target, under: str, flux_path: str, record: StepRecord) -> Edit:
             raise PermanentError(f"zone {t.zone}: {zrel_path} is inside {base}, the path Flux applies: "
                                  "a ZoneRelease is not a Kubernetes kind; move it out")
         spec = doc.get("spec") or {}
-        files = render(t, zrel_path, spec.get("versions") or {}, spec.get("serving") or {}, record)
+        versions, serving = spec.get("versions") or {}, spec.get("serving") or {}
+        templates = {}
+        for version in serving:
+            w = workload(t.zone, zrel_path, version, versions.get(version))
+            if w.template is not None:
+                path, tmpl = releases.read_template(repo, t.zone, zrel_path, version, w.template)
+                if posixpath.commonpath([path, base]) == base:
+                    raise PermanentError(f"zone {t.zone}: {zrel_path}: spec.versions.{version}.template: {path} is "
+                                         f"inside {base}, the path Flux applies: it would be applied as it is; move it out")
+                templates[version] = tmpl
+        files = render(t, zrel_path, versions, serving, record, templates)
         wanted = {posixpath.join(folder, f) for f in files}
         for name, docs in files.items():
             path = posixpath.join(folder, name)

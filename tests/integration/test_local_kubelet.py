@@ -25,8 +25,8 @@ EKS = yaml.safe_load((ROOT / "clusters" / "eks" / "frontend.yaml").read_text())[
 TARGET = workloads.Target("eks", "frontend", "shop", 8080)
 
 
-def rendered(version: str, **changes: object) -> list[dict]:
-    w = workloads.workload("eks", "frontend.yaml", version, {**EKS[version], **changes})
+def rendered(version: str, base: str | None = None, **changes: object) -> list[dict]:
+    w = workloads.workload("eks", "frontend.yaml", version, {**EKS[base or version], **changes})
     return workloads.render_version(TARGET, version, w)
 
 
@@ -62,7 +62,7 @@ def test_the_kubelet_runs_what_the_hub_renders(tmp_path: Path, k8s: Cluster):
 
         # A build whose pods never get ready (the app exits at start on a bad setting):
         # ProgressDeadlineExceeded, as the hub reads it.
-        k8s.server.apply(rendered("v3", replicas=1, env={"FAULT_RATE": "not-a-number"}, progressDeadlineSeconds=2))
+        k8s.server.apply(rendered("v3", "v2", replicas=1, env={"FAULT_RATE": "not-a-number"}, progressDeadlineSeconds=2))
         def pde() -> bool:
             return kube.PROGRESS_DEADLINE in asyncio.run(hub.deployment_ready("shop", "frontend-v3", 100))[1]
         synced_until(pde, "frontend-v3 past its deadline", timeout=20)

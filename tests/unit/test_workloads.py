@@ -65,9 +65,55 @@ def test_a_version_s_deployment_and_service():
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}}
     assert "command" not in c  # the VM stand-in's command is not the container's
     assert svc["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
-    v3 = workloads.render_version(target(), "v3", workloads.workload("eks", "f", "v3", EKS["versions"]["v3"]))[0]
+    env = {**EKS["versions"]["v2"], "env": {"FAULT_RATE": "0.3", "EXTRA_LATENCY_MS": 150}}
+    v3 = workloads.render_version(target(), "v3", workloads.workload("eks", "f", "v3", env))[0]
     env = v3["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env == [{"name": "EXTRA_LATENCY_MS", "value": "150"}, {"name": "FAULT_RATE", "value": "0.3"}]
+
+
+TEMPLATE = yaml.safe_load((ROOT / "clusters" / "eks" / "workloads" / "frontend-v3.yaml").read_text())
+
+
+def test_a_version_from_the_team_s_deployment_template():
+    """v3 names the team's Deployment file: the hub keeps the team's pod spec, strategy, replicas
+    and labels, and puts its own name, namespace, labels and selector on it."""
+    w = workloads.workload("eks", "frontend.yaml", "v3", EKS["versions"]["v3"])
+    assert w.template == "workloads/frontend-v3.yaml" and w.image is None
+    dep, svc = workloads.render_version(target(), "v3", w, {**TEMPLATE, "metadata": {"name": "anything",
+                                                                                     "labels": {"team": "shop",
+                                                                                                "version": "x"}}})
+    validate_kubernetes(dep)
+    validate_kubernetes(svc)
+    assert dep["metadata"]["name"] == svc["metadata"]["name"] == "frontend-v3"
+    assert dep["metadata"]["namespace"] == "shop"
+    labels = {"app": "frontend", "version": "v3"}
+    assert dep["metadata"]["labels"] == {**labels, "team": "shop", "app.kubernetes.io/managed-by": "federation"}
+    assert dep["spec"]["selector"] == {"matchLabels": labels}
+    assert dep["spec"]["template"]["metadata"]["labels"] == labels
+    assert dep["spec"]["template"]["spec"] == TEMPLATE["spec"]["template"]["spec"]  # the team's pod, untouched
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"] == TEMPLATE["spec"]["strategy"]
+    assert workloads.image_of(w, TEMPLATE) == "registry.example.com/shop/frontend:3.0.0"
+    assert svc["spec"]["selector"] == labels and svc["spec"]["ports"][0]["targetPort"] == "http"
+    # The rendering is the same at every step; a new image in the template is a new Deployment.
+    assert workloads.render_version(target(), "v3", w, TEMPLATE) == workloads.render_version(target(), "v3", w,
+                                                                                             TEMPLATE)
+    bumped = yaml.safe_load(yaml.safe_dump(TEMPLATE).replace("frontend:3.0.0", "frontend:3.0.1"))
+    assert workloads.render_version(target(), "v3", w, bumped)[0]["spec"]["template"]["spec"]["containers"][0][
+        "image"] == "registry.example.com/shop/frontend:3.0.1"
+
+
+@pytest.mark.parametrize(("definition", "line"), [
+    ({"template": "w.yaml", "image": "x:1"},
+     "zone eks: frontend.yaml: spec.versions.v3.image: set in the Deployment template (w.yaml), not beside it"),
+    ({"template": "w.yaml", "probes": {"readiness": {}}},
+     "zone eks: frontend.yaml: spec.versions.v3.probes: set in the Deployment template (w.yaml), not beside it"),
+    ({"replicas": 2}, "zone eks: frontend.yaml: spec.versions.v3.image: required in a kubernetes zone (or a "
+                      "Deployment template: spec.versions.v3.template)"),
+])
+def test_a_template_and_pod_fields_beside_it_are_refused(definition, line):
+    with pytest.raises(PermanentError) as err:
+        workloads.workload("eks", "frontend.yaml", "v3", definition)
+    assert str(err.value) == line
 
 
 def test_the_deployment_does_not_change_with_the_weights():
