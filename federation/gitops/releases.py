@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from federation import specfiles
+from federation.core import spec as specs
 from federation.core.errors import FederationError, PermanentError
 from federation.core.steps import StepRecord
 from federation.gitops.aio import AsyncRepo, Edit
@@ -144,6 +145,10 @@ def edit_serving(zone: str, under: str, service: str, record: StepRecord) -> Edi
         if missing:
             raise PermanentError(f"zone {zone}: {path} does not define version(s) {', '.join(missing)} "
                                  "under spec.versions")
+        for v in sorted(set(weights) - retire):  # a typo (``replica:``) would silently run the default
+            problems = specfiles.check(specs.ZoneVersion, doc["spec"]["versions"][v], path, f"spec.versions.{v}")
+            if problems:
+                raise PermanentError(f"zone {zone}: {problems[0]}")
         serving = dict(doc["spec"].get("serving") or {})
         serving.update(weights)
         for v in retire:

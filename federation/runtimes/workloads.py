@@ -24,10 +24,7 @@ import copy
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import pydantic
-from pydantic.alias_generators import to_camel
+from typing import Any
 
 from federation import specfiles
 from federation.core import spec as specs
@@ -44,63 +41,18 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "federation"}
 KUSTOMIZATION = "kustomization.yaml"
 
 
-class _Model(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                                       frozen=True)
-
-
-class Port(_Model):
-    name: str = "http"
-    container_port: int = pydantic.Field(ge=1, le=65535)
-    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
-
-
-class Probe(_Model):
-    """An HTTP GET probe on a container port (the first one by default)."""
-
-    path: str = "/healthz"
-    port: int | str | None = None
-    initial_delay_seconds: int = pydantic.Field(default=0, ge=0)
-    period_seconds: int = pydantic.Field(default=5, ge=1)
-    timeout_seconds: int = pydantic.Field(default=1, ge=1)
-    failure_threshold: int = pydantic.Field(default=3, ge=1)
-
-
-class Probes(_Model):
-    readiness: Probe | None = None
-    liveness: Probe | None = None
-    startup: Probe | None = None
-
-
-class Resources(_Model):
-    requests: dict[str, str | int] | None = None
-    limits: dict[str, str | int] | None = None
-
-
-class Workload(pydantic.BaseModel):
-    """A version's workload in a Kubernetes zone. Fields the VM agents read (``command``,
-    ``health``...) may sit beside these: ``health`` is the readiness path when ``probes`` has none;
-    ``command`` is for VM zones (the container keeps its image's entrypoint; ``args`` go to it).
-
-    With ``template`` (a Deployment file in the zone repo) the pod is the template's: the fields
-    only a Kubernetes zone reads (``POD_FIELDS``) are refused beside it, and those VM zones share
-    (``replicas``, ``env``, ``health``, ``command``) are theirs alone."""
-
-    model_config = pydantic.ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
-                                       frozen=True)
-
-    image: str | None = pydantic.Field(default=None, min_length=1)
-    template: str | None = None
-    replicas: int = pydantic.Field(default=1, ge=0)
-    args: list[str] | None = None
-    env: dict[str, str | int | float | bool] = pydantic.Field(default_factory=dict)
-    ports: list[Port] | None = None
-    probes: Probes | None = None
-    health: str | None = None
-    resources: Resources | None = None
-    progress_deadline_seconds: int | None = pydantic.Field(default=None, ge=1)
-    service_account_name: str | None = None
-
+# A version's workload is its ZoneRelease definition (``core.spec.ZoneVersion``: the fields of every
+# zone kind, unknown ones refused). Fields the VM agents read (``command``, ``health``...) sit beside
+# the Kubernetes ones: ``health`` is the readiness path when ``probes`` has none; ``command`` is for
+# VM zones (the container keeps its image's entrypoint; ``args`` go to it). With ``template`` (a
+# Deployment file in the zone repo) the pod is the template's: the fields only a Kubernetes zone
+# reads (``POD_FIELDS``) are refused beside it, and those VM zones share (``replicas``, ``env``,
+# ``health``, ``command``) are theirs alone.
+Port = specs.ZonePort
+Probe = specs.ZoneProbe
+Probes = specs.ZoneProbes
+Resources = specs.ZoneResources
+Workload = specs.ZoneVersion
 
 
 # What a Deployment template already says: refused beside ``template`` (which one would win?).
@@ -111,13 +63,12 @@ def workload(zone: str, path: str, version: str, definition: Any) -> Workload:
     """A version's definition as a workload; bad input is one line naming the file and the field."""
     d = definition if isinstance(definition, dict) else {}
     where = f"zone {zone}: {path}: spec.versions.{version}"
-    try:
-        w = Workload.model_validate(d)
-    except pydantic.ValidationError as exc:
-        e = exc.errors()[0]
-        field = ".".join(str(p) for p in e["loc"])
-        msg = "required in a kubernetes zone" if e["type"] == "missing" else e["msg"]
-        raise PermanentError(f"{where}" + (f".{field}" if field else "") + f": {msg}") from None
+    problems = specfiles.check(Workload, d, path, f"spec.versions.{version}")
+    if problems:
+        p = problems[0]
+        msg = "required in a kubernetes zone" if p.message == "required field is missing" else p.message
+        raise PermanentError(f"zone {zone}: {p.file}: {p.field}: {msg}")
+    w = Workload.model_validate(d)
     if w.template is None and w.image is None:
         raise PermanentError(f"{where}.image: required in a kubernetes zone (or a Deployment template: "
                              f"spec.versions.{version}.template)")

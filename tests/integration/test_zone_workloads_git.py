@@ -136,3 +136,20 @@ def test_a_bad_template_is_one_line_naming_the_file_and_field(tmp_path: Path, re
     _, clone = seed(tmp_path, {"frontend.yaml": zrel, **{k: v or template for k, v in files.items()}})
     with pytest.raises(PermanentError, match=line):
         step(clone, record(1, {"v2": 10000, "v3": 0}))
+
+
+@pytest.mark.parametrize("zone", ["vms", "eks"])
+def test_a_step_refuses_an_unknown_version_field_in_either_zone_kind(tmp_path: Path, zone: str):
+    """The hub's step edit reads the served versions' definitions first, in a VM zone as in a
+    Kubernetes zone: a typo (``replica``) is one line naming the zone, the file and the field."""
+    from federation.gitops import releases
+
+    zrel = (ROOT / "clusters" / zone / "frontend.yaml").read_text().replace("    v1:\n", "    v1:\n      replica: 3\n", 1)
+    _, clone = seed(tmp_path, {"frontend.yaml": zrel})
+    rec = StepRecord("shop/frontend", 1, Stage.ANALYSIS, 0, ((Subset(zone, "v1"), 10000),),
+                     RolloutTarget("v1", (zone,), "v2", ("eks",)))
+    edit = workloads.edit(TARGET, ".", "deploy", rec) if zone == "eks" else releases.edit_serving(zone, ".", "frontend",
+                                                                                                  rec)
+    with pytest.raises(PermanentError) as err:
+        clone.commit_and_push(edit, "step 1", idempotency=(rec.rollout, rec.step))
+    assert str(err.value) == f"zone {zone}: frontend.yaml: spec.versions.v1.replica: unknown field (did you mean 'replicas'?)"

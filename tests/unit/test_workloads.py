@@ -143,9 +143,11 @@ def test_local_routes_split_by_the_zone_s_weights():
     ({"command": ["app"], "replicas": 1}, "zone eks: frontend.yaml: spec.versions.v2.image: required in a kubernetes zone"),
     ({"image": "x:1", "replicas": -1}, "zone eks: frontend.yaml: spec.versions.v2.replicas: Input should be greater"),
     ({"image": "x:1", "ports": [{"name": "http"}]},
-     "zone eks: frontend.yaml: spec.versions.v2.ports.0.containerPort: required in a kubernetes zone"),
+     "zone eks: frontend.yaml: spec.versions.v2.ports[0].containerPort: required in a kubernetes zone"),
     ({"image": "x:1", "probes": {"readyness": {}}}, "zone eks: frontend.yaml: spec.versions.v2.probes.readyness: "
-                                                     "Extra inputs are not permitted"),
+                                                     "unknown field (did you mean 'readiness'?)"),
+    ({"image": "x:1", "replica": 3}, "zone eks: frontend.yaml: spec.versions.v2.replica: unknown field "
+                                     "(did you mean 'replicas'?)"),
 ])
 def test_a_bad_definition_is_one_line_naming_file_and_field(definition, line):
     with pytest.raises(PermanentError) as err:
