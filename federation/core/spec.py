@@ -253,6 +253,9 @@ class FluxRef(Model):
     # How the zone splits between its versions; default from the mesh provider (kuma, istio: none;
     # smi: trafficsplit; gatewayapi, envoy: httproute).
     local_route: ZoneRouteKind | None = None
+    # How many replicas a version's Deployment runs: "fixed" (its own replicas, whatever its weight)
+    # or "weight" (they follow its share of the zone's traffic: runtimes.workloads.scaled_replicas).
+    replicas: Literal["fixed", "weight"] = "fixed"
 
     @field_validator("path")
     @classmethod

@@ -21,6 +21,7 @@ Callers: ``runtimes.flux.KubeZone`` (each step's commit), tests.
 from __future__ import annotations
 
 import copy
+import math
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ class Target:
     port: int  # the Service port (the FederatedCanary's service.port)
     route: specs.ZoneRouteKind = specs.ZoneRouteKind.NONE
     container_port: int | None = None  # when a version names no ports (default: ``port``)
+    follow_weight: bool = False  # replicas follow the version's share of the zone's traffic
 
     @property
     def labels(self) -> dict[str, str]:
@@ -215,17 +217,45 @@ def render_service(t: Target, target_port: int | str) -> dict[str, Any]:
                                                       "protocol": "TCP"}]}}
 
 
+def share(serving: Mapping[str, int], version: str) -> float:
+    """A version's share of the zone's traffic (0..1) from the zone's serving weights; a zone whose
+    versions all have weight 0 splits evenly (as its local route does)."""
+    total = sum(serving.values())
+    if not serving or version not in serving:
+        return 0.0
+    return serving[version] / total if total else 1.0 / len(serving)
+
+
+def scaled_replicas(full: int, before: Mapping[str, int], after: Mapping[str, int], version: str) -> int:
+    """Replicas of a version whose replicas follow its weight: its full replicas times its share of
+    the zone's traffic, rounded up, at least 1 (a canary at weight 0 is running and ready before it
+    gets traffic) and at most ``full``. The share is the larger of the step's and the previous
+    step's: the zone's commit lands before the mesh moves traffic, so a version losing weight keeps
+    the pods for what it still receives until the next step, and one gaining weight has them ready
+    before the traffic arrives."""
+    if full <= 0:
+        return full
+    s = max(share(before, version), share(after, version))
+    return min(full, max(1, math.ceil(full * s - 1e-9)))
+
+
 def render(t: Target, zrel_path: str, versions: Mapping[str, Any], serving: Mapping[str, int],
-           record: StepRecord, templates: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, list[dict[str, Any]]]:
+           record: StepRecord, templates: Mapping[str, Mapping[str, Any]] | None = None,
+           before: Mapping[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every file of the service's directory: file name -> documents (kustomization included).
-    ``templates``: version -> its Deployment template, for the versions that name one."""
+    ``templates``: version -> its Deployment template, for the versions that name one; ``before``:
+    the zone's serving before this step (with ``t.follow_weight``)."""
     files: dict[str, list[dict[str, Any]]] = {}
     for version in sorted(serving):
         w = workload(t.zone, zrel_path, version, versions.get(version))
         tmpl = (templates or {}).get(version)
         if w.template is not None and tmpl is None:
             raise PermanentError(f"zone {t.zone}: {zrel_path}: spec.versions.{version}.template: not read")
-        files[f"{t.name(version)}.yaml"] = render_version(t, version, w, tmpl if w.template is not None else None)
+        docs = render_version(t, version, w, tmpl if w.template is not None else None)
+        if t.follow_weight:
+            spec = docs[0]["spec"]
+            spec["replicas"] = scaled_replicas(int(spec.get("replicas", 1)), before or {}, serving, version)
+        files[f"{t.name(version)}.yaml"] = docs
     if files:
         first = files[min(files)][1]["spec"]["ports"][0]["targetPort"]  # the versions' port name
         files[f"{t.service}.yaml"] = [render_service(t, first)]
@@ -249,6 +279,8 @@ def edit(t: Target, under: str, flux_path: str, record: StepRecord) -> Edit:
     folder = posixpath.join(base, t.service)
 
     def run(repo: Repo) -> list[str]:
+        previous = releases.find(repo, under, t.service)
+        before = dict(((previous[1].get("spec") or {}).get("serving") or {}) if previous else {})
         changed = serving_edit(repo)
         found = releases.find(repo, under, t.service)
         if found is None:  # serving_edit has raised already
@@ -268,7 +300,7 @@ def edit(t: Target, under: str, flux_path: str, record: StepRecord) -> Edit:
                     raise PermanentError(f"zone {t.zone}: {zrel_path}: spec.versions.{version}.template: {path} is "
                                          f"inside {base}, the path Flux applies: it would be applied as it is; move it out")
                 templates[version] = tmpl
-        files = render(t, zrel_path, versions, serving, record, templates)
+        files = render(t, zrel_path, versions, serving, record, templates, before)
         wanted = {posixpath.join(folder, f) for f in files}
         for name, docs in files.items():
             path = posixpath.join(folder, name)

@@ -153,3 +153,21 @@ def test_a_step_refuses_an_unknown_version_field_in_either_zone_kind(tmp_path: P
     with pytest.raises(PermanentError) as err:
         clone.commit_and_push(edit, "step 1", idempotency=(rec.rollout, rec.step))
     assert str(err.value) == f"zone {zone}: frontend.yaml: spec.versions.v1.replica: unknown field (did you mean 'replicas'?)"
+
+
+def test_replicas_follow_the_weight_from_one_step_to_the_next(tmp_path: Path):
+    """With the zone's ``flux.replicas: weight``, each step's commit sizes the Deployments from the
+    weights before and after it (read from the ZoneRelease the step edits): v2 of 2 replicas."""
+    _, clone = seed(tmp_path, {"frontend.yaml": (ROOT / "clusters" / "eks" / "frontend.yaml").read_text()})
+    t = workloads.Target("eks", "frontend", "shop", 8080, follow_weight=True)
+
+    def replicas(rec: StepRecord) -> dict[str, int]:
+        assert clone.commit_and_push(workloads.edit(t, ".", "deploy", rec), rec.message("frontend", "v2"),
+                                     idempotency=(rec.rollout, rec.step))
+        docs = built(clone)
+        return {d["metadata"]["name"]: d["spec"]["replicas"] for d in docs if d["kind"] == "Deployment"}
+
+    assert replicas(record(1, {"v1": 10000, "v2": 0})) == {"frontend-v1": 2, "frontend-v2": 1}
+    assert replicas(record(2, {"v1": 5000, "v2": 5000})) == {"frontend-v1": 2, "frontend-v2": 1}
+    assert replicas(record(3, {"v1": 0, "v2": 10000})) == {"frontend-v1": 1, "frontend-v2": 2}
+    assert replicas(record(4, {"v2": 10000}, retire=("v1",))) == {"frontend-v2": 2}

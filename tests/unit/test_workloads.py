@@ -172,3 +172,31 @@ def test_the_service_s_own_service_is_there_whatever_the_mesh(route):
     assert svc["metadata"]["name"] == "frontend" and svc["spec"]["selector"] == {"app": "frontend"}
     assert svc["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "web", "protocol": "TCP"}]
     assert workloads.render(target(route), "f", versions, {}, record(2, {}))["kustomization.yaml"][0]["resources"] == []
+
+
+@pytest.mark.parametrize(("full", "before", "after", "version", "want"), [
+    (4, {}, {"v1": 10000, "v2": 0}, "v2", 1),  # a canary at weight 0: one pod, ready before traffic
+    (4, {}, {"v1": 10000, "v2": 0}, "v1", 4),
+    (4, {"v1": 10000, "v2": 0}, {"v1": 7500, "v2": 2500}, "v2", 1),  # 25% of 4
+    (4, {"v1": 10000, "v2": 0}, {"v1": 7500, "v2": 2500}, "v1", 4),  # still receives 100% until the mesh moves
+    (4, {"v1": 7500, "v2": 2500}, {"v1": 5000, "v2": 5000}, "v1", 3),  # the previous step's 75%
+    (4, {"v1": 5000, "v2": 5000}, {"v1": 5000, "v2": 5000}, "v1", 2),
+    (4, {"v1": 0, "v2": 10000}, {"v2": 10000}, "v2", 4),
+    (3, {"v1": 6667, "v2": 3333}, {"v1": 6667, "v2": 3333}, "v2", 1),  # rounded up: 0.9999 -> 1
+    (2, {"v1": 0, "v2": 0}, {"v1": 0, "v2": 0}, "v1", 1),  # all at 0: an even split
+    (0, {}, {"v1": 10000}, "v1", 0),  # scaled to zero by its owners stays so
+])
+def test_replicas_that_follow_the_weight(full, before, after, version, want):
+    assert workloads.scaled_replicas(full, before, after, version) == want
+
+
+def test_only_replicas_follow_the_weight_and_only_when_asked():
+    t = workloads.Target("eks", "frontend", "shop", 8080, follow_weight=True)
+    files = workloads.render(t, "f", EKS["versions"], {"v1": 7500, "v2": 2500}, record(2, {"v1": 7500, "v2": 2500}),
+                             before={"v1": 10000, "v2": 0})
+    fixed = workloads.render(target(), "f", EKS["versions"], {"v1": 7500, "v2": 2500}, record(2, {"v1": 7500, "v2": 2500}))
+    assert [files[f"frontend-{v}.yaml"][0]["spec"]["replicas"] for v in ("v1", "v2")] == [2, 1]
+    assert [fixed[f"frontend-{v}.yaml"][0]["spec"]["replicas"] for v in ("v1", "v2")] == [2, 2]
+    # The pod template is the same: scaling never restarts a pod.
+    assert files["frontend-v2.yaml"][0]["spec"]["template"] == fixed["frontend-v2.yaml"][0]["spec"]["template"]
+    assert specs.FluxRef().replicas == "fixed" and specs.FluxRef(replicas="weight").replicas == "weight"
