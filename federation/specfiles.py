@@ -30,7 +30,8 @@ from ruamel.yaml.events import AliasEvent
 from federation.core import spec as specs
 from federation.core.errors import Problem, SpecError
 
-KINDS: dict[str, type[specs.Model]] = {"Fleet": specs.Fleet, "FederatedCanary": specs.FederatedCanary}
+KINDS: dict[str, type[specs.Model]] = {"Fleet": specs.Fleet, "FederatedCanary": specs.FederatedCanary,
+                                       "ZoneRelease": specs.ZoneRelease}
 
 # Limits on every YAML text read (spec files, ZoneReleases, MetricTemplates): a file larger than
 # MAX_FILE_BYTES is not read; a document nested deeper than MAX_DEPTH or whose nodes — aliases
@@ -277,6 +278,15 @@ def _problems(filename: str, prefix: str, model: type[pydantic.BaseModel],
             msg = f"{msg} (got {err.get('input')!r})"
         out.append(Problem(filename, path, msg))
     return [p for p in out if not (p.message == "required field is missing" and p.field in guessed)]
+
+
+def check(model: type[pydantic.BaseModel], data: Any, filename: str, prefix: str = "") -> list[Problem]:
+    """Every problem of ``data`` as ``model`` (fields under ``prefix``); empty when valid."""
+    try:
+        model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        return _problems(filename, prefix, model, exc)
+    return []
 
 
 def parse(doc: Any, filename: str, index: int = 0) -> specs.Model:

@@ -33,10 +33,17 @@ def print_event(kind: str, data: dict[str, Any]) -> None:
         output.info(f"  => {o.phase} after {o.seconds:.0f}s, {o.steps} steps, {o.commits} commits; "
                     f"load {o.load.requests} requests ({o.load.non_2xx} non-2xx); edge now serves "
                     + ", ".join(f"{k}: {n}" for k, n in sorted(o.served.items())))
+        from federation.demo import run as demo_run
+
+        for line in demo_run.step_lines(o.timings):
+            output.info(f"     {line}")
     elif kind == "summary":
         output.markup("\n[bold]Summary[/bold]")
         for text, passed in data["checks"]:
             output.markup(("[green]PASS[/green] " if passed else "[red]FAIL[/red] ") + text)
+        output.markup("[bold]Figures[/bold]")
+        for line in data.get("figures", []):
+            output.info(f"  {line}")
         output.info(f"total {data['seconds']:.0f}s. Look around:")
         output.info(f"  git --git-dir {data['mesh']} log --format='%h %s%n%(trailers:only)'")
         output.info(f"  fedctl history frontend --fleet {data['fleet']}")

@@ -18,7 +18,7 @@ FleetOpt = Annotated[Path, typer.Option("--fleet", "-f", help="Fleet spec file."
 FormatOpt = Annotated[output.Format, typer.Option("--output", "-o", help="Output format.")]
 
 
-def validate(files: Annotated[list[Path], typer.Argument(help="Spec files (Fleet, FederatedCanary, or a Flagger Canary).")],
+def validate(files: Annotated[list[Path], typer.Argument(help="Spec files (Fleet, FederatedCanary, ZoneRelease, or a Flagger Canary).")],
              fleet: Annotated[Path | None, typer.Option("--fleet", "-f", help="Also check canaries against this fleet.")] = None) -> None:
     """Validate spec files: exit 0 when valid, else one line per problem (FILE: field: message), exit 2."""
     problems: list[Problem] = []

@@ -253,6 +253,9 @@ class FluxRef(Model):
     # How the zone splits between its versions; default from the mesh provider (kuma, istio: none;
     # smi: trafficsplit; gatewayapi, envoy: httproute).
     local_route: ZoneRouteKind | None = None
+    # How many replicas a version's Deployment runs: "fixed" (its own replicas, whatever its weight)
+    # or "weight" (they follow its share of the zone's traffic: runtimes.workloads.scaled_replicas).
+    replicas: Literal["fixed", "weight"] = "fixed"
 
     @field_validator("path")
     @classmethod
@@ -503,6 +506,74 @@ class Fleet(Model):
                 admin.add((edge.admin.address, edge.admin.admin_port))
         allow = tuple(self.spec.outbound.allow) if self.spec.outbound is not None else ()
         return outbound.Policy(allow, frozenset(admin))
+
+
+# ----------------------------------------------------------------------------- ZoneRelease
+# A zone repo's ZoneRelease (humans own spec.versions, the hub edits spec.serving). A version's
+# fields are those of every zone kind: VM zones read command, replicas, health and env (the agent
+# checks them again, vm-agents/vmagent/manifests.py); Kubernetes zones read image, replicas, args,
+# env, ports, probes, resources, progressDeadlineSeconds, serviceAccountName, or template (the
+# team's Deployment file). Anything else is refused (a typo such as ``replica`` would silently run
+# one instance): ``fedctl validate`` and the hub's step say which file and which field.
+
+
+class ZonePort(Model):
+    name: str = "http"
+    container_port: int = Field(ge=1, le=65535)
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+
+
+class ZoneProbe(Model):
+    """An HTTP GET probe on a container port (the first one by default)."""
+
+    path: str = "/healthz"
+    port: int | str | None = None
+    initial_delay_seconds: int = Field(default=0, ge=0)
+    period_seconds: int = Field(default=5, ge=1)
+    timeout_seconds: int = Field(default=1, ge=1)
+    failure_threshold: int = Field(default=3, ge=1)
+
+
+class ZoneProbes(Model):
+    readiness: ZoneProbe | None = None
+    liveness: ZoneProbe | None = None
+    startup: ZoneProbe | None = None
+
+
+class ZoneResources(Model):
+    requests: dict[str, str | int] | None = None
+    limits: dict[str, str | int] | None = None
+
+
+class ZoneVersion(Model):
+    """How one version runs in a zone (``spec.versions.<version>``)."""
+
+    command: list[str] | None = Field(default=None, max_length=MAX_LIST)
+    replicas: int = Field(default=1, ge=0, le=MAX_COUNT)
+    health: str | None = None
+    env: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=MAX_MAP)
+    image: str | None = Field(default=None, min_length=1)
+    template: str | None = Field(default=None, min_length=1)
+    args: list[str] | None = Field(default=None, max_length=MAX_LIST)
+    ports: list[ZonePort] | None = Field(default=None, max_length=MAX_LIST)
+    probes: ZoneProbes | None = None
+    resources: ZoneResources | None = None
+    progress_deadline_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
+    service_account_name: str | None = None
+
+
+class ZoneReleaseSpec(Model):
+    service: Name
+    versions: dict[Version, ZoneVersion] = Field(default_factory=dict, max_length=MAX_MAP)
+    serving: dict[Version, Annotated[int, Field(ge=0, le=BASIS_POINTS)]] = Field(default_factory=dict,
+                                                                                 max_length=MAX_MAP)
+
+
+class ZoneRelease(Model):
+    api_version: Literal["federation.io/v1alpha1"]
+    kind: Literal["ZoneRelease"]
+    metadata: Metadata
+    spec: ZoneReleaseSpec
 
 
 # ----------------------------------------------------------------------------- Canary

@@ -3,15 +3,19 @@ server (``demo.kubeapi``): plainly not Kubernetes, but what the hub reads of a D
 
 ``sync`` is one pass over the Deployments of a namespace: each runs ``spec.replicas`` pods of its
 current pod template as local processes of the demo app (``fed-demo-app`` stands in for every image:
-it runs with the pod's ``app``/``version`` labels and the container's env, on a free port), probed on
+it runs with the pod's ``app``/``version`` labels and the container's env over the env its image bakes
+in, from ``images``, this stand-in's registry: what a build is lives in its image), on a free port), probed on
 the readiness probe's HTTP path; pods of an older template stop once the new ones are ready (a
 rolling update) and a deleted Deployment's pods stop. Then the Deployment's status is written as the
 controller writes it: ``observedGeneration``, ``replicas``, ``updatedReplicas``, ``readyReplicas``,
 ``availableReplicas``, ``Available`` and ``Progressing`` (``NewReplicaSetAvailable``, or
 ``ProgressDeadlineExceeded`` once the template has not become ready within
 ``progressDeadlineSeconds``). ``endpoints`` gives a selector's ready pods (for a zone's ingress).
-Not modelled: restarts (a pod whose process exits stays not ready, as if in CrashLoopBackOff),
-scheduling, resources, liveness probes.
+A pod whose process exits is restarted in place as the kubelet does (``restartPolicy: Always``): at
+once the first time, then after a back-off doubling from ``backoff`` seconds up to 300 s
+(CrashLoopBackOff); ``restarts`` is its restartCount, and ``restart_counts`` gives them per
+Deployment. A build that exits at start thus never gets ready and runs into its progress deadline.
+Not modelled: scheduling, resources, liveness probes.
 Callers: tests, the demo.
 """
 
@@ -22,6 +26,7 @@ import hashlib
 import json
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +60,10 @@ class Pod:
     path: str  # readiness probe path
     proc: Proc
     ready: bool = False
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0  # the container's restartCount
+    down_since: float | None = None  # when its process was first seen exited
 
 
 @dataclass
@@ -76,6 +85,8 @@ class LocalKubelet:
     pods: list[Pod] = field(default_factory=list)
     rollouts: dict[str, Rollout] = field(default_factory=dict)
     clock: Any = time.monotonic
+    images: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # image -> the ENV it bakes in
+    backoff: float = 10.0  # seconds before the second restart of a crashing pod (doubling, 300 s at most)
 
     def _deployments(self) -> list[dict[str, Any]]:
         r = self.kube.request("GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments")
@@ -86,13 +97,34 @@ class LocalKubelet:
     def _start(self, name: str, template: str, spec: dict[str, Any]) -> Pod:
         labels = dict((spec.get("metadata") or {}).get("labels") or {})
         container = ((spec.get("spec") or {}).get("containers") or [{}])[0]
-        env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or []}
+        # As a container runtime does: the image's own ENV, then the container's env over it.
+        env = {**self.images.get(str(container.get("image", "")), {}),
+               **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
         probe = (container.get("readinessProbe") or {}).get("httpGet") or {}
         port = _free_port()
-        proc = self.supervisor.start(f"pod-{self.zone}-{name}-{template}-{port}", [
-            self.app, "--service", labels.get("app", name), "--version", labels.get("version", "v0"),
-            "--zone", self.zone, "--port", str(port)], env=env)
-        return Pod(name, template, labels, port, str(probe.get("path") or "/healthz"), proc)
+        argv = [self.app, "--service", labels.get("app", name), "--version", labels.get("version", "v0"),
+                "--zone", self.zone, "--port", str(port)]
+        proc = self.supervisor.start(f"pod-{self.zone}-{name}-{template}-{port}", argv, env=env)
+        return Pod(name, template, labels, port, str(probe.get("path") or "/healthz"), proc, argv=argv, env=env)
+
+    def _revive(self, pod: Pod) -> None:
+        """Restart a pod's exited process once its back-off has passed (the kubelet's CrashLoopBackOff)."""
+        if pod.proc.alive():
+            return
+        now = self.clock()
+        if pod.down_since is None:
+            pod.down_since = now
+        delay = 0.0 if pod.restarts == 0 else min(self.backoff * 2 ** (pod.restarts - 1), 300.0)
+        if now - pod.down_since < delay:
+            return
+        self.supervisor.stop(pod.proc)  # reaped, out of the supervisor's list
+        pod.proc = self.supervisor.start(pod.proc.name, pod.argv, env=pod.env)
+        pod.restarts += 1
+        pod.down_since = None
+
+    def restart_counts(self, deployment: str) -> list[int]:
+        """The restartCount of each pod of ``deployment``."""
+        return [p.restarts for p in self.pods if p.deployment == deployment]
 
     def _probe(self, pod: Pod) -> bool:
         if not pod.proc.alive():
@@ -127,6 +159,7 @@ class LocalKubelet:
                 new.append(self._start(name, template, spec.get("template") or {}))
                 self.pods.append(new[-1])
             for p in new:
+                self._revive(p)
                 p.ready = self._probe(p)
             ready_new = sum(p.ready for p in new)
             old = [p for p in mine if p.template != template]
@@ -135,6 +168,7 @@ class LocalKubelet:
                     self._stop(p)
                 old = []
             for p in old:
+                self._revive(p)
                 p.ready = self._probe(p)
             ro.complete = ro.complete or ready_new >= want
             self._status(d, want, new, old, ro)

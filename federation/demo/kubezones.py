@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from federation.demo import kubeapi
+from federation.demo import kubeapi, steptimes
 from federation.demo.fluxlocal import LocalFlux
 from federation.demo.kubelet import LocalKubelet
 from federation.demo.procs import Supervisor
@@ -34,6 +34,10 @@ log = logging.getLogger("federation.demo")
 FLUX_NS = "flux-system"
 RBAC = ("member/member-cluster.yaml", "zone-flux.yaml")
 SERVICE = "frontend"
+# The stand-ins' image registry: the environment each of the demo's images bakes in (fed-demo-app
+# stands in for every image; a container's env goes over this, as in a container runtime). The
+# faulty v3 build is the image 3.0.0; its fix, 3.0.1, bakes in nothing.
+IMAGES = {"registry.example.com/shop/frontend:3.0.0": {"FAULT_RATE": "0.3", "EXTRA_LATENCY_MS": "150"}}
 
 
 def _root() -> Path:
@@ -76,6 +80,7 @@ class KubeZones:
     kubeconfig: Path  # the hub's: context "member", the ServiceAccount flux-system/federation-hub
     zones: dict[str, KubeZone] = field(default_factory=dict)
     errors: int = 0
+    clock: steptimes.StepClock | None = None  # times each step commit to applied, ready, live
 
     def sync(self) -> None:
         """One pass of every zone's controllers: Flux applies new commits (or a requested
@@ -85,6 +90,8 @@ class KubeZones:
                 z.flux.reconcile()
                 z.kubelet.sync()
                 z.mesh.sync(SERVICE)
+                if self.clock is not None:
+                    self.clock.track(z.name, z.kubelet.namespace, z.flux.repo.contains, z.mesh.routed)
             except Exception as exc:  # a controller retries at its next pass, as a real one does
                 self.errors += 1
                 log.warning("zone %s: %s", z.name, exc)
@@ -107,7 +114,8 @@ def start(bin_dir: Path, work: Path, sup: Supervisor, zones: dict[str, tuple[str
         binding = next(d for d in yaml.safe_load_all((_root() / "clusters" / "hub" / "zone-flux.yaml").read_text())
                        if d and d.get("kind") == "RoleBinding")
         app = str(Path(sys.executable).parent / "fed-demo-app")
-        out = KubeZones(kube, kube.token_kubeconfig(FLUX_NS, "federation-hub", work / "hub.kubeconfig", "member"))
+        out = KubeZones(kube, kube.token_kubeconfig(FLUX_NS, "federation-hub", work / "hub.kubeconfig", "member"),
+                        clock=steptimes.StepClock(kube))
         for name, (url, envoy_dir, admin) in zones.items():
             ns = namespace(name)
             kube.ensure_namespace(ns)
@@ -115,7 +123,7 @@ def start(bin_dir: Path, work: Path, sup: Supervisor, zones: dict[str, tuple[str
             kube.apply([d for d in yaml.safe_load_all((_root() / "clusters" / "flux" / f"zone-{name}.yaml").read_text())
                         if d])
             flux = LocalFlux(kube, gitrepo.Repo(url, "main", work / f"flux-{name}"), name)
-            kubelet = LocalKubelet(kube, ns, name, Supervisor(work / f"pods-{name}"), app)
+            kubelet = LocalKubelet(kube, ns, name, Supervisor(work / f"pods-{name}"), app, images=IMAGES)
             out.zones[name] = KubeZone(name, flux, kubelet, ZoneMesh(kube, kubelet, ns, name, envoy_dir, admin))
         return out
     except BaseException:

@@ -2,9 +2,14 @@
 
 1. v1 (on ``vms``) → v2 (on ``eks`` + ``onprem``): must promote.
 2. v2 → v3 (faulty, on ``eks``): must be rolled back by analysis.
+3. A developer fixes v3 in the eks zone repo only — on Kubernetes a new image tag in the team's
+   Deployment template of v3 (``bump_image``), as VM zones its environment (``fix_build``): the
+   hub must see the new revision by itself and promote it.
 Load from ``hey`` runs through the edge the whole time, in bounded bursts. The outcome is checked
-from what the edge serves and from Git, not from the hub's own claims. Events go to a ``report``
-callback (the CLI prints them). Callers: ``fedctl demo``, the e2e test.
+from what the edge serves, from Git and from the API server, not from the hub's own claims; in
+the Kubernetes zones each step is timed from its commit to Flux-applied, Deployments ready and
+route live (``demo.steptimes``). Events go to a ``report`` callback (the CLI prints them).
+Callers: ``fedctl demo``, the e2e test.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from federation.core import decide
 from federation.core import spec as specs
 from federation.core.errors import FederationError
 from federation.core.state import Phase, SetWeights, Stage
-from federation.demo import kubezones
+from federation.demo import kubezones, steptimes
 from federation.demo.fleet import SERVICE, LocalFleet
 from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
@@ -89,6 +94,7 @@ class RolloutOutcome:
     load: LoadStats
     served: Counter[str]
     message: str
+    timings: list[steptimes.StepTiming] = field(default_factory=list)  # Kubernetes zones' step commits
 
 
 _CODE = re.compile(r"\[(\d{3})\]\s+(\d+) responses")
@@ -195,6 +201,30 @@ def fix_build(fleet: LocalFleet, zone: str = "eks") -> str:
     return sha
 
 
+V3_TEMPLATE = "workloads/frontend-v3.yaml"  # in the eks zone repo (clusters/eks)
+FAULTY_IMAGE, FIXED_IMAGE = "registry.example.com/shop/frontend:3.0.0", "registry.example.com/shop/frontend:3.0.1"
+
+
+def bump_image(fleet: LocalFleet, zone: str = "eks") -> str:
+    """A developer fixes the faulty v3 build in a Kubernetes zone: a new image tag in the team's
+    Deployment template of v3, nothing else (the ZoneRelease and the mesh repo untouched)."""
+    r = gitrepo.Repo(fleet.git_url(zone), "main", fleet.workdir / f"developer-{zone}")
+    r.ensure()
+
+    def edit(repo: gitrepo.Repo) -> list[str]:
+        path = repo.workdir / V3_TEMPLATE
+        text = path.read_text()
+        if FAULTY_IMAGE not in text:
+            raise FederationError(f"{zone}: {V3_TEMPLATE} does not run {FAULTY_IMAGE}")
+        path.write_text(text.replace(FAULTY_IMAGE, FIXED_IMAGE))
+        return [V3_TEMPLATE]
+
+    sha = r.commit_and_push(edit, f"{SERVICE} v3: image 3.0.1 (the fixed build)", author="Developer <dev@localhost>")
+    if sha is None:
+        raise FederationError(f"{zone}: nothing to change in {V3_TEMPLATE}")
+    return sha
+
+
 def release(fleet: LocalFleet, doc: dict[str, Any], message: str) -> str:
     """Commit a FederatedCanary to the mesh repo as a release engineer would."""
     specs.FederatedCanary.model_validate(doc)
@@ -242,6 +272,7 @@ class Demo:
         self.kube: kubezones.KubeZones | None = None
         self._halt = threading.Event()
         self._controllers: threading.Thread | None = None
+        self._runtimes: dict[str, Any] = {}  # the Kubernetes zones' own runtimes, while timed
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
@@ -277,6 +308,10 @@ class Demo:
                                          f"(started in {self.kube.kube.started_in:.1f}s)"})
         fleet_spec = specfiles.load_one(self.fleet.fleet_file, specs.Fleet)
         self.parts = hub_parts.build(fleet_spec, self.fleet.workdir / "hub")
+        if self.kube is not None and self.kube.clock is not None:
+            for name in KUBE_ZONES:  # the executor shares this mapping: its commits are noted
+                self._runtimes[name] = self.parts.zones[name]
+                self.parts.zones[name] = steptimes.Timed(self.parts.zones[name], self.kube.clock)
         self.report("info", {"text": f"fleet ready in {self.elapsed():.1f}s; edge at {self.fleet.edge_url}"})
 
     async def rollout(self, name: str, doc: dict[str, Any] | None, expect: Phase,
@@ -307,6 +342,8 @@ class Demo:
             self.report("tick", {"report": r, "t": self.elapsed()})
 
         worker = RolloutWorker(key, self.parts, store, listener=listener)
+        clock = self.kube.clock if self.kube is not None else None
+        first_timing = len(clock.of()) if clock is not None else 0
         start = time.monotonic()
         try:
             while True:
@@ -329,10 +366,19 @@ class Demo:
                 await asyncio.sleep(self.pace.tick)
         finally:
             stats = await load.stop() if load is not None else LoadStats()
+        seconds = time.monotonic() - start
+        timings: list[steptimes.StepTiming] = []
+        if clock is not None:
+            # The last step's zone commit lands after the hub's last tick: give it a bounded while.
+            for _ in range(100):  # 20 s at most
+                if all(t.live is not None for t in clock.of()[first_timing:]):
+                    break
+                await asyncio.sleep(0.2)
+            timings = clock.of()[first_timing:]
         served = await served_versions(self.fleet.edge_url)
         status = await store.load(key)
-        outcome = RolloutOutcome(name, status.phase.value, time.monotonic() - start, len(steps), len(commits),
-                                 stats, served, status.message)
+        outcome = RolloutOutcome(name, status.phase.value, seconds, len(steps), len(commits),
+                                 stats, served, status.message, timings)
         self.report("outcome", {"outcome": outcome, "expected": expect.value})
         return outcome
 
@@ -346,11 +392,27 @@ class Demo:
         while not self._halt.wait(0.3):
             self.kube.sync()
 
+    def deployment(self, zone: str, name: str) -> dict[str, Any] | None:
+        """A Deployment as the local API server has it (None: not there, or no Kubernetes zones)."""
+        if self.kube is None:
+            return None
+        r = self.kube.kube.request("GET", f"/apis/apps/v1/namespaces/{kubezones.namespace(zone)}/deployments/{name}")
+        return r.json() if r.status_code == 200 else None
+
+    def applied_revision(self, zone: str) -> str:
+        """The zone's Kustomization ``status.lastAppliedRevision`` ("" when none)."""
+        if self.kube is None:
+            return ""
+        r = self.kube.kube.request("GET", self.kube.kube.path("kustomize.toolkit.fluxcd.io/v1", "Kustomization",
+                                                               kubezones.FLUX_NS, zone))
+        return str((r.json().get("status") or {}).get("lastAppliedRevision") or "") if r.status_code == 200 else ""
+
     async def close(self) -> None:
         self._halt.set()
         if self._controllers is not None:
             await asyncio.to_thread(self._controllers.join, 30)
         if self.parts is not None:
+            self.parts.zones.update(self._runtimes)  # their own clients are closed by the parts
             await self.parts.close()
 
     def stop(self) -> None:
@@ -374,11 +436,21 @@ async def run(workdir: Path, fast: bool, keep: bool, report: Report) -> int:
                                    canary_doc(demo.pace, ("v1", ["vms"]), ("v2", ["eks", "onprem"])), Phase.SUCCEEDED)
         second = await demo.rollout("rollout 2: v2 -> v3 (faulty, on eks)",
                                     canary_doc(demo.pace, ("v2", ["eks", "onprem"]), ("v3", ["eks"])), Phase.FAILED)
-        third = await demo.rollout("rollout 3: v3 fixed in the eks repo (same version, new build)", None,
-                                   Phase.SUCCEEDED, change=lambda: fix_build(demo.fleet))
+        fix: dict[str, str] = {}
+
+        def change() -> str:
+            fix["sha"] = bump_image(demo.fleet) if demo.kube is not None else fix_build(demo.fleet)
+            return fix["sha"]
+
+        third = await demo.rollout("rollout 3: v3 fixed in the eks repo (same version, new build: "
+                                   + ("a new image tag in its Deployment template)" if demo.kube is not None
+                                      else "its environment)"), None, Phase.SUCCEEDED, change=change)
         checks = verify(first, second, await demo.mesh_log(), third)
+        if demo.kube is not None:
+            checks += await asyncio.to_thread(verify_kube, demo, fix["sha"])
         ok = all(passed for _, passed in checks)
         report("summary", {"outcomes": [first, second, third], "checks": checks, "seconds": demo.elapsed(),
+                           "figures": figures([first, second, third]),
                            "workdir": str(demo.fleet.workdir), "mesh": demo.fleet.git_url("mesh"),
                            "fleet": str(demo.fleet.fleet_file)})
         return 0 if ok else 1
@@ -425,6 +497,61 @@ def verify(first: RolloutOutcome, second: RolloutOutcome, mesh_log: list[gitrepo
          bool(steps) and all(n == 1 for n in steps.values())),
         (f"mesh repo: one rollback commit ({len(rollback_commits)})", len(rollback_commits) == rollbacks_expected),
         *later,
+    ]
+
+
+def _stage(v: tuple[float, float, int] | None, n: int) -> str:
+    return "not seen" if v is None else f"median {v[0]:.2f}s, max {v[1]:.2f}s" + ("" if v[2] == n else f" ({v[2]}/{n})")
+
+
+def step_lines(timings: list[steptimes.StepTiming]) -> list[str]:
+    """One line per step commit to a Kubernetes zone: seconds from the commit to Flux-applied, to
+    the zone's Deployments ready, to its route live."""
+    def at(v: float | None) -> str:
+        return "-" if v is None else f"+{v:.2f}s"
+    return [f"{t.zone} step {t.step} commit {t.sha[:8]}: Flux applied {at(t.since(t.applied))}, Deployments ready "
+            f"{at(t.since(t.ready))}, route live {at(t.since(t.live))}" for t in timings]
+
+
+def figures(outcomes: list[RolloutOutcome]) -> list[str]:
+    """The closing figures: per rollout requests, non-2xx, steps, time per step; and, over every
+    step commit to a Kubernetes zone, commit -> Flux-applied -> Deployments ready -> route live."""
+    out = []
+    for o in outcomes:
+        per = f"{o.seconds / o.steps:.1f}s per step" if o.steps else "no steps"
+        out.append(f"{o.name.split(':')[0]}: {o.phase}, {o.load.requests} requests, {o.load.non_2xx} non-2xx, "
+                   f"{sum(o.load.errors.values())} errors, {o.steps} steps in {o.seconds:.1f}s ({per})")
+    timings = [t for o in outcomes for t in o.timings]
+    if timings:
+        s = steptimes.summary(timings)
+        n = s["steps"]
+        out.append(f"Kubernetes zones, {n} step commits: commit -> Flux-applied {_stage(s['applied'], n)}; "
+                   f"-> Deployments ready {_stage(s['ready'], n)}; -> route live {_stage(s['live'], n)}")
+    return out
+
+
+def verify_kube(demo: Demo, fix: str) -> list[tuple[str, bool]]:
+    """Rollout 3 on Kubernetes, checked from Git and from the API server: the developer's commit
+    changed only v3's Deployment template, and eks runs the fixed image, ready, at Flux's head."""
+    dev = gitrepo.Repo(demo.fleet.git_url("eks"), "main", demo.fleet.workdir / "developer-eks")
+    dev.ensure()
+    changed = dev.changed(fix)
+    dep = demo.deployment("eks", f"{SERVICE}-v3") or {}
+    containers = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    image = str(containers[0].get("image", "none"))
+    st, want = dep.get("status") or {}, int((dep.get("spec") or {}).get("replicas", 1))
+    ready = int(st.get("readyReplicas") or 0)
+    labels = (dep.get("metadata") or {}).get("labels") or {}
+    applied = demo.applied_revision("eks")
+    return [
+        (f"rollout 3 started by a new image tag in the eks repo's Deployment template of v3 alone (commit "
+         f"{fix[:8]} changed {', '.join(changed) or 'nothing'}; no ZoneRelease edit)", changed == [V3_TEMPLATE]),
+        (f"eks API: Deployment {SERVICE}-v3 runs {image}, {ready}/{want} ready, rendered by the hub from the "
+         "team's template (labels managed-by=federation and team=shop)",
+         image == FIXED_IMAGE and want > 0 and ready == want
+         and labels.get("app.kubernetes.io/managed-by") == "federation" and labels.get("team") == "shop"),
+        (f"eks Flux: Kustomization lastAppliedRevision {applied or 'none'} is the zone repo's head",
+         applied.endswith(":" + dev.head()) if applied else False),
     ]
 
 

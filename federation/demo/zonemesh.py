@@ -11,7 +11,7 @@ Callers: tests, the demo.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,13 @@ class ZoneMesh:
     zone: str
     envoy_dir: Path  # where the zone's ingress Envoy watches cds.json and rds.json
     admin: str  # its admin address, host:port
+    # What the last ``sync`` found applied and what it routes: the route is live when they match.
+    last: tuple[list[tuple[str, int]], list[tuple[str, int]]] = field(default_factory=lambda: ([], []))
+
+    def routed(self) -> bool:
+        """Whether the last ``sync`` routes every version of the applied split to ready pods."""
+        split, live = self.last
+        return split == live
 
     def split(self, service: str) -> list[tuple[str, int]]:
         """(version, weight) of the zone's HTTPRoute for ``service`` (empty: none applied)."""
@@ -65,4 +72,5 @@ class ZoneMesh:
             zone_envoy.write(rds, zone_envoy.render_routes(weights, routes_version))
             wait_for(lambda: admin.route_version("ingress", service) == routes_version, timeout,
                      f"{self.zone} ingress route")
+        self.last = (split, live)
         return live

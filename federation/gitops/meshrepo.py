@@ -104,14 +104,14 @@ async def last_valid(mesh: AsyncRepo, fleet: specs.Fleet, zones: Mapping[str, As
 
 async def canary_checksum(spec: specs.CanarySpec, zones: Mapping[str, AsyncRepo]) -> str:
     """Digest of the canary version as each canary zone's repo defines it (image, artifact,
-    command, env, replicas...): a bump there is a new revision of the canary, which (re)starts
-    its rollout. Zones without the definition count as such (the step then fails loudly)."""
+    command, env, replicas..., or the pod template of the Deployment template it names): a bump
+    there is a new revision of the canary, which (re)starts its rollout. Zones without the definition count as such (the step then fails loudly)."""
     definitions: dict[str, Any] = {}
     for z in sorted(spec.canary.zones):
         repo = zones[z]
 
         def read(r: Repo, under: str = repo.path) -> Any:
-            return releases.definition(r, under, spec.service.name, spec.canary.version)
+            return releases.resolved_definition(r, under, spec.service.name, spec.canary.version)
 
         definitions[z] = await repo.call(read)
     return releases.checksum(definitions)

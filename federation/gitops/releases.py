@@ -1,19 +1,24 @@
 """``ZoneRelease`` files in zone repos: found, edited in place (only ``spec.serving``), digested.
 
 Humans own ``spec.versions`` (how each version runs); the hub edits only ``spec.serving`` (which
-versions run, at which weights), comments and formatting kept. ``checksum`` digests the canary
-version's definitions across its zones (Flagger's pod-template checksum). Callers: ``runtimes``
-(a zone's step commit and manifests), ``gitops.meshrepo`` (discovery's checksums).
+versions run, at which weights), comments and formatting kept. In a Kubernetes zone a version may
+name a Deployment template the team owns in the same repo (``template``, a path from the
+ZoneRelease's folder): ``read_template`` finds and checks it. ``checksum`` digests the canary
+version's definitions across its zones, a template's pod template included (Flagger's pod-template
+checksum). Callers: ``runtimes`` (a zone's step commit and manifests), ``gitops.meshrepo``
+(discovery's checksums).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 from collections.abc import Mapping
 from typing import Any
 
 from federation import specfiles
+from federation.core import spec as specs
 from federation.core.errors import FederationError, PermanentError
 from federation.core.steps import StepRecord
 from federation.gitops.aio import AsyncRepo, Edit
@@ -59,6 +64,65 @@ def definition(repo: Repo, under: str, service: str, version: str) -> Any:
     return ((found[1].get("spec") or {}).get("versions") or {}).get(version) if found else None
 
 
+TEMPLATE = "template"
+
+
+def template_path(zone: str, zrel_path: str, version: str, ref: Any) -> str:
+    """Where a version's ``template`` points: relative to its ZoneRelease's folder, inside the repo."""
+    where = f"zone {zone}: {zrel_path}: spec.versions.{version}.{TEMPLATE}"
+    if not isinstance(ref, str) or not ref.strip() or posixpath.isabs(ref):
+        raise PermanentError(f"{where}: a path in the zone repo, relative to {zrel_path}'s folder")
+    path = posixpath.normpath(posixpath.join(posixpath.dirname(zrel_path), ref))
+    if path == ".." or path.startswith("../"):
+        raise PermanentError(f"{where}: {ref!r} leaves the zone repo")
+    return path
+
+
+def read_template(repo: Repo, zone: str, zrel_path: str, version: str, ref: Any) -> tuple[str, dict[str, Any]]:
+    """A version's Deployment template (path, document): one ``apps/v1`` Deployment whose pod
+    template has at least one container with an image. Anything else is one line naming the file
+    and the field."""
+    path = template_path(zone, zrel_path, version, ref)
+    text = repo.read(path)
+    if text is None:
+        raise PermanentError(f"zone {zone}: {zrel_path}: spec.versions.{version}.{TEMPLATE}: {path} not found")
+    docs = [d for d in specfiles.parse_documents(text, path) if d is not None]
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise PermanentError(f"zone {zone}: {path}: a Deployment template holds exactly one Deployment "
+                             f"(found {len(docs)} document(s))")
+    doc = docs[0]
+    if doc.get("apiVersion") != "apps/v1" or doc.get("kind") != "Deployment":
+        raise PermanentError(f"zone {zone}: {path}: kind: expected an apps/v1 Deployment, got "
+                             f"{doc.get('apiVersion')}/{doc.get('kind')}")
+    spec = doc.get("spec")
+    pod = ((spec or {}).get("template") or {}).get("spec") if isinstance(spec, dict) else None
+    containers = pod.get("containers") if isinstance(pod, dict) else None
+    if not isinstance(containers, list) or not containers:
+        raise PermanentError(f"zone {zone}: {path}: spec.template.spec.containers: required (at least one)")
+    for i, c in enumerate(containers):
+        if not isinstance(c, dict) or not isinstance(c.get("image"), str) or not c["image"]:
+            raise PermanentError(f"zone {zone}: {path}: spec.template.spec.containers[{i}].image: required")
+    return path, doc
+
+
+def resolved_definition(repo: Repo, under: str, service: str, version: str) -> Any:
+    """``definition`` with a ``template`` reference replaced by the template's pod template (what
+    Flagger's checksum covers: a new image in the team's Deployment file is a new revision; its
+    replicas are not). A template that cannot be read counts by its problem (the step says it)."""
+    found = find(repo, under, service)
+    if found is None:
+        return None
+    zrel_path, doc = found
+    d = ((doc.get("spec") or {}).get("versions") or {}).get(version)
+    if not isinstance(d, dict) or TEMPLATE not in d:
+        return d
+    try:
+        path, tmpl = read_template(repo, "", zrel_path, version, d[TEMPLATE])
+        return {**d, TEMPLATE: {"path": path, "pod": tmpl["spec"]["template"]}}
+    except FederationError as exc:
+        return {**d, TEMPLATE: {"problem": str(exc)}}
+
+
 def checksum(definitions: Mapping[str, Any]) -> str:
     """Digest of a version's definitions per zone: a change there is a new revision of it."""
     raw = json.dumps(dict(sorted(definitions.items())), sort_keys=True, separators=(",", ":"), default=str)
@@ -81,6 +145,10 @@ def edit_serving(zone: str, under: str, service: str, record: StepRecord) -> Edi
         if missing:
             raise PermanentError(f"zone {zone}: {path} does not define version(s) {', '.join(missing)} "
                                  "under spec.versions")
+        for v in sorted(set(weights) - retire):  # a typo (``replica:``) would silently run the default
+            problems = specfiles.check(specs.ZoneVersion, doc["spec"]["versions"][v], path, f"spec.versions.{v}")
+            if problems:
+                raise PermanentError(f"zone {zone}: {problems[0]}")
         serving = dict(doc["spec"].get("serving") or {})
         serving.update(weights)
         for v in retire:

@@ -438,6 +438,11 @@ class Repo:
 
     # -- reading history -------------------------------------------------------------------
 
+    def changed(self, sha: str) -> list[str]:
+        """The files a commit changed (against its first parent)."""
+        out = str(self._git().git.diff_tree("--no-commit-id", "--name-only", "-r", sha))
+        return [line for line in out.splitlines() if line]
+
     def log(self, limit: int = 200, path: str | None = None, rev: str | None = None) -> list[CommitInfo]:
         g = self._git().git
         sep, end = "\x1f", "\x1e"

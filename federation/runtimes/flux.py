@@ -77,6 +77,7 @@ class KubeZone:
         self.workload_namespace = ref.workload_namespace
         self.flux_path = ref.path
         self.local_route = ref.local_route or LOCAL_ROUTE[provider]
+        self.follow_weight = ref.replicas == "weight"
 
     @staticmethod
     def of(zone: specs.Zone, repo: AsyncRepo, provider: specs.MeshProvider = specs.MeshProvider.KUMA) -> KubeZone:
@@ -86,7 +87,8 @@ class KubeZone:
     def target(self, canary: specs.FederatedCanary) -> workloads.Target:
         s = canary.spec.service
         return workloads.Target(self.name, s.name, self.workload_namespace or canary.metadata.namespace, s.port,
-                                self.local_route, s.target_port if isinstance(s.target_port, int) else None)
+                                self.local_route, s.target_port if isinstance(s.target_port, int) else None,
+                                self.follow_weight)
 
     async def commit(self, canary: specs.FederatedCanary, record: StepRecord, message: str,
                      branch: str | None = None) -> str | None:
@@ -100,7 +102,10 @@ class KubeZone:
             if found is None:
                 return None
             definition = ((found[1].get("spec") or {}).get("versions") or {}).get(version)
-            return workloads.workload(self.name, found[0], version, definition).image
+            w = workloads.workload(self.name, found[0], version, definition)
+            template = None if w.template is None else \
+                releases.read_template(repo, self.name, found[0], version, w.template)[1]
+            return workloads.image_of(w, template)
         except FederationError:  # the step's commit says why, loudly
             return None
 

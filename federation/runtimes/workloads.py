@@ -1,7 +1,10 @@
 """Kubernetes workloads of a zone, rendered from its ZoneRelease: what Flux applies for each version.
 
 A ``ZoneRelease`` version in a ``kind: kubernetes`` zone describes its workload (``Workload``:
-image, replicas, args, env, ports, probes, resources). For every version the zone serves, the hub
+image, replicas, args, env, ports, probes, resources), or names a Deployment template the team owns
+in the zone repo (``template``): the hub then renders that Deployment, keeping its own name,
+namespace, labels and selector, and the team's pod spec, strategy and replicas as written (a human
+commit bumping the image there is a new revision, ``releases.resolved_definition``). For every version the zone serves, the hub
 renders a Deployment and a Service named ``<service>-<version>`` (labels ``app``/``version``, the
 ones the mesh and the routers select on), the service's own Service ``<service>`` over them (what
 the meshes route for), and — where the zone's mesh splits locally — the split
@@ -17,13 +20,12 @@ Callers: ``runtimes.flux.KubeZone`` (each step's commit), tests.
 
 from __future__ import annotations
 
+import copy
+import math
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import pydantic
-from pydantic.alias_generators import to_camel
+from typing import Any
 
 from federation import specfiles
 from federation.core import spec as specs
@@ -40,70 +42,42 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "federation"}
 KUSTOMIZATION = "kustomization.yaml"
 
 
-class _Model(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                                       frozen=True)
+# A version's workload is its ZoneRelease definition (``core.spec.ZoneVersion``: the fields of every
+# zone kind, unknown ones refused). Fields the VM agents read (``command``, ``health``...) sit beside
+# the Kubernetes ones: ``health`` is the readiness path when ``probes`` has none; ``command`` is for
+# VM zones (the container keeps its image's entrypoint; ``args`` go to it). With ``template`` (a
+# Deployment file in the zone repo) the pod is the template's: the fields only a Kubernetes zone
+# reads (``POD_FIELDS``) are refused beside it, and those VM zones share (``replicas``, ``env``,
+# ``health``, ``command``) are theirs alone.
+Port = specs.ZonePort
+Probe = specs.ZoneProbe
+Probes = specs.ZoneProbes
+Resources = specs.ZoneResources
+Workload = specs.ZoneVersion
 
 
-class Port(_Model):
-    name: str = "http"
-    container_port: int = pydantic.Field(ge=1, le=65535)
-    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
-
-
-class Probe(_Model):
-    """An HTTP GET probe on a container port (the first one by default)."""
-
-    path: str = "/healthz"
-    port: int | str | None = None
-    initial_delay_seconds: int = pydantic.Field(default=0, ge=0)
-    period_seconds: int = pydantic.Field(default=5, ge=1)
-    timeout_seconds: int = pydantic.Field(default=1, ge=1)
-    failure_threshold: int = pydantic.Field(default=3, ge=1)
-
-
-class Probes(_Model):
-    readiness: Probe | None = None
-    liveness: Probe | None = None
-    startup: Probe | None = None
-
-
-class Resources(_Model):
-    requests: dict[str, str | int] | None = None
-    limits: dict[str, str | int] | None = None
-
-
-class Workload(pydantic.BaseModel):
-    """A version's workload in a Kubernetes zone. Fields the VM agents read (``command``,
-    ``health``...) may sit beside these: ``health`` is the readiness path when ``probes`` has none;
-    ``command`` is for VM zones (the container keeps its image's entrypoint; ``args`` go to it)."""
-
-    model_config = pydantic.ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore",
-                                       frozen=True)
-
-    image: str = pydantic.Field(min_length=1)
-    replicas: int = pydantic.Field(default=1, ge=0)
-    args: list[str] | None = None
-    env: dict[str, str | int | float | bool] = pydantic.Field(default_factory=dict)
-    ports: list[Port] | None = None
-    probes: Probes | None = None
-    health: str | None = None
-    resources: Resources | None = None
-    progress_deadline_seconds: int | None = pydantic.Field(default=None, ge=1)
-    service_account_name: str | None = None
-
+# What a Deployment template already says: refused beside ``template`` (which one would win?).
+POD_FIELDS = ("image", "args", "ports", "probes", "resources", "progressDeadlineSeconds", "serviceAccountName")
 
 
 def workload(zone: str, path: str, version: str, definition: Any) -> Workload:
     """A version's definition as a workload; bad input is one line naming the file and the field."""
-    try:
-        return Workload.model_validate(definition if isinstance(definition, dict) else {})
-    except pydantic.ValidationError as exc:
-        e = exc.errors()[0]
-        field = ".".join(str(p) for p in e["loc"])
-        where = f"spec.versions.{version}" + (f".{field}" if field else "")
-        msg = "required in a kubernetes zone" if e["type"] == "missing" else e["msg"]
-        raise PermanentError(f"zone {zone}: {path}: {where}: {msg}") from None
+    d = definition if isinstance(definition, dict) else {}
+    where = f"zone {zone}: {path}: spec.versions.{version}"
+    problems = specfiles.check(Workload, d, path, f"spec.versions.{version}")
+    if problems:
+        p = problems[0]
+        msg = "required in a kubernetes zone" if p.message == "required field is missing" else p.message
+        raise PermanentError(f"zone {zone}: {p.file}: {p.field}: {msg}")
+    w = Workload.model_validate(d)
+    if w.template is None and w.image is None:
+        raise PermanentError(f"{where}.image: required in a kubernetes zone (or a Deployment template: "
+                             f"spec.versions.{version}.template)")
+    if w.template is not None:
+        both = [f for f in POD_FIELDS if f in d]
+        if both:
+            raise PermanentError(f"{where}.{both[0]}: set in the Deployment template ({w.template}), not beside it")
+    return w
 
 
 @dataclass(frozen=True)
@@ -116,6 +90,7 @@ class Target:
     port: int  # the Service port (the FederatedCanary's service.port)
     route: specs.ZoneRouteKind = specs.ZoneRouteKind.NONE
     container_port: int | None = None  # when a version names no ports (default: ``port``)
+    follow_weight: bool = False  # replicas follow the version's share of the zone's traffic
 
     @property
     def labels(self) -> dict[str, str]:
@@ -136,8 +111,50 @@ def version_labels(t: Target, version: str) -> dict[str, str]:
     return {**t.labels, "version": version}
 
 
-def render_version(t: Target, version: str, w: Workload) -> list[dict[str, Any]]:
-    """The Deployment and the Service of one version."""
+def _service(t: Target, meta: dict[str, Any], labels: dict[str, str], target_port: int | str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": t.port, "targetPort": target_port,
+                                                    "protocol": "TCP"}]}}
+
+
+def render_templated(t: Target, version: str, template: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Deployment and the Service of a version whose Deployment the team writes (a template
+    checked by ``releases.read_template``): the team's spec (pod, strategy, replicas) as written;
+    the hub's name, namespace, labels (beside the team's) and selector, so the mesh, the routers
+    and the readiness check find it as any version's. The Service targets the first container's
+    first port (by name when it has one)."""
+    labels = version_labels(t, version)
+    src = copy.deepcopy(dict(template))
+    meta_in = src.get("metadata") or {}
+    meta: dict[str, Any] = {"name": t.name(version), "namespace": t.namespace,
+                            "labels": {**(meta_in.get("labels") or {}), **labels, **MANAGED_BY}}
+    if meta_in.get("annotations"):
+        meta["annotations"] = meta_in["annotations"]
+    spec = dict(src["spec"])
+    pod_meta = dict(spec["template"].get("metadata") or {})
+    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **labels}
+    spec["template"] = {**spec["template"], "metadata": pod_meta}
+    spec["selector"] = {"matchLabels": labels}
+    ports = spec["template"]["spec"]["containers"][0].get("ports") or []
+    first: int | str = (ports[0].get("name") or ports[0].get("containerPort")) if ports else \
+        (t.container_port or t.port)
+    return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec},
+            _service(t, {k: v for k, v in meta.items() if k != "annotations"}, labels, first)]
+
+
+def image_of(w: Workload, template: Mapping[str, Any] | None) -> str | None:
+    """The image a version's Deployment runs (its first container's)."""
+    if template is not None:
+        return str(template["spec"]["template"]["spec"]["containers"][0]["image"])
+    return w.image
+
+
+def render_version(t: Target, version: str, w: Workload,
+                   template: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The Deployment and the Service of one version (``template``: the version's Deployment
+    template, read from the zone repo, when its definition names one)."""
+    if template is not None:
+        return render_templated(t, version, template)
     labels = version_labels(t, version)
     ports = w.ports or [Port(name="http", container_port=t.container_port or t.port)]
     first: int | str = ports[0].name
@@ -166,12 +183,8 @@ def render_version(t: Target, version: str, w: Workload) -> list[dict[str, Any]]
     if w.progress_deadline_seconds is not None:
         spec["progressDeadlineSeconds"] = w.progress_deadline_seconds
     meta = {"name": t.name(version), "namespace": t.namespace, "labels": {**labels, **MANAGED_BY}}
-    return [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec},
-        {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-         "spec": {"selector": labels, "ports": [{"name": "http", "port": t.port, "targetPort": first,
-                                                 "protocol": "TCP"}]}},
-    ]
+    return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec},
+            _service(t, meta, labels, first)]
 
 
 def render_route(t: Target, serving: Mapping[str, int], record: StepRecord) -> list[dict[str, Any]]:
@@ -204,13 +217,45 @@ def render_service(t: Target, target_port: int | str) -> dict[str, Any]:
                                                       "protocol": "TCP"}]}}
 
 
+def share(serving: Mapping[str, int], version: str) -> float:
+    """A version's share of the zone's traffic (0..1) from the zone's serving weights; a zone whose
+    versions all have weight 0 splits evenly (as its local route does)."""
+    total = sum(serving.values())
+    if not serving or version not in serving:
+        return 0.0
+    return serving[version] / total if total else 1.0 / len(serving)
+
+
+def scaled_replicas(full: int, before: Mapping[str, int], after: Mapping[str, int], version: str) -> int:
+    """Replicas of a version whose replicas follow its weight: its full replicas times its share of
+    the zone's traffic, rounded up, at least 1 (a canary at weight 0 is running and ready before it
+    gets traffic) and at most ``full``. The share is the larger of the step's and the previous
+    step's: the zone's commit lands before the mesh moves traffic, so a version losing weight keeps
+    the pods for what it still receives until the next step, and one gaining weight has them ready
+    before the traffic arrives."""
+    if full <= 0:
+        return full
+    s = max(share(before, version), share(after, version))
+    return min(full, max(1, math.ceil(full * s - 1e-9)))
+
+
 def render(t: Target, zrel_path: str, versions: Mapping[str, Any], serving: Mapping[str, int],
-           record: StepRecord) -> dict[str, list[dict[str, Any]]]:
-    """Every file of the service's directory: file name -> documents (kustomization included)."""
+           record: StepRecord, templates: Mapping[str, Mapping[str, Any]] | None = None,
+           before: Mapping[str, int] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every file of the service's directory: file name -> documents (kustomization included).
+    ``templates``: version -> its Deployment template, for the versions that name one; ``before``:
+    the zone's serving before this step (with ``t.follow_weight``)."""
     files: dict[str, list[dict[str, Any]]] = {}
     for version in sorted(serving):
-        files[f"{t.name(version)}.yaml"] = render_version(t, version, workload(t.zone, zrel_path, version,
-                                                                               versions.get(version)))
+        w = workload(t.zone, zrel_path, version, versions.get(version))
+        tmpl = (templates or {}).get(version)
+        if w.template is not None and tmpl is None:
+            raise PermanentError(f"zone {t.zone}: {zrel_path}: spec.versions.{version}.template: not read")
+        docs = render_version(t, version, w, tmpl if w.template is not None else None)
+        if t.follow_weight:
+            spec = docs[0]["spec"]
+            spec["replicas"] = scaled_replicas(int(spec.get("replicas", 1)), before or {}, serving, version)
+        files[f"{t.name(version)}.yaml"] = docs
     if files:
         first = files[min(files)][1]["spec"]["ports"][0]["targetPort"]  # the versions' port name
         files[f"{t.service}.yaml"] = [render_service(t, first)]
@@ -234,6 +279,8 @@ def edit(t: Target, under: str, flux_path: str, record: StepRecord) -> Edit:
     folder = posixpath.join(base, t.service)
 
     def run(repo: Repo) -> list[str]:
+        previous = releases.find(repo, under, t.service)
+        before = dict(((previous[1].get("spec") or {}).get("serving") or {}) if previous else {})
         changed = serving_edit(repo)
         found = releases.find(repo, under, t.service)
         if found is None:  # serving_edit has raised already
@@ -243,7 +290,17 @@ def edit(t: Target, under: str, flux_path: str, record: StepRecord) -> Edit:
             raise PermanentError(f"zone {t.zone}: {zrel_path} is inside {base}, the path Flux applies: "
                                  "a ZoneRelease is not a Kubernetes kind; move it out")
         spec = doc.get("spec") or {}
-        files = render(t, zrel_path, spec.get("versions") or {}, spec.get("serving") or {}, record)
+        versions, serving = spec.get("versions") or {}, spec.get("serving") or {}
+        templates = {}
+        for version in serving:
+            w = workload(t.zone, zrel_path, version, versions.get(version))
+            if w.template is not None:
+                path, tmpl = releases.read_template(repo, t.zone, zrel_path, version, w.template)
+                if posixpath.commonpath([path, base]) == base:
+                    raise PermanentError(f"zone {t.zone}: {zrel_path}: spec.versions.{version}.template: {path} is "
+                                         f"inside {base}, the path Flux applies: it would be applied as it is; move it out")
+                templates[version] = tmpl
+        files = render(t, zrel_path, versions, serving, record, templates, before)
         wanted = {posixpath.join(folder, f) for f in files}
         for name, docs in files.items():
             path = posixpath.join(folder, name)

@@ -41,14 +41,17 @@ def test_demo_promotes_v2_and_rolls_back_v3(tmp_path: Path):
                                     Phase.FAILED)
         after_second = await edge_versions(demo.fleet.edge_url, 300)
         mesh_before = len(gitlog.commits(demo.fleet.workdir / "git" / "mesh.git"))
-        # Nobody touches the mesh repo: a developer fixes v3's build in the eks zone repo only.
-        third = await demo.rollout("r3", None, Phase.SUCCEEDED, change=lambda: demo_run.fix_build(demo.fleet))
+        # Nobody touches the mesh repo: a developer fixes v3's build in the eks zone repo only — on
+        # Kubernetes a new image tag in the team's Deployment template of v3, nothing else.
+        fix = demo_run.bump_image if demo.kube is not None else demo_run.fix_build
+        third = await demo.rollout("r3", None, Phase.SUCCEEDED, change=lambda: fix(demo.fleet))
         after_third = await edge_versions(demo.fleet.edge_url, 300)
+        v3 = demo.deployment("eks", "frontend-v3")
         await demo.close()
-        return first, after_first, second, after_second, third, after_third, mesh_before
+        return first, after_first, second, after_second, third, after_third, mesh_before, v3
 
     try:
-        first, after_first, second, after_second, third, after_third, mesh_before = asyncio.run(scenario())
+        first, after_first, second, after_second, third, after_third, mesh_before, v3 = asyncio.run(scenario())
     finally:
         demo.stop()
     # Traffic at the edge, measured by this test: everything on v2 after promotion and after rollback.
@@ -95,6 +98,20 @@ def test_demo_promotes_v2_and_rolls_back_v3(tmp_path: Path):
         files = subprocess.run(["git", "--git-dir", str(demo.fleet.workdir / "git" / "eks.git"), "ls-tree", "-r",
                                 "--name-only", "main"], check=True, capture_output=True, text=True).stdout.split()
         assert "deploy/frontend/frontend-v3.yaml" in files and "deploy/frontend/frontend-v2.yaml" not in files
+        # Rollout 3 came from the image bump in the team's template: the API runs the fixed image,
+        # the faulty one having been 3.0.0; every step commit to a Kubernetes zone was timed.
+        assert v3 is not None
+        assert v3["spec"]["template"]["spec"]["containers"][0]["image"] == demo_run.FIXED_IMAGE
+        assert v3["metadata"]["labels"]["team"] == "shop"
+        def eks_git(*args: str) -> str:
+            return subprocess.run(["git", "--git-dir", str(demo.fleet.workdir / "git" / "eks.git"), *args],
+                                  check=True, capture_output=True, text=True).stdout
+
+        fix_sha = eks_git("log", "-1", "--format=%H", "--author=Developer", "main").strip()
+        assert eks_git("diff-tree", "--no-commit-id", "--name-only", "-r", fix_sha).split() == [demo_run.V3_TEMPLATE]
+        assert third.timings and all(t.applied is not None and t.ready is not None and t.live is not None
+                                     for t in third.timings)
+        assert {t.zone for t in first.timings} == {"eks", "onprem"}
     else:
         assert set(kinds.values()) == {"vm"} and any("not built" in t for t in infos)
     # Every process the demo started is gone.

@@ -304,13 +304,13 @@ def test_a_version_bump_in_a_zone_repo_is_a_new_canary_revision(tmp_path: Path):
     human = gitrepo.Repo(fleet.git_url("eks"), "main", tmp_path / "human-eks")
     human.ensure()
 
-    def human_edit(old: str, new: str, message: str) -> None:
+    def human_edit(old: str, new: str, message: str, path: str = "frontend.yaml") -> None:
         def edit(repo: gitrepo.Repo) -> list[str]:
-            p = repo.workdir / "frontend.yaml"
+            p = repo.workdir / path
             text = p.read_text()
             assert old in text
             p.write_text(text.replace(old, new, 1))
-            return ["frontend.yaml"]
+            return [path]
 
         assert human.commit_and_push(edit, message, author="Dev <dev@localhost>")
 
@@ -332,5 +332,13 @@ def test_a_version_bump_in_a_zone_repo_is_a_new_canary_revision(tmp_path: Path):
         human_edit('FAULT_RATE: "0.3"', 'FAULT_RATE: "0.0"', "frontend v3: fixed build")
         second = asyncio.run(revision())
         assert second != first and second.split("#")[0] == first.split("#")[0]
+        # v3's Deployment is the team's template (workloads/frontend-v3.yaml): a new image tag there,
+        # and nothing in the ZoneRelease, is a new revision (the pod template is in the checksum) ...
+        human_edit("frontend:3.0.0", "frontend:3.0.1", "frontend v3: image 3.0.1", "workloads/frontend-v3.yaml")
+        third = asyncio.run(revision())
+        assert third not in (first, second) and third.split("#")[0] == first.split("#")[0]
+        # ... its replicas are not (outside the pod template, as for Flagger).
+        human_edit("replicas: 2", "replicas: 3", "frontend v3: 3 replicas", "workloads/frontend-v3.yaml")
+        assert asyncio.run(revision()) == third
     finally:
         asyncio.run(ad.close())

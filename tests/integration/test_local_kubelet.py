@@ -25,8 +25,8 @@ EKS = yaml.safe_load((ROOT / "clusters" / "eks" / "frontend.yaml").read_text())[
 TARGET = workloads.Target("eks", "frontend", "shop", 8080)
 
 
-def rendered(version: str, **changes: object) -> list[dict]:
-    w = workloads.workload("eks", "frontend.yaml", version, {**EKS[version], **changes})
+def rendered(version: str, base: str | None = None, **changes: object) -> list[dict]:
+    w = workloads.workload("eks", "frontend.yaml", version, {**EKS[base or version], **changes})
     return workloads.render_version(TARGET, version, w)
 
 
@@ -62,7 +62,7 @@ def test_the_kubelet_runs_what_the_hub_renders(tmp_path: Path, k8s: Cluster):
 
         # A build whose pods never get ready (the app exits at start on a bad setting):
         # ProgressDeadlineExceeded, as the hub reads it.
-        k8s.server.apply(rendered("v3", replicas=1, env={"FAULT_RATE": "not-a-number"}, progressDeadlineSeconds=2))
+        k8s.server.apply(rendered("v3", "v2", replicas=1, env={"FAULT_RATE": "not-a-number"}, progressDeadlineSeconds=2))
         def pde() -> bool:
             return kube.PROGRESS_DEADLINE in asyncio.run(hub.deployment_ready("shop", "frontend-v3", 100))[1]
         synced_until(pde, "frontend-v3 past its deadline", timeout=20)
@@ -73,6 +73,56 @@ def test_the_kubelet_runs_what_the_hub_renders(tmp_path: Path, k8s: Cluster):
         pids = [p.proc for p in kubelet.pods if p.deployment == "frontend-v3"]
         kubelet.sync()
         assert [p for p in kubelet.pods if p.deployment == "frontend-v3"] == [] and not any(p.alive() for p in pids)
+    finally:
+        kubelet.stop()
+        sup.stop_all()
+
+
+def test_a_crashed_pod_is_restarted_with_a_back_off(tmp_path: Path, k8s: Cluster):
+    """A pod's process that exits is started again in place (restartCount 1) and gets ready again;
+    the next crash waits out the back-off first (CrashLoopBackOff), on the kubelet's own clock."""
+    import os
+    import signal
+
+    sup = Supervisor(tmp_path / "logs")
+    now = [0.0]
+    kubelet = LocalKubelet(k8s.server, "shop", "eks", sup, str(Path(sys.executable).parent / "fed-demo-app"),
+                           clock=lambda: now[0], backoff=10.0)
+    hub = kube.FluxZone(k8s.api(k8s.member_kc))
+
+    def ready() -> float | None:
+        return asyncio.run(hub.deployment_ready("shop", "frontend-v2", 100))[0]
+
+    def synced_until(check, what: str, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+        def step() -> bool:
+            kubelet.sync()
+            return bool(check())
+        wait_for(step, timeout, what, interval=0.3)
+
+    def crash() -> int:
+        (pod,) = kubelet.pods
+        os.killpg(pod.proc.pid, signal.SIGKILL)  # the pod's own process group, started by this kubelet
+        wait_for(lambda: not pod.proc.alive(), 10, "the pod's process gone")
+        return pod.port
+
+    try:
+        k8s.server.apply(rendered("v2", replicas=1))
+        synced_until(lambda: ready() == 100.0, "frontend-v2 ready")
+        assert kubelet.restart_counts("frontend-v2") == [0]
+        port = crash()
+        synced_until(lambda: kubelet.restart_counts("frontend-v2") == [1] and ready() == 100.0,
+                     "frontend-v2 restarted and ready again")
+        assert kubelet.endpoints({"version": "v2"}) == [port]  # in place: same pod, same port
+        assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
+        # The second crash waits out the back-off (10 s on the kubelet's clock), then restarts.
+        crash()
+        kubelet.sync()
+        now[0] += 9.0
+        kubelet.sync()
+        assert kubelet.restart_counts("frontend-v2") == [1] and kubelet.endpoints({"version": "v2"}) == []
+        now[0] += 1.5
+        synced_until(lambda: kubelet.restart_counts("frontend-v2") == [2] and ready() == 100.0,
+                     "frontend-v2 restarted after its back-off")
     finally:
         kubelet.stop()
         sup.stop_all()

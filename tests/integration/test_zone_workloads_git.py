@@ -91,3 +91,83 @@ def test_a_zone_release_inside_the_flux_path_is_refused(tmp_path: Path):
     with pytest.raises(PermanentError, match=r"^zone eks: deploy/frontend.yaml is inside deploy, the path Flux "
                                              r"applies: a ZoneRelease is not a Kubernetes kind; move it out$"):
         step(clone, record(1, {"v1": 10000}))
+
+
+def test_a_version_s_deployment_is_rendered_from_the_team_s_template(tmp_path: Path):
+    """clusters/eks's v3 names workloads/frontend-v3.yaml: the step writes deploy/frontend/frontend-v3.yaml
+    from it (what Flux applies); a human commit bumping the image there is rendered at the next step."""
+    bare = flux.seed_zone_repo(tmp_path)
+    clone = gitrepo.Repo(str(bare), "main", tmp_path / "clone")
+    clone.ensure()
+    assert step(clone, record(1, {"v2": 10000, "v3": 0}))
+    v3 = next(yaml.safe_load_all(flux.git(bare, "show", "main:deploy/frontend/frontend-v3.yaml")))
+    assert v3["kind"] == "Deployment" and v3["metadata"]["name"] == "frontend-v3"
+    assert v3["metadata"]["labels"]["team"] == "shop"
+    assert v3["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/shop/frontend:3.0.0"
+    assert ("Deployment", "frontend-v3") in [(d["kind"], d["metadata"]["name"]) for d in built(clone)]
+    human = gitrepo.Repo(str(bare), "main", tmp_path / "human")
+    human.ensure()
+
+    def bump(repo: gitrepo.Repo) -> list[str]:
+        p = repo.workdir / "workloads" / "frontend-v3.yaml"
+        p.write_text(p.read_text().replace("frontend:3.0.0", "frontend:3.0.1"))
+        return ["workloads/frontend-v3.yaml"]
+
+    assert human.commit_and_push(bump, "v3: image 3.0.1", author="Dev <dev@localhost>")
+    assert step(clone, record(2, {"v2": 10000, "v3": 0}))
+    v3 = next(yaml.safe_load_all(flux.git(bare, "show", "main:deploy/frontend/frontend-v3.yaml")))
+    assert v3["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/shop/frontend:3.0.1"
+
+
+@pytest.mark.parametrize(("ref", "files", "line"), [
+    ("missing.yaml", {}, r"^zone eks: frontend.yaml: spec.versions.v3.template: missing.yaml not found$"),
+    ("../x.yaml", {}, r"^zone eks: frontend.yaml: spec.versions.v3.template: '../x.yaml' leaves the zone repo$"),
+    ("deploy/v3.yaml", {"deploy/v3.yaml": None},
+     r"^zone eks: frontend.yaml: spec.versions.v3.template: deploy/v3.yaml is inside deploy, the path Flux applies"),
+    ("w.yaml", {"w.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"},
+     r"^zone eks: w.yaml: kind: expected an apps/v1 Deployment, got v1/Service$"),
+    ("w.yaml", {"w.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  template:\n"
+                          "    spec:\n      containers: [{name: a}]\n"},
+     r"^zone eks: w.yaml: spec.template.spec.containers\[0\].image: required$"),
+])
+def test_a_bad_template_is_one_line_naming_the_file_and_field(tmp_path: Path, ref: str, files: dict, line: str):
+    template = (ROOT / "clusters" / "eks" / "workloads" / "frontend-v3.yaml").read_text()
+    zrel = (ROOT / "clusters" / "eks" / "frontend.yaml").read_text().replace("workloads/frontend-v3.yaml", ref)
+    _, clone = seed(tmp_path, {"frontend.yaml": zrel, **{k: v or template for k, v in files.items()}})
+    with pytest.raises(PermanentError, match=line):
+        step(clone, record(1, {"v2": 10000, "v3": 0}))
+
+
+@pytest.mark.parametrize("zone", ["vms", "eks"])
+def test_a_step_refuses_an_unknown_version_field_in_either_zone_kind(tmp_path: Path, zone: str):
+    """The hub's step edit reads the served versions' definitions first, in a VM zone as in a
+    Kubernetes zone: a typo (``replica``) is one line naming the zone, the file and the field."""
+    from federation.gitops import releases
+
+    zrel = (ROOT / "clusters" / zone / "frontend.yaml").read_text().replace("    v1:\n", "    v1:\n      replica: 3\n", 1)
+    _, clone = seed(tmp_path, {"frontend.yaml": zrel})
+    rec = StepRecord("shop/frontend", 1, Stage.ANALYSIS, 0, ((Subset(zone, "v1"), 10000),),
+                     RolloutTarget("v1", (zone,), "v2", ("eks",)))
+    edit = workloads.edit(TARGET, ".", "deploy", rec) if zone == "eks" else releases.edit_serving(zone, ".", "frontend",
+                                                                                                  rec)
+    with pytest.raises(PermanentError) as err:
+        clone.commit_and_push(edit, "step 1", idempotency=(rec.rollout, rec.step))
+    assert str(err.value) == f"zone {zone}: frontend.yaml: spec.versions.v1.replica: unknown field (did you mean 'replicas'?)"
+
+
+def test_replicas_follow_the_weight_from_one_step_to_the_next(tmp_path: Path):
+    """With the zone's ``flux.replicas: weight``, each step's commit sizes the Deployments from the
+    weights before and after it (read from the ZoneRelease the step edits): v2 of 2 replicas."""
+    _, clone = seed(tmp_path, {"frontend.yaml": (ROOT / "clusters" / "eks" / "frontend.yaml").read_text()})
+    t = workloads.Target("eks", "frontend", "shop", 8080, follow_weight=True)
+
+    def replicas(rec: StepRecord) -> dict[str, int]:
+        assert clone.commit_and_push(workloads.edit(t, ".", "deploy", rec), rec.message("frontend", "v2"),
+                                     idempotency=(rec.rollout, rec.step))
+        docs = built(clone)
+        return {d["metadata"]["name"]: d["spec"]["replicas"] for d in docs if d["kind"] == "Deployment"}
+
+    assert replicas(record(1, {"v1": 10000, "v2": 0})) == {"frontend-v1": 2, "frontend-v2": 1}
+    assert replicas(record(2, {"v1": 5000, "v2": 5000})) == {"frontend-v1": 2, "frontend-v2": 1}
+    assert replicas(record(3, {"v1": 0, "v2": 10000})) == {"frontend-v1": 1, "frontend-v2": 2}
+    assert replicas(record(4, {"v2": 10000}, retire=("v1",))) == {"frontend-v2": 2}

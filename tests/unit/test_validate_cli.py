@@ -121,3 +121,16 @@ def test_version_is_the_installed_package_version():
     r = subprocess.run([installed(), "--version"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0 and r.stdout == f"fedctl {declared}\n" and r.stderr == "", r.stdout + r.stderr
     assert fedctl("--version").stdout == f"fedctl {declared}\n"
+
+
+@pytest.mark.parametrize("zone", ["vms", "eks"])
+def test_a_zone_release_with_an_unknown_version_field_is_one_line(zone: str, tmp_path: Path):
+    """ZoneReleases of a VM zone and of a Kubernetes zone: a typo in a version's fields (``replica``)
+    would silently run the default; validate names the file and the field, exit 2."""
+    good = (ROOT / "clusters" / zone / "frontend.yaml").read_text()
+    assert fedctl("validate", f"clusters/{zone}/frontend.yaml").returncode == 0
+    bad = tmp_path / "frontend.yaml"
+    bad.write_text(good.replace("    v1:\n", "    v1:\n      replica: 3\n", 1))
+    r = fedctl("validate", str(bad))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"{bad}: spec.versions.v1.replica: unknown field (did you mean 'replicas'?)"]
