@@ -135,8 +135,10 @@ def _sample(sample: Any) -> tuple[dict[str, Any], Any]:
 
 
 class Client:
-    def __init__(self, source: PrometheusSource, policy: outbound.Policy | None = None) -> None:
+    def __init__(self, source: PrometheusSource, policy: outbound.Policy | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         self.source = source
+        self.headers = headers or {}  # sent with every query; the auth header wins over one of these
         self.policy = policy  # the fleet's outbound policy, checked before every query
         self.timeout = durations.parse(source.timeout)
         self._prom: PrometheusConnect | None = None
@@ -144,7 +146,7 @@ class Client:
     def _connect(self) -> PrometheusConnect:
         if self._prom is not None:
             return self._prom
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
         auth = None
         session = requests.Session()
         session.hooks["response"].append(_bounded_body)

@@ -455,6 +455,19 @@ def test_provider_headers_are_sent_and_cannot_replace_the_credentials(tmp_path: 
         dd.close()
 
 
+def test_a_template_s_own_prometheus_gets_the_provider_headers_but_keeps_its_credentials(tmp_path: Path):
+    prom = provider_stubs.prometheus("0.5")
+    try:
+        secret(tmp_path, "tenant", token="tok")
+        b = backend(provider(type="prometheus", address=prom.url, secretRef={"name": "tenant"},
+                             headers={"X-Scope-OrgID": ["shop"], "Authorization": ["Bearer spoofed"]}), tmp_path)
+        assert scalar(b, "up") == 0.5
+        headers = prom.asked[0][3]
+        assert headers["x-scope-orgid"] == "shop" and headers["authorization"] == "Bearer tok"
+    finally:
+        prom.close()
+
+
 # ----------------------------------------------------------------------------- Splunk (SignalFlow)
 
 

@@ -27,6 +27,7 @@ from federation.metrics.backends import (
     datadog,
     dynatrace,
     graphite,
+    http,
     influxdb,
     keptn,
     newrelic,
@@ -55,7 +56,8 @@ class _Prometheus:
 
     escape = staticmethod(templates.label_value)
 
-    def __init__(self, provider: MetricProvider, store: secrets.Store, timeout: str) -> None:
+    def __init__(self, provider: MetricProvider, store: secrets.Store, timeout: str,
+                 policy: outbound.Policy | None = None) -> None:
         ref = provider.secret_ref.name if provider.secret_ref else None
         auth = PrometheusAuth(insecure_skip_verify=provider.insecure_skip_verify)
         if ref is not None:
@@ -70,7 +72,10 @@ class _Prometheus:
                 insecure_skip_verify=provider.insecure_skip_verify)
         assert provider.address is not None
         self.base = provider.address
-        self.client = Client(PrometheusSource(url=provider.address, auth=auth, timeout=timeout))
+        # The provider's headers (Flagger's ``headers``: a tenant id, say) on every query; the policy
+        # checked where each connection is made, as for the zones' own Prometheus.
+        self.client = Client(PrometheusSource(url=provider.address, auth=auth, timeout=timeout), policy,
+                             headers=http.extra_headers(provider))
 
     async def scalar(self, query: str, at: float) -> float:
         return await self.client.scalar(query, at)
@@ -125,7 +130,7 @@ def _build(provider: MetricProvider, zone: Zone, fleet: Fleet, interval: str,
     timeout = zone.prometheus.timeout
     window = durations.parse(interval)
     if p.type is MetricProviderType.PROMETHEUS:
-        return None if p.address is None else _Prometheus(p, store, timeout)
+        return None if p.address is None else _Prometheus(p, store, timeout, fleet.outbound_policy())
     if p.type is MetricProviderType.DATADOG:
         return datadog.Datadog(p, store, durations.parse(timeout), window)
     if p.type is MetricProviderType.GRAPHITE:
