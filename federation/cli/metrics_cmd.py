@@ -70,7 +70,8 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
             cache: Annotated[Path, typer.Option(envvar="FEDERATION_CACHE")] = Path.home() / ".cache" / "federation",
             fmt: Annotated[output.Format, typer.Option("--output", "-o")] = output.Format.table) -> None:
     """Query every canary zone's Prometheus now; print global and per-zone figures and verdicts.
-    Exit 0 passed (or no traffic yet, said so), 1 a check failed, 3 a zone's Prometheus is broken.
+    Exit 0 passed (or no traffic yet, said so), 1 a check failed, 3 a zone's Prometheus or a metric's
+    backend (a MetricTemplate's provider) is broken.
     Asks the running hub when --hub/FEDERATION_HUB is set (and no --canary file is given)."""
     if hub_url and canary is None:
         t = hub_cmd._token(token, token_file)
@@ -103,6 +104,7 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
             samples, broken = asyncio.run(gather())
         finally:
             kube.close()
+        broken = {**{s.zone: f"{s.metric}: {s.reason}" for s in samples if s.broken and s.zone}, **broken}
         checks = list(core_analysis.judge(c.spec, samples).checks)
         by = {(s.metric, s.zone): s for s in samples}
         requests = [getattr(by.get((ch.metric, ch.zone)), "requests", None) for ch in checks]
@@ -124,7 +126,7 @@ def metrics(service: Annotated[str, typer.Argument(help="Service (name or namesp
 
 
 def judged(verdict: core_analysis.Verdict, broken: dict[str, str], version: str) -> None:
-    """Exit 3 when a zone's Prometheus is broken (one line per zone), 1 when a check failed on
+    """Exit 3 when a zone's Prometheus or a metric's backend is broken (one line per zone), 1 when a check failed on
     real figures, 0 when it passed or when there is simply no traffic to judge yet (said so)."""
     for zone, why in broken.items():
         output.error(f"zone {zone}: {why}")

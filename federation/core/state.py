@@ -140,6 +140,7 @@ class MetricSample:
     reason: str = ""
     requests: float | None = None
     comparison: str | None = None
+    broken: bool = False  # no data because the backend itself failed (refused, timed out, an error)
 
     @property
     def missing(self) -> bool:

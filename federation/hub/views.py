@@ -176,7 +176,8 @@ async def analysis_now(hub: Hub, key: str) -> dict[str, Any]:
     return {"rollout": key, "canary": canary.spec.canary.model_dump(by_alias=True),
             "checks": [{**c.for_storage(), "requests": getattr(by.get((c.metric, c.zone)), "requests", None)}
                        for c in verdict.checks],
-            "broken": {z: why for z, why in zip(zones, health, strict=True) if why}}
+            "broken": {**{x.zone: f"{x.metric}: {x.reason}" for x in samples if x.broken and x.zone},
+                       **{z: why for z, why in zip(zones, health, strict=True) if why}}}
 
 async def rejected(hub: Hub, key: str) -> dict[str, Any]:
     """A rollout whose file is invalid and that this hub does not run (never valid here, a second

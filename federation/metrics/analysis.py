@@ -18,7 +18,7 @@ from federation.core.spec import Aggregate, CanarySpec, Fleet, MetricCheck, Metr
 from federation.core.state import MetricSample
 from federation.metrics import aggregate, backends, templates
 from federation.metrics import compare as compare_mod
-from federation.metrics.prometheus import Client, NoData
+from federation.metrics.prometheus import Client, NoData, Unreachable
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class _ZoneFigures:
     good: float = 0.0
     total: float = 0.0
     buckets: dict[float, float] | None = None
+    broken: bool = False  # the server failed (Unreachable, a timeout), not merely no data
 
 
 class Analyzer:
@@ -74,7 +75,7 @@ class Analyzer:
             return await self.slo(spec, m, namespace, version, at)
         figures = await asyncio.gather(*[self._zone(m, spec.service.name, namespace, version, z, window, at, name)
                                          for z in zones])
-        samples = [MetricSample(m.name, f.zone, f.value, f.reason, f.requests) for f in figures]
+        samples = [MetricSample(m.name, f.zone, f.value, f.reason, f.requests, broken=f.broken) for f in figures]
         missing = [f for f in figures if f.value is None and f.reason]
         if missing:
             reason = "; ".join(f"{f.zone}: {f.reason}" for f in missing)
@@ -143,11 +144,13 @@ class Analyzer:
             buckets = await client.buckets(query, scale, at)
             value = aggregate.quantile(0.99, buckets)
             return _ZoneFigures(zone, value, total, "" if value is not None else "no requests", buckets=buckets)
+        except Unreachable as exc:
+            return _ZoneFigures(zone, None, None, str(exc), broken=True)
         except (NoData, PermanentError) as exc:
             return _ZoneFigures(zone, None, None, str(exc))
         except TimeoutError:
             where = "backend" if backend is not None else f"prometheus {client.source.url}"
-            return _ZoneFigures(zone, None, None, f"{where}: timed out")
+            return _ZoneFigures(zone, None, None, f"{where}: timed out", broken=True)
 
     def _backend(self, name: str, template: MetricTemplate, zone: str, interval: str) -> backends.Backend | None:
         """The template's provider in ``zone`` (kept across ticks; None: the zone's Prometheus)."""

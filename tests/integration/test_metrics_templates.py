@@ -119,6 +119,27 @@ def test_a_datadog_template_goes_to_datadog_not_to_the_zone_prometheus(tmp_path:
         dd.close()
 
 
+def test_a_broken_template_backend_exits_3_naming_the_zone_and_metric(tmp_path: Path, prom: provider_stubs.Stub):
+    """A MetricTemplate's provider that answers an error is a broken backend (exit 3, one line per
+    zone), not missing traffic (exit 0) — as a zone's broken Prometheus is."""
+    dd = provider_stubs.datadog([[1.0, 0.5]], api_key="k1", app_key="k2", status=500)
+    try:
+        template = {"apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "latency-p99"},
+                    "spec": {"provider": {"type": "datadog", "address": dd.url, "secretRef": {"name": "datadog"}},
+                             "query": "avg:trace.http.request.duration{service:{{ target }}}"}}
+        secrets = tmp_path / "secrets" / "datadog"
+        secrets.mkdir(parents=True)
+        (secrets / "datadog_api_key").write_text("k1")
+        (secrets / "datadog_application_key").write_text("k2")
+        r = run(tmp_path, {"canaries/frontend.yaml": canary({"direction": "prod"}), "templates/dd.yaml": template},
+                prom, env={"FEDERATION_SECRETS_DIR": str(tmp_path / "secrets")})
+        assert r.returncode == 3, r.stdout + r.stderr
+        assert "zone eks: latency: datadog" in r.stderr and "HTTP 500" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        dd.close()
+
+
 def test_a_splunk_template_goes_to_signalflow_through_fedctl(tmp_path: Path, prom: provider_stubs.Stub):
     """A Flagger Splunk MetricTemplate unchanged (address, secretRef with sf_token_key, a SignalFlow
     program with Flagger's variables) through ``fedctl metrics``: the program reaches the loopback
