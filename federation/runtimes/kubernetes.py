@@ -203,7 +203,10 @@ PROGRESS_DEADLINE = "progress deadline exceeded (ProgressDeadlineExceeded)"
 
 
 def _plural(kind: str) -> str:
-    return kind.lower() + ("es" if kind.lower().endswith("s") else "s")
+    k = kind.lower()
+    if k.endswith("sis"):  # Analysis -> analyses
+        return k[:-3] + "ses"
+    return k + ("es" if k.endswith("s") else "s")
 
 
 async def get_object(api: Api, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
@@ -228,10 +231,35 @@ class ZoneObjects:
         self.timeout = timeout
         self._apis: dict[str, Api] = {}
 
-    async def get(self, zone: Zone, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def _api(self, zone: Zone) -> Api:
         if zone.name not in self._apis:
             self._apis[zone.name] = Api(api_client(zone.kubeconfig, self.timeout), self.timeout)
-        return await get_object(self._apis[zone.name], api_version, kind, namespace, name)
+        return self._apis[zone.name]
+
+    async def get(self, zone: Zone, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return await get_object(self._api(zone), api_version, kind, namespace, name)
+
+    async def create(self, zone: Zone, manifest: dict[str, Any]) -> None:
+        """Create a namespaced custom object (a Keptn Analysis) in the zone."""
+        api = self._api(zone)
+        group, _, version = manifest["apiVersion"].rpartition("/")
+        ns, kind = manifest["metadata"]["namespace"], manifest["kind"]
+        try:
+            await api.call("create", api.custom.create_namespaced_custom_object, group, version, ns, _plural(kind),
+                           manifest)
+        except ApiException as exc:
+            raise _error(f"create {kind} {manifest['metadata']['name']}", exc) from None
+
+    async def delete(self, zone: Zone, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete a namespaced custom object; one already gone is fine."""
+        api = self._api(zone)
+        group, _, version = api_version.rpartition("/")
+        try:
+            await api.call("delete", api.custom.delete_namespaced_custom_object, group, version, namespace,
+                           _plural(kind), name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _error(f"delete {kind} {name}", exc) from None
 
     def close(self) -> None:
         for api in self._apis.values():

@@ -53,6 +53,9 @@ MEMBER_CALLS = {
     (FLUX_NS, "kustomize.toolkit.fluxcd.io", "kustomizations", "patch"),       # request_reconcile
     (FLUX_NS, "source.toolkit.fluxcd.io", "gitrepositories", "patch"),         # request_reconcile
     ("shop", "metrics.keptn.sh", "keptnmetrics", "get"),                       # keptn metric provider
+    ("shop", "metrics.keptn.sh", "analyses", "create"),                        # keptn analysis/... queries
+    ("shop", "metrics.keptn.sh", "analyses", "get"),
+    ("shop", "metrics.keptn.sh", "analyses", "delete"),
 }
 MESH_CALLS = {(ns, group, res, verb) for group, resources in (
     ("kuma.io", ("meshhttproutes", "trafficroutes")), ("gateway.networking.k8s.io", ("httproutes",)),
@@ -68,6 +71,7 @@ HUB_DENIED = {
     (None, "rbac.authorization.k8s.io", "clusterroles", "create"),
 }
 MEMBER_DENIED = {
+    ("shop", "metrics.keptn.sh", "analyses", "list"), ("shop", "metrics.keptn.sh", "analyses/status", "update"),
     ("shop", "apps", "deployments", "get"), ("shop", "apps", "deployments", "list"), ("shop", "apps", "deployments", "patch"),
     ("shop", "apps", "deployments", "delete"), ("shop", "apps", "deployments/status", "update"), ("shop", "", "secrets", "get"),
     (FLUX_NS, "kustomize.toolkit.fluxcd.io", "kustomizations", "delete"),

@@ -8,6 +8,7 @@ operator itself does not run). The hub reads it with its member-cluster ServiceA
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from federation.runtimes.kubernetes import ZoneObjects
 from tests import fleets, real_kube
 
 CRD = Path(__file__).resolve().parents[1] / "data" / "crds" / "keptnmetric.yaml"
+ANALYSIS_CRD = Path(__file__).resolve().parents[1] / "data" / "crds" / "analysis.yaml"
 KM = "metrics.keptn.sh/v1beta1"
 
 
@@ -36,8 +38,80 @@ def keptn_metric(k8s: real_kube.Cluster, name: str, value: str | None) -> None:
 @pytest.fixture
 def keptn(k8s: real_kube.Cluster) -> real_kube.Cluster:
     k8s.server.apply_file(CRD)
+    k8s.server.apply_file(ANALYSIS_CRD)
     k8s.server.delete_all(KM, "KeptnMetric", "shop")
+    k8s.server.delete_all(KM, "Analysis", "shop")
     return k8s
+
+
+class KeptnOperator:
+    """Plays Keptn's metrics-operator for Analyses (it does not run in tests): every Analysis in
+    namespace shop without a status gets ``Completed`` with ``pass`` as ``verdicts`` says for its
+    definition; the specs it saw are kept. Stopped by ``stop``."""
+
+    def __init__(self, k8s: real_kube.Cluster, verdicts: dict[str, bool]) -> None:
+        self.k8s, self.verdicts, self.seen = k8s, verdicts, {}
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        while not self._stop.wait(0.1):  # the operator's reconcile loop, not a test's synchronisation
+            r = self.k8s.server.request("GET", f"/apis/{KM}/namespaces/shop/analyses")
+            for a in r.json().get("items", []) if r.status_code == 200 else []:
+                name = a["metadata"]["name"]
+                if a.get("status") or name in self.seen:
+                    continue
+                self.seen[name] = a["spec"]
+                verdict = self.verdicts.get(a["spec"]["analysisDefinition"]["name"])
+                if verdict is not None:
+                    self.k8s.server.request("PATCH", f"/apis/{KM}/namespaces/shop/analyses/{name}/status",
+                                            {"status": {"state": "Completed", "pass": verdict}},
+                                            "application/merge-patch+json")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+
+
+def analyses_left(k8s: real_kube.Cluster) -> list[str]:
+    r = k8s.server.request("GET", f"/apis/{KM}/namespaces/shop/analyses")
+    return [a["metadata"]["name"] for a in r.json()["items"]]
+
+
+def test_an_analysis_query_runs_a_keptn_analysis_and_reads_its_verdict(keptn: real_kube.Cluster):
+    """Flagger's analysis/<namespace>/<definition>/<timeframe>/<args> form, with the hub's member
+    token: an Analysis is created (its spec as Flagger writes it), its status read once Keptn
+    completed it (1 passed, 0 failed), and it is deleted afterwards."""
+    operator = KeptnOperator(keptn, {"frontend-slo": True, "strict-slo": False})
+    try:
+        assert run(keptn, "analysis/shop/frontend-slo/5m/service=frontend;version=v2") == 1.0
+        assert run(keptn, "Analysis/Shop/Strict-SLO") == 0.0
+    finally:
+        operator.stop()
+    specs_seen = sorted(operator.seen.items())
+    assert [(n.rsplit("-", 1)[0], len(n.rsplit("-", 1)[1])) for n, _ in specs_seen] == [("frontend-slo", 6), ("strict-slo", 6)]
+    assert [s for _, s in specs_seen] == [
+        {"analysisDefinition": {"name": "frontend-slo"}, "timeframe": {"recent": "5m"},
+         "args": {"service": "frontend", "version": "v2"}},
+        {"analysisDefinition": {"name": "strict-slo"}, "timeframe": {"recent": "1m"}, "args": {}}]
+    assert analyses_left(keptn) == []
+
+
+def test_an_analysis_keptn_never_completes_is_no_data_and_is_deleted(keptn: real_kube.Cluster):
+    from federation.metrics.backends.keptn import Keptn
+
+    kc = keptn.member_kc
+    fleet = fleets.fleet([fleets.kube_zone("eks", "/dev/null", str(kc.path), context=str(kc.context))])
+    kube = ZoneObjects()
+    try:
+        b = Keptn(fleet.spec.zones[0], kube, analysis_timeout=2.0, poll=0.2)
+        with pytest.raises(NoData, match=r"Keptn Analysis shop/slo-[0-9a-f]{6} not completed within 2s "
+                                         r"\(is Keptn's metrics-operator running in the zone\?\)"):
+            asyncio.run(b.scalar("analysis/shop/slo", 0.0))
+    finally:
+        kube.close()
+    assert analyses_left(keptn) == []
 
 
 def run(k8s: real_kube.Cluster, query: str, kubeconfig: specs.Kubeconfig | None = None) -> float:
@@ -64,7 +138,8 @@ def test_keptn_metric_status_value_read_with_the_hubs_member_token(keptn: real_k
     ("fast", "keptnmetric/shop/m1", "status.value 'fast' is not a number"),
     ("NaN", "keptnmetric/shop/m1", "NaN result"),
     ("1", "keptnmetric/shop/other", "KeptnMetric shop/other not found"),
-    ("1", "analysis/shop/m1/5m", "analysis queries (a Keptn Analysis run by Keptn's controller) are not supported"),
+    ("1", "analysis/shop/m1/5 minutes", "analysis timeframe '5 minutes' is not a duration"),
+    ("1", "analysis/shop/m1/5m/a=b c", "analysis argument 'a=b c' must be key=value"),
     ("1", "keptnmetric/shop", "the query must be keptnmetric/<namespace>/<name>"),
 ])
 def test_keptn_without_a_value_is_no_data(keptn: real_kube.Cluster, value, query, reason):
