@@ -186,6 +186,52 @@ def test_fedctl_metrics_reads_a_keptn_template_from_the_zones_cluster(keptn: rea
         r = fedctl("metrics", "frontend", "--fleet", str(tmp_path / "fleet.json"), "--cache", str(tmp_path / "cache"),
                    "-o", "json")
         assert r.returncode == 1, r.stdout + r.stderr  # 612.5 ms is over the template check's max of 500
-        assert [(c["zone"], c["value"], c["outcome"]) for c in json.loads(r.stdout)["checks"]] == [("eks", 612.5, "fail")]
+        by_cli = [(c["zone"], c["value"], c["outcome"]) for c in json.loads(r.stdout)["checks"]]
+        assert by_cli == [("eks", 612.5, "fail")]
+        # The same template through a running hub (the real Hub, API and Analyzer with the zones'
+        # Kubernetes readers; in-memory zones): the same figure and verdict.
+        assert hub_checks(tmp_path, json.loads((tmp_path / "fleet.json").read_text()), canary(), template) == by_cli
     finally:
         prom.close()
+
+
+def hub_checks(tmp_path: Path, fleet_doc: dict, canary_doc: dict, template: dict) -> list[tuple]:
+    import time
+
+    import httpx
+
+    from federation import specfiles
+    from federation.hub.api import app_for
+    from federation.hub.service import Hub
+    from federation.hub.store import MemoryStore
+    from federation.metrics.analysis import Analyzer
+    from tests import hubfakes
+
+    fleet = specs.Fleet.model_validate(fleet_doc)
+    c = specs.FederatedCanary.model_validate(canary_doc)
+    parts = hubfakes.MemoryParts(fleet, [c])
+    kube = ZoneObjects()
+    parts.analyzer = Analyzer(fleet, kube=kube, metric_templates=specfiles.metric_templates(  # type: ignore[assignment]
+        [("templates/keptn.yaml", specfiles.dump([template]))]))
+    hub = Hub(fleet, tmp_path / "hub", tick=0.05, discover_every=1.0, store=MemoryStore(), parts=parts)
+
+    async def ask() -> dict:
+        task = asyncio.create_task(hub.run())
+        try:
+            deadline = time.monotonic() + 60
+            while c.key not in hub.canaries:
+                assert time.monotonic() < deadline, "the hub did not discover the canary"
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(hub, "t" * 32)), base_url="http://hub",
+                                         timeout=60, headers={"Authorization": "Bearer " + "t" * 32}) as client:
+                res = await client.get(f"/api/v1/rollouts/{c.key}/metrics")
+                assert res.status_code == 200, res.text
+                return res.json()  # type: ignore[no-any-return]
+        finally:
+            hub.stop()
+            await asyncio.wait_for(task, 30)
+
+    try:
+        return [(ch["zone"] or "global", ch["value"], ch["outcome"]) for ch in asyncio.run(ask())["checks"]]
+    finally:
+        kube.close()
