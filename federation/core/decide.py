@@ -153,11 +153,37 @@ class _Tick:
                     out.append(f"{z}/{self.spec.canary.version}")
         return out
 
+    def deployed_canary(self) -> str | None:
+        """The canary version the fleet runs for the stored rollout: the one being analysed or
+        promoted, or, Waiting after a new revision arrived mid-rollout, the one still deployed
+        (kept as the status's ``canary_version`` while the new target waits)."""
+        s = self.status
+        if s.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.PROMOTING):
+            return s.canary_version
+        stored = steps.RolloutTarget.parse(s.target)
+        if s.phase is Phase.WAITING and stored is not None and s.canary_version != stored.canary_version:
+            return s.canary_version
+        return None
+
+    def stale_canary(self) -> tuple[Subset, ...]:
+        """The subsets of a canary version this spec no longer names, still in the zones' serving
+        (a new version arrived mid-rollout): a step that does not retire them leaves that version a
+        share of its zones' traffic that no analysis looks at, and its instances running."""
+        old = self.deployed_canary()
+        if not old or old in (self.spec.canary.version, self.spec.primary.version):
+            return ()
+        stored = steps.RolloutTarget.parse(self.status.target)
+        zones = [*(stored.canary_zones if stored is not None and stored.canary_version == old else ()),
+                 *self.spec.canary.zones]
+        ours = set(self.zones())  # the zones this rollout's steps are committed to
+        return tuple(Subset(z, old) for z in dict.fromkeys(zones) if z in ours)
+
     def set_weights(self, stage: Stage, canary: int, *, mirror: int = 0, matched: bool = False,
                     retire: tuple[Subset, ...] = (), reason: str = "",
                     checks: tuple[CheckResult, ...] = ()) -> dict[str, object]:
         step = self.status.step + 1
         weights = subsets_for(self.spec, canary, self.obs.fleet)
+        retire = (*retire, *self.stale_canary())
         self.actions.append(SetWeights(step, stage, canary, mirror, matched, tuple(sorted(weights.items())),
                                        retire, reason, checks))
         return {"step": step, "canary_weight": canary, "mirror_weight": mirror, "matched": matched,
@@ -187,6 +213,9 @@ class _Tick:
         }
         ok, why, muted = self.gate(WebhookType.CONFIRM_ROLLOUT)
         if not ok:
+            deployed = self.deployed_canary()
+            if deployed:  # a canary still runs from before the new revision: remember which, to retire it
+                base["canary_version"] = deployed
             if self.status.phase is not Phase.WAITING:
                 self.emit("info", "Waiting", f"{self.spec.canary.version} waits for approval: {why}", not muted)
             return self.done(phase=Phase.WAITING, message=f"waiting for approval: {why}", **base)
