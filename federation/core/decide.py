@@ -200,7 +200,11 @@ class _Tick:
         changes = self.set_weights(Stage.ROLLBACK, 0, retire=canary_subsets, reason=why, checks=checks)
         self.actions.append(CallHooks(WebhookType.POST_ROLLOUT))
         self.emit("error", "Rollback", f"rolling back {self.spec.canary.version}: {why}")
-        return self.done(phase=Phase.FAILED, message=f"rolled back: {why}", **changes)
+        # Aborted while initialising, no target was stored yet: store it, or the next tick would
+        # take this spec for a new one and start the canary the operator just aborted.
+        ended = {"target": self.status.target or target_of(self.spec),
+                 "canary_version": self.status.canary_version or self.spec.canary.version}
+        return self.done(phase=Phase.FAILED, message=f"rolled back: {why}", **ended, **changes)
 
     def start(self) -> Decision:
         """A new target: wait for confirm-rollout, then begin at weight 0 (mirror/match where asked)."""

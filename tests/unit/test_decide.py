@@ -767,3 +767,17 @@ def test_a_version_waiting_from_the_start_retires_nothing_else():
     out = d.tick(hooks={"confirm-rollout": True})
     (step,) = [a for a in out.actions if isinstance(a, SetWeights)]
     assert step.retire == ()
+
+
+def test_abort_while_initialising_is_not_undone_by_the_next_tick():
+    """Found by the state machine: aborted while Initializing (no target stored yet), the rollout
+    was Failed for one tick, then the next took the spec for a new target and started the canary."""
+    d = Driver(canary())
+    d.tick()
+    assert d.status.phase is Phase.INITIALIZING
+    command(d, "abort")
+    assert d.status.phase is Phase.FAILED and d.status.target == target_of(d.spec)
+    d.run(3)
+    assert d.status.phase is Phase.FAILED and not any(weights_of(x) for x in d.decisions[-3:])
+    out = command(d, "retry")
+    assert d.status.phase is Phase.PROGRESSING and weights_of(out) == [0]
