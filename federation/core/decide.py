@@ -200,10 +200,10 @@ class _Tick:
         changes = self.set_weights(Stage.ROLLBACK, 0, retire=canary_subsets, reason=why, checks=checks)
         self.actions.append(CallHooks(WebhookType.POST_ROLLOUT))
         self.emit("error", "Rollback", f"rolling back {self.spec.canary.version}: {why}")
-        # Aborted while initialising, no target was stored yet: store it, or the next tick would
-        # take this spec for a new one and start the canary the operator just aborted.
-        ended = {"target": self.status.target or target_of(self.spec),
-                 "canary_version": self.status.canary_version or self.spec.canary.version}
+        # What failed is this spec's canary: stored as the target, or the next tick would take the spec
+        # for a new one and start the canary just rolled back (aborted while initialising, before any
+        # target was stored, or as a new revision arrived).
+        ended = {"target": target_of(self.spec), "canary_version": self.spec.canary.version}
         return self.done(phase=Phase.FAILED, message=f"rolled back: {why}", **ended, **changes)
 
     def start(self) -> Decision:
@@ -248,7 +248,9 @@ class _Tick:
         """Enter Promoting with the first rung of the promotion ladder (none when already at 100%)."""
         ladder = plan.promotion_ladder(self.spec.analysis, self.status.canary_weight)
         self.emit("info", "Promoting", event)
-        extra: dict[str, object] = {} if checks is None else {"last_checks": checks}
+        extra: dict[str, object] = {"canary_version": self.spec.canary.version}  # from Waiting: the one promoted
+        if checks is not None:
+            extra["last_checks"] = checks
         if not ladder:  # the analysis ladder already ended at 100%: nothing left to shift
             return self.done(phase=Phase.PROMOTING, message=message or "promoting", **extra)
         changes = self.set_weights(Stage.PROMOTION, ladder[0], reason=reason, checks=checks or ())
@@ -336,7 +338,10 @@ class _Tick:
                 self.emit("info", "Retry", f"retrying {self.spec.canary.version}")
                 return self.start()
             return self.done(message=f"retry ignored: phase {s.phase.value}")
-        # promote: skip the rest of the analysis and its gates
+        # promote: skip the rest of the analysis and its gates — of the revision the operator saw
+        if not same_target(self.spec, s.target) and s.phase is not Phase.INITIALIZING:
+            return self.done(message=f"promote ignored: a new revision ({self.spec.canary.version}) arrived; "
+                                     "its analysis starts first")
         if s.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.WAITING):
             return self.promote(f"promoted by operator at {as_percent(s.canary_weight)}", "promoted by operator",
                                 "promoted by operator")

@@ -781,3 +781,32 @@ def test_abort_while_initialising_is_not_undone_by_the_next_tick():
     assert d.status.phase is Phase.FAILED and not any(weights_of(x) for x in d.decisions[-3:])
     out = command(d, "retry")
     assert d.status.phase is Phase.PROGRESSING and weights_of(out) == [0]
+
+
+def test_promote_as_a_new_version_arrives_does_not_promote_the_new_version_unanalysed():
+    """Found by the state machine: the operator promotes v2 as v2.1 lands in Git; the command ran
+    against the new spec before the restart, so v2.1 went to 100% with no analysis (and v2 stayed
+    in the zones' serving, the status still naming it)."""
+    d = Driver(canary())
+    d.initialise()
+    d.start_canary()
+    d.spec = canary(canary={"version": "v2.1", "zones": ["eks", "onprem"]})
+    out = command(d, "promote")
+    assert not weights_of(out) and "promote ignored" in d.status.message and d.status.phase is Phase.PROGRESSING
+    out = d.tick()
+    assert weights_of(out) == [0] and d.status.canary_version == "v2.1"
+
+
+def test_abort_as_a_new_version_arrives_fails_the_new_version_too():
+    """Found by the state machine: aborted as v2.1 lands, the rollback (of v2.1's subsets) stored v2's
+    target, so the next tick started v2.1 anyway."""
+    d = Driver(canary())
+    d.initialise()
+    d.start_canary()
+    d.spec = canary(canary={"version": "v2.1", "zones": ["eks", "onprem"]})
+    out = command(d, "abort")
+    (step,) = [a for a in out.actions if isinstance(a, SetWeights)]
+    assert d.status.phase is Phase.FAILED and d.status.target == target_of(d.spec)
+    assert {s.version for s in step.retire} == {"v2", "v2.1"}
+    d.run(3)
+    assert d.status.phase is Phase.FAILED and not any(weights_of(x) for x in d.decisions[-3:])
