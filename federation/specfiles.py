@@ -204,6 +204,8 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not str(part).isprintable() or not str(part):  # a newline in a key must not break the one line
+            out += f"[{str(part)!r}]"
         else:
             out += ("." if out else "") + str(part)
     return out
@@ -303,8 +305,8 @@ def parse(doc: Any, filename: str, index: int = 0) -> specs.Model:
             return specs.MetricTemplate.model_validate(doc)
         except pydantic.ValidationError as exc:
             raise SpecError(_problems(filename, prefix, specs.MetricTemplate, exc)) from None
-    if kind not in KINDS:
-        hint = difflib.get_close_matches(str(kind), list(KINDS), n=1)
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or a mapping is no kind (and unhashable)
+        hint = difflib.get_close_matches(kind, list(KINDS), n=1) if isinstance(kind, str) else []
         raise SpecError([Problem(filename, "kind", f"unknown kind {kind!r}"
                                  + (f" (did you mean {hint[0]!r}?)" if hint else f"; expected one of {', '.join(KINDS)}"))])
     if api != specs.API_VERSION:

@@ -153,11 +153,37 @@ class _Tick:
                     out.append(f"{z}/{self.spec.canary.version}")
         return out
 
+    def deployed_canary(self) -> str | None:
+        """The canary version the fleet runs for the stored rollout: the one being analysed or
+        promoted, or, Waiting after a new revision arrived mid-rollout, the one still deployed
+        (kept as the status's ``canary_version`` while the new target waits)."""
+        s = self.status
+        if s.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.PROMOTING):
+            return s.canary_version
+        stored = steps.RolloutTarget.parse(s.target)
+        if s.phase is Phase.WAITING and stored is not None and s.canary_version != stored.canary_version:
+            return s.canary_version
+        return None
+
+    def stale_canary(self) -> tuple[Subset, ...]:
+        """The subsets of a canary version this spec no longer names, still in the zones' serving
+        (a new version arrived mid-rollout): a step that does not retire them leaves that version a
+        share of its zones' traffic that no analysis looks at, and its instances running."""
+        old = self.deployed_canary()
+        if not old or old in (self.spec.canary.version, self.spec.primary.version):
+            return ()
+        stored = steps.RolloutTarget.parse(self.status.target)
+        zones = [*(stored.canary_zones if stored is not None and stored.canary_version == old else ()),
+                 *self.spec.canary.zones]
+        ours = set(self.zones())  # the zones this rollout's steps are committed to
+        return tuple(Subset(z, old) for z in dict.fromkeys(zones) if z in ours)
+
     def set_weights(self, stage: Stage, canary: int, *, mirror: int = 0, matched: bool = False,
                     retire: tuple[Subset, ...] = (), reason: str = "",
                     checks: tuple[CheckResult, ...] = ()) -> dict[str, object]:
         step = self.status.step + 1
         weights = subsets_for(self.spec, canary, self.obs.fleet)
+        retire = (*retire, *self.stale_canary())
         self.actions.append(SetWeights(step, stage, canary, mirror, matched, tuple(sorted(weights.items())),
                                        retire, reason, checks))
         return {"step": step, "canary_weight": canary, "mirror_weight": mirror, "matched": matched,
@@ -174,7 +200,11 @@ class _Tick:
         changes = self.set_weights(Stage.ROLLBACK, 0, retire=canary_subsets, reason=why, checks=checks)
         self.actions.append(CallHooks(WebhookType.POST_ROLLOUT))
         self.emit("error", "Rollback", f"rolling back {self.spec.canary.version}: {why}")
-        return self.done(phase=Phase.FAILED, message=f"rolled back: {why}", **changes)
+        # What failed is this spec's canary: stored as the target, or the next tick would take the spec
+        # for a new one and start the canary just rolled back (aborted while initialising, before any
+        # target was stored, or as a new revision arrived).
+        ended = {"target": target_of(self.spec), "canary_version": self.spec.canary.version}
+        return self.done(phase=Phase.FAILED, message=f"rolled back: {why}", **ended, **changes)
 
     def start(self) -> Decision:
         """A new target: wait for confirm-rollout, then begin at weight 0 (mirror/match where asked)."""
@@ -187,6 +217,9 @@ class _Tick:
         }
         ok, why, muted = self.gate(WebhookType.CONFIRM_ROLLOUT)
         if not ok:
+            deployed = self.deployed_canary()
+            if deployed:  # a canary still runs from before the new revision: remember which, to retire it
+                base["canary_version"] = deployed
             if self.status.phase is not Phase.WAITING:
                 self.emit("info", "Waiting", f"{self.spec.canary.version} waits for approval: {why}", not muted)
             return self.done(phase=Phase.WAITING, message=f"waiting for approval: {why}", **base)
@@ -215,7 +248,9 @@ class _Tick:
         """Enter Promoting with the first rung of the promotion ladder (none when already at 100%)."""
         ladder = plan.promotion_ladder(self.spec.analysis, self.status.canary_weight)
         self.emit("info", "Promoting", event)
-        extra: dict[str, object] = {} if checks is None else {"last_checks": checks}
+        extra: dict[str, object] = {"canary_version": self.spec.canary.version}  # from Waiting: the one promoted
+        if checks is not None:
+            extra["last_checks"] = checks
         if not ladder:  # the analysis ladder already ended at 100%: nothing left to shift
             return self.done(phase=Phase.PROMOTING, message=message or "promoting", **extra)
         changes = self.set_weights(Stage.PROMOTION, ladder[0], reason=reason, checks=checks or ())
@@ -303,7 +338,10 @@ class _Tick:
                 self.emit("info", "Retry", f"retrying {self.spec.canary.version}")
                 return self.start()
             return self.done(message=f"retry ignored: phase {s.phase.value}")
-        # promote: skip the rest of the analysis and its gates
+        # promote: skip the rest of the analysis and its gates — of the revision the operator saw
+        if not same_target(self.spec, s.target) and s.phase is not Phase.INITIALIZING:
+            return self.done(message=f"promote ignored: a new revision ({self.spec.canary.version}) arrived; "
+                                     "its analysis starts first")
         if s.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.WAITING):
             return self.promote(f"promoted by operator at {as_percent(s.canary_weight)}", "promoted by operator",
                                 "promoted by operator")

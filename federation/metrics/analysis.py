@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 from federation.core import durations
 from federation.core.errors import PermanentError
@@ -31,6 +33,29 @@ class _ZoneFigures:
     total: float = 0.0
     buckets: dict[float, float] | None = None
     broken: bool = False  # the server failed (Unreachable, a timeout), not merely no data
+
+
+async def _together(*queries: Awaitable[Any]) -> list[Any]:
+    """The queries of one zone at once (an analysis then costs about its slowest query, not their
+    sum); an error is raised as awaiting them in turn would: the first one's, in argument order."""
+    results = await asyncio.gather(*queries, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+async def _good_and_total(client: Client, q: templates.CountQueries, at: float) -> tuple[float, float]:
+    """(good, total) requests; both asked at once, good counted only when there were requests (its
+    error then is no error: as when it was asked only after a total above 0)."""
+    total, good = await asyncio.gather(client.scalar(q.total, at), client.scalar(q.good, at), return_exceptions=True)
+    if isinstance(total, BaseException):
+        raise total
+    if total <= 0:
+        return 0.0, total
+    if isinstance(good, BaseException):
+        raise good
+    return good, total
 
 
 class Analyzer:
@@ -129,19 +154,18 @@ class Analyzer:
             if query_text is not None:
                 q = templates.render_custom(query_text, m.name, templates.builtin_variables(t, m.interval, name),
                                             m.template_variables, backend.escape if backend else templates.label_value)
-                v = await (backend or client).scalar(q, at)
-                requests = None
                 if m.aggregate is Aggregate.WEIGHTED_MEAN:  # weighed by the zone's requests in the window
-                    requests = await client.scalar(templates.request_counts(self.mesh, t, window).total, at)
-                return _ZoneFigures(zone, v, requests, "")
+                    v, requests = await _together((backend or client).scalar(q, at), client.scalar(
+                        templates.request_counts(self.mesh, t, window).total, at))
+                    return _ZoneFigures(zone, v, requests, "")
+                return _ZoneFigures(zone, await (backend or client).scalar(q, at), None, "")
             counts = templates.request_counts(self.mesh, t, window)
-            total = await client.scalar(counts.total, at)
             if m.name == "request-success-rate":
-                good = await client.scalar(counts.good, at) if total > 0 else 0.0
+                good, total = await _good_and_total(client, counts, at)
                 value = aggregate.ratio_percent([good], [total])
                 return _ZoneFigures(zone, value, total, "" if value is not None else "no requests", good, total)
             query, scale = templates.duration_buckets(self.mesh, t, window)
-            buckets = await client.buckets(query, scale, at)
+            total, buckets = await _together(client.scalar(counts.total, at), client.buckets(query, scale, at))
             value = aggregate.quantile(0.99, buckets)
             return _ZoneFigures(zone, value, total, "" if value is not None else "no requests", buckets=buckets)
         except Unreachable as exc:
@@ -167,8 +191,7 @@ class Analyzer:
         q = templates.request_counts(self.mesh, templates.Target(service, namespace, version, zone, self.zone_label),
                                      window)
         try:
-            total = await client.scalar(q.total, at)
-            return (await client.scalar(q.good, at) if total > 0 else 0.0), total
+            return await _good_and_total(client, q, at)
         except NoData as exc:
             return str(exc)
         except TimeoutError:

@@ -27,7 +27,7 @@ from federation.core.spec import PrometheusSource
 
 # The client library is synchronous: queries run in threads. The default executor has only
 # cpu+4 threads, which would queue a 20-zone analysis; this pool is sized for fan-out.
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="prometheus")
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="prometheus")
 
 
 async def _run(fn: Any, *args: Any) -> Any:

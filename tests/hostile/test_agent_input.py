@@ -221,3 +221,101 @@ def test_fuzzed_requests_are_answered_never_raised(tmp_path: Path, desired: Any,
     stored = backend.state.desired()
     if stored is not None:
         manifests.check_desired(stored)  # whatever was stored passes the checks
+
+
+# ----------------------------------------------------------------------------- the line protocol, fuzzed
+
+def _framed(data: bytes, limit: int) -> list[str | None]:
+    """What ``protocol.read_lines`` must yield for ``data``: its lines, one too long as None."""
+    *lines, last = data.split(b"\n")
+    if last:
+        lines.append(last)
+    return [x.decode("utf-8", errors="replace") if len(x) <= limit else None for x in lines]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=st.lists(st.binary(max_size=24) | st.sampled_from([b"\n", b"\n\n", b"y" * 40, b"\xff\xfe", b"\xc3"]),
+                       max_size=24),
+       reads=st.lists(st.integers(1, 50), min_size=1, max_size=8))
+def test_request_lines_are_framed_whatever_the_reads(pieces: list[bytes], reads: list[int]):
+    """Any bytes, read in any chunk sizes: the lines ``split`` gives, a line over the bound answered as
+    one too-long line (None) and the rest of it skipped, never a line glued to the next."""
+    from unittest import mock
+
+    from vmagent import protocol
+
+    data = b"".join(pieces)
+    sizes = iter(reads * (len(data) + 1))
+    pos = 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        chunk = data[pos:pos + min(n, next(sizes))]
+        pos += len(chunk)
+        return chunk
+
+    with mock.patch.object(manifests, "MAX_LINE", 32):
+        got = list(protocol.read_lines(read))
+    assert got == _framed(data, 32)
+
+
+class _NoWaitBackend:
+    """The state-dir backend of ``fed-agent rpc``, its drain answered at once (it waits up to the
+    request's timeout for a running agent, and there is none here)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        from vmagent import rpc as agent_rpc
+
+        self.real = agent_rpc.StateDirBackend(str(state_dir))
+        self.status, self.apply, self.rollback = self.real.status, self.real.apply, self.real.rollback
+
+    def drain(self, enable: bool, timeout: float) -> dict[str, Any]:
+        assert isinstance(enable, bool) and 0 <= timeout <= 600, (enable, timeout)
+        return {"draining": enable, "drained": True, "active_requests": 0, "envoy_state": None}
+
+
+_fields = st.dictionaries(st.sampled_from(["protocol", "op", "desired", "enable", "timeout", "x"]),
+                          _json | st.sampled_from(["hello", "status", "apply", "drain", "rollback", 1]), max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(req=_fields, op=st.sampled_from(["hello", "status", "apply", "drain", "rollback"]),
+       command=st.text(max_size=60))
+def test_every_op_with_fuzzed_fields_gets_one_clear_answer(tmp_path: Path, req: dict[str, Any], op: str, command: str):
+    """Each op with fields of any type (and any SSH command line): one answer, ``ok`` a bool; a refusal
+    is one line saying what was wrong (a ValueError's text), never an exception's type and repr."""
+    from vmagent import protocol
+
+    backend = _NoWaitBackend(tmp_path / "ops")
+    lines = [json.dumps({"protocol": 1, "op": op, **{k: v for k, v in req.items() if k != "protocol"}}),
+             json.dumps(req)]
+    inline = protocol.request_in_command(command)
+    if inline is not None:
+        lines.append(inline)
+    for line in lines:
+        answer = protocol.handle(line, backend)
+        assert isinstance(answer.get("ok"), bool), answer
+        json.loads(protocol.encode(answer))  # what goes back on the channel is one JSON line
+        assert protocol.encode(answer).count("\n") == 1
+        if not answer["ok"]:
+            error = answer["error"]
+            assert error and "\n" not in error
+            assert not error.startswith(("TypeError", "KeyError", "AttributeError", "IndexError")), (line, error)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(st.binary(max_size=40) | st.sampled_from([b"\n", request("hello"), request("status"),
+                                                                  b'{"protocol": 1, "op": "apply"}\n', b"\x00\n"]),
+                       max_size=12))
+def test_the_rpc_program_answers_every_line_of_any_stream(tmp_path: Path, pieces: list[bytes]):
+    """The real ``fed-agent rpc`` (the forced command) on any byte stream: one answer per non-blank
+    line, in bounded time, then it ends (no hang on a last line without a newline)."""
+    data = b"".join(pieces)
+    expected = [x for x in _framed(data, 1 << 20) if x is not None and x.strip()]
+    state_dir = tmp_path / f"rpc-{random.getrandbits(32)}"
+    answers, rss = rpc(state_dir, [data], timeout=60)
+    assert len(answers) == len(expected), (data, answers)
+    assert all(isinstance(a.get("ok"), bool) for a in answers)
+    assert rss < 100 * 1024, f"peak RSS {rss} KiB"

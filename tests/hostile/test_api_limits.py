@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+from hypothesis import strategies as st
 
 from tests.cli import installed
 from tests.hostile.gitfleet import TOKEN, canary_text, push, running_hub
@@ -67,3 +70,64 @@ def test_a_short_token_is_one_line_before_anything_starts(tmp_path: Path):
     assert r.stderr.strip() == "FEDERATION_TOKEN: the API token must be at least 16 characters"
     assert not (tmp_path / "s").exists()
     assert TOKEN  # the suite's token is long enough
+
+
+# ----------------------------------------------------------------------------- API requests, fuzzed
+
+_segment = (st.text(max_size=20).map(lambda s: urllib.parse.quote(s, safe=""))  # any text, percent-encoded
+            | st.sampled_from(["shop", "frontend", "..", "%2e%2e", "a" * 300, "", "%00", "%ff", "%2F"]))
+_method = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"])
+_paths = st.one_of(
+    st.builds(lambda n, m: f"/api/v1/rollouts/{n}/{m}", _segment, _segment),
+    st.builds(lambda n, m, c: f"/api/v1/rollouts/{n}/{m}/{c}", st.sampled_from(["shop", "x"]),
+              st.sampled_from(["frontend", "y"]), st.sampled_from(["pause", "resume", "abort", "retry", "promote",
+                                                                   "undo", "metrics", "nope", "", "%0a"]) | _segment),
+    st.builds(lambda s: f"/api/v1/history/{s}", _segment),
+    st.sampled_from(["/api/v1/rollouts", "/healthz", "/readyz", "/openapi.json", "/ui/login", "/ui/logout",
+                     "/ui/api/fleet/check", "/ui/api/rollouts/shop/frontend/pause"]),
+)
+_query = st.dictionaries(st.sampled_from(["wait", "limit", "skipAnalysis", "x"]),
+                         st.sampled_from(["0", "-1", "nan", "inf", "1e308", "121", "true", "", "0.01", "ß", "1" * 400]),
+                         max_size=3)
+_body = st.binary(max_size=300) | st.sampled_from([b"{}", b"[]", b"null", b'{"wait": 5}', b"token=" + b"h" * 32,
+                                                  b"token=%ff%fe", b"\x00" * 100])
+
+
+def test_fuzzed_requests_get_a_clear_answer_never_a_500(tmp_path: Path):
+    """Any method, path, query, body and content type against the API and the web UI: an answer
+    under 500, a JSON ``detail`` or ``message`` (or the page) for a refusal, in bounded time — on a hub with one
+    rollout (its workers not running: a command waits at most what its ``wait`` says, bounded here)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st_
+
+    loop = asyncio.new_event_loop()
+    hub_cm = running_hub(tmp_path)
+    _fleet, hub, client = loop.run_until_complete(hub_cm.__aenter__())
+    try:
+        push(_fleet, "mesh", {"canaries/frontend.yaml": canary_text()})
+        loop.run_until_complete(hub.discover())
+
+        @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(method=_method, path=_paths, query=_query, body=_body,
+               ctype=st_.sampled_from(["application/json", "application/x-www-form-urlencoded", "text/plain", "",
+                                       "multipart/form-data; boundary=x"]))
+        def one(method: str, path: str, query: dict[str, str], body: bytes, ctype: str) -> None:
+            if "wait" in query or path.endswith(("/pause", "/resume", "/abort", "/retry", "/promote")):
+                query = {**query, "wait": query.get("wait", "0")}
+                if query["wait"] not in ("nan", "inf", "1e308", "121", "-1", "true", "", "ß") and \
+                        not query["wait"].startswith("1" * 10):
+                    query["wait"] = "0"  # no worker runs: a valid wait would only sleep
+            headers = {"content-type": ctype} if ctype else {}
+            t0 = time.monotonic()
+            r = loop.run_until_complete(client.request(method, path, params=query, content=body, headers=headers))
+            assert r.status_code < 500, (method, path, query, body, r.status_code, r.text[:300])
+            assert time.monotonic() - t0 < 20, (method, path, "slow answer")
+            if r.status_code >= 400 and r.headers.get("content-type", "").startswith("application/json"):
+                answer = r.json()  # FastAPI's detail, or a command's answer (409: rejected, with the reason)
+                assert isinstance(answer, dict) and (answer.get("detail") or answer.get("message")), (method, path,
+                                                                                                 r.text[:300])
+
+        one()
+    finally:
+        loop.run_until_complete(hub_cm.__aexit__(None, None, None))
+        loop.close()

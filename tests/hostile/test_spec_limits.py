@@ -4,17 +4,23 @@ child alone, tests/peakrss.py)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from federation import specfiles
+from federation.core import plan
+from federation.core import spec as specs
 from federation.core.errors import SpecError
+from federation.core.spec import BASIS_POINTS
 from tests.cli import installed
 from tests.peakrss import Measured
 
@@ -143,3 +149,102 @@ def test_fuzzed_yaml_gives_a_spec_error_or_documents(text: str):
             specfiles.parse(d, "fuzz.yaml", i)
         except SpecError as exc:
             assert all(p.file == "fuzz.yaml" for p in exc.problems)
+
+
+# ----------------------------------------------------------------------------- structure-aware fuzzing
+
+FLEET = (ROOT / "clusters/fleet.yaml").read_text()
+_CANARY_DOC = specfiles.parse_documents(CANARY, "frontend.yaml")[0]
+_FLEET_DOC = specfiles.parse_documents(FLEET, "fleet.yaml")[0]
+_FLEET_MODEL = specfiles.parse(_FLEET_DOC, "fleet.yaml")
+
+# Values a hand-written spec gets wrong: types, signs, magnitudes, durations, names, NaN and infinity.
+_odd = (st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.floats(allow_nan=True, allow_infinity=True)
+        | st.sampled_from(["", "0", "-1", "1e400", "10m", "-5s", "99999999h", "1.5.5", "nan", "inf", "100%",
+                           "a" * 300, "v1\nv2", "../x", "eks", "vms", "request-success-rate", "{{ .x }}"])
+        | st.text(max_size=30))
+_values = st.recursive(_odd, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                                          max_size=4), max_leaves=12)
+
+
+def _nodes(doc: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    yield at
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _nodes(v, (*at, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from _nodes(v, (*at, i))
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, base: Any) -> Any:
+    """``base`` with one to three fields replaced by odd values, deleted, or joined by an unknown key."""
+    doc = copy.deepcopy(base)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.sampled_from(list(_nodes(doc))))
+        if not at:
+            continue
+        parent = doc
+        for k in at[:-1]:
+            parent = parent[k]
+        how = draw(st.sampled_from(["replace", "replace", "delete", "unknown"]))
+        if how == "replace":
+            parent[at[-1]] = draw(_values)
+        elif how == "delete":
+            del parent[at[-1]]
+        elif isinstance(parent[at[-1]], dict):
+            parent[at[-1]][draw(st.text(min_size=1, max_size=12))] = draw(_values)
+    return doc
+
+
+def _clear(exc: SpecError, filename: str) -> None:
+    assert exc.problems
+    for p in exc.problems:
+        assert p.file == filename and p.message and "\n" not in str(p) and "Traceback" not in p.message, p
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated(_CANARY_DOC) | _mutated(_FLEET_DOC))
+def test_fuzzed_spec_fields_give_clear_problems_or_a_spec_that_plans(doc: Any):
+    """A valid canary or fleet with fields replaced, deleted or added: the loader answers with problems
+    naming the file, one line each, or a spec the rest of the hub can use (checked against the fleet,
+    planned) without an exception of any other kind."""
+    try:
+        model = specfiles.parse(doc, "fuzz.yaml")
+    except SpecError as exc:
+        _clear(exc, "fuzz.yaml")
+        return
+    if isinstance(model, specs.FederatedCanary):
+        assert isinstance(_FLEET_MODEL, specs.Fleet)
+        for field, message in specs.check_against_fleet(model, _FLEET_MODEL):
+            assert isinstance(field, str) and message and "\n" not in message
+        steps = plan.plan(model.spec, _FLEET_MODEL)
+        assert steps and all(sum(s.weights.values()) == BASIS_POINTS for s in steps)
+    # what loads survives the text round trip the CLI reads
+    try:
+        specfiles.load_text(specfiles.dump([doc]), "fuzz.yaml")
+    except SpecError as exc:
+        _clear(exc, "fuzz.yaml")
+
+
+@pytest.mark.parametrize("kind", ["[]", "{a: 1}", "[Fleet]"])
+def test_a_kind_that_is_a_list_or_a_mapping_is_one_line(tmp_path: Path, kind: str):
+    """Found by the fuzzing above: ``kind: []`` raised TypeError (unhashable) out of the loader, a
+    traceback from ``fedctl validate``."""
+    f = tmp_path / "k.yaml"
+    f.write_text(f"apiVersion: federation.io/v1alpha1\nkind: {kind}\nmetadata: {{name: x}}\n")
+    with pytest.raises(SpecError) as exc:
+        specfiles.load(f)
+    assert str(exc.value) == f"{f}: kind: unknown kind {specfiles.parse_documents(f.read_text(), 'k')[0]['kind']!r}; " \
+        "expected one of " + ", ".join(specfiles.KINDS)
+
+
+def test_a_newline_in_an_unknown_key_stays_on_one_line(tmp_path: Path):
+    """Found by the fuzzing above: the key was printed raw, so one problem took two lines (and could
+    forge a second ``FILE: field: message`` line)."""
+    f = tmp_path / "n.yaml"
+    f.write_text(CANARY.replace("metadata:\n", 'metadata:\n  "x\\ny: forged": 1\n', 1))
+    code, err, _, _ = validate_rss(f)
+    line = one_line(code, err, f)
+    assert line == f"{f}: metadata['x\\ny: forged']: unknown field; known fields: name, namespace, labels, annotations"

@@ -708,3 +708,105 @@ def test_a_dry_run_metric_is_recorded_but_never_fails_or_holds():
     assert "errors@eks=50:fail(dry-run)" in steps.checks_text(step.checks)  # and in its trailer
     stored = [CheckResult.from_storage(c.for_storage()) for c in dry]
     assert stored == dry
+
+
+# ----------------------------------------------------------------------------- a new version mid-rollout
+
+
+def test_a_new_version_mid_rollout_retires_the_old_canary():
+    """Found by the state machine (test_decide_machine): v2 at 20% in eks and onprem, v2.1 arrives;
+    the restart's step named only v1 and v2.1, so the zones' serving kept v2 at its weight — a share
+    of each canary zone's traffic no analysis looked at, and its instances running for good."""
+    d = Driver(canary())
+    d.initialise()
+    d.start_canary()
+    assert d.status.canary_weight == 2000
+    d.spec = canary(canary={"version": "v2.1", "zones": ["eks", "onprem"]})
+    out = d.tick()
+    (step,) = [a for a in out.actions if isinstance(a, SetWeights)]
+    assert step.stage == "initial" and step.canary_weight == 0
+    assert step.retire == (Subset("eks", "v2"), Subset("onprem", "v2"))
+    # later steps of v2.1 retire nothing more
+    d.run(3)
+    later = [a for dd in d.decisions[-3:] for a in dd.actions if isinstance(a, SetWeights)]
+    assert later and all(a.retire == () for a in later)
+
+
+def test_a_new_version_waiting_for_approval_retires_the_old_canary_when_it_starts_or_rolls_back():
+    spec = canary(hooks("confirm-rollout"))
+    d = Driver(spec)
+    d.initialise()
+    d.tick(hooks={"confirm-rollout": True})
+    d.tick(hooks={"confirm-rollout": True})
+    d.tick(60, hooks={"confirm-rollout": True})
+    assert d.status.canary_weight == 2000
+    d.spec = canary(hooks("confirm-rollout"), canary={"version": "v3", "zones": ["eks", "onprem"]})
+    d.tick(hooks={"confirm-rollout": False})
+    assert d.status.phase is Phase.WAITING and d.status.canary_version == "v2"  # still deployed
+    d.tick(10, hooks={"confirm-rollout": False})
+    assert d.status.canary_version == "v2"
+    waiting = d.status
+    out = d.tick(10, hooks={"confirm-rollout": True})
+    (step,) = [a for a in out.actions if isinstance(a, SetWeights)]
+    assert d.status.phase is Phase.PROGRESSING and d.status.canary_version == "v3"
+    assert step.retire == (Subset("eks", "v2"), Subset("onprem", "v2"))
+    d.status = waiting
+    out = command(d, "abort")
+    (step,) = [a for a in out.actions if isinstance(a, SetWeights)]
+    assert d.status.phase is Phase.FAILED and Subset("eks", "v2") in step.retire and Subset("eks", "v3") in step.retire
+
+
+def test_a_version_waiting_from_the_start_retires_nothing_else():
+    spec = canary(hooks("confirm-rollout"))
+    d = Driver(spec)
+    d.initialise()
+    d.tick(hooks={"confirm-rollout": False})
+    d.spec = canary(hooks("confirm-rollout"), canary={"version": "v3", "zones": ["eks"]})
+    d.tick(hooks={"confirm-rollout": False})
+    assert d.status.canary_version == "v3"
+    out = d.tick(hooks={"confirm-rollout": True})
+    (step,) = [a for a in out.actions if isinstance(a, SetWeights)]
+    assert step.retire == ()
+
+
+def test_abort_while_initialising_is_not_undone_by_the_next_tick():
+    """Found by the state machine: aborted while Initializing (no target stored yet), the rollout
+    was Failed for one tick, then the next took the spec for a new target and started the canary."""
+    d = Driver(canary())
+    d.tick()
+    assert d.status.phase is Phase.INITIALIZING
+    command(d, "abort")
+    assert d.status.phase is Phase.FAILED and d.status.target == target_of(d.spec)
+    d.run(3)
+    assert d.status.phase is Phase.FAILED and not any(weights_of(x) for x in d.decisions[-3:])
+    out = command(d, "retry")
+    assert d.status.phase is Phase.PROGRESSING and weights_of(out) == [0]
+
+
+def test_promote_as_a_new_version_arrives_does_not_promote_the_new_version_unanalysed():
+    """Found by the state machine: the operator promotes v2 as v2.1 lands in Git; the command ran
+    against the new spec before the restart, so v2.1 went to 100% with no analysis (and v2 stayed
+    in the zones' serving, the status still naming it)."""
+    d = Driver(canary())
+    d.initialise()
+    d.start_canary()
+    d.spec = canary(canary={"version": "v2.1", "zones": ["eks", "onprem"]})
+    out = command(d, "promote")
+    assert not weights_of(out) and "promote ignored" in d.status.message and d.status.phase is Phase.PROGRESSING
+    out = d.tick()
+    assert weights_of(out) == [0] and d.status.canary_version == "v2.1"
+
+
+def test_abort_as_a_new_version_arrives_fails_the_new_version_too():
+    """Found by the state machine: aborted as v2.1 lands, the rollback (of v2.1's subsets) stored v2's
+    target, so the next tick started v2.1 anyway."""
+    d = Driver(canary())
+    d.initialise()
+    d.start_canary()
+    d.spec = canary(canary={"version": "v2.1", "zones": ["eks", "onprem"]})
+    out = command(d, "abort")
+    (step,) = [a for a in out.actions if isinstance(a, SetWeights)]
+    assert d.status.phase is Phase.FAILED and d.status.target == target_of(d.spec)
+    assert {s.version for s in step.retire} == {"v2", "v2.1"}
+    d.run(3)
+    assert d.status.phase is Phase.FAILED and not any(weights_of(x) for x in d.decisions[-3:])
