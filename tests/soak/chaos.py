@@ -27,6 +27,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -215,6 +216,8 @@ class Soak:
         self.log = log
         self.fleet = LocalFleet(workdir / "fleet", services=SERVICES)
         self.proxies: dict[str, Proxy] = {}
+        self.git_proxies: dict[str, Proxy] = {}
+        self.git_port = free_port()
         self.hub: Proc | None = None
         self.hub_port = free_port()
         self.releases: list[Release] = []
@@ -224,7 +227,6 @@ class Soak:
         self.next_version: dict[str, int] = dict.fromkeys(SERVICES, 2)
         self.human_shas: list[tuple[str, str]] = []  # (repo, sha)
         self.started_pids: dict[int, str | None] = {}  # every pid we started or saw (start time)
-        self.git_away: set[str] = set()
         self.epochs: dict[str, int] = {}
         self.stopping = asyncio.Event()
         self.t0 = time.monotonic()
@@ -242,13 +244,18 @@ class Soak:
     def bare(self, repo: str) -> Path:
         return Path(self.fleet.git_url(repo))
 
+    def remote(self, repo: str) -> str:
+        """How the hub and the people reach a repo: git:// through that repo's proxy to git daemon
+        (a remote that can be away, and whose receive-pack is the daemon's, not the pusher's child)."""
+        return f"git://127.0.0.1:{self.git_proxies[repo].port}/{repo}.git"
+
     def remember(self, pid: int) -> None:
         if pid not in self.started_pids:
             self.started_pids[pid] = proc_start_time(pid)
 
     def push(self, repo: str, edit: Any, message: str, author: str, clone: str) -> str | None:
         """Commit and push like a person: retry while the remote is away; the pushed sha."""
-        r = gitrepo.Repo(self.fleet.git_url(repo), "main", self.workdir / "people" / clone / repo)
+        r = gitrepo.Repo(self.remote(repo), "main", self.workdir / "people" / clone / repo)
         for _ in range(30):
             try:
                 r.ensure()
@@ -267,6 +274,16 @@ class Soak:
     async def setup(self) -> None:
         self.say(f"seed {self.result.seed}; workspace {self.workdir}")
         await asyncio.to_thread(self.fleet.prepare)
+        git_dir = self.workdir / "fleet" / "git"
+        daemon = self.fleet.sup.start("git-daemon", [
+            "git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", f"--base-path={git_dir}",
+            "--listen=127.0.0.1", f"--port={self.git_port}", str(git_dir)])
+        self.remember(daemon.pid)
+        await asyncio.to_thread(wait_for, lambda: _listening(self.git_port), 30, "git daemon")
+        for repo in (*ZONES, "mesh"):
+            proxy = Proxy(self.git_port)
+            await proxy.start()
+            self.git_proxies[repo] = proxy
         for z in ZONES:
             def seed_files(repo: gitrepo.Repo, z: str = z) -> list[str]:
                 for s in SERVICES:
@@ -287,9 +304,11 @@ class Soak:
         for zd, z in zip(doc["spec"]["zones"], self.fleet.zones, strict=True):
             zd["hosts"][0]["port"] = self.proxies[z.name].port
             zd["knownHosts"] = str(self.workdir / "hub-known_hosts")
+            zd["git"]["url"] = self.remote(z.name)
             pub = (self.fleet.zdir(z.name) / "ssh_host_ed25519_key.pub").read_text().split()
             lines.append(f"[127.0.0.1]:{self.proxies[z.name].port} {pub[0]} {pub[1]}")
         (self.workdir / "hub-known_hosts").write_text("\n".join(lines) + "\n")
+        doc["spec"]["mesh"]["git"]["url"] = self.remote("mesh")
         (self.workdir / "hub-fleet.yaml").write_text(specfiles.dump([doc]))
         token = self.workdir / "hub-token"
         token.write_text(os.urandom(24).hex())
@@ -370,8 +389,6 @@ class Soak:
 
     def read_git(self, final: bool = False) -> None:
         for repo in (*ZONES, "mesh"):
-            if repo in self.git_away:
-                continue
             commits = git_log(self.bare(repo))
             if commits is None:
                 continue
@@ -482,7 +499,7 @@ class Soak:
                 await asyncio.sleep(0.25)
 
     async def load(self, service: str) -> None:
-        """Bounded load for one service: one request at a time per loop (two loops per service),
+        """Bounded load for one service: one request at a time,
         a pause of 50 ms between requests, loopback only. ``frontend`` goes through the edge; the
         others' zone is picked by the edge's applied weights (the edge's zone clusters point at the
         first service's listeners) and the request sent to that zone's ingress listener of the service."""
@@ -597,17 +614,16 @@ class Soak:
         return f"{zone} Prometheus stopped {down:.0f}s"
 
     async def fault_git(self) -> str:
+        """The repo's remote is unreachable: its proxy resets every connection, new and open."""
         repo = self.rng.choice((*ZONES, "mesh"))
-        bare = self.bare(repo)
-        away = bare.with_name(bare.name + ".away")
-        self.git_away.add(repo)
-        bare.rename(away)
+        proxy = self.git_proxies[repo]
+        proxy.refusing = True
+        proxy.reset()
         down = self.rng.uniform(3, 12)
         try:
             await asyncio.sleep(down)
         finally:
-            away.rename(bare)
-            self.git_away.discard(repo)
+            proxy.heal()
         return f"{repo} Git remote away {down:.0f}s"
 
     async def fault_ssh(self) -> str:
@@ -635,7 +651,8 @@ class Soak:
         epoch = self.epochs.get(name, 0) + 1
         self.epochs[name] = epoch
         argv = [str(a) for a in old.popen.args]  # type: ignore[union-attr]
-        argv = [a for i, a in enumerate(argv) if a != "--restart-epoch" and (i == 0 or argv[i - 1] != "--restart-epoch")]
+        ours = ("--restart-epoch", "--drain-time-s", "--parent-shutdown-time-s")  # the last restart's
+        argv = [a for i, a in enumerate(argv) if a not in ours and (i == 0 or argv[i - 1] not in ours)]
         self.fleet.sup.procs.remove(old)
         new = self.fleet.sup.start(name, [*argv, "--restart-epoch", str(epoch), "--drain-time-s", "3",
                                           "--parent-shutdown-time-s", "6"])
@@ -676,7 +693,11 @@ class Soak:
         while self.elapsed() < until and not self.stopping.is_set():
             await asyncio.sleep(self.rng.uniform(3, 10))
             kind = self.rng.choice(names)
-            what = await kinds[kind]()
+            try:
+                what = await kinds[kind]()
+            except Exception as exc:  # the soak's own failure: reported, never hidden
+                self.result.violate("the soak itself", f"{kind} failed: {type(exc).__name__}: {str(exc)[-300:]}")
+                continue
             self.result.faults[kind] += 1
             self.say(f"fault: {what}")
 
@@ -689,7 +710,7 @@ class Soak:
             self.t0 = time.monotonic()
             watchers = [asyncio.create_task(w) for w in (self.git_watch(), self.envoy_watch(), self.process_watch())]
             watchers.append(asyncio.create_task(self.edge_view()))
-            watchers += [asyncio.create_task(self.load(s)) for s in SERVICES for _ in range(2)]
+            watchers += [asyncio.create_task(self.load(s)) for s in SERVICES]
             releasers = [asyncio.create_task(self.releaser(s, seconds)) for s in SERVICES]
             injector = asyncio.create_task(self.injector(seconds))
             try:
@@ -717,12 +738,8 @@ class Soak:
         self.result.human_commits = len(self.human_shas)
 
     async def teardown(self) -> None:
-        for proxy in self.proxies.values():
+        for proxy in [*self.proxies.values(), *self.git_proxies.values()]:
             await proxy.close()
-        for repo in list(self.git_away):
-            bare = self.bare(repo)
-            with contextlib.suppress(OSError):
-                bare.with_name(bare.name + ".away").rename(bare)
         if self.hub is not None:
             with contextlib.suppress(ValueError):
                 await asyncio.to_thread(self.fleet.sup.stop, self.hub, 15.0)
@@ -743,6 +760,11 @@ class Soak:
             self.result.violate("no process left behind", f"pid {pid} still runs: {cmd[:120]}")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _ok(url: str) -> bool:

@@ -2,7 +2,7 @@
 
 ``delay``: every chunk waits before it is forwarded (a slow link). ``stall``: nothing is forwarded
 until the mode clears (a link dropping every packet; TCP retransmits, so nothing is lost once it
-heals). ``reset()``: every open connection is closed with a RST (SO_LINGER 0) on both sides.
+heals). ``refusing``: new connections are reset at once (a remote that is down). ``reset()``: every open connection is closed with a RST (SO_LINGER 0) on both sides.
 asyncio only; no netem. Callers: ``tests.soak.chaos``.
 """
 
@@ -19,6 +19,7 @@ class Proxy:
         self.upstream_port = upstream_port
         self.port = 0
         self.delay = 0.0
+        self.refusing = False  # new connections are reset at once (the service behind is unreachable)
         self._healed = asyncio.Event()
         self._healed.set()
         self._server: asyncio.Server | None = None
@@ -38,6 +39,7 @@ class Proxy:
 
     def heal(self) -> None:
         self.delay = 0.0
+        self.refusing = False
         self._healed.set()
 
     def reset(self) -> int:
@@ -56,6 +58,13 @@ class Proxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refusing:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
         try:
             up_r, up_w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.upstream_port), 5)
         except (OSError, TimeoutError):
