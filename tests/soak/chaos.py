@@ -400,7 +400,7 @@ class Soak:
                     continue
                 key = (t["Federation-Rollout"], t.get("Federation-Target", ""), int(t["Federation-Step"]))
                 per_step[key] += 1
-                records[(t["Federation-Rollout"], int(t["Federation-Step"]))] = t
+                records[(t["Federation-Rollout"], int(t["Federation-Step"]))] = {**t, "sha": c.sha}
             for key, n in per_step.items():
                 if n > 1:
                     self.result.violate("one commit per step per repo",
@@ -454,8 +454,25 @@ class Soak:
         except (httpx.HTTPError, ValueError):
             return None
 
+    def zone_holds(self, zone: str, route_version: str, rollout: str, step: int) -> bool | None:
+        """Whether the revision a zone's ingress route was written for (the agent's ``version_info``:
+        ``<zone repo sha>.<digest>``) holds the step's commit in that zone repo; None: not known."""
+        record = self.step_records.get(zone, {}).get((rollout, step))
+        revision = route_version.partition(".")[0]
+        if record is None or len(revision) != 40:
+            return None
+        p = subprocess.run(["git", "--git-dir", str(self.bare(zone)), "merge-base", "--is-ancestor", record["sha"],
+                            revision], capture_output=True, timeout=30)
+        return {0: True, 1: False}.get(p.returncode)
+
     async def envoy_watch(self) -> None:
-        """No step live at the edge before every zone it sends to routes the version it names there."""
+        """No step live at the edge before every zone it sends to routes the version it names there.
+
+        Judged once per (service, step), when the edge is first seen at it (and did not move while
+        the zones were read): a zone that does not route a version the step gives weight there, and
+        whose route was written for a revision without the step's commit, had not applied the step.
+        (A zone that applied it and then lost an instance's health is not this invariant.)"""
+        judged: set[str] = set()
         async with httpx.AsyncClient(timeout=3.0) as c:
             while not self.stopping.is_set():
                 await asyncio.sleep(1.0)
@@ -469,23 +486,29 @@ class Soak:
                 for service in SERVICES:
                     version_info = edge.get(service, ("", {}))[0]
                     if not version_info.startswith(f"{NAMESPACE}/{service}@step-") or \
-                            again.get(service, ("", {}))[0] != version_info:
-                        continue  # not ours yet, or it moved while we read the zones
+                            again.get(service, ("", {}))[0] != version_info or version_info in judged:
+                        continue  # not ours yet, moved while we read the zones, or judged already
                     step = int(version_info.rsplit("-", 1)[1])
                     record = self.step_records.get("mesh", {}).get((f"{NAMESPACE}/{service}", step))
                     if record is None:
                         continue
                     self.result.edge_checks += 1
+                    judged.add(version_info)
                     for part in filter(None, record.get("Federation-Weights", "").split(",")):
                         subset, _, w = part.partition("=")
                         zone, _, version = subset.partition("/")
                         if int(w or 0) <= 0 or zones.get(zone) is None:
                             continue
-                        clusters = zones[zone].get(service, ("", {}))[1]  # type: ignore[union-attr]
-                        if f"{service}-{version}" not in clusters:
+                        route_version, clusters = zones[zone].get(service, ("", {}))  # type: ignore[union-attr]
+                        if f"{service}-{version}" in clusters:
+                            continue
+                        holds = await asyncio.to_thread(self.zone_holds, zone, route_version,
+                                                        f"{NAMESPACE}/{service}", step)
+                        if holds is False:
                             self.result.violate("no step live before every zone applied it",
                                                 f"edge at {version_info} (weights {record.get('Federation-Weights')}) "
-                                                f"while {zone}'s ingress routes {service} to {sorted(clusters)}")
+                                                f"while {zone}'s ingress routes {service} to {sorted(clusters)} "
+                                                f"for revision {route_version[:10]}, without the step's commit")
 
     # -- traffic ---------------------------------------------------------------------------
 
