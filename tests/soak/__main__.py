@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.soak")
     p.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", "30")))
     p.add_argument("--seed", type=int, default=int(os.environ.get("SOAK_SEED", "0")) or random.SystemRandom().randrange(1, 2**31))
-    p.add_argument("--workdir", type=Path, default=None, help="kept after the run (default: a temporary one, removed)")
+    p.add_argument("--workdir", type=Path, default=os.environ.get("SOAK_WORKDIR") or None,
+                   help="kept after the run, logs and repos included (default: SOAK_WORKDIR, else a temporary "
+                        "directory, removed)")
     args = p.parse_args(argv)
     if args.minutes <= 0:
         print(f"--minutes: {args.minutes:g} is not a positive number of minutes", file=sys.stderr)
