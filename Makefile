@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit lint bench e2e-k8s kube image clean
+.PHONY: install demo test test-unit lint bench soak e2e-k8s kube image clean
 
 $(STAMP): pyproject.toml scripts/install-system-deps
 	./scripts/install-system-deps
@@ -51,6 +51,12 @@ test-unit: $(STAMP) $(WEB_ASSETS)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/pytest -q -s tests/benchmarks
+
+# The chaos soak (docs/soak.md): SOAK_MINUTES (default 30), SOAK_SEED to replay a run. A 3-minute
+# run of the same code is in `make test` (tests/soak/test_soak.py).
+SOAK_MINUTES ?= 30
+soak: $(STAMP) $(WEB_ASSETS)
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m tests.soak
 
 e2e-k8s: $(STAMP)
 	$(BIN)/pytest -q -rs -m k8s tests/k8s_real

@@ -31,6 +31,7 @@ from federation.core import spec as specs
 from federation.core.errors import FederationError
 from federation.demo.procs import Proc, Supervisor, wait_for
 from federation.gitops import repo as gitrepo
+from vmagent import envoy as zone_envoy
 
 log = logging.getLogger("federation.demo")
 
@@ -97,6 +98,12 @@ class ZoneProcs:
     admin_port: int = field(default_factory=free_port)
     prom_port: int = field(default_factory=free_port)
     app_ports: tuple[int, int] = (0, 0)
+    # Ingress listeners of services other than the first (one listener per service: Envoy takes one
+    # RouteConfiguration per RDS file, and the agent writes ``rds-<service>.json`` for each).
+    extra_ports: dict[str, int] = field(default_factory=dict)
+
+    def service_port(self, service: str, services: tuple[str, ...]) -> int:
+        return self.ingress_port if service == services[0] else self.extra_ports[service]
 
 
 
@@ -108,8 +115,14 @@ def agent_privileges(bin_dir: str) -> list[str]:
 
 
 class LocalFleet:
-    def __init__(self, workdir: Path, clusters: Path | None = None, scrape_interval: str = "1s") -> None:
+    def __init__(self, workdir: Path, clusters: Path | None = None, scrape_interval: str = "1s",
+                 services: tuple[str, ...] = (SERVICE,)) -> None:
+        """``services``: the services the Envoys carry, one listener each (the first on the ports
+        ``fleet.yaml`` names). The edge's zone clusters point at the first service's listeners, so
+        through the edge only the first service reaches its instances; the others are reached at
+        their zone ingress listeners (``service_url``) and their edge routes are applied all the same."""
         self.workdir = Path(workdir).resolve()
+        self.services = services
         self.clusters = clusters or repo_root() / "clusters"
         self.scrape_interval = scrape_interval
         self.sup = Supervisor(self.workdir / "logs")
@@ -117,8 +130,11 @@ class LocalFleet:
         for i, z in enumerate(self.zones):
             base = 21000 + i * 200
             z.app_ports = (base, base + 199)
+        for z in self.zones:
+            z.extra_ports = {s: free_port() for s in services[1:]}
         self.edge_port = free_port()
         self.edge_admin = free_port()
+        self.edge_extra = {s: free_port() for s in services[1:]}
         self.agents: dict[str, Proc] = {}
         # Zones that run as Kubernetes zones (``demo.kubezones``): no fed-agent; their ingress Envoy
         # and Prometheus as in every zone. ``fleet.yaml`` names them ``kind: kubernetes`` once
@@ -141,6 +157,13 @@ class LocalFleet:
 
     def git_url(self, name: str) -> str:
         return str(self.workdir / "git" / f"{name}.git")
+
+    def service_url(self, zone: str, service: str) -> str:
+        z = next(x for x in self.zones if x.name == zone)
+        return f"http://127.0.0.1:{z.service_port(service, self.services)}/"
+
+    def edge_rds(self, service: str) -> Path:
+        return self.workdir / "edge" / ("rds.json" if len(self.services) == 1 else f"rds-{service}.json")
 
     def prometheus_url(self, zone: str) -> str:
         z = next(x for x in self.zones if x.name == zone)
@@ -197,7 +220,8 @@ class LocalFleet:
             "spec": {"zones": zones, "mesh": {
                 "provider": "envoy",
                 "git": {"url": self.git_url("mesh"), "branch": "main", "path": "."},
-                "edge": {"rdsPath": str(self.workdir / "edge" / "rds.json"),
+                "edge": {"rdsPath": str(self.workdir / "edge" / ("rds.json" if len(self.services) == 1
+                                                                else "rds-{service}.json")),
                          "admin": {"address": "127.0.0.1", "port": self.edge_admin},
                          "listener": {"address": "127.0.0.1", "port": self.edge_port}},
             },
@@ -205,14 +229,15 @@ class LocalFleet:
                 "outbound": {"allow": ["127.0.0.0/8"]}},
         }
 
-    def _envoy_bootstrap(self, name: str, admin: int, listener: int, stat_prefix: str, route: str,
-                         rds: Path, cds: Path | None, static_clusters: list[dict[str, Any]]) -> Path:
+    def _envoy_bootstrap(self, name: str, admin: int, listeners: list[tuple[int, str, Path]], stat_prefix: str,
+                         cds: Path | None, static_clusters: list[dict[str, Any]]) -> Path:
+        """``listeners``: (port, route name, RDS file) of each service."""
         boot: dict[str, Any] = {
             "node": {"id": name, "cluster": name},
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
             "static_resources": {
                 "listeners": [{
-                    "name": "ingress",
+                    "name": "ingress" if i == 0 else f"ingress-{route}",
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener}},
                     "filter_chains": [{"filters": [{
                         "name": "envoy.filters.network.http_connection_manager",
@@ -226,14 +251,14 @@ class LocalFleet:
                                 "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
                         },
                     }]}],
-                }],
+                } for i, (listener, route, rds) in enumerate(listeners)],
                 "clusters": static_clusters,
             },
         }
         if cds is not None:
             boot["dynamic_resources"] = {"cds_config": {"resource_api_version": "V3",
                                                         "path_config_source": {"path": str(cds)}}}
-        path = rds.parent / "bootstrap.json"
+        path = listeners[0][2].parent / "bootstrap.json"
         path.write_text(json.dumps(boot, indent=1))
         return path
 
@@ -245,26 +270,32 @@ class LocalFleet:
             "load_assignment": {"cluster_name": f"zone-{z.name}", "endpoints": [{"lb_endpoints": [
                 {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": z.ingress_port}}}}]}]},
         } for z in self.zones]
-        rds = edge / "rds.json"
-        # Until the hub's first step, the edge sends everything where the seeds run the service (vms).
-        seed = {"version_info": "seed", "resources": [{
-            "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "name": SERVICE,
-            "validate_clusters": True, "virtual_hosts": [{"name": SERVICE, "domains": ["*"], "routes": [
-                {"match": {"prefix": "/"}, "route": {"cluster": "zone-vms"}}]}]}]}
-        rds.write_text(json.dumps(seed, indent=1))
-        return self._envoy_bootstrap("edge", self.edge_admin, self.edge_port, "edge", SERVICE, rds, None, clusters)
+        listeners = []
+        for i, service in enumerate(self.services):
+            rds = self.edge_rds(service)
+            # Until the hub's first step, the edge sends everything where the seeds run the service (vms).
+            seed = {"version_info": "seed", "resources": [{
+                "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "name": service,
+                "validate_clusters": True, "virtual_hosts": [{"name": service, "domains": ["*"], "routes": [
+                    {"match": {"prefix": "/"}, "route": {"cluster": "zone-vms"}}]}]}]}
+            rds.write_text(json.dumps(seed, indent=1))
+            listeners.append((self.edge_port if i == 0 else self.edge_extra[service], service, rds))
+        return self._envoy_bootstrap("edge", self.edge_admin, listeners, "edge", None, clusters)
 
     def _zone_config(self, z: ZoneProcs) -> Path:
         envoy_dir = self.zdir(z.name) / "envoy"
         envoy_dir.mkdir(parents=True, exist_ok=True)
-        cds, rds = envoy_dir / "cds.json", envoy_dir / "rds.json"
+        cds = envoy_dir / "cds.json"
         cds.write_text(json.dumps({"version_info": "empty", "resources": []}))
-        rds.write_text(json.dumps({"version_info": "empty", "resources": [{
-            "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "name": SERVICE,
-            "validate_clusters": True, "virtual_hosts": [{"name": SERVICE, "domains": ["*"], "routes": [
-                {"match": {"prefix": "/"}, "direct_response": {"status": 503}}]}]}]}))
-        return self._envoy_bootstrap(f"ingress-{z.name}", z.admin_port, z.ingress_port, "ingress", SERVICE,
-                                     rds, cds, [])
+        listeners = []
+        for service in self.services:
+            rds = Path(zone_envoy.route_path(str(envoy_dir), service))
+            rds.write_text(json.dumps({"version_info": "empty", "resources": [{
+                "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "name": service,
+                "validate_clusters": True, "virtual_hosts": [{"name": service, "domains": ["*"], "routes": [
+                    {"match": {"prefix": "/"}, "direct_response": {"status": 503}}]}]}]}))
+            listeners.append((z.service_port(service, self.services), service, rds))
+        return self._envoy_bootstrap(f"ingress-{z.name}", z.admin_port, listeners, "ingress", cds, [])
 
     def _prometheus_config(self, z: ZoneProcs) -> Path:
         pdir = self.zdir(z.name) / "prometheus"
@@ -354,6 +385,7 @@ class LocalFleet:
 
         def repick() -> None:
             z.ingress_port, z.admin_port = free_port(), free_port()
+            z.extra_ports = {s: free_port() for s in z.extra_ports}
         return _Part(f"envoy-{z.name}", launch, lambda: _http_ok(f"http://127.0.0.1:{z.admin_port}/ready"), repick)
 
     def _edge_part(self) -> _Part:
@@ -364,6 +396,7 @@ class LocalFleet:
 
         def repick() -> None:
             self.edge_port, self.edge_admin = free_port(), free_port()
+            self.edge_extra = {s: free_port() for s in self.edge_extra}
         return _Part("envoy-edge", launch, lambda: _http_ok(f"http://127.0.0.1:{self.edge_admin}/ready"), repick)
 
     def _bring_up(self, parts: list[_Part], timeout: float = 60.0) -> None:

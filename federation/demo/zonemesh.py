@@ -30,7 +30,7 @@ class ZoneMesh:
     kubelet: LocalKubelet
     namespace: str
     zone: str
-    envoy_dir: Path  # where the zone's ingress Envoy watches cds.json and rds.json
+    envoy_dir: Path  # where the zone's ingress Envoy watches cds.json and rds-<service>.json
     admin: str  # its admin address, host:port
     # What the last ``sync`` found applied and what it routes: the route is live when they match.
     last: tuple[list[tuple[str, int]], list[tuple[str, int]]] = field(default_factory=lambda: ([], []))
@@ -59,7 +59,8 @@ class ZoneMesh:
         endpoints = {zone_envoy.cluster_name(service, v): self.kubelet.endpoints({"app": service, "version": v})
                      for v, _ in split}
         endpoints = {k: v for k, v in endpoints.items() if v}
-        cds, rds = zone_envoy.paths(str(self.envoy_dir))
+        cds = zone_envoy.clusters_path(str(self.envoy_dir))
+        rds = zone_envoy.route_path(str(self.envoy_dir), service)
         clusters_version = zone_envoy.digest(endpoints)
         admin = zone_envoy.Admin(self.admin)
         if admin.clusters_version() != clusters_version:
@@ -69,7 +70,7 @@ class ZoneMesh:
         weights = {service: [(zone_envoy.cluster_name(service, v), w) for v, w in live]}
         routes_version = zone_envoy.digest(weights)
         if admin.route_version("ingress", service) != routes_version:
-            zone_envoy.write(rds, zone_envoy.render_routes(weights, routes_version))
+            zone_envoy.write(rds, zone_envoy.render_route(service, weights[service], routes_version))
             wait_for(lambda: admin.route_version("ingress", service) == routes_version, timeout,
                      f"{self.zone} ingress route")
         self.last = (split, live)

@@ -386,6 +386,11 @@ class Repo:
         if not infos:
             raise TemporaryError(f"git push to {self.url} reported nothing pushed")
 
+    def generation(self, rev: str = "HEAD") -> int:
+        """How many commits ``rev``'s history holds: grows with every commit on a branch, so a zone's
+        agents can refuse a desired state older than the one they hold, whichever rollout sent it."""
+        return int(self._git().git.rev_list("--count", rev))
+
     def contains(self, applied: str, ours: str) -> bool:
         """Whether the revision a zone applied (``applied``) is ``ours`` or a descendant of it."""
         if applied == ours:

@@ -29,8 +29,15 @@ class EnvoyEdge:
         self.stat_prefix = stat_prefix
         self.admin = f"http://{edge.admin.address}:{edge.admin.port}"
 
+    def route_path(self, route: str) -> Path:
+        """Where the edge watches the route of ``route`` (a service): ``rdsPath`` with ``{service}``
+        replaced. Envoy takes one RouteConfiguration per path-based RDS file, so an edge carrying
+        several services needs a ``{service}`` in ``rdsPath`` (and one listener per service)."""
+        return Path(self.edge.rds_path.replace("{service}", route))
+
     async def apply(self, document: dict[str, Any]) -> None:
-        await asyncio.to_thread(write_by_rename, self.path, json.dumps(document, indent=1))
+        route = str(document["resources"][0]["name"])  # routers.envoy renders one per document
+        await asyncio.to_thread(write_by_rename, self.route_path(route), json.dumps(document, indent=1))
 
     async def version_text(self, route: str) -> str | None:
         key = f"http.{self.stat_prefix}.rds.{route}.version_text"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from federation.core.errors import FederationError
@@ -166,13 +166,21 @@ class VmAgents:
 
 class VmZone:
     """A VM zone as the hub drives it (``runtimes.ports.ZoneRuntime``): the step is committed to
-    the zone repo; converging sends every agent the repo's head and its ZoneRelease manifests."""
+    the zone repo; converging sends every agent the repo's head and its ZoneRelease manifests.
+
+    Several rollouts (one per service) share a zone and its agents, each with its own step numbers,
+    while an agent holds one desired state for the whole zone. So the number an agent orders desired
+    states by (its ``step``) is the zone repo's generation (commits in the head's history: it grows
+    with every commit on the branch), never a rollout's step, which would make the agent refuse a
+    rollout whose steps are behind another's; and a rollout's applied step in the zone is read from
+    the revision each agent applied, through Git ancestry (as for a Kubernetes zone)."""
 
     def __init__(self, zone: Zone, repo: AsyncRepo, pool: Pool) -> None:
         self.name = zone.name
         self.repo = repo
         self.pull_request = zone.git.pull_request
         self.agents = VmAgents(zone, pool)
+        self._reached: dict[tuple[str, str, int], int | None] = {}  # (rollout, revision, step) -> step reached
 
     async def commit(self, canary: FederatedCanary, record: StepRecord, message: str,
                      branch: str | None = None) -> str | None:
@@ -182,7 +190,8 @@ class VmZone:
         under = self.repo.path
 
         def desired(r: Repo) -> tuple[str, int, list[Any]]:
-            return r.head(), r.generation(), releases.manifests(r, under)
+            head = r.head()
+            return head, r.generation(head), releases.manifests(r, under)
 
         head, generation, manifests = await self.repo.call(desired)
         await self.agents.apply(head, step, manifests, generation)
@@ -191,13 +200,16 @@ class VmZone:
         """Each host's applied step for this rollout, from the revision it applied (the zone repo
         holds every rollout's step commits; an agent's own step counter is the zone's, shared by
         every service there): a host counts only once it runs a revision holding our step."""
-        status = await self.agents.observe()
-        reached: dict[str, int | None] = {}
-        for h in status.hosts:
-            if h.applied_revision is None:
-                h.applied_step = None
-                continue
-            if h.applied_revision not in reached:
-                reached[h.applied_revision] = await self.repo.step_reached(canary.key, h.applied_revision, step)
-            h.applied_step = reached[h.applied_revision]
-        return status
+        st = await self.agents.observe()
+        hosts = []
+        for h in st.hosts:
+            reached = None
+            if h.reachable and h.applied_revision:
+                key = (canary.key, h.applied_revision, step)
+                if key not in self._reached:
+                    if len(self._reached) > 4096:
+                        self._reached.clear()
+                    self._reached[key] = await self.repo.step_reached(canary.key, h.applied_revision, step)
+                reached = self._reached[key]
+            hosts.append(replace(h, applied_step=reached))
+        return ZoneStatus(st.zone, hosts)

@@ -31,7 +31,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _loop_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zone", required=True)
     p.add_argument("--envoy-admin", help="host:port of the local Envoy's admin endpoint")
-    p.add_argument("--envoy-dir", help="directory of the local Envoy's cds.json and rds.json")
+    p.add_argument("--envoy-dir", help="directory of the local Envoy's cds.json and rds-<service>.json (one per service)")
     p.add_argument("--stat-prefix", default="ingress")
     p.add_argument("--ports", type=_ports, default=(20000, 20999), help="port range for app instances")
     p.add_argument("--targets-file", help="Prometheus file_sd file listing the app instances")

@@ -266,7 +266,7 @@ class Agent:
         for inst in self.sup.instances.values():
             if inst.healthy:
                 endpoints.setdefault(envoy.cluster_name(inst.service, inst.version), []).append(inst.port)
-        cds_path, rds_path = envoy.paths(self.config.envoy_dir)
+        cds_path = envoy.clusters_path(self.config.envoy_dir)
         cds_version = envoy.digest(endpoints)
         if self.admin.clusters_version() != cds_version:
             envoy.write(cds_path, envoy.render_clusters(endpoints, cds_version))
@@ -280,8 +280,11 @@ class Agent:
                 by_service[service].append((name, weight))
         version_info = f"{desired.get('revision', 'none')}.{envoy.digest(by_service)}"
         current = {s: self.admin.route_version(self.config.stat_prefix, s) for s in by_service}
-        if any(v != version_info for v in current.values()):
-            envoy.write(rds_path, envoy.render_routes(by_service, version_info))
+        stale = [s for s, v in current.items() if v != version_info]
+        for service in stale:
+            envoy.write(envoy.route_path(self.config.envoy_dir, service),
+                        envoy.render_route(service, by_service[service], version_info))
+        if stale:
             ok = self._wait(lambda: all(
                 self.admin.route_version(self.config.stat_prefix, s) == version_info for s in by_service))
             if not ok:

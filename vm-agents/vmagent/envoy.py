@@ -67,9 +67,13 @@ def _route(route_name: str, weights: list[tuple[str, int]]) -> dict[str, object]
     }
 
 
-def render_routes(weights: dict[str, list[tuple[str, int]]], version_info: str) -> dict[str, object]:
-    """One route configuration per service: the zone's split between its local versions."""
-    return {"version_info": version_info, "resources": [_route(s, w) for s, w in sorted(weights.items())]}
+def render_route(service: str, weights: list[tuple[str, int]], version_info: str) -> dict[str, object]:
+    """The RDS document of one service: the zone's split between its local versions.
+
+    One document (one file) per service: Envoy rejects a path-based RDS file holding more than one
+    RouteConfiguration ("Unexpected RDS resource length"), so a shared file would route nothing as
+    soon as a zone serves two services."""
+    return {"version_info": version_info, "resources": [_route(service, weights)]}
 
 
 def digest(value: object) -> str:
@@ -142,5 +146,10 @@ class Admin:
             return 0
 
 
-def paths(config_dir: str) -> tuple[str, str]:
-    return os.path.join(config_dir, "cds.json"), os.path.join(config_dir, "rds.json")
+def clusters_path(config_dir: str) -> str:
+    return os.path.join(config_dir, "cds.json")
+
+
+def route_path(config_dir: str, service: str) -> str:
+    """Where the listener of ``service`` watches its route: ``rds-<service>.json``."""
+    return os.path.join(config_dir, f"rds-{service}.json")

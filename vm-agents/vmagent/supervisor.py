@@ -30,6 +30,7 @@ class Instance:
     command: list[str]
     health: str = "/healthz"
     healthy: bool = False
+    failures: int = 0  # health checks failed in a row
     started_at: float = field(default_factory=time.time)
     restarts: int = 0
     unit: str = ""  # the systemd unit running it (systemd runner), else empty
@@ -164,12 +165,24 @@ class Supervisor:
         stop_group(inst.pid, grace)
 
     def check_health(self, inst: Instance, timeout: float = 1.0) -> bool:
+        """One health check. An instance becomes healthy at its first good answer, and stops being
+        healthy after ``FAILURE_THRESHOLD`` bad ones in a row (Kubernetes' failureThreshold): one
+        slow answer on a busy VM must not take the only instance of a version out of the route
+        (the zone then answers 503). A dead process is seen at once by ``alive`` and restarted."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{inst.port}{inst.health}", timeout=timeout) as r:
-                inst.healthy = 200 <= r.status < 300
+                ok = 200 <= r.status < 300
         except OSError:
+            ok = False
+        inst.failures = 0 if ok else inst.failures + 1
+        if ok:
+            inst.healthy = True
+        elif inst.failures >= FAILURE_THRESHOLD:
             inst.healthy = False
         return inst.healthy
+
+
+FAILURE_THRESHOLD = 3
 
 
 def stop_group(pid: int, grace: float = 5.0) -> None:

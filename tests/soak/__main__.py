@@ -1,0 +1,40 @@
+"""``python -m tests.soak [--minutes N] [--seed S] [--workdir DIR]`` (``make soak``): the chaos soak;
+prints its progress, then the closing table; exit 1 when an invariant was violated."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.soak import chaos
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.soak")
+    p.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES", "30")))
+    p.add_argument("--seed", type=int, default=int(os.environ.get("SOAK_SEED", "0")) or random.SystemRandom().randrange(1, 2**31))
+    p.add_argument("--workdir", type=Path, default=os.environ.get("SOAK_WORKDIR") or None,
+                   help="kept after the run, logs and repos included (default: SOAK_WORKDIR, else a temporary "
+                        "directory, removed)")
+    args = p.parse_args(argv)
+    if args.minutes <= 0:
+        print(f"--minutes: {args.minutes:g} is not a positive number of minutes", file=sys.stderr)
+        return 2
+    print(f"chaos soak: {args.minutes:g} minutes, seed {args.seed} (again: SOAK_SEED={args.seed})", flush=True)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="federation-soak-"))
+    try:
+        result = chaos.run(args.minutes, args.seed, workdir, log=lambda line: print(line, flush=True))
+    finally:
+        if args.workdir is None:
+            chaos.clean(workdir)
+    print()
+    print(result.table())
+    return 1 if result.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
