@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from federation.core import analysis as analysis_mod
 from federation.core import plan, steps
-from federation.core.spec import BASIS_POINTS, CanarySpec, Strategy, WebhookType
+from federation.core.spec import BASIS_POINTS, CanarySpec, Placement, Strategy, WebhookType
 from federation.core.state import (
     METRICS,
     Action,
@@ -45,6 +45,19 @@ def target_of(spec: CanarySpec) -> str:
 def same_target(spec: CanarySpec, stored: str | None) -> bool:
     """Whether ``stored`` (a status's or a commit's target) is this spec's rollout."""
     return steps.RolloutTarget.of(spec).same(steps.RolloutTarget.parse(stored))
+
+
+def spec_for_target(spec: CanarySpec, stored: str | None) -> CanarySpec | None:
+    """``spec`` with the versions, zones and checksum of a stored target: the rollout a status still
+    describes after a newer release arrived (None for no or a malformed target)."""
+    t = steps.RolloutTarget.parse(stored)
+    if t is None or not t.primary_zones or not t.canary_zones:
+        return None
+    update: dict[str, object] = {"primary": Placement(version=t.primary_version, zones=list(t.primary_zones)),
+                                 "canary": Placement(version=t.canary_version, zones=list(t.canary_zones))}
+    if set(t.canary_zones) != set(spec.canary.zones):
+        update["zone_weights"] = None
+    return spec.model_copy(update=update).with_checksum(t.checksum)
 
 
 def analysis_due(status: RolloutStatus, now: float) -> bool:

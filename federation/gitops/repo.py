@@ -401,11 +401,6 @@ class Repo:
         except GitCommandError:
             return False
 
-    def generation(self) -> int:
-        """The clone's head as a number that grows with every commit on the branch (its commit
-        count): orders the desired states a VM zone's agents receive from several rollouts."""
-        return int(self._git().git.rev_list("--count", "HEAD"))
-
     def step_reached(self, rollout: str, revision: str | None, step: int, depth: int = 200) -> int | None:
         """The step an applied Git revision (Flux's ``lastAppliedRevision``) reaches for ``rollout``:
         ``step`` once it holds the newest commit of ours at or before it, else the newest of our

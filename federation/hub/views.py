@@ -12,9 +12,8 @@ from typing import Any
 
 from federation.core import analysis as core_analysis
 from federation.core import decide as core
-from federation.core.spec import FederatedCanary, Placement
+from federation.core.spec import FederatedCanary
 from federation.core.state import RolloutStatus
-from federation.core.steps import RolloutTarget
 from federation.core.weights import subsets_for
 from federation.gitops import history as hist
 from federation.gitops import releases
@@ -99,14 +98,7 @@ def spec_of(hub: Hub, key: str, canary: FederatedCanary | None, status: RolloutS
     if report is not None and report.observations is not None and \
             core.same_target(report.observations.spec, status.target):
         return report.observations.spec
-    t = RolloutTarget.parse(status.target)
-    if t is None or not t.primary_zones or not t.canary_zones:
-        return None
-    update: dict[str, Any] = {"primary": Placement(version=t.primary_version, zones=list(t.primary_zones)),
-                              "canary": Placement(version=t.canary_version, zones=list(t.canary_zones))}
-    if set(t.canary_zones) != set(canary.spec.canary.zones):
-        update["zone_weights"] = None
-    return canary.spec.model_copy(update=update)
+    return core.spec_for_target(canary.spec, status.target)
 
 async def rollout(hub: Hub, key: str) -> dict[str, Any]:
     canary = hub.canaries.get(key)

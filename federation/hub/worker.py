@@ -28,6 +28,7 @@ from federation.core.state import (
     HookResult,
     MetricSample,
     Observations,
+    Phase,
     Readiness,
     RolloutStatus,
     SetWeights,
@@ -187,6 +188,13 @@ class RolloutWorker:
                 await self._notify(report)
                 return report
         self._resynced = True
+        if status.phase is Phase.FINALISING and not core.same_target(canary.spec, status.target):
+            # A new release arrived while the last one finalises: finish that one with its own spec
+            # (its versions and zones: the new version is deployed nowhere yet, and waiting for it
+            # would never end); the new release starts at the next tick, from Succeeded.
+            old = core.spec_for_target(canary.spec, status.target)
+            if old is not None:
+                canary = canary.model_copy(update={"spec": old})
         obs, zones = await self.observe(canary, status, now, command)
         decision, obs = await self.decide(canary, status, obs, now)
         report = TickReport(self.key, now, status, decision, obs, zones)

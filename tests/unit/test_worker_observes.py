@@ -114,3 +114,56 @@ def test_a_failing_hook_with_mute_alert_sends_no_alert_but_still_its_event(monke
     finally:
         hook.close()
         sink.close()
+
+
+class _Deployed:
+    """A zone where only ``versions`` run (ready 100), any other version not at all (ready 0)."""
+
+    def __init__(self, name: str, applied: dict[str, int], versions: set[str]) -> None:
+        self.name, self.applied, self.versions, self.pull_request = name, applied, versions, False
+
+    async def observe(self, canary: specs.FederatedCanary, step: int) -> object:
+        versions = self.versions
+
+        class Seen:
+            def applied_step(self) -> int | None:
+                return self_applied.get(canary.key)
+
+            def ready_percent(self, service: str, version: str) -> float:
+                return 100.0 if version in versions else 0.0
+
+            def failed(self, service: str, version: str) -> str:
+                return ""
+
+            def reasons(self) -> list[str]:
+                return []
+
+        self_applied = self.applied
+        return Seen()
+
+
+def test_a_release_pushed_while_the_last_one_finalises_lets_it_finish_then_starts():
+    """Found by the chaos soak: the finalising step waited for the *new* canary version to be
+    ready — deployed nowhere until the new rollout starts — and never ended."""
+    old = federated()
+    doc = old.model_dump(by_alias=True, exclude_none=True)
+    doc["spec"]["primary"] = {"version": "v2", "zones": ["eks", "onprem"]}
+    doc["spec"]["canary"] = {"version": "v3", "zones": ["eks"]}
+    new = specs.FederatedCanary.model_validate(doc)
+    finalising = RolloutStatus(phase=Phase.FINALISING, step=8, target=target_of(old.spec), primary_version="v1",
+                               canary_version="v2", canary_weight=10_000, pre_rollout_passed=True,
+                               step_started_at=9_900.0)
+    parts = MemoryParts(fleet(), [new])
+    parts.applied[KEY] = 8
+    parts.zones = {z: _Deployed(z, parts.applied, {"v1", "v2"}) for z in parts.zones}  # type: ignore[misc]
+    store = MemoryStore()
+
+    async def run() -> list[RolloutStatus]:
+        await store.save(KEY, finalising)
+        worker = RolloutWorker(KEY, parts, store, clock=lambda: 10_000.0)  # type: ignore[arg-type]
+        return [(await worker.tick(new)).decision.status for _ in range(4)]
+
+    seen = asyncio.run(run())
+    done = [st for st in seen if st.phase is Phase.SUCCEEDED]
+    assert done and done[0].primary_version == "v2" and done[0].target == target_of(old.spec), seen
+    assert seen[-1].target == target_of(new.spec) and seen[-1].phase is not Phase.FINALISING, seen[-1]
