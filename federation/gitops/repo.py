@@ -450,7 +450,7 @@ class Repo:
         args = [f"--max-count={limit}", f"--format={fmt}", *([rev] if rev else [])]
         if path:
             args += ["--", path]
-        out = str(g.log(*args))
+        out = str(self._run("log", lambda: g.log(*args)))
         commits = []
         for record in out.split(end):
             record = record.strip("\n")

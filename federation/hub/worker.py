@@ -201,8 +201,11 @@ class RolloutWorker:
         try:
             report.commits = await self.execute(canary, decision)
         except FederationError as exc:
-            # Nothing is saved: the same decision is made again next tick, and the executor's
-            # idempotency keeps a half-done step from being committed twice.
+            # Nothing is saved, and the next tick first resyncs from Git: a step committed to some
+            # repos before the failure is adopted and completed, never decided anew — the inputs
+            # may have changed meanwhile (a new release, a command) and the same step number would
+            # then carry other values (refused by the executor's idempotency check, forever).
+            self._resynced = False
             report.error = str(exc)
             # Once per distinct error (the next ticks retry the same step): the hub's reasons say
             # the rest (which zone waits, and why) in status and watch.

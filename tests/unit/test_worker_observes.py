@@ -167,3 +167,43 @@ def test_a_release_pushed_while_the_last_one_finalises_lets_it_finish_then_start
     done = [st for st in seen if st.phase is Phase.SUCCEEDED]
     assert done and done[0].primary_version == "v2" and done[0].target == target_of(old.spec), seen
     assert seen[-1].target == target_of(new.spec) and seen[-1].phase is not Phase.FINALISING, seen[-1]
+
+
+def test_after_a_step_fails_the_next_tick_resyncs_from_git_before_deciding_again():
+    """Found by the chaos soak: a step pushed to some zone repos before a Git failure was decided
+    anew on the next tick — a new release had arrived — and its step number then carried other
+    values in Git (the executor refused it on every tick, forever). After a failed step the worker
+    resyncs from Git first (adopting and completing what was committed) and only then decides."""
+    from federation.core.errors import TemporaryError
+
+    canary = federated()
+    status = RolloutStatus(phase=Phase.PROGRESSING, step=5, target=target_of(canary.spec), primary_version="v1",
+                           canary_version="v2", canary_weight=2000, pre_rollout_passed=True,
+                           step_started_at=9_000.0, converged_at=9_100.0, next_analysis_at=9_160.0)
+    parts = MemoryParts(fleet(), [canary])
+    parts.applied[KEY] = 5
+    store = MemoryStore()
+    resyncs: list[int] = []
+    failures = [TemporaryError("git push to zone vms failed: connection reset")]
+    real_apply = parts.executor.apply_step
+
+    async def flaky_apply(c: specs.FederatedCanary, action: object) -> object:
+        if failures:
+            raise failures.pop()
+        return await real_apply(c, action)  # type: ignore[arg-type]
+
+    parts.executor.apply_step = flaky_apply  # type: ignore[method-assign]
+
+    class Worker(RolloutWorker):
+        async def resync(self, c: specs.FederatedCanary, st: RolloutStatus, now: float) -> RolloutStatus:
+            resyncs.append(st.step)
+            return st
+
+    async def run() -> list[str | None]:
+        await store.save(KEY, status)
+        w = Worker(KEY, parts, store, clock=lambda: 10_000.0)  # type: ignore[arg-type]
+        return [(await w.tick(canary)).error for _ in range(3)]
+
+    errors = asyncio.run(run())
+    assert errors[0] and "connection reset" in errors[0] and not errors[1] and not errors[2], errors
+    assert resyncs == [5, 5], resyncs  # at the start, and again after the failed step; not on every tick
