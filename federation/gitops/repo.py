@@ -162,8 +162,12 @@ class Repo:
         """Clone once; afterwards fetch. Safe to call on every tick."""
         with self.lock:
             if self._repo is None and (self.workdir / ".git").exists():
-                # This clone is ours alone; a lock left by a process killed mid-commit is stale.
-                (self.workdir / ".git" / "index.lock").unlink(missing_ok=True)
+                # This clone is ours alone (the state dir's lock keeps other hubs out) and nothing of
+                # ours runs in it yet: a lock left by a git killed mid-command with the hub (index,
+                # HEAD, a ref, packed-refs, config) is stale, and would fail every later command.
+                git_dir = self.workdir / ".git"
+                for stale in [*git_dir.glob("*.lock"), *git_dir.glob("refs/**/*.lock"), *git_dir.glob("logs/**/*.lock")]:
+                    stale.unlink(missing_ok=True)
                 self._repo = git.Repo(self.workdir)
             if self._repo is None:
                 self.workdir.parent.mkdir(parents=True, exist_ok=True)

@@ -342,3 +342,24 @@ def test_a_version_bump_in_a_zone_repo_is_a_new_canary_revision(tmp_path: Path):
         assert asyncio.run(revision()) == third
     finally:
         asyncio.run(ad.close())
+
+
+def test_locks_left_in_the_hubs_clone_by_a_killed_hub_do_not_stop_the_next_one(tmp_path: Path):
+    """Found by the chaos soak: a hub SIGKILLed during `git reset` left .git/HEAD.lock in its own
+    clone; the restarted hub's every fetch+reset then failed ("cannot lock ref 'HEAD'") and
+    discovery failed forever. Locks in the hub's own clone are stale when it opens the clone."""
+    bare = seed(tmp_path)
+    first = gitrepo.Repo(str(bare), "main", tmp_path / "clone")
+    first.ensure()
+    assert first.commit_and_push(step_edit(1), message(1))
+    git_dir = tmp_path / "clone" / ".git"
+    stale = [git_dir / "HEAD.lock", git_dir / "index.lock", git_dir / "refs" / "heads" / "main.lock",
+             git_dir / "packed-refs.lock"]
+    for lock in stale:
+        lock.write_text("left by a killed git\n")
+    restarted = gitrepo.Repo(str(bare), "main", tmp_path / "clone")  # the next hub, same state dir
+    restarted.ensure()
+    restarted.ensure()  # the first sync (fetch + reset) runs here
+    assert restarted.commit_and_push(step_edit(2), message(2))
+    assert not [lock for lock in stale if lock.exists()]
+    assert git("log", "-1", "--format=%s", cwd=tmp_path / "clone").startswith("frontend:")
