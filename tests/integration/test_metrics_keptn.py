@@ -196,42 +196,11 @@ def test_fedctl_metrics_reads_a_keptn_template_from_the_zones_cluster(keptn: rea
 
 
 def hub_checks(tmp_path: Path, fleet_doc: dict, canary_doc: dict, template: dict) -> list[tuple]:
-    import time
+    from tests.integration.test_metrics_templates import hub_metrics
 
-    import httpx
-
-    from federation import specfiles
-    from federation.hub.api import app_for
-    from federation.hub.service import Hub
-    from federation.hub.store import MemoryStore
-    from federation.metrics.analysis import Analyzer
-    from tests import hubfakes
-
-    fleet = specs.Fleet.model_validate(fleet_doc)
-    c = specs.FederatedCanary.model_validate(canary_doc)
-    parts = hubfakes.MemoryParts(fleet, [c])
     kube = ZoneObjects()
-    parts.analyzer = Analyzer(fleet, kube=kube, metric_templates=specfiles.metric_templates(  # type: ignore[assignment]
-        [("templates/keptn.yaml", specfiles.dump([template]))]))
-    hub = Hub(fleet, tmp_path / "hub", tick=0.05, discover_every=1.0, store=MemoryStore(), parts=parts)
-
-    async def ask() -> dict:
-        task = asyncio.create_task(hub.run())
-        try:
-            deadline = time.monotonic() + 60
-            while c.key not in hub.canaries:
-                assert time.monotonic() < deadline, "the hub did not discover the canary"
-                await asyncio.sleep(0.05)
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(hub, "t" * 32)), base_url="http://hub",
-                                         timeout=60, headers={"Authorization": "Bearer " + "t" * 32}) as client:
-                res = await client.get(f"/api/v1/rollouts/{c.key}/metrics")
-                assert res.status_code == 200, res.text
-                return res.json()  # type: ignore[no-any-return]
-        finally:
-            hub.stop()
-            await asyncio.wait_for(task, 30)
-
     try:
-        return [(ch["zone"] or "global", ch["value"], ch["outcome"]) for ch in asyncio.run(ask())["checks"]]
+        checks = hub_metrics(tmp_path, fleet_doc, canary_doc, [("templates/keptn.yaml", template)], kube)["checks"]
     finally:
         kube.close()
+    return [(ch["zone"] or "global", ch["value"], ch["outcome"]) for ch in checks]

@@ -15,6 +15,7 @@ import pytest
 from federation import specfiles
 from tests import fleets, provider_stubs
 from tests.cli import fedctl
+from tests.unit.test_backends import service_account
 
 TEMPLATE = {"apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate", "metadata": {"name": "latency-p99"},
             "spec": {"provider": {"type": "prometheus"},  # no address: each zone's own Prometheus
@@ -224,18 +225,6 @@ def test_fedctl_metrics_shows_a_failing_dry_run_metric_without_failing(tmp_path:
     assert table.returncode == 0 and "fail (dry-run)" in table.stdout
 
 
-def _service_account() -> tuple[dict[str, str], bytes]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return ({"type": "service_account", "project_id": "shop-prod", "private_key_id": "k1", "private_key": pem,
-             "client_email": "hub@shop-prod.iam.gserviceaccount.com", "token_uri": ""}, public)
-
-
 CW_QUERY = ('[{"Id": "e1", "Expression": "m1 / m2", "Label": "ErrorRate"}, {"Id": "m1", "MetricStat": {"Metric": '
             '{"Namespace": "MyCluster", "MetricName": "ErrorCount", "Dimensions": [{"Name": "appName", '
             '"Value": "{{ target }}"}]}, "Period": 60, "Stat": "Sum"}, "ReturnData": false}]')
@@ -275,7 +264,7 @@ def _case(kind: str) -> tuple[Callable[[float], provider_stubs.Stub], dict[str, 
                 "data('errors', filter=filter('deployment', '{{ target }}')).sum().publish()", True)
     assert kind == "stackdriver"
     # One Google project for every zone: the service account's token endpoint is that server's.
-    account, public = _service_account()
+    account, public = service_account("parity")
     return (lambda v: provider_stubs.google(public, [{"doubleValue": v}]), {},
             {"project": "shop-prod", "serviceAccountKey": json.dumps(account)},
             "fetch k8s_container | metric 'istio.io/service/server/request_count' "
@@ -291,18 +280,6 @@ def test_a_template_of_each_provider_gives_the_same_verdict_through_fedctl_and_t
     ``GET /api/v1/rollouts/shop/frontend/metrics`` (the real Hub, API and Analyzer; in-memory zones,
     tests/hubfakes.py): the same values and outcomes per zone and globally, the failing check fails
     both ways, and nothing goes to the zones' own Prometheus."""
-    import asyncio
-    import time
-
-    import httpx
-
-    from federation.core import spec as specs
-    from federation.hub.api import app_for
-    from federation.hub.service import Hub
-    from federation.hub.store import MemoryStore
-    from federation.metrics.analysis import Analyzer
-    from tests import hubfakes
-
     stub, fields, keys, query, per_zone = _case(kind)
     us = stub(0.8)
     eu = stub(0.3) if per_zone else us
@@ -335,31 +312,8 @@ def test_a_template_of_each_provider_gives_the_same_verdict_through_fedctl_and_t
         by_cli = [(c["metric"], c["zone"], c["value"], c["outcome"]) for c in json.loads(r.stdout)["checks"]]
         assert not any(v in r.stdout + r.stderr for v in keys.values() if len(v) > 3)  # no secret printed
 
-        fleet = specs.Fleet.model_validate(fleet_doc)
-        c = specs.FederatedCanary.model_validate(doc)
-        parts = hubfakes.MemoryParts(fleet, [c])
-        parts.analyzer = Analyzer(fleet, metric_templates=specfiles.metric_templates(  # type: ignore[assignment]
-            [("templates/errors.yaml", specfiles.dump([template]))]))
-        hub = Hub(fleet, tmp_path / "hub", tick=0.05, discover_every=1.0, store=MemoryStore(), parts=parts)
-
-        async def ask() -> dict[str, Any]:
-            task = asyncio.create_task(hub.run())
-            try:
-                deadline = time.monotonic() + 60
-                while c.key not in hub.canaries:
-                    assert time.monotonic() < deadline, "the hub did not discover the canary"
-                    await asyncio.sleep(0.05)
-                transport = httpx.ASGITransport(app=app_for(hub, "t" * 32))
-                async with httpx.AsyncClient(transport=transport, base_url="http://hub", timeout=60,
-                                             headers={"Authorization": "Bearer " + "t" * 32}) as client:
-                    res = await client.get("/api/v1/rollouts/shop/frontend/metrics")
-                    assert res.status_code == 200, res.text
-                    return res.json()  # type: ignore[no-any-return]
-            finally:
-                hub.stop()
-                await asyncio.wait_for(task, 30)
-
-        by_hub = [(ch["metric"], ch["zone"] or "global", ch["value"], ch["outcome"]) for ch in asyncio.run(ask())["checks"]]
+        checks = hub_metrics(tmp_path, fleet_doc, doc, [("templates/errors.yaml", template)])["checks"]
+        by_hub = [(ch["metric"], ch["zone"] or "global", ch["value"], ch["outcome"]) for ch in checks]
         eu_value, eu_outcome = (0.3, "pass") if per_zone else (0.8, "fail")
         assert by_cli == by_hub == [("latency", "global", 0.8, "fail"), ("latency", "eks", 0.8, "fail"),
                                     ("latency", "onprem", eu_value, eu_outcome)]
@@ -371,3 +325,45 @@ def test_a_template_of_each_provider_gives_the_same_verdict_through_fedctl_and_t
         us.close()
         if per_zone:
             eu.close()
+
+
+def hub_metrics(tmp_path: Path, fleet_doc: dict[str, Any], canary_doc: dict[str, Any],
+                templates: list[tuple[str, dict[str, Any]]], kube: Any = None) -> dict[str, Any]:
+    """A running hub's ``GET /api/v1/rollouts/NS/NAME/metrics`` (the real Hub, API and Analyzer with
+    the given MetricTemplates and zone readers; in-memory zones, tests/hubfakes.py)."""
+    import asyncio
+    import time
+
+    import httpx
+
+    from federation.core import spec as specs
+    from federation.hub.api import app_for
+    from federation.hub.service import Hub
+    from federation.hub.store import MemoryStore
+    from federation.metrics.analysis import Analyzer
+    from tests import hubfakes
+
+    fleet = specs.Fleet.model_validate(fleet_doc)
+    c = specs.FederatedCanary.model_validate(canary_doc)
+    parts = hubfakes.MemoryParts(fleet, [c])
+    parts.analyzer = Analyzer(fleet, kube=kube, metric_templates=specfiles.metric_templates(  # type: ignore[assignment]
+        [(path, specfiles.dump([t])) for path, t in templates]))
+    hub = Hub(fleet, tmp_path / "hub", tick=0.05, discover_every=1.0, store=MemoryStore(), parts=parts)
+
+    async def ask() -> dict[str, Any]:
+        task = asyncio.create_task(hub.run())
+        try:
+            deadline = time.monotonic() + 60
+            while c.key not in hub.canaries:
+                assert time.monotonic() < deadline, "the hub did not discover the canary"
+                await asyncio.sleep(0.05)
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_for(hub, "t" * 32)), base_url="http://hub",
+                                         timeout=60, headers={"Authorization": "Bearer " + "t" * 32}) as client:
+                res = await client.get(f"/api/v1/rollouts/{c.key}/metrics")
+                assert res.status_code == 200, res.text
+                return res.json()  # type: ignore[no-any-return]
+        finally:
+            hub.stop()
+            await asyncio.wait_for(task, 30)
+
+    return asyncio.run(ask())
