@@ -3,10 +3,13 @@ requests whole, with pull-request deferral. Nothing else: what to do is ``core.d
 zone or a mesh applies it is ``runtimes``'.
 
 Without retirements, zones go first (new instances come up at the weight they get), then the
-mesh; with retirements (rollback, finalising), the mesh goes first — and the executor waits until
-it is live — so no request is sent to a zone whose instances are being stopped. A zone repo in
-pull-request mode gets the step on a branch; that zone (and, when zones go first, the mesh)
-follows once it is merged (``advance``, before each observation). Every commit carries the step's
+mesh, once every zone it sends to reports the step applied (its versions healthy and routed): a
+zone only told to converge may run nothing yet (a fresh or restarted agent), and the edge would
+send requests to an ingress with nothing to serve them (503). With retirements (rollback,
+finalising), the mesh goes first — and the executor waits until it is live — so no request is
+sent to a zone whose instances are being stopped. A zone repo in pull-request mode gets the step
+on a branch; that zone (and, when zones go first, the mesh) follows once it is merged
+(``advance``, before each observation). Every commit carries the step's
 ``StepRecord``; one already there is found, not written again (crash safety).
 Callers: ``hub.worker``, ``hub.parts`` (built once per fleet).
 """
@@ -49,6 +52,7 @@ class Deferred:
     message: str
     waiting: dict[str, str]  # zone -> our commit on its branch
     mesh_done: bool
+    applying: set[str] = field(default_factory=set)  # zones the mesh waits for to report the step applied
 
 
 @dataclass
@@ -58,6 +62,8 @@ class Executor:
     mesh: AsyncRepo
     route: MeshRoute
     mesh_timeout: float = 15.0  # how long a retiring step waits for the mesh route to be live
+    zone_timeout: float = 10.0  # how long a step waits in place for new zones before leaving it to ``advance``
+    zone_poll: float = 0.1
     deferred: dict[str, Deferred] = field(default_factory=dict)  # rollout -> its step waiting for merges
 
     @staticmethod
@@ -137,16 +143,24 @@ class Executor:
                 self.deferred[key] = Deferred(canary, rec, message, waiting, mesh_done=True)
         else:
             await asyncio.gather(*[zone_step(z) for z in zones])
-            if waiting:
-                self.deferred[key] = Deferred(canary, rec, message, waiting, mesh_done=False)
-            else:
-                await self._mesh(canary, rec, message, commits, wait=False)
+            # Every zone the mesh sends to must serve the step first (a zone told to converge may not
+            # run the version yet: a fresh or restarted agent, a new canary zone). The step waits here
+            # a while, then ``advance`` (each tick) applies the mesh once they report it applied.
+            sending = {s.zone for s, w in rec.weights if w > 0}
+            self.deferred[key] = Deferred(canary, rec, message, waiting, mesh_done=False, applying=sending)
+            deadline = time.monotonic() + self.zone_timeout
+            while True:
+                await self.advance(key, commits)
+                if key not in self.deferred or waiting or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(self.zone_poll)
         return StepResult(commits)
 
-    async def advance(self, key: str) -> None:
-        """A deferred step: converge each zone whose branch was merged; once none is waiting, the
-        mesh route (commit + apply). A branch not merged yet leaves the zone lagging: the rollout
-        waits, and its progress deadline applies as to any zone that does not converge."""
+    async def advance(self, key: str, commits: dict[str, str] | None = None) -> None:
+        """A deferred step: converge each zone whose branch was merged; once none is waiting and
+        every zone the mesh starts sending to reports the step applied, the mesh route (commit +
+        apply). A zone that does not get there leaves the rollout waiting, and its progress
+        deadline applies as to any zone that does not converge."""
         d = self.deferred.get(key)
         if d is None:
             return
@@ -157,7 +171,15 @@ class Executor:
             log.info("%s: step %d merged in zone %s: applying", key, d.record.step, z)
             del d.waiting[z]
             await zone.converge(d.record.step)
-        if not d.waiting:
-            if not d.mesh_done:
-                await self._mesh(d.canary, d.record, d.message, {}, wait=False)
-            del self.deferred[key]
+        if d.waiting:
+            return
+        if not d.mesh_done and d.applying:
+            step = d.record.step
+            zones = sorted(d.applying)
+            seen = await asyncio.gather(*[self.zones[z].observe(d.canary, step) for z in zones])
+            d.applying -= {z for z, o in zip(zones, seen, strict=True) if (o.applied_step() or 0) >= step}
+            if d.applying:
+                return
+        if not d.mesh_done:
+            await self._mesh(d.canary, d.record, d.message, {} if commits is None else commits, wait=False)
+        del self.deferred[key]

@@ -73,8 +73,9 @@ def test_kubernetes_zone_runs_versions_through_git_and_flux(tmp_path: Path, k8s:
         try:
             await ad.sync()
             flux_applies(lf)  # the seed: nothing of frontend's yet
+            ad.executor.zone_timeout = 0.0  # Flux is played below: the mesh waits for the zone (advance)
             result = await ad.executor.apply_step(canary, action(canary, fleet, 1, 0))
-            assert set(result.commits) == {"eks", "mesh"}
+            assert set(result.commits) == {"eks"}  # the mesh follows once the zone applied the step
             files = set(flux.git(bare, "show", "--name-only", "--format=", result.commits["eks"]).split())
             assert files == {"frontend.yaml", "deploy/kustomization.yaml", "deploy/frontend/kustomization.yaml",
                              "deploy/frontend/frontend.yaml", "deploy/frontend/frontend-v1.yaml",
@@ -104,6 +105,9 @@ def test_kubernetes_zone_runs_versions_through_git_and_flux(tmp_path: Path, k8s:
             st = await ad.zones["eks"].observe(canary, 1)
             assert st.applied_step() == 1
             assert st.ready_percent("frontend", "v1") == 100.0 and st.ready_percent("frontend", "v2") == 50.0
+            mesh: dict[str, str] = {}
+            await ad.executor.advance(canary.key, mesh)
+            assert set(mesh) == {"mesh"}
 
             # A weight step changes the serving and the zone's route, never a Deployment (no restart).
             result = await ad.executor.apply_step(canary, action(canary, fleet, 3, 2000))

@@ -19,7 +19,7 @@ from federation.core.weights import subsets_for
 from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
 from federation.runtimes import kubernetes as kube
-from federation.runtimes.routes import STEP_ANNOTATION
+from federation.runtimes.routes import MESH, STEP_ANNOTATION
 from tests import fleets, schemas
 from tests.integration import flux
 from tests.real_kube import Cluster
@@ -34,6 +34,7 @@ def setup(tmp_path: Path, k8s: Cluster, mode: str) -> tuple[specs.Fleet, specs.F
     kc = k8s.member_kc.path
     api = k8s.admin
     flux.seed_zone_repo(tmp_path)
+    flux.create(api, "eks")  # the zone's Flux objects (their status is played by ``step``)
     mesh_seed = tmp_path / "mesh-seed"
     mesh_seed.mkdir()
     (mesh_seed / "README.md").write_text("mesh routes, written by the federation hub\n")
@@ -51,6 +52,18 @@ def setup(tmp_path: Path, k8s: Cluster, mode: str) -> tuple[specs.Fleet, specs.F
 def action(canary: specs.FederatedCanary, fleet: specs.Fleet, step: int, weight: int) -> SetWeights:
     return SetWeights(step, "analysis", weight, 0, False, tuple(sorted(subsets_for(canary.spec, weight, fleet).items())),
                       reason="test")
+
+
+async def step(ad: hub_parts.Parts, api: kube.Api, canary: specs.FederatedCanary, fleet: specs.Fleet, tmp_path: Path,
+               n: int, weight: int) -> dict[str, str]:
+    """A step as the worker carries it out: the zone first (its Flux, played here, applies the
+    commit), then the mesh route, which waits for the zone (``advance``, as at the next tick)."""
+    ad.executor.zone_timeout = 0.0
+    commits = dict((await ad.executor.apply_step(canary, action(canary, fleet, n, weight))).commits)
+    assert MESH not in commits  # not before the zone applied the step
+    flux.applied(api, "eks", flux.head(tmp_path / "eks.git"))
+    await ad.executor.advance(canary.key, commits)
+    return commits
 
 
 def routes(api: kube.Api) -> list[dict]:
@@ -74,15 +87,15 @@ def test_direct_mode_server_side_applies_the_route(tmp_path: Path, k8s: Cluster)
         try:
             await ad.sync()
             assert await ad.executor.mesh_step(canary, 0) is None  # nothing applied yet
-            result = await ad.executor.apply_step(canary, action(canary, fleet, 3, 2000))
-            assert set(result.commits) == {"eks", "mesh"}
+            commits = await step(ad, api, canary, fleet, tmp_path, 3, 2000)
+            assert set(commits) == {"eks", "mesh"}
             (route,) = routes(api)
             schemas.validate({k: route[k] for k in ("apiVersion", "kind", "spec")} |
                              {"metadata": {"name": route["metadata"]["name"]}})
             assert route["metadata"]["annotations"][STEP_ANNOTATION] == "3"
             assert await ad.executor.mesh_step(canary, 3) == 3
             rv = route["metadata"]["resourceVersion"]
-            await ad.executor.apply_step(canary, action(canary, fleet, 4, 4000))
+            await step(ad, api, canary, fleet, tmp_path, 4, 4000)
             (route,) = routes(api)
             assert route["metadata"]["resourceVersion"] != rv  # applied again, not created twice
             assert await ad.executor.mesh_step(canary, 4) == 4
@@ -116,14 +129,14 @@ def test_gitops_mode_waits_for_flux_on_the_global_control_plane(tmp_path: Path, 
             await ad.sync()
             before = await ad.mesh.head()
             flux_applies(before)
-            result = await ad.executor.apply_step(canary, action(canary, fleet, 3, 2000))
+            commits = await step(ad, api, canary, fleet, tmp_path, 3, 2000)
             assert routes(api) == []  # the hub does not apply it: Flux does
             ks = api.custom.get_namespaced_custom_object(g, v, "flux-system", p, "mesh")
             assert kube.RECONCILE in ks["metadata"]["annotations"]
             assert await ad.executor.mesh_step(canary, 3) == 0  # Flux is behind our commit
-            flux_applies(result.commits["mesh"])
+            flux_applies(commits["mesh"])
             assert await ad.executor.mesh_step(canary, 3) == 3
-            flux.report(api, "mesh", result.commits["mesh"], ready="False", reason="BuildFailed")
+            flux.report(api, "mesh", commits["mesh"], ready="False", reason="BuildFailed")
             assert await ad.executor.mesh_step(canary, 3) is None  # a failing reconciliation is not live
         finally:
             await ad.close()
