@@ -70,6 +70,12 @@ class Agent:
                                                               allow_root=config.allow_root_apps))
         self.runner = runner
         self.sup.adopt(self.state.instances())
+        # An adopted instance is as healthy as the last run reported it (same pid): one slow first
+        # check after an agent restart must not take a serving instance out of the route (503).
+        for i in (self.state.report() or {}).get("instances") or []:
+            inst = self.sup.instances.get(str(i.get("key"))) if isinstance(i, dict) else None
+            if inst is not None and i.get("pid") == inst.pid and i.get("healthy") is True:
+                inst.healthy = True
         self.admin = envoy.Admin(config.envoy_admin) if config.envoy_admin else None
         self.wake = asyncio.Event()
         self.applied_revision: str | None = None
