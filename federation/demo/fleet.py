@@ -446,7 +446,8 @@ class LocalFleet:
         for z in (z for z in self.zones if only is None or z.name in only):
             wait_for(lambda z=z: _http_ok(f"http://127.0.0.1:{z.admin_port}/ready"), timeout, f"{z.name} ingress Envoy")
             wait_for(lambda z=z: _http_ok(f"http://127.0.0.1:{z.prom_port}/-/ready"), timeout, f"{z.name} Prometheus")
-            wait_for(lambda z=z: (self.zdir(z.name) / "agent.ready").exists(), timeout, f"{z.name} fed-agent")
+            if z.name not in self.kube_zones:  # a Kubernetes zone runs no fed-agent
+                wait_for(lambda z=z: (self.zdir(z.name) / "agent.ready").exists(), timeout, f"{z.name} fed-agent")
 
     @property
     def processes_file(self) -> Path:
