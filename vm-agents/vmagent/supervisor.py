@@ -76,7 +76,8 @@ def free_port(low: int, high: int, taken: set[int], start: int | None = None) ->
     """The first port of ``low``-``high`` from ``start`` on (wrapping) that no instance holds and
     that binds now."""
     first = start if start is not None and low <= start <= high else low
-    for port in [*range(first, high + 1), *range(low, first)]:
+    order: list[int] = list(range(first, high + 1)) + list(range(low, first))
+    for port in order:
         if port in taken:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
