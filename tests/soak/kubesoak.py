@@ -36,10 +36,11 @@ KUSTOMIZE = "kustomize.toolkit.fluxcd.io/v1"
 
 def version_block(service: str, version: str, faulty: bool, fault_rate: str) -> str:
     """A version of a Kubernetes zone's ZoneRelease: an inline workload (the image; the stand-in
-    kubelet runs the demo app for it, with the container's env)."""
+    kubelet runs the demo app for it, with the container's env). Images of their own: the demo's
+    stand-in registry bakes a fault into ``shop/frontend:3.0.0``."""
     env = f'      env: {{FAULT_RATE: "{fault_rate}"}}\n' if faulty else ""
     return (f"    {version}:\n"
-            f"      image: registry.example.com/shop/{service}:{version.removeprefix('v')}.0.0\n"
+            f"      image: registry.example.com/soak/{service}:{version.removeprefix('v')}.0.0\n"
             f"      replicas: 1\n      health: /healthz\n{env}")
 
 
