@@ -10,6 +10,7 @@ Callers: ``demo.run``, e2e tests.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import logging
@@ -61,6 +62,40 @@ class _Part:
     launch: Callable[[], Proc]
     up: Callable[[], bool]
     repick: Callable[[], None]
+
+
+APP_PORTS = 200  # per zone: the ports its agent gives its app instances
+APP_PORT_RANGE = (20000, 32000)  # below Linux's ephemeral ports (32768-60999): nothing else is given these
+
+
+def reserve_app_ports(count: int) -> tuple[Any, int]:
+    """A block of ``count`` app ports no other local fleet holds (several run at once: a test suite
+    beside the chaos soak, two demos): an exclusive ``flock`` on a lock file per block, held by the
+    returned file until it is closed or this process ends, and every port of the block free now (a
+    fleet kept running by ``fedctl demo --keep`` holds no lock). The block's first port."""
+    lock_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"federation-app-ports-{os.getuid()}"
+    lock_dir.mkdir(mode=0o700, exist_ok=True)
+    for base in range(APP_PORT_RANGE[0], APP_PORT_RANGE[1] - count + 1, count):
+        f = open(lock_dir / f"{base}.lock", "a")  # noqa: SIM115 -- held for the fleet's life
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        if all(_bindable(port) for port in range(base, base + count)):
+            return f, base
+        f.close()
+    raise FederationError(f"no free block of {count} app ports in {APP_PORT_RANGE[0]}-{APP_PORT_RANGE[1]} "
+                          f"(other local fleets hold them all; see {lock_dir})")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def repo_root() -> Path:
@@ -127,9 +162,9 @@ class LocalFleet:
         self.scrape_interval = scrape_interval
         self.sup = Supervisor(self.workdir / "logs")
         self.zones = [ZoneProcs(n, c, d) for n, c, d in ZONES]
+        self._ports_lock, base = reserve_app_ports(len(self.zones) * APP_PORTS)
         for i, z in enumerate(self.zones):
-            base = 21000 + i * 200
-            z.app_ports = (base, base + 199)
+            z.app_ports = (base + i * APP_PORTS, base + (i + 1) * APP_PORTS - 1)
         for z in self.zones:
             z.extra_ports = {s: free_port() for s in services[1:]}
         self.edge_port = free_port()
@@ -446,7 +481,8 @@ class LocalFleet:
         for z in (z for z in self.zones if only is None or z.name in only):
             wait_for(lambda z=z: _http_ok(f"http://127.0.0.1:{z.admin_port}/ready"), timeout, f"{z.name} ingress Envoy")
             wait_for(lambda z=z: _http_ok(f"http://127.0.0.1:{z.prom_port}/-/ready"), timeout, f"{z.name} Prometheus")
-            wait_for(lambda z=z: (self.zdir(z.name) / "agent.ready").exists(), timeout, f"{z.name} fed-agent")
+            if z.name not in self.kube_zones:  # a Kubernetes zone runs no fed-agent
+                wait_for(lambda z=z: (self.zdir(z.name) / "agent.ready").exists(), timeout, f"{z.name} fed-agent")
 
     @property
     def processes_file(self) -> Path:
@@ -467,6 +503,7 @@ class LocalFleet:
             self.sup.stop(p, grace=15.0)
             self._stop_recorded_instances(name)
         self.sup.stop_all()
+        self._ports_lock.close()
 
     def _stop_recorded_instances(self, zone: str) -> None:
         # Safety net when an agent died without stopping its instances: their pids are on record.

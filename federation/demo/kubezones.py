@@ -81,6 +81,7 @@ class KubeZones:
     zones: dict[str, KubeZone] = field(default_factory=dict)
     errors: int = 0
     clock: steptimes.StepClock | None = None  # times each step commit to applied, ready, live
+    services: tuple[str, ...] = (SERVICE,)  # what each zone's mesh routes
 
     def sync(self) -> None:
         """One pass of every zone's controllers: Flux applies new commits (or a requested
@@ -89,7 +90,7 @@ class KubeZones:
             try:
                 z.flux.reconcile()
                 z.kubelet.sync()
-                z.mesh.sync(SERVICE)
+                z.mesh.sync(*self.services)
                 if self.clock is not None:
                     self.clock.track(z.name, z.kubelet.namespace, z.flux.repo.contains, z.mesh.routed)
             except Exception as exc:  # a controller retries at its next pass, as a real one does
@@ -102,9 +103,10 @@ class KubeZones:
         self.kube.stop()
 
 
-def start(bin_dir: Path, work: Path, sup: Supervisor, zones: dict[str, tuple[str, Path, str]]) -> KubeZones:
-    """The API server under ``work`` and, for each zone name -> (bare repo url, ingress Envoy dir,
-    ingress admin host:port), its namespace, RBAC, Flux objects and stand-ins."""
+def start(bin_dir: Path, work: Path, sup: Supervisor, zones: dict[str, tuple[str, Path, str]],
+          services: tuple[str, ...] = (SERVICE,)) -> KubeZones:
+    """The API server under ``work`` and, for each zone name -> (repo url, ingress Envoy dir,
+    ingress admin host:port), its namespace, RBAC, Flux objects and stand-ins routing ``services``."""
     kube = kubeapi.start(bin_dir, work, sup)
     try:
         for ns in (FLUX_NS, "shop"):  # shop: the canaries' namespace, which zone-flux.yaml binds
@@ -115,7 +117,7 @@ def start(bin_dir: Path, work: Path, sup: Supervisor, zones: dict[str, tuple[str
                        if d and d.get("kind") == "RoleBinding")
         app = str(Path(sys.executable).parent / "fed-demo-app")
         out = KubeZones(kube, kube.token_kubeconfig(FLUX_NS, "federation-hub", work / "hub.kubeconfig", "member"),
-                        clock=steptimes.StepClock(kube))
+                        clock=steptimes.StepClock(kube), services=services)
         for name, (url, envoy_dir, admin) in zones.items():
             ns = namespace(name)
             kube.ensure_namespace(ns)

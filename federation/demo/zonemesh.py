@@ -1,12 +1,13 @@
 """A local stand-in for a Kubernetes zone's mesh: it programs the zone's ingress Envoy from what
 Flux applied there, so traffic inside the zone follows Git. Plainly not Linkerd or Kuma.
 
-``sync`` reads the zone's split for a service — the HTTPRoute ``<service>-<zone>`` the hub rendered
-(its backendRefs' weights over the versions' Services) — and the ready pods behind each version's
-Service (``demo.kubelet``); it writes the Envoy's clusters (one per version with ready pods) and,
-once Envoy has applied those, its route (the weights; a version without ready pods left out; all
-weights 0: an even split). The same files and rules as the VM agents' Envoy (``vmagent.envoy``).
-Callers: tests, the demo.
+``sync`` reads the zone's split for each service it is given — the HTTPRoute ``<service>-<zone>``
+the hub rendered (its backendRefs' weights over the versions' Services) — and the ready pods behind
+each version's Service (``demo.kubelet``); it writes the Envoy's clusters (one per version with
+ready pods, every service's in the one ``cds.json``) and, once Envoy has applied those, each
+service's route (the weights; a version without ready pods left out; all weights 0: an even split).
+The same files and rules as the VM agents' Envoy (``vmagent.envoy``).
+Callers: tests, the demo, the chaos soak (five services in one zone).
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ class ZoneMesh:
     zone: str
     envoy_dir: Path  # where the zone's ingress Envoy watches cds.json and rds-<service>.json
     admin: str  # its admin address, host:port
-    # What the last ``sync`` found applied and what it routes: the route is live when they match.
-    last: tuple[list[tuple[str, int]], list[tuple[str, int]]] = field(default_factory=lambda: ([], []))
+    # What the last ``sync`` found applied and what it routes, per service: live when they match.
+    last: dict[str, tuple[list[tuple[str, int]], list[tuple[str, int]]]] = field(default_factory=dict)
 
     def routed(self) -> bool:
-        """Whether the last ``sync`` routes every version of the applied split to ready pods."""
-        split, live = self.last
-        return split == live
+        """Whether the last ``sync`` routes every version of each applied split to ready pods."""
+        return all(split == live for split, live in self.last.values())
 
     def split(self, service: str) -> list[tuple[str, int]]:
         """(version, weight) of the zone's HTTPRoute for ``service`` (empty: none applied)."""
@@ -53,25 +53,28 @@ class ZoneMesh:
         return [(ref["name"].removeprefix(prefix), int(ref.get("weight", 1))) for ref in refs
                 if ref["name"].startswith(prefix)]
 
-    def sync(self, service: str, timeout: float = 10.0) -> list[tuple[str, int]]:
-        """Program the ingress Envoy for ``service``; the (version, weight) pairs it now routes."""
-        split = self.split(service)
-        endpoints = {zone_envoy.cluster_name(service, v): self.kubelet.endpoints({"app": service, "version": v})
-                     for v, _ in split}
+    def sync(self, *services: str, timeout: float = 10.0) -> list[tuple[str, int]]:
+        """Program the ingress Envoy for ``services``; the (version, weight) pairs it now routes for
+        the first. Clusters first (all services' in one file: a service's sync never drops
+        another's), then each route once Envoy has its clusters."""
+        splits = {s: self.split(s) for s in services}
+        endpoints = {zone_envoy.cluster_name(s, v): self.kubelet.endpoints({"app": s, "version": v})
+                     for s, split in splits.items() for v, _ in split}
         endpoints = {k: v for k, v in endpoints.items() if v}
         cds = zone_envoy.clusters_path(str(self.envoy_dir))
-        rds = zone_envoy.route_path(str(self.envoy_dir), service)
         clusters_version = zone_envoy.digest(endpoints)
         admin = zone_envoy.Admin(self.admin)
         if admin.clusters_version() != clusters_version:
             zone_envoy.write(cds, zone_envoy.render_clusters(endpoints, clusters_version))
             wait_for(lambda: admin.clusters_version() == clusters_version, timeout, f"{self.zone} ingress clusters")
-        live = [(v, w) for v, w in split if zone_envoy.cluster_name(service, v) in endpoints]
-        weights = {service: [(zone_envoy.cluster_name(service, v), w) for v, w in live]}
-        routes_version = zone_envoy.digest(weights)
-        if admin.route_version("ingress", service) != routes_version:
-            zone_envoy.write(rds, zone_envoy.render_route(service, weights[service], routes_version))
-            wait_for(lambda: admin.route_version("ingress", service) == routes_version, timeout,
-                     f"{self.zone} ingress route")
-        self.last = (split, live)
-        return live
+        for service, split in splits.items():
+            live = [(v, w) for v, w in split if zone_envoy.cluster_name(service, v) in endpoints]
+            weights = [(zone_envoy.cluster_name(service, v), w) for v, w in live]
+            routes_version = zone_envoy.digest({service: weights})
+            if admin.route_version("ingress", service) != routes_version:
+                zone_envoy.write(zone_envoy.route_path(str(self.envoy_dir), service),
+                                 zone_envoy.render_route(service, weights, routes_version))
+                wait_for(lambda s=service, v=routes_version: admin.route_version("ingress", s) == v, timeout,
+                         f"{self.zone} ingress route {service}")
+            self.last[service] = (split, live)
+        return self.last[services[0]][1] if services else []

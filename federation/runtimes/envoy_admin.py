@@ -1,8 +1,9 @@
 """Is an Envoy (a zone's ingress, the edge) serving, and which route configuration does it run?
 
 Asks the admin endpoint: ``/ready`` (200 and LIVE while it serves; 503 while draining or before its
-first configuration) and ``/config_dump`` for the version of each route configuration it runs.
-Callers: ``fedctl clusters``, ``fedctl agents status``.
+first configuration) and ``/config_dump`` for the version of each route configuration it runs, or
+the clusters one route sends to (``routed_clusters``).
+Callers: ``fedctl clusters``, ``fedctl agents status``, ``runtimes.flux`` (a Kubernetes zone's ingress).
 """
 
 from __future__ import annotations
@@ -37,6 +38,35 @@ async def check(address: str, port: int, timeout: float = 3.0) -> EnvoyState:
             pass
     config = f"routes {', '.join(versions)}" if versions else "no dynamic routes"
     return EnvoyState(ready.status_code == 200 and state == "LIVE", f"{state}; {config}")
+
+
+async def routed_clusters(address: str, port: int, route: str, timeout: float = 2.0) -> list[str] | str:
+    """The clusters the route configuration ``route`` sends to (weighted or single; empty when it
+    routes nowhere: no such route, or a direct response), or why the admin could not tell."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as c:
+            dump = await c.get(f"http://{address}:{port}/config_dump", params={"resource": "dynamic_route_configs"})
+        dump.raise_for_status()
+        configs = dump.json().get("configs", [])
+    except httpx.HTTPError as exc:
+        return f"admin {address}:{port}: {_short(exc) if not isinstance(exc, httpx.HTTPStatusError) else exc}"
+    except ValueError:
+        return f"admin {address}:{port}: config_dump is not JSON"
+    out: list[str] = []
+    for cfg in configs if isinstance(configs, list) else []:
+        rc = cfg.get("route_config") if isinstance(cfg, dict) else None
+        if not isinstance(rc, dict) or rc.get("name") != route:
+            continue
+        for vh in rc.get("virtual_hosts") or []:
+            for r in (vh.get("routes") or []) if isinstance(vh, dict) else []:
+                action = r.get("route") if isinstance(r, dict) else None
+                if not isinstance(action, dict):
+                    continue
+                if isinstance(action.get("cluster"), str):
+                    out.append(action["cluster"])
+                weighted = (action.get("weighted_clusters") or {}).get("clusters") or []
+                out += [str(w.get("name")) for w in weighted if isinstance(w, dict) and int(w.get("weight", 1) or 0) > 0]
+    return out
 
 
 def _short(exc: httpx.HTTPError) -> str:

@@ -4,7 +4,10 @@ A step is committed to the zone repo; converging asks Flux to reconcile now (the
 Kustomization reconcile annotation; Flux also reconciles on its own interval). Observing maps
 Flux's ``lastAppliedRevision`` back to our steps through Git ancestry, and reads each version's
 Deployment ``<service>-<version>``: readiness, and ProgressDeadlineExceeded (the canary then rolls
-back at once, as in Flagger). Callers: ``runtimes.zones`` (built per zone), the hub.
+back at once, as in Flagger). When the zone's ingress names its Envoy admin (``ingress.adminPort``),
+a zone whose Deployments are ready counts ready only once that ingress routes the service somewhere:
+pods turn Ready before the mesh has their endpoints, and traffic sent meanwhile would find a route
+to nothing (503). Callers: ``runtimes.zones`` (built per zone), the hub.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from federation.core.steps import StepRecord
 from federation.gitops import releases
 from federation.gitops.aio import AsyncRepo
 from federation.gitops.repo import Repo
+from federation.runtimes import envoy_admin, workloads
 from federation.runtimes import kubernetes as kube
-from federation.runtimes import workloads
 
 log = logging.getLogger("federation.flux")
 
@@ -78,6 +81,8 @@ class KubeZone:
         self.flux_path = ref.path
         self.local_route = ref.local_route or LOCAL_ROUTE[provider]
         self.follow_weight = ref.replicas == "weight"
+        ingress = zone.ingress
+        self.ingress_admin = (ingress.address, ingress.admin_port) if ingress and ingress.admin_port else None
 
     @staticmethod
     def of(zone: specs.Zone, repo: AsyncRepo, provider: specs.MeshProvider = specs.MeshProvider.KUMA) -> KubeZone:
@@ -108,6 +113,17 @@ class KubeZone:
             return workloads.image_of(w, template)
         except FederationError:  # the step's commit says why, loudly
             return None
+
+    async def _ingress_routes_nothing(self, service: str) -> str:
+        """Why the zone's ingress cannot serve ``service`` yet ("": it routes it to some cluster)."""
+        assert self.ingress_admin is not None
+        address, port = self.ingress_admin
+        clusters = await envoy_admin.routed_clusters(address, port, service)
+        if isinstance(clusters, str):
+            return f"zone ingress: {clusters}"
+        if not clusters:
+            return f"zone ingress {address}:{port} routes {service} nowhere yet (the mesh has no ready endpoints)"
+        return ""
 
     async def converge(self, step: int) -> None:
         try:
@@ -149,4 +165,9 @@ class KubeZone:
                 reasons.append(why)
             if kube.PROGRESS_DEADLINE in why:
                 stalled[version] = why
+        if self.ingress_admin is not None and any(ready.values()):
+            why = await self._ingress_routes_nothing(spec.service.name)
+            if why:
+                ready = {v: None if pct is None else 0.0 for v, pct in ready.items()}
+                reasons.append(why)
         return KubeZoneStatus(self.name, applied, ready, "; ".join(reasons), stalled)

@@ -19,7 +19,9 @@ from federation.core.state import SetWeights, Stage
 from federation.core.steps import StepRecord
 from federation.core.weights import Subset, subsets_for
 from federation.demo import fluxlocal
+from federation.demo.fleet import LocalFleet
 from federation.demo.fluxlocal import LocalFlux
+from federation.demo.procs import wait_for
 from federation.gitops import meshrepo
 from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
@@ -29,6 +31,7 @@ from tests.integration import flux
 from tests.integration.conftest import free_port
 from tests.real_kube import Cluster, condition, deployment, deployment_status
 from tests.schemas import validate_kubernetes
+from vmagent import envoy as zone_envoy
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,3 +243,68 @@ def test_readiness_counts_only_the_deployments_the_hub_rendered(tmp_path: Path, 
             await ad.close()
 
     asyncio.run(scenario())
+
+
+def test_a_zone_is_ready_only_once_its_ingress_routes_the_service(tmp_path: Path, k8s: Cluster):
+    """Pods turn Ready (the Deployment says so) before the zone's mesh has their endpoints; the
+    edge sending traffic to the zone then meets an ingress route to nothing (Envoy's 503). With the
+    zone's ingress admin named in the fleet, the zone counts ready only once that real Envoy routes
+    the service to some cluster; the reason says what is awaited."""
+    bare = flux.seed_zone_repo(tmp_path)
+    gitrepo.init_bare_seeded(tmp_path / "mesh.git", ROOT / "clusters" / "mesh")
+    flux.create_example(k8s, "eks")
+    local = LocalFleet(tmp_path / "fleet")
+    local.prepare()
+    eks = next(z for z in local.zones if z.name == "eks")
+    canary = specs.FederatedCanary.model_validate(CANARY)
+    api = k8s.admin
+    envoy_dir = str(local.zdir("eks") / "envoy")
+    try:
+        local.start_ingress("eks")
+        # What the zone's Envoy starts with: the service's route to nothing (no ready endpoints).
+        zone_envoy.write(zone_envoy.route_path(envoy_dir, "frontend"), zone_envoy.render_route("frontend", [], "empty"))
+        wait_for(lambda: zone_envoy.Admin(f"127.0.0.1:{eks.admin_port}").route_version("ingress", "frontend")
+                 == "empty", 30, "eks ingress route")
+        fleet = fleets.fleet([fleets.kube_zone("eks", str(bare), k8s.member_kc.path, ingress={
+            "address": "127.0.0.1", "port": eks.ingress_port, "adminPort": eks.admin_port})],
+            fleets.envoy_mesh(str(tmp_path / "mesh.git"), edge={
+                "rdsPath": str(tmp_path / "edge" / "rds.json"), "admin": {"address": "127.0.0.1", "port": free_port()}}),
+            name="k")
+        lf = LocalFlux(k8s.server, gitrepo.Repo(str(bare), "main", tmp_path / "flux-clone"), "eks")
+
+        async def scenario() -> None:
+            ad = hub_parts.build(fleet, tmp_path / "hub")
+            try:
+                await ad.sync()
+                await ad.executor.apply_step(canary, action(canary, fleet, 1, 0))
+                flux_applies(lf)
+                deployment_status(api, "shop", "frontend-v1", 2, 2)
+                deployment_status(api, "shop", "frontend-v2", 2, 2)
+                st = await ad.zones["eks"].observe(canary, 1)
+                assert st.applied_step() == 1
+                assert st.ready_percent("frontend", "v1") == 0.0 and st.ready_percent("frontend", "v2") == 0.0
+                assert any(f"zone ingress 127.0.0.1:{eks.admin_port} routes frontend nowhere yet" in r
+                           for r in st.reasons())
+                # The mesh programs the ingress: clusters with the pods' endpoints, then the route.
+                endpoints = {zone_envoy.cluster_name("frontend", "v1"): [free_port()]}
+                zone_envoy.write(zone_envoy.clusters_path(envoy_dir), zone_envoy.render_clusters(endpoints, "c1"))
+                admin = zone_envoy.Admin(f"127.0.0.1:{eks.admin_port}")
+                await asyncio.to_thread(wait_for, lambda: admin.clusters_version() == "c1", 30, "eks clusters")
+                zone_envoy.write(zone_envoy.route_path(envoy_dir, "frontend"), zone_envoy.render_route(
+                    "frontend", [(zone_envoy.cluster_name("frontend", "v1"), 100)], "r1"))
+                await asyncio.to_thread(wait_for, lambda: admin.route_version("ingress", "frontend") == "r1", 30,
+                                        "eks route")
+                st = await ad.zones["eks"].observe(canary, 1)
+                assert st.ready_percent("frontend", "v1") == 100.0 and st.ready_percent("frontend", "v2") == 100.0
+                assert not any("zone ingress" in r for r in st.reasons())
+                # The ingress away (its admin does not answer): not ready, and why.
+                local.sup.stop(next(p for p in local.sup.procs if p.name == "envoy-eks"))
+                st = await ad.zones["eks"].observe(canary, 1)
+                assert st.ready_percent("frontend", "v2") == 0.0
+                assert any(f"zone ingress: admin 127.0.0.1:{eks.admin_port}: " in r for r in st.reasons()), st.reasons()
+            finally:
+                await ad.close()
+
+        asyncio.run(scenario())
+    finally:
+        local.stop()

@@ -1,4 +1,4 @@
-"""``python -m tests.soak [--minutes N] [--seed S] [--workdir DIR]`` (``make soak``): the chaos soak;
+"""``python -m tests.soak [--minutes N] [--seed S] [--workdir DIR] [--vm-only]`` (``make soak``): the chaos soak;
 prints its progress, then the closing table; exit 1 when an invariant was violated."""
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=os.environ.get("SOAK_WORKDIR") or None,
                    help="kept after the run, logs and repos included (default: SOAK_WORKDIR, else a temporary "
                         "directory, removed)")
+    p.add_argument("--vm-only", action="store_true",
+                   help="every zone a VM zone (by default eks is a Kubernetes zone when `make kube` has built "
+                        "kube-apiserver and etcd)")
     args = p.parse_args(argv)
     if args.minutes <= 0:
         print(f"--minutes: {args.minutes:g} is not a positive number of minutes", file=sys.stderr)
@@ -27,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chaos soak: {args.minutes:g} minutes, seed {args.seed} (again: SOAK_SEED={args.seed})", flush=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="federation-soak-"))
     try:
-        result = chaos.run(args.minutes, args.seed, workdir, log=lambda line: print(line, flush=True))
+        result = chaos.run(args.minutes, args.seed, workdir, log=lambda line: print(line, flush=True),
+                           kube=not args.vm_only)
     finally:
         if args.workdir is None:
             chaos.clean(workdir)

@@ -2,7 +2,10 @@
 random moments, with invariants checked from outside evidence only.
 
 - The fleet: ``demo.fleet.LocalFleet`` with five services (one listener each on every zone ingress
-  and on the edge), three VM zones (fed-agent over SSH, an ingress Envoy and a Prometheus each).
+  and on the edge) on three zones with an ingress Envoy and a Prometheus each: ``eks`` a Kubernetes
+  zone on a real kube-apiserver with local stand-ins for Flux, the kubelet and the mesh
+  (``tests.soak.kubesoak``; every zone a VM zone when the binaries are not built), ``onprem`` and
+  ``vms`` VM zones (fed-agent over SSH).
 - The hub: ``fedctl hub run`` as its own process (its own process group), SSH to the agents through
   ``proxy.Proxy`` (one per zone).
 - Releases: each service gets new versions continuously through Git (the version in the canary
@@ -42,6 +45,7 @@ from federation import specfiles
 from federation.demo.fleet import LocalFleet, free_port
 from federation.demo.procs import Proc, wait_for
 from federation.gitops import repo as gitrepo
+from tests.soak import kubesoak
 from tests.soak.proxy import Proxy
 
 SERVICES = ("frontend", "cart", "search", "payment", "profile")
@@ -92,13 +96,14 @@ class Result:
     step_commits: int = 0
     edge_checks: int = 0
     notes: list[str] = field(default_factory=list)
+    zone_kinds: str = f"{len(ZONES)} zones"
 
     def violate(self, invariant: str, evidence: str) -> None:
         if (invariant, evidence) not in self.violations:
             self.violations.append((invariant, evidence))
 
     def table(self) -> str:
-        lines = [f"chaos soak: {self.minutes:g} min, seed {self.seed}, {len(SERVICES)} services, {len(ZONES)} zones",
+        lines = [f"chaos soak: {self.minutes:g} min, seed {self.seed}, {len(SERVICES)} services, {self.zone_kinds}",
                  "", f"{'faults injected':<44}{'count':>8}"]
         lines += [f"  {k:<42}{v:>8}" for k, v in sorted(self.faults.items())]
         lines += [f"  {'total':<42}{sum(self.faults.values()):>8}", "", f"{'rollouts completed (outcome, build)':<44}{'count':>8}"]
@@ -118,15 +123,17 @@ class Result:
         return "\n".join(lines)
 
 
-def zone_release(service: str, versions: dict[str, bool], serving: dict[str, int]) -> str:
+def zone_release(service: str, versions: dict[str, bool], serving: dict[str, int], kube: bool = False) -> str:
     """The ZoneRelease of ``service`` in a zone repo: ``versions`` maps name -> faulty."""
-    blocks = "".join(version_block(service, v, f) for v, f in versions.items())
+    blocks = "".join(version_block(service, v, f, kube) for v, f in versions.items())
     serve = "".join(f"    {v}: {w}\n" for v, w in serving.items()) if serving else " {}\n"
     return (f"apiVersion: federation.io/v1alpha1\nkind: ZoneRelease\nmetadata:\n  name: {service}\n"
             f"spec:\n  service: {service}\n  versions:\n{blocks}  serving:{chr(10) if serving else ''}{serve}")
 
 
-def version_block(service: str, version: str, faulty: bool) -> str:
+def version_block(service: str, version: str, faulty: bool, kube: bool = False) -> str:
+    if kube:
+        return kubesoak.version_block(service, version, faulty, FAULTY_RATE)
     env = f'      env: {{FAULT_RATE: "{FAULTY_RATE}"}}\n' if faulty else ""
     return (f"    {version}:\n"
             f"      command: [fed-demo-app, --service, {service}, --version, {version}, --port, \"${{PORT}}\"]\n"
@@ -208,7 +215,7 @@ def proc_start_time(pid: int) -> str | None:
 
 
 class Soak:
-    def __init__(self, workdir: Path, minutes: float, seed: int, log: Any = print) -> None:
+    def __init__(self, workdir: Path, minutes: float, seed: int, log: Any = print, kube: bool = True) -> None:
         self.workdir = workdir
         self.minutes = minutes
         self.rng = random.Random(seed)
@@ -232,6 +239,12 @@ class Soak:
         self.t0 = time.monotonic()
         self.step_records: dict[str, dict[tuple[str, int], dict[str, str]]] = {}
         self.edge_routes: dict[str, tuple[str, dict[str, int]]] = {}
+        self.kube = kubesoak.KubeSide(self.fleet, workdir / "kube", SERVICES) if kube and \
+            kubesoak.KubeSide.available() else None
+        self.kube_zones = kubesoak.KUBE_ZONES if self.kube is not None else ()
+        self.fleet.kube_zones = self.kube_zones
+        self.vm_zones = tuple(z for z in ZONES if z not in self.kube_zones)
+        self.result.zone_kinds = f"{len(ZONES)} zones ({len(self.kube_zones)} Kubernetes, {len(self.vm_zones)} VM)"
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -288,23 +301,29 @@ class Soak:
             def seed_files(repo: gitrepo.Repo, z: str = z) -> list[str]:
                 for s in SERVICES:
                     serving = {"v1": 10_000} if z == "vms" else {}
-                    (repo.workdir / f"{s}.yaml").write_text(zone_release(s, {"v1": False}, serving))
+                    (repo.workdir / f"{s}.yaml").write_text(zone_release(s, {"v1": False}, serving,
+                                                                         z in self.kube_zones))
                 return [f"{s}.yaml" for s in SERVICES]
             await asyncio.to_thread(self.push, z, seed_files, f"{z}: five services, v1 on vms", RELEASER, "setup")
         await asyncio.to_thread(self.fleet.start)
         await asyncio.to_thread(self.fleet.wait_ready)
+        if self.kube is not None:
+            await asyncio.to_thread(self.kube.start, {z: self.remote(z) for z in self.kube_zones})
         for p in self.fleet.sup.procs:
             self.remember(p.pid)
         for z in self.fleet.zones:
-            proxy = Proxy(z.ssh_port)
-            await proxy.start()
-            self.proxies[z.name] = proxy
+            if z.name in self.vm_zones:
+                proxy = Proxy(z.ssh_port)
+                await proxy.start()
+                self.proxies[z.name] = proxy
         doc = self.fleet.fleet_doc()
         lines = []
         for zd, z in zip(doc["spec"]["zones"], self.fleet.zones, strict=True):
+            zd["git"]["url"] = self.remote(z.name)
+            if z.name not in self.vm_zones:
+                continue
             zd["hosts"][0]["port"] = self.proxies[z.name].port
             zd["knownHosts"] = str(self.workdir / "hub-known_hosts")
-            zd["git"]["url"] = self.remote(z.name)
             pub = (self.fleet.zdir(z.name) / "ssh_host_ed25519_key.pub").read_text().split()
             lines.append(f"[127.0.0.1]:{self.proxies[z.name].port} {pub[0]} {pub[1]}")
         (self.workdir / "hub-known_hosts").write_text("\n".join(lines) + "\n")
@@ -314,7 +333,10 @@ class Soak:
         token.write_text(os.urandom(24).hex())
         token.chmod(0o600)
         self.start_hub()
-        self.say(f"fleet up: 3 zones, {len(SERVICES)} services, edge {self.fleet.edge_url}; hub on :{self.hub_port}")
+        kinds = f"{', '.join(self.kube_zones)} Kubernetes (a real kube-apiserver; Flux, kubelet and mesh stand-ins), " \
+            f"{', '.join(self.vm_zones)} VMs" if self.kube_zones else "all VM zones (kube-apiserver not built)"
+        self.say(f"fleet up: 3 zones ({kinds}), {len(SERVICES)} services, edge {self.fleet.edge_url}; "
+                 f"hub on :{self.hub_port}")
 
     def start_hub(self) -> None:
         self.hub = self.fleet.sup.start("hub", [
@@ -340,7 +362,7 @@ class Soak:
             def add(repo: gitrepo.Repo, z: str = z) -> list[str]:
                 path = repo.workdir / f"{service}.yaml"
                 text = path.read_text()
-                block = version_block(service, version, faulty)
+                block = version_block(service, version, faulty, z in self.kube_zones)
                 if f"    {version}:\n" not in text:
                     path.write_text(text.replace("  versions:\n", "  versions:\n" + block, 1))
                 return [f"{service}.yaml"]
@@ -456,9 +478,12 @@ class Soak:
 
     def zone_holds(self, zone: str, route_version: str, rollout: str, step: int) -> bool | None:
         """Whether the revision a zone's ingress route was written for (the agent's ``version_info``:
-        ``<zone repo sha>.<digest>``) holds the step's commit in that zone repo; None: not known."""
+        ``<zone repo sha>.<digest>``; in a Kubernetes zone the Kustomization's ``lastAppliedRevision``)
+        holds the step's commit in that zone repo; None: not known."""
         record = self.step_records.get(zone, {}).get((rollout, step))
         revision = route_version.partition(".")[0]
+        if zone in self.kube_zones and self.kube is not None:  # what the API server says Flux applied
+            revision = self.kube.applied_revision(zone) or ""
         if record is None or len(revision) != 40:
             return None
         p = subprocess.run(["git", "--git-dir", str(self.bare(zone)), "merge-base", "--is-ancestor", record["sha"],
@@ -585,8 +610,11 @@ class Soak:
                     self.result.violate("hub RSS bounded", f"hub pid {hub.pid}: VmRSS {rss:.0f} MiB > {RSS_LIMIT_MIB}")
                 if fds > FD_LIMIT:
                     self.result.violate("hub fds bounded", f"hub pid {hub.pid}: {fds} open fds > {FD_LIMIT}")
-            for z in ZONES:
+            for z in self.vm_zones:
                 for pid in self.fleet.instance_pids(z):
+                    self.remember(pid)
+            if self.kube is not None:
+                for pid in self.kube.pids():
                     self.remember(pid)
 
     # -- faults ----------------------------------------------------------------------------
@@ -612,7 +640,7 @@ class Soak:
         return "hub SIGKILL, restarted"
 
     async def fault_agent_kill(self) -> str:
-        zone = self.rng.choice(ZONES)
+        zone = self.rng.choice(self.vm_zones)
         old = self.proc(f"agent-{zone}")
         os.kill(old.pid, signal.SIGKILL)  # the agent only: its app instances run in their own sessions
         await asyncio.to_thread(old.popen.wait)
@@ -650,7 +678,7 @@ class Soak:
         return f"{repo} Git remote away {down:.0f}s"
 
     async def fault_ssh(self) -> str:
-        zone = self.rng.choice(ZONES)
+        zone = self.rng.choice(self.vm_zones)
         proxy = self.proxies[zone]
         kind = self.rng.choice(("delay", "stall", "reset"))
         if kind == "reset":
@@ -712,6 +740,10 @@ class Soak:
                  "Prometheus stopped + started": self.fault_prometheus, "Git remote unavailable": self.fault_git,
                  "SSH delay/stall/reset (proxy)": self.fault_ssh, "Envoy restart (ingress or edge)": self.fault_envoy,
                  "human push to a zone repo": self.fault_human}
+        if self.kube is not None:
+            kube = self.kube
+            kinds["Flux stalled (Kubernetes zone)"] = lambda: kube.fault_flux(self.rng)
+            kinds["kube-apiserver restart"] = lambda: kube.fault_apiserver(self.rng, self.remember)
         names = sorted(kinds)
         while self.elapsed() < until and not self.stopping.is_set():
             await asyncio.sleep(self.rng.uniform(3, 10))
@@ -766,9 +798,13 @@ class Soak:
         if self.hub is not None:
             with contextlib.suppress(ValueError):
                 await asyncio.to_thread(self.fleet.sup.stop, self.hub, 15.0)
-        for z in ZONES:
+        for z in self.vm_zones:
             for pid in self.fleet.instance_pids(z):
                 self.remember(pid)
+        if self.kube is not None:
+            for pid in self.kube.pids():
+                self.remember(pid)
+            await asyncio.to_thread(self.kube.stop)
         await asyncio.to_thread(self.fleet.stop)
         left = []
         deadline = time.monotonic() + 20
@@ -811,9 +847,10 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-def run(minutes: float, seed: int, workdir: Path, log: Any = print) -> Result:
+def run(minutes: float, seed: int, workdir: Path, log: Any = print, kube: bool = True) -> Result:
+    """``kube``: ``eks`` a Kubernetes zone when kube-apiserver and etcd are built (else all VM zones)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(Soak(workdir, minutes, seed, log).run())
+    return asyncio.run(Soak(workdir, minutes, seed, log, kube).run())
 
 
 def clean(workdir: Path) -> None:

@@ -72,8 +72,12 @@ def cmdline(pid: int) -> list[str] | None:
         return None
 
 
-def free_port(low: int, high: int, taken: set[int]) -> int:
-    for port in range(low, high + 1):
+def free_port(low: int, high: int, taken: set[int], start: int | None = None) -> int:
+    """The first port of ``low``-``high`` from ``start`` on (wrapping) that no instance holds and
+    that binds now."""
+    first = start if start is not None and low <= start <= high else low
+    order: list[int] = list(range(first, high + 1)) + list(range(low, first))
+    for port in order:
         if port in taken:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -93,6 +97,10 @@ class Supervisor:
         self.log_dir = log_dir
         self.port_low, self.port_high = port_low, port_high
         self.instances: dict[str, Instance] = {}
+        # Ports go round the range, never straight back to the one an instance just left: the
+        # zone's Envoy may still send that version's cluster there until it applies the next
+        # clusters, and another service's instance would answer for it.
+        self.next_port = port_low
         os.makedirs(log_dir, exist_ok=True)
 
     def adopt(self, records: dict[str, InstanceRecord]) -> None:
@@ -106,6 +114,8 @@ class Supervisor:
                 self.instances[key] = Instance(key, str(r["service"]), str(r["version"]), int(r["port"]),
                                                pid, command, str(r.get("health", "/healthz")),
                                                restarts=int(r.get("restarts", 0)))
+        if self.instances:
+            self.next_port = max(i.port for i in self.instances.values()) + 1
 
     def records(self) -> dict[str, InstanceRecord]:
         return {k: i.record() for k, i in self.instances.items()}
@@ -116,7 +126,8 @@ class Supervisor:
     def prepare(self, key: str, service: str, version: str, command: list[str],
                 env: dict[str, str]) -> tuple[int, list[str], dict[str, str], str]:
         """A free port, the argv with ``${PORT}`` filled in, the instance's environment, its log file."""
-        port = free_port(self.port_low, self.port_high, {i.port for i in self.instances.values()})
+        port = free_port(self.port_low, self.port_high, {i.port for i in self.instances.values()}, self.next_port)
+        self.next_port = port + 1 if port < self.port_high else self.port_low
         argv = [c.replace("${PORT}", str(port)) for c in command]
         inst_env = dict(env, PORT=str(port), FED_SERVICE=service, FED_VERSION=version)
         return port, argv, inst_env, os.path.join(self.log_dir, key.replace("/", "_") + ".log")
