@@ -24,6 +24,7 @@ from pathlib import Path
 
 import git
 from git.exc import GitCommandError
+from git.refs import SymbolicReference
 
 from federation.core import steps
 from federation.core.errors import PermanentError, TemporaryError
@@ -138,6 +139,9 @@ class Repo:
     lock: threading.Lock = field(default_factory=threading.Lock)
     rejections: int = 0  # pushes the remote refused (each one fetched, rebased and retried)
     _repo: git.Repo | None = None
+    # The clone stands clean at the remote branch's head as last fetched or pushed (nothing of ours
+    # uncommitted or unpushed in it): the next commit may be optimistic (``commit_and_push``).
+    _fresh: bool = False
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -189,8 +193,10 @@ class Repo:
 
     def _sync(self) -> None:
         g = self._git().git
+        self._fresh = False
         self._run("fetch", lambda: g.fetch("origin", self.branch))
         self._run("reset", lambda: g.reset("--hard", f"origin/{self.branch}"))
+        self._fresh = True
 
     def head(self) -> str:
         return str(self._git().git.rev_parse("HEAD"))
@@ -264,6 +270,7 @@ class Repo:
         """Replace a file in the clone; a symlink at ``path`` or on the way to it is refused
         (``PathRefused`` naming it) before anything is written."""
         parts = self._parts(path)
+        self._fresh = False  # a change in the worktree: the next commit starts from a fetch and reset
         dfd = self._open_dir(parts[:-1], create=True)
         try:
             try:
@@ -335,36 +342,75 @@ class Repo:
         commit goes to that branch instead, for a human or a bot to merge; see ``merged``. Returns the pushed commit, or None when
         there was nothing to change. With ``idempotency`` (rollout, step) an existing commit for
         that step is returned instead of writing a second one (crash recovery).
+
+        Optimistic when the clone is known to stand clean at the remote branch as last fetched or
+        pushed (``_fresh``): the first attempt edits and pushes on that head without a fetch. The
+        push only lands as a fast-forward of that head, whose history is what ``find_step`` read:
+        a step commit already on the remote is either in it (found, returned) or newer, and then the
+        push is refused and the next attempt fetches, resets and checks again. "Nothing to change"
+        is only believed on a fetched head. A pull-request branch (force-pushed) is never optimistic.
         """
         with self.lock:
-            for attempt in range(1, attempts + 1):
-                self._sync()
+            optimistic = self._fresh and branch is None
+            pushes = 0
+            while True:
+                if not optimistic:
+                    self._sync()
                 if idempotency is not None:
                     found = self.find_step(*idempotency, expect=expect)
                     if found is not None:
                         return found
-                g = self._git().git
-                try:
-                    changed = edit(self)
-                except BaseException:
-                    # Nothing half-applied: a failing edit leaves the clone as it was.
-                    g.reset("--hard", "HEAD")
-                    g.clean("-fdq")
-                    raise
-                if not changed or not g.status("--porcelain", "--", *changed).strip():
+                sha = self._commit(edit, message, author)
+                if sha is None:
+                    if optimistic:  # the remote may hold something else: judge on a fetched head
+                        optimistic = False
+                        continue
                     return None
-                g.add("--", *changed)
-                sign = ["-S"] if self.signing_key else []
-                g.commit(*sign, "-m", message, "--author", author)
-                sha = str(g.rev_parse("HEAD"))
                 try:
+                    pushes += 1
                     self._push(branch)
+                    self._fresh = branch is None
                     return sha
                 except _Rejected as exc:
                     self.rejections += 1
-                    log.info("push to %s rejected (attempt %d/%d): %s", self.url, attempt, attempts, exc)
-                    time.sleep(backoff * (2 ** (attempt - 1)))
+                    log.info("push to %s rejected (attempt %d/%d%s): %s", self.url, pushes, attempts,
+                             ", on the last fetched head" if optimistic else "", exc)
+                    if pushes >= attempts:
+                        break
+                    if not (optimistic and exc.stale):  # a stale head is expected: fetch at once
+                        time.sleep(backoff * (2 ** (pushes - 1)))
+                    optimistic = False
             raise TemporaryError(f"push to {self.url} rejected {attempts} times (remote keeps moving); giving up")
+
+    def _commit(self, edit: Callable[[Repo], list[str]], message: str, author: str) -> str | None:
+        """Run ``edit`` and commit exactly the paths it returns; the new commit, or None when they
+        hold nothing new. The clone is no longer at the remote's head from here (``_fresh``)."""
+        self._fresh = False
+        g = self._git().git
+        try:
+            changed = edit(self)
+        except BaseException:
+            # Nothing half-applied: a failing edit leaves the clone as it was.
+            g.reset("--hard", "HEAD")
+            g.clean("-fdq")
+            raise
+        if not changed:
+            return None
+        args = [*(["-S"] if self.signing_key else []), "-q", "-m", message, "--author", author]
+        try:
+            # One process in the usual case: ``commit -- paths`` commits those paths as they are in
+            # the worktree (modified or deleted). It fails when one is new to Git or none changed.
+            # Git's automatic maintenance (a second process) is left to the fetch of each sync.
+            g(c="maintenance.auto=false").commit(*args, "--", *changed)
+        except GitCommandError:
+            self._run("add", lambda: g.add("--", *changed))
+            try:
+                g.diff("--cached", "--quiet")
+                return None  # nothing staged: the edit wrote what the head holds
+            except GitCommandError:
+                pass
+            self._run("commit", lambda: g.commit(*args))
+        return SymbolicReference.dereference_recursive(self._git(), "HEAD")  # read in-process
 
     def _push(self, branch: str | None = None) -> None:
         repo = self._git()
@@ -381,7 +427,8 @@ class Repo:
         # A refused push is not raised by GitPython: read each ref's flags, then raise_if_error().
         for info in infos:
             if info.flags & (info.REJECTED | info.REMOTE_REJECTED):
-                raise _Rejected(_redact(info.summary.strip(), self.credentials.secrets()))
+                raise _Rejected(_redact(info.summary.strip(), self.credentials.secrets()),
+                                stale=bool(info.flags & info.REJECTED))
         try:
             infos.raise_if_error()
         except GitCommandError as exc:
@@ -466,7 +513,9 @@ class Repo:
 
 
 class _Rejected(Exception):
-    pass
+    def __init__(self, summary: str, stale: bool) -> None:
+        super().__init__(summary)
+        self.stale = stale  # not a fast-forward of the remote's head (a hook's refusal is not)
 
 
 def reachable(url: str, branch: str, credentials: Credentials | None = None, timeout: float = 15.0) -> str | None:

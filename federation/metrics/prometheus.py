@@ -8,11 +8,11 @@ timeout, bad answer — becomes ``NoData`` with the reason, which the core treat
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime
 import math
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,12 @@ from urllib3.util.retry import Retry
 from federation import resolve
 from federation.core import durations, outbound
 from federation.core.spec import PrometheusSource
+from federation.metrics.pool import SlowestFirst
 
 # The client library is synchronous: queries run in threads. The default executor has only
-# cpu+4 threads, which would queue a 20-zone analysis; this pool is sized for fan-out.
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=128, thread_name_prefix="prometheus")
-
-
-async def _run(fn: Any, *args: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
+# cpu+4 threads, which would queue a 20-zone analysis; this pool is sized for fan-out, and starts
+# the query of the endpoint that answered slowest last time first (``metrics.pool``).
+_POOL = SlowestFirst(128, "prometheus")
 
 
 def _dt(ts: float) -> datetime.datetime:
@@ -142,6 +140,17 @@ class Client:
         self.policy = policy  # the fleet's outbound policy, checked before every query
         self.timeout = durations.parse(source.timeout)
         self._prom: PrometheusConnect | None = None
+        self.latency = 0.0  # seconds its last query took (answered or not): the pool's priority
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await _POOL.run(self.latency, self._timed, fn, *args)
+
+    def _timed(self, fn: Any, *args: Any) -> Any:
+        start = time.monotonic()
+        try:
+            return fn(*args)
+        finally:
+            self.latency = time.monotonic() - start
 
     def _connect(self) -> PrometheusConnect:
         if self._prom is not None:
@@ -250,14 +259,14 @@ class Client:
         return values
 
     async def range(self, query: str, start: float, end: float, step: float) -> list[float]:
-        return await asyncio.wait_for(_run(self.range_sync, query, start, end, step),
+        return await asyncio.wait_for(self._run(self.range_sync, query, start, end, step),
                                       timeout=self.timeout + 1)
 
     async def scalar(self, query: str, at: float | None = None) -> float:
-        return await asyncio.wait_for(_run(self.scalar_sync, query, at), timeout=self.timeout + 1)
+        return await asyncio.wait_for(self._run(self.scalar_sync, query, at), timeout=self.timeout + 1)
 
     async def buckets(self, query: str, scale: float = 1.0, at: float | None = None) -> dict[float, float]:
-        return await asyncio.wait_for(_run(self.buckets_sync, query, scale, at),
+        return await asyncio.wait_for(self._run(self.buckets_sync, query, scale, at),
                                       timeout=self.timeout + 1)
 
     async def healthy(self) -> str | None:

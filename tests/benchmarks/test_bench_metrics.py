@@ -8,48 +8,46 @@ sequential queries, not the sum.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import threading
+import os
+import signal
+import subprocess
+import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from pathlib import Path
 
 from federation.core import spec as specs
 from federation.metrics.analysis import Analyzer
 from tests import fleets
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def server(delay: float) -> ThreadingHTTPServer:
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *a: object) -> None:
-            pass
 
-        def do_GET(self) -> None:
-            time.sleep(delay)
-            if "le" in self.path or "bucket" in self.path:
-                result = [{"metric": {"le": le}, "value": [time.time(), str(v)]}
-                          for le, v in (("10", 50), ("100", 95), ("+Inf", 100))]
-            else:
-                result = [{"metric": {}, "value": [time.time(), "100"]}]
-            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    s = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-    return s
+@contextlib.contextmanager
+def standins(delays: list[float]) -> Iterator[list[int]]:
+    """The endpoints in a process of their own (``prom_standins``): their ports."""
+    with subprocess.Popen([sys.executable, "-m", "tests.benchmarks.prom_standins", *map(str, delays)], cwd=ROOT,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line, "the Prometheus stand-ins did not start"
+            yield json.loads(line)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 def test_analysis_fan_out_over_20_zones():
     delays = [0.02 + 0.01 * i for i in range(20)]  # 20 ms .. 210 ms per query
-    servers = [server(d) for d in delays]
-    try:
+    with standins(delays) as ports:
         zones = [{"name": f"z{i}", "kind": "vm", "git": {"url": "/dev/null"},
-                  "prometheus": {"url": f"http://127.0.0.1:{s.server_address[1]}", "timeout": "5s"},
+                  "prometheus": {"url": f"http://127.0.0.1:{port}", "timeout": "5s"},
                   "ingress": {"address": "127.0.0.1", "port": 1}, "hosts": [{"address": "127.0.0.1"}],
-                  "knownHosts": "/dev/null"} for i, s in enumerate(servers)]
+                  "knownHosts": "/dev/null"} for i, port in enumerate(ports)]
         fleet = fleets.fleet(zones, name="b")
         spec = specs.FederatedCanary.model_validate({
             "apiVersion": specs.API_VERSION, "kind": "FederatedCanary", "metadata": {"name": "f"},
@@ -71,10 +69,6 @@ def test_analysis_fan_out_over_20_zones():
         print(f"\n[bench metrics] 20 zone endpoints, 2 metrics: analysis {best * 1000:.0f} ms "
               f"(runs {', '.join(f'{r * 1000:.0f}' for r in runs)} ms); slowest single query {max(delays) * 1000:.0f} ms; "
               f"= {best / max(delays):.2f}x the slowest query (goal <= 1.20x: every query at once; the endpoints "
-              f"share this process's GIL); "
+              f"run in a process of their own); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
               f"slowest zone's queries back to back {queries_per_zone // 2 * max(delays) * 1000:.0f} ms; "
               f"all {20 * queries_per_zone} queries one after another would be {sum(delays) * queries_per_zone * 1000:.0f} ms")
-    finally:
-        for s in servers:
-            s.shutdown()
-            s.server_close()

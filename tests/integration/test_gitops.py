@@ -6,6 +6,7 @@ import logging
 import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,12 @@ def test_50_steps_with_concurrent_human_commits_lose_nothing(tmp_path: Path):
     t.start()
     try:
         for step in range(1, 51):
+            # The hub's optimistic push (no fetch) is quicker than a human's pull, commit and push:
+            # every fifth step it lets a human commit land first (polled, with a deadline), so that
+            # humans do commit between the hub's steps whatever the machine's load.
+            deadline = time.monotonic() + 30
+            while step % 5 == 0 and len(human_shas) < step // 5 and time.monotonic() < deadline and t.is_alive():
+                time.sleep(0.01)
             assert hub.commit_and_push(step_edit(step), message(step), idempotency=("shop/frontend", step), backoff=0.01,
                                        attempts=20)
     finally:
@@ -363,3 +370,134 @@ def test_locks_left_in_the_hubs_clone_by_a_killed_hub_do_not_stop_the_next_one(t
     assert restarted.commit_and_push(step_edit(2), message(2))
     assert not [lock for lock in stale if lock.exists()]
     assert git("log", "-1", "--format=%s", cwd=tmp_path / "clone").startswith("frontend:")
+
+
+def count_fetches(clone: Path, tmp: Path) -> Path:
+    """Every fetch of ``clone`` from its origin runs this upload-pack, which counts itself."""
+    counter = tmp / "fetches"
+    counter.write_text("")
+    script = tmp / "upload-pack"
+    script.write_text(f'#!/bin/sh\necho fetch >> {counter}\nexec git-upload-pack "$@"\n')
+    script.chmod(0o755)
+    git("config", "remote.origin.uploadpack", str(script), cwd=clone)
+    return counter
+
+
+def human_commit(tmp: Path, bare: Path, path: str, text: str, name: str = "human") -> str:
+    """A person's commit pushed from a clone of their own; its sha."""
+    work = tmp / name
+    if not work.exists():
+        git("clone", "-q", str(bare), str(work))
+        git("config", "user.name", "Alice", cwd=work)
+        git("config", "user.email", "alice@example.com", cwd=work)
+    git("pull", "-q", "--rebase", cwd=work)
+    (work / path).write_text(text)
+    git("add", path, cwd=work)
+    git("commit", "-qm", f"human edit of {path}", cwd=work)
+    git("push", "-q", "origin", "HEAD:main", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def test_steps_push_on_the_clones_head_and_a_human_push_between_them_is_rebased_over(tmp_path: Path):
+    """The hub's clone stands at the remote's head after its own push: the next step is committed
+    and pushed there without a fetch. A human commit pushed in between refuses that push; the hub
+    then fetches, resets, re-runs the edit on the human's content and pushes again: nothing lost."""
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+    fetches = count_fetches(tmp_path / "hub", tmp_path)
+    hub.ensure()  # a sync: the clone is now known to stand at the remote's head
+    assert fetches.read_text().count("fetch") == 1
+    for step in (1, 2, 3):
+        assert hub.commit_and_push(step_edit(step), message(step), idempotency=("shop/frontend", step))
+    assert fetches.read_text().count("fetch") == 1 and hub.rejections == 0  # three steps, no fetch
+    text = git("--git-dir", str(bare), "show", "main:frontend.yaml")
+    ours = human_commit(tmp_path, bare, "frontend.yaml", text.replace("# frontend on the legacy VMs.",
+                                                                      "# frontend on the legacy VMs. human note.", 1))
+    sha = hub.commit_and_push(step_edit(4), message(4), idempotency=("shop/frontend", 4))
+    assert sha == git("--git-dir", str(bare), "rev-parse", "main").strip()
+    assert hub.rejections == 1 and fetches.read_text().count("fetch") == 2  # refused once, fetched once
+    subprocess.run(["git", "--git-dir", str(bare), "merge-base", "--is-ancestor", ours, sha], check=True)
+    text = git("--git-dir", str(bare), "show", "main:frontend.yaml")
+    assert "human note." in text and "v2: 400" in text  # the edit re-ran on the human's content
+    subjects = git("--git-dir", str(bare), "log", "--format=%s", "main").splitlines()
+    assert [s.rsplit(" ", 2)[-2:] for s in subjects if "(step" in s] == [["(step", f"{n})"] for n in (4, 3, 2, 1)]
+
+
+def test_a_step_already_on_the_remote_is_found_not_committed_twice(tmp_path: Path):
+    """Another writer (a second hub replica, or this hub's push that landed but whose answer was
+    lost) pushed step 2 after this clone's last push: the optimistic push of step 2 is refused, and
+    the step is then found on the fetched head and returned, never committed a second time."""
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+    assert hub.commit_and_push(step_edit(1), message(1), idempotency=("shop/frontend", 1))
+    other = gitrepo.Repo(str(bare), "main", tmp_path / "other")
+    other.ensure()
+    # (Another author: the same tree, parent, message and second would be the very same commit.)
+    theirs = other.commit_and_push(step_edit(2), message(2), idempotency=("shop/frontend", 2),
+                                   author="federation-hub <replica-2@localhost>")
+    assert hub.commit_and_push(step_edit(2), message(2), idempotency=("shop/frontend", 2)) == theirs
+    assert hub.rejections == 1  # its optimistic push was refused; the fetched head held the step
+    assert git("--git-dir", str(bare), "rev-parse", "main").strip() == theirs
+    assert hub.head() == theirs  # the clone stands at the remote's head again
+    subjects = git("--git-dir", str(bare), "log", "--format=%s", "main").splitlines()
+    assert len([s for s in subjects if "(step 2)" in s]) == 1
+    # Step 3 by the other writer with other weights (its own decision): refused as a clash on the
+    # fetched head, never taken as done and never committed beside it.
+    other_step3 = steps.StepRecord("shop/frontend", 3, Stage.ANALYSIS, 3000,
+                                   ((Subset("vms", "v1"), 7000), (Subset("vms", "v2"), 3000)))
+    assert other.commit_and_push(step_edit(30), other_step3.message("frontend", "v2"), idempotency=("shop/frontend", 3))
+    with pytest.raises(gitrepo.PermanentError, match="already committed"):
+        hub.commit_and_push(step_edit(3), message(3), idempotency=("shop/frontend", 3),
+                            expect={steps.CANARY_WEIGHT: "300"})
+    assert len([s for s in git("--git-dir", str(bare), "log", "--format=%s", "main").splitlines() if "(step 3)" in s]) == 1
+
+
+def test_nothing_to_change_is_judged_on_a_fetched_head(tmp_path: Path):
+    """The clone's head already holds what the edit writes, but a human changed that file on the
+    remote since: the hub fetches before it concludes there is nothing to commit."""
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+    assert hub.commit_and_push(step_edit(1), message(1))
+    text = git("--git-dir", str(bare), "show", "main:frontend.yaml")
+    human_commit(tmp_path, bare, "frontend.yaml", text.replace("v2: 100", "v2: 5000").replace("v1: 9900", "v1: 5000"))
+    sha = hub.commit_and_push(step_edit(1), message(1))
+    assert sha and git("--git-dir", str(bare), "rev-parse", "main").strip() == sha
+    assert "v2: 100\n" in git("--git-dir", str(bare), "show", "main:frontend.yaml")
+    assert hub.commit_and_push(step_edit(1), message(1)) is None  # now truly nothing to change
+
+
+def test_a_file_written_outside_a_commit_is_not_the_next_steps_base(tmp_path: Path):
+    """``Repo.write`` outside ``commit_and_push`` leaves the clone off the remote's head: the next
+    step starts from a fetch and reset, so its edit reads what Git holds."""
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+    assert hub.commit_and_push(step_edit(1), message(1))
+    hub.write("frontend.yaml", "not: [what git holds\n")
+    assert hub.commit_and_push(step_edit(2), message(2))
+    assert "v2: 200" in git("--git-dir", str(bare), "show", "main:frontend.yaml")
+
+
+def test_a_new_file_and_a_removed_file_are_committed(tmp_path: Path):
+    """``commit -- paths`` takes modified and removed files; a file new to Git is added first."""
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+
+    def add(repo: gitrepo.Repo) -> list[str]:
+        repo.write("deploy/new.yaml", "a: 1\n")
+        return ["deploy/new.yaml"]
+
+    def remove(repo: gitrepo.Repo) -> list[str]:
+        (repo.workdir / "deploy" / "new.yaml").unlink()
+        return ["deploy/new.yaml"]
+
+    added = hub.commit_and_push(add, "add")
+    assert added and "deploy/new.yaml" in hub.changed(added)
+    removed = hub.commit_and_push(remove, "remove")
+    assert removed and removed != added and hub.changed(removed) == ["deploy/new.yaml"]
+    assert "deploy/new.yaml" not in git("--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main")
+    assert hub.commit_and_push(lambda r: ["frontend.yaml"], "nothing") is None
