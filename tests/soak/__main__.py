@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="every zone a VM zone (by default eks is a Kubernetes zone when `make kube` has built "
                         "kube-apiserver and etcd)")
     args = p.parse_args(argv)
+    # Stopped by SIGINT or SIGTERM, the soak tears its fleet down (KeyboardInterrupt through the
+    # run): also when started in the background, where SIGINT comes in ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.minutes <= 0:
         print(f"--minutes: {args.minutes:g} is not a positive number of minutes", file=sys.stderr)
         return 2

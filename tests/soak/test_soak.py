@@ -28,9 +28,13 @@ def test_three_minute_chaos_soak_breaks_no_invariant(tmp_path: Path):
     p = subprocess.Popen([sys.executable, "-m", "tests.soak", "--minutes", "3", "--seed", str(seed),
                           "--workdir", str(tmp_path / "soak")], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    # SIGTERM to this process (make test interrupted: scripts/test-suite) ends the wait below, so
+    # the finally stops the soak by its group and the soak's own teardown stops its fleet.
+    before = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         out, _ = p.communicate(timeout=1400)
     finally:
+        signal.signal(signal.SIGTERM, before)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(p.pid, signal.SIGINT)  # the soak's own teardown stops what it started
         with contextlib.suppress(subprocess.TimeoutExpired):
