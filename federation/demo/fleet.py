@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,27 +65,28 @@ class _Part:
     repick: Callable[[], None]
 
 
-APP_PORTS = 200  # per zone: the ports its agent gives its app instances
+APP_PORTS = 100  # per zone: the ports its agent gives its app instances (round the range)
 APP_PORT_RANGE = (20000, 32000)  # below Linux's ephemeral ports (32768-60999): nothing else is given these
 
 
-def reserve_app_ports(count: int) -> tuple[Any, int]:
+def reserve_app_ports(count: int) -> tuple[int, int]:
     """A block of ``count`` app ports no other local fleet holds (several run at once: a test suite
     beside the chaos soak, two demos): an exclusive ``flock`` on a lock file per block, held by the
     returned file until it is closed or this process ends, and every port of the block free now (a
-    fleet kept running by ``fedctl demo --keep`` holds no lock). The block's first port."""
+    fleet kept running by ``fedctl demo --keep`` holds no lock). The lock's descriptor and the block's
+    first port."""
     lock_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"federation-app-ports-{os.getuid()}"
     lock_dir.mkdir(mode=0o700, exist_ok=True)
     for base in range(APP_PORT_RANGE[0], APP_PORT_RANGE[1] - count + 1, count):
-        f = open(lock_dir / f"{base}.lock", "a")  # noqa: SIM115 -- held for the fleet's life
+        fd = os.open(lock_dir / f"{base}.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            f.close()
+            os.close(fd)
             continue
         if all(_bindable(port) for port in range(base, base + count)):
-            return f, base
-        f.close()
+            return fd, base
+        os.close(fd)
     raise FederationError(f"no free block of {count} app ports in {APP_PORT_RANGE[0]}-{APP_PORT_RANGE[1]} "
                           f"(other local fleets hold them all; see {lock_dir})")
 
@@ -162,7 +164,8 @@ class LocalFleet:
         self.scrape_interval = scrape_interval
         self.sup = Supervisor(self.workdir / "logs")
         self.zones = [ZoneProcs(n, c, d) for n, c, d in ZONES]
-        self._ports_lock, base = reserve_app_ports(len(self.zones) * APP_PORTS)
+        lock, base = reserve_app_ports(len(self.zones) * APP_PORTS)
+        self._release_ports = weakref.finalize(self, os.close, lock)  # at stop, or when this fleet is gone
         for i, z in enumerate(self.zones):
             z.app_ports = (base + i * APP_PORTS, base + (i + 1) * APP_PORTS - 1)
         for z in self.zones:
@@ -503,7 +506,7 @@ class LocalFleet:
             self.sup.stop(p, grace=15.0)
             self._stop_recorded_instances(name)
         self.sup.stop_all()
-        self._ports_lock.close()
+        self._release_ports()
 
     def _stop_recorded_instances(self, zone: str) -> None:
         # Safety net when an agent died without stopping its instances: their pids are on record.
