@@ -4,7 +4,10 @@ zone or a mesh applies it is ``runtimes``'.
 
 Without retirements, zones go first (new instances come up at the weight they get), then the
 mesh; with retirements (rollback, finalising), the mesh goes first — and the executor waits until
-it is live — so no request is sent to a zone whose instances are being stopped. A zone repo in
+it is live — so no request is sent to a zone whose instances are being stopped. Where committing
+the route applies nothing (the edge, a server-side applied mesh: ``MeshRoute.applied_by_commit``
+false), the mesh repo's commit — the step's record — runs alongside the zones' when zones go first;
+the route is still applied only after every zone. A zone repo in
 pull-request mode gets the step on a branch; that zone (and, when zones go first, the mesh)
 follows once it is merged (``advance``, before each observation). Every commit carries the step's
 ``StepRecord``; one already there is found, not written again (crash safety).
@@ -91,8 +94,8 @@ class Executor:
         return await self.route.live_step(canary.key, canary.spec.service.name, step)
 
     async def _mesh(self, canary: specs.FederatedCanary, rec: StepRecord, message: str, commits: dict[str, str],
-                    wait: bool) -> None:
-        docs, sha = await self.commit_mesh(canary, rec, message)
+                    wait: bool, committed: tuple[list[dict[str, Any]], str | None] | None = None) -> None:
+        docs, sha = committed or await self.commit_mesh(canary, rec, message)
         if sha:
             commits[MESH] = sha
         await self.route.apply(docs)
@@ -135,12 +138,23 @@ class Executor:
             await asyncio.gather(*[zone_step(z) for z in zones])
             if waiting:
                 self.deferred[key] = Deferred(canary, rec, message, waiting, mesh_done=True)
-        else:
+        elif self.route.applied_by_commit or any(self.zones[z].pull_request for z in zones):
             await asyncio.gather(*[zone_step(z) for z in zones])
             if waiting:
                 self.deferred[key] = Deferred(canary, rec, message, waiting, mesh_done=False)
             else:
                 await self._mesh(canary, rec, message, commits, wait=False)
+        else:
+            # The route's commit is only its record: made with the zones' commits (a crash in
+            # between leaves Git ahead of the store, as between zone commits: recovery adopts it);
+            # the route is applied once every zone converged.
+            mesh_commit = asyncio.ensure_future(self.commit_mesh(canary, rec, message))
+            try:
+                await asyncio.gather(*[zone_step(z) for z in zones])
+            except BaseException:
+                await asyncio.gather(mesh_commit, return_exceptions=True)  # no Git work left running
+                raise
+            await self._mesh(canary, rec, message, commits, wait=False, committed=await mesh_commit)
         return StepResult(commits)
 
     async def advance(self, key: str) -> None:

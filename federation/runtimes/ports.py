@@ -56,6 +56,7 @@ class ZoneRuntime(Protocol):
 
 class MeshRoute(Protocol):
     poll_seconds: float  # how often to ask ``live_step`` while waiting for a step
+    applied_by_commit: bool  # committing the route to the mesh repo applies it (Flux there): never before the zones
 
     def render(self, req: RouteRequest) -> list[dict[str, Any]]:
         """The route documents of one step (committed to the mesh repo by the executor)."""

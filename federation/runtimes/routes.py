@@ -36,6 +36,7 @@ MESH = "mesh"  # the mesh's key among the fleet's repos and applied targets (nev
 
 class EdgeRoute:
     poll_seconds = 0.05
+    applied_by_commit = False  # the hub writes the edge's file
 
     def __init__(self, edge: EnvoyEdge) -> None:
         self.edge = edge
@@ -58,6 +59,7 @@ class KubeRoute:
         self.api = api
         self.flux = flux  # None: direct mode
         self.repo = repo  # the mesh repo (gitops mode maps Flux's revision to our steps through it)
+        self.applied_by_commit = flux is not None  # gitops: Flux applies what is committed
         self.objects: dict[str, list[tuple[str, str, str | None, str]]] = {}  # rollout -> (apiVersion, kind, ns, name)
 
     def render(self, req: RouteRequest) -> list[dict[str, Any]]:
@@ -107,6 +109,7 @@ class NoRoute:
     """Nothing to apply: the rendered step is live at once (tests and benchmarks of the hub)."""
 
     poll_seconds = 0.0
+    applied_by_commit = False
 
     def __init__(self) -> None:
         self.live: dict[str, int] = {}

@@ -10,8 +10,9 @@ step is applied everywhere — asked back to back, so the figure is the system's
 interval's. The 100 agents are ``vm_sim.py`` (the agent's SSH front and protocol, applying at once)
 in two processes; the edge is Envoy watching its RDS file, as in the demo fleet.
 
-Phases (light timing wrappers around the real calls, on the step's critical path: the zone that
-converged last, then the mesh repo and the edge): edit (the ZoneRelease / route rendered and
+Phases (light timing wrappers around the real calls, on the step's critical path: back from the
+edge's apply, the zone that converged last and the mesh repo's commit, in sequence or overlapping
+as the executor runs them): edit (the ZoneRelease / route rendered and
 written), commit (every other Git command of a commit: fetch, reset, log, status, add, commit),
 push (git push), converge (agents told over SSH; the edge's file written), verify (from the last
 apply to the hub seeing the step everywhere), other (the rest: scheduling between the parts).
@@ -105,17 +106,33 @@ class StepTimes:
     applied: tuple[float, float] | None = None  # the edge's RDS write
     live: float = 0.0
     commits: dict[str, str] = field(default_factory=dict)  # repo -> the step's commit (repos that changed)
+    cpu: tuple[float, float] = (0.0, 0.0)  # CPU seconds at decide: the hub process, its finished children (git)
+    cpu_used: tuple[float, float] = (0.0, 0.0)  # CPU seconds spent until live: the hub, git
 
     def phases(self) -> dict[str, float]:
-        """Seconds per phase on the critical path; they add up to the step's latency."""
+        """Seconds per phase on the critical path; they add up to the step's latency. Walked back
+        from the edge's apply: whichever of the mesh commit and the last zone (its commit, then its
+        converge) ended last before it, then what ended before that one began."""
         out = dict.fromkeys(PHASES, 0.0)
-        last = max(self.zones.values(), key=lambda z: z.converge[1] if z.converge else 0.0)
-        assert last.commit is not None and last.converge is not None and self.mesh is not None and self.applied
-        for call in (last.commit, self.mesh):
+        zone = max(self.zones.values(), key=lambda z: z.converge[1] if z.converge else 0.0)
+        assert zone.commit is not None and zone.converge is not None and self.mesh is not None and self.applied
+        parts: list[tuple[float, float, GitCall, tuple[float, float] | None]] = [
+            (zone.commit.start, zone.converge[1], zone.commit, zone.converge),
+            (self.mesh.start, self.mesh.end, self.mesh, None)]
+        gate = self.applied[0]
+        while True:
+            before = [p for p in parts if p[1] <= gate]
+            if not before:
+                break
+            start, _, call, converge = max(before, key=lambda p: p[1])
+            parts.remove((start, _, call, converge))
             out["edit"] += call.edit
             out["push"] += call.push
             out["commit"] += call.end - call.start - call.edit - call.push
-        out["converge"] = (last.converge[1] - last.converge[0]) + (self.applied[1] - self.applied[0])
+            if converge is not None:
+                out["converge"] += converge[1] - converge[0]
+            gate = start
+        out["converge"] += self.applied[1] - self.applied[0]
         out["verify"] = self.live - self.applied[1]
         out["other"] = self.total - sum(out.values())
         return out
@@ -213,7 +230,9 @@ class TimedRoute:
 
     def __init__(self, inner: Any, rec: Recorder) -> None:
         self.inner, self.rec = inner, rec
-        self.poll_seconds = inner.poll_seconds
+
+    def __getattr__(self, name: str) -> Any:  # poll_seconds, and whatever else the route says of itself
+        return getattr(self.inner, name)
 
     def render(self, req: Any) -> list[dict[str, Any]]:
         return self.inner.render(req)  # type: ignore[no-any-return]
@@ -238,7 +257,7 @@ class DecisionClock(RolloutWorker):
         decision, obs = await super().decide(canary, status, obs, now)
         steps = [a for a in decision.actions if isinstance(a, SetWeights)]
         if steps and not steps[0].retire and len(self.rec.steps) < STEPS:
-            self.rec.current = StepTimes(steps[0].step, time.perf_counter())
+            self.rec.current = StepTimes(steps[0].step, time.perf_counter(), cpu=cpu())
         return decision, obs
 
 
@@ -322,6 +341,11 @@ def edge_route(admin: int) -> tuple[str, list[tuple[str, int]]]:
     return cfg["version_info"], [(c["name"], int(c["weight"])) for c in route["weighted_clusters"]["clusters"]]
 
 
+def cpu() -> tuple[float, float]:
+    t = os.times()
+    return t.user + t.system, t.children_user + t.children_system
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest rank (over 20 steps, p99 is the slowest step)."""
     ordered = sorted(values)
@@ -368,6 +392,7 @@ def test_step_latency(tmp_path: Path):
                             obs, _ = await worker.observe(cn, status, now[0])
                             if all(obs.applied.get(z) == st.step for z in [*ZONES, MESH]):
                                 st.live = time.perf_counter()
+                                st.cpu_used = tuple(b - a for a, b in zip(st.cpu, cpu(), strict=True))  # type: ignore[assignment]
                                 break
                             assert time.monotonic() < deadline, f"step {st.step} not applied: {obs.applied}"
                         st.commits = dict(report.commits)
@@ -418,3 +443,6 @@ def test_step_latency(tmp_path: Path):
         each = [p[name] for p in phases]
         print(f"[bench step latency]   {name:>8}: {sum(each) / spent * 100:4.0f}% of the time, "
               f"median {statistics.median(each) * 1000:5.0f} ms per step")
+    hub, git = (statistics.median(s.cpu_used[i] for s in rec.steps) for i in (0, 1))
+    print(f"[bench step latency]   CPU per step (median): hub process {hub * 1000:.0f} ms, its git processes "
+          f"{git * 1000:.0f} ms (2 cores, shared)")
