@@ -43,6 +43,7 @@ from federation.demo.procs import Supervisor, wait_for
 from federation.gitops import repo as gitrepo
 from federation.hub import parts as hub_parts
 from federation.hub.executor import Executor
+from federation.hub.service import CONVERGING_LOOK
 from federation.hub.store import MemoryStore
 from federation.hub.worker import RolloutWorker
 from federation.routers import envoy as envoy_router
@@ -446,3 +447,5 @@ def test_step_latency(tmp_path: Path):
     hub, git = (statistics.median(s.cpu_used[i] for s in rec.steps) for i in (0, 1))
     print(f"[bench step latency]   CPU per step (median): hub process {hub * 1000:.0f} ms, its git processes "
           f"{git * 1000:.0f} ms (2 cores, shared)")
+    print(f"[bench step latency]   (observed back to back here; a running hub first looks {CONVERGING_LOOK * 1000:.0f} ms "
+          f"after a step, then at half the step's age, up to its tick)")
