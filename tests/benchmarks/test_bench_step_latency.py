@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import git
+
 from federation.core import spec as specs
 from federation.core.state import Observations, Phase, RolloutStatus, SetWeights
 from federation.demo.procs import Supervisor, wait_for
@@ -108,6 +110,7 @@ class StepTimes:
     commits: dict[str, str] = field(default_factory=dict)  # repo -> the step's commit (repos that changed)
     cpu: tuple[float, float] = (0.0, 0.0)  # CPU seconds at decide: the hub process, its finished children (git)
     cpu_used: tuple[float, float] = (0.0, 0.0)  # CPU seconds spent until live: the hub, git
+    processes: int = 0  # git processes started from decide to live (a count at decide, then the difference)
 
     def phases(self) -> dict[str, float]:
         """Seconds per phase on the critical path; they add up to the step's latency. Walked back
@@ -149,6 +152,8 @@ class Recorder:
         self.current: StepTimes | None = None
         self.steps: list[StepTimes] = []
         self.local = threading.local()
+        self.lock = threading.Lock()
+        self.processes = 0  # git processes the hub started (all of them, any thread)
         self.names: dict[str, str] = {}  # clone workdir -> zone name, or MESH
 
     def git_call(self, workdir: Path) -> GitCall | None:
@@ -165,8 +170,10 @@ class Recorder:
 
 @contextlib.contextmanager
 def timed_git(rec: Recorder) -> Iterator[None]:
-    """``Repo.commit_and_push`` and its push, timed per call (the class is restored afterwards)."""
-    real_commit, real_push = gitrepo.Repo.commit_and_push, gitrepo.Repo._push
+    """``Repo.commit_and_push`` timed per call, the pushes in it (GitPython's ``Remote.push``, or a
+    plain ``git push``) and its edit; every git process the hub starts counted. The classes are
+    restored afterwards."""
+    real_commit, real_push, real_execute = gitrepo.Repo.commit_and_push, git.Remote.push, git.cmd.Git.execute
 
     def commit_and_push(self: gitrepo.Repo, edit: Any, *args: Any, **kwargs: Any) -> str | None:
         call = rec.git_call(self.workdir)
@@ -187,22 +194,37 @@ def timed_git(rec: Recorder) -> Iterator[None]:
             rec.local.call = None
             call.end = time.perf_counter()
 
-    def push(self: gitrepo.Repo, *args: Any, **kwargs: Any) -> None:
+    @contextlib.contextmanager
+    def pushing() -> Iterator[None]:
         call = getattr(rec.local, "call", None)
         t = time.perf_counter()
         try:
-            real_push(self, *args, **kwargs)
+            yield
         finally:
             if call is not None:
                 call.push += time.perf_counter() - t
 
+    def push(self: git.Remote, *args: Any, **kwargs: Any) -> Any:
+        with pushing():
+            return real_push(self, *args, **kwargs)
+
+    def execute(self: git.cmd.Git, command: Any, *args: Any, **kwargs: Any) -> Any:
+        with rec.lock:
+            rec.processes += 1
+        if isinstance(command, list | tuple) and command[1:2] == ["push"] and not kwargs.get("as_process"):
+            with pushing():
+                return real_execute(self, command, *args, **kwargs)
+        return real_execute(self, command, *args, **kwargs)
+
     gitrepo.Repo.commit_and_push = commit_and_push  # type: ignore[method-assign]
-    gitrepo.Repo._push = push  # type: ignore[method-assign]
+    git.Remote.push = push  # type: ignore[method-assign]
+    git.cmd.Git.execute = execute  # type: ignore[method-assign]
     try:
         yield
     finally:
         gitrepo.Repo.commit_and_push = real_commit  # type: ignore[method-assign]
-        gitrepo.Repo._push = real_push  # type: ignore[method-assign]
+        git.Remote.push = real_push  # type: ignore[method-assign]
+        git.cmd.Git.execute = real_execute  # type: ignore[method-assign]
 
 
 class TimedZone:
@@ -257,7 +279,7 @@ class DecisionClock(RolloutWorker):
         decision, obs = await super().decide(canary, status, obs, now)
         steps = [a for a in decision.actions if isinstance(a, SetWeights)]
         if steps and not steps[0].retire and len(self.rec.steps) < STEPS:
-            self.rec.current = StepTimes(steps[0].step, time.perf_counter(), cpu=cpu())
+            self.rec.current = StepTimes(steps[0].step, time.perf_counter(), cpu=cpu(), processes=self.rec.processes)
         return decision, obs
 
 
@@ -394,6 +416,7 @@ def test_step_latency(tmp_path: Path):
                             if all(obs.applied.get(z) == st.step for z in [*ZONES, MESH]):
                                 st.live = time.perf_counter()
                                 st.cpu_used = tuple(b - a for a, b in zip(st.cpu, cpu(), strict=True))  # type: ignore[assignment]
+                                st.processes = rec.processes - st.processes
                                 break
                             assert time.monotonic() < deadline, f"step {st.step} not applied: {obs.applied}"
                         st.commits = dict(report.commits)
@@ -446,6 +469,7 @@ def test_step_latency(tmp_path: Path):
               f"median {statistics.median(each) * 1000:5.0f} ms per step")
     hub, git = (statistics.median(s.cpu_used[i] for s in rec.steps) for i in (0, 1))
     print(f"[bench step latency]   CPU per step (median): hub process {hub * 1000:.0f} ms, its git processes "
-          f"{git * 1000:.0f} ms (2 cores, shared)")
+          f"{git * 1000:.0f} ms (2 cores, shared); git processes per step: "
+          f"{statistics.median(s.processes for s in rec.steps):.0f}")
     print(f"[bench step latency]   (observed back to back here; a running hub first looks {CONVERGING_LOOK * 1000:.0f} ms "
           f"after a step, then at half the step's age, up to its tick)")
