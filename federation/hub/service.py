@@ -31,6 +31,7 @@ from federation.hub.store import FileStore, Store
 from federation.hub.worker import RolloutWorker, TickReport
 
 log = logging.getLogger("federation.hub")
+CONVERGING_LOOK = 0.05  # seconds from a step to the first look at whether it is applied everywhere
 
 
 class Hub:
@@ -177,7 +178,7 @@ class Hub:
             await self.forward_events(report)
             if pending is not None and not report.error:
                 await self.desk.consumed(key, pending, report.status, report.decision.status)
-            await self._sleep_worker(key, self._pace(canary, report.decision.status))
+            await self._sleep_worker(key, self.tick if report.error else self._pace(canary, report.decision.status))
 
     async def forward_events(self, report: TickReport) -> None:
         """Each event of a tick as a Kubernetes Event (when the hub runs in a cluster)."""
@@ -202,8 +203,8 @@ class Hub:
     def _pace(self, canary: FederatedCanary, status: RolloutStatus) -> float:
         if status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.INITIALIZED) or status.paused:
             return max(self.tick, self.discover_every)
-        if status.converged_at is None:
-            return self.tick  # a step is converging: look often
+        if status.converged_at is None:  # a step converging: look soon, then at half its age, up to the tick
+            return min(self.tick, max(CONVERGING_LOOK, (time.time() - (status.step_started_at or 0)) / 2))
         due = (status.next_analysis_at or 0) - time.time()
         return min(max(self.tick, due), canary.spec.analysis.interval_seconds)
 

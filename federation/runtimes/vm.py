@@ -181,10 +181,14 @@ class VmZone:
         self.pull_request = zone.git.pull_request
         self.agents = VmAgents(zone, pool)
         self._reached: dict[tuple[str, str, int], int | None] = {}  # (rollout, revision, step) -> step reached
+        self._ours: dict[str, tuple[int, str]] = {}  # rollout -> (step, its commit on the zone branch), the last one
 
     async def commit(self, canary: FederatedCanary, record: StepRecord, message: str,
                      branch: str | None = None) -> str | None:
-        return await releases.commit_step(self.repo, self.name, canary.spec.service.name, record, message, branch)
+        sha = await releases.commit_step(self.repo, self.name, canary.spec.service.name, record, message, branch)
+        if sha is not None and branch is None:
+            self._ours[canary.key] = (record.step, sha)
+        return sha
 
     async def converge(self, step: int) -> None:
         under = self.repo.path
@@ -204,7 +208,9 @@ class VmZone:
         hosts = []
         for h in st.hosts:
             reached = None
-            if h.reachable and h.applied_revision:
+            if h.reachable and h.applied_revision and self._ours.get(canary.key) == (step, h.applied_revision):
+                reached = step  # the revision is this step's own commit (usually the head sent): no Git needed
+            elif h.reachable and h.applied_revision:
                 key = (canary.key, h.applied_revision, step)
                 if key not in self._reached:
                     if len(self._reached) > 4096:

@@ -2,7 +2,11 @@
 
 Each endpoint is the agent's real SSH front (``vmagent.server._session``: protocol only, requests on
 stdin or as the command) backed by an in-memory agent that applies at once. Real VMs fsync their
-own disks in parallel; N state dirs on one disk would measure that disk, not the fan-out.
+own disks in parallel; N state dirs on one disk would measure that disk, not the fan-out. It orders
+desired states as the agent does (``vmagent.state.StateDir.accept``: by generation, else by step,
+an older one refused) and answers status as the agent's converge loop does once a pass is done
+(applied revision and step, the stored generation, each serving version's replicas all healthy),
+so the hub's ``VmZone.observe`` counts it applied as it would a real VM.
 Run: python vm_sim.py --count N --dir DIR [--ports-file F] (writes DIR/F when all listen; stops on
 SIGTERM). The benchmark runs two of them (real VMs do their side of the handshakes in parallel).
 """
@@ -20,6 +24,7 @@ from typing import Any
 import asyncssh
 
 from vmagent import PROTOCOL_VERSION, __version__, server
+from vmagent.converge import releases
 
 
 class SimAgent:
@@ -29,11 +34,26 @@ class SimAgent:
 
     def status(self) -> dict[str, Any]:
         d = self.desired or {}
-        return {"protocol": PROTOCOL_VERSION, "agent_version": __version__, "zone": "sim", "revision": d.get("revision"),
-                "step": d.get("step"), "applied_revision": d.get("revision"), "applied_step": d.get("step"),
-                "health": "ok", "error": "", "versions": {}, "instances": []}
+        versions = {}
+        for rel in releases(d):
+            spec = rel["spec"]
+            for version in spec.get("serving") or {}:
+                replicas = int((spec.get("versions") or {}).get(version, {}).get("replicas", 1))
+                versions[f"{spec['service']}/{version}"] = {"replicas": replicas, "healthy": replicas,
+                                                            "ready_percent": 100.0}
+        return {"protocol": PROTOCOL_VERSION, "agent_version": __version__, "zone": "sim", "runner": "sim",
+                "revision": d.get("revision"), "step": d.get("step"), "generation": d.get("generation"),
+                "applied_revision": d.get("revision"), "applied_step": d.get("step"), "health": "ok",
+                "draining": False, "error": "", "versions": versions, "instances": []}
 
     def apply(self, desired: dict[str, Any]) -> dict[str, Any]:
+        current = self.desired or {}
+        new_gen, old_gen = desired.get("generation"), current.get("generation")
+        if isinstance(new_gen, int) and isinstance(old_gen, int):
+            if new_gen < old_gen:
+                return {"accepted": False, "reason": f"generation {new_gen} is older than stored {old_gen}"}
+        elif isinstance(current.get("step"), int) and desired["step"] < current["step"]:
+            return {"accepted": False, "reason": f"step {desired['step']} is older than stored step {current['step']}"}
         self.desired = desired
         return {"accepted": True}
 
