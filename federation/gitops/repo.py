@@ -272,17 +272,26 @@ class Repo:
         parts = self._parts(path)
         self._fresh = False  # a change in the worktree: the next commit starts from a fetch and reset
         dfd = self._open_dir(parts[:-1], create=True)
+        # Written beside it, then renamed over it: a reader (discovery, a zone's converge) sees the
+        # old file or the new one, never a half-written one.
+        tmp = f".{parts[-1]}.federation-{os.getpid()}-{threading.get_ident()}.tmp"
         try:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISLNK(os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False).st_mode):
+                    raise PathRefused(self.url, path)
             try:
-                fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(text.encode("utf-8"))
+                os.rename(tmp, parts[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
             except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
                 if exc.errno == errno.ELOOP:
                     raise PathRefused(self.url, path) from None
                 raise PermanentError(f"{self.url}: cannot write {path}: {exc.strerror}") from None
         finally:
             os.close(dfd)
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
 
     def files(self, under: str, suffixes: tuple[str, ...] = (".yaml", ".yml")) -> list[str]:
         """Regular files under ``under`` (symlinks, and directories reached through one, skipped)."""

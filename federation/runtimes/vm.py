@@ -194,8 +194,13 @@ class VmZone:
         under = self.repo.path
 
         def desired(r: Repo) -> tuple[str, int, list[Any]]:
-            head = r.head()
-            return head, r.generation(head), releases.manifests(r, under)
+            # Under the clone's lock: another rollout's step may be editing this clone (its service's
+            # file half written, or the head about to move); the agents must get a revision and the
+            # manifests of that same revision. (Unlocked, a read in the middle of the payment rollout's
+            # edit sent the zone a state without payment: its agent stopped payment's canary, 503.)
+            with r.lock:
+                head = r.head()
+                return head, r.generation(head), releases.manifests(r, under)
 
         head, generation, manifests = await self.repo.call(desired)
         await self.agents.apply(head, step, manifests, generation)
