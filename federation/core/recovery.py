@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from federation.core.spec import CanarySpec
-from federation.core.state import Phase, RolloutStatus
+from federation.core.state import Phase, RolloutStatus, Stage
 from federation.core.steps import RolloutTarget, StepRecord
 
 
@@ -42,10 +42,14 @@ def recover(spec: CanarySpec, status: RolloutStatus, found: Iterable[StepRecord]
 
 def adopt(status: RolloutStatus, rec: StepRecord, now: float) -> RolloutStatus:
     """The status after a committed step the store never saw: no weight regresses, no step repeats."""
-    target = str(rec.target) if rec.target is not None else status.target
+    # The initialise step (the primary takes all traffic) starts no target: the canary's rollout
+    # starts after it, from Initialized, because its target is new (taken from this record, it
+    # would never start: Initialized with the spec's own target waits for the next release).
+    taken = rec.target if rec.stage is not Stage.INITIALISE else None
+    target = str(taken) if taken is not None else status.target
     versions: dict[str, object] = {}
-    if rec.target is not None and target != status.target:
-        versions = {"primary_version": rec.target.primary_version, "canary_version": rec.target.canary_version,
+    if taken is not None and target != status.target:
+        versions = {"primary_version": taken.primary_version, "canary_version": taken.canary_version,
                     "failed_checks": 0, "iterations": 0, "started_at": now}
     phase = rec.stage.phase_after(status.phase)
     recovered = status.with_(step=rec.step, phase=phase, target=target, **versions, canary_weight=rec.canary_weight,

@@ -44,8 +44,9 @@ class StepResult:
 
 @dataclass
 class Deferred:
-    """A step whose zone commits wait in pull-request branches: each zone converges once its branch
-    is merged; the mesh route follows when every zone has it (new instances before traffic)."""
+    """A step whose mesh route waits: for zone commits in pull-request branches (each zone converges
+    once its branch is merged), then for every zone the route gives weight to report the step
+    applied (new instances healthy and routed before traffic)."""
 
     canary: specs.FederatedCanary
     record: StepRecord

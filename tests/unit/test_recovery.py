@@ -71,3 +71,17 @@ def test_a_rollback_keeps_the_failed_checks_and_a_new_target_resets_them():
     other = RolloutStatus(phase=Phase.SUCCEEDED, step=3, target=str(OLD), failed_checks=2)
     r = recover(SPEC, other, [rec(4, Stage.INITIAL, 0)], NOW)
     assert r.status.target == str(TARGET) and r.status.failed_checks == 0 and r.status.canary_version == "v2"
+
+
+def test_an_adopted_initialise_step_leaves_the_rollout_to_start():
+    """The chaos soak (SOAK_SEED=4404): a zone repo's remote away during a rollout's initialise step,
+    the step committed to some repos, adopted from Git at the next tick. It took the record's target,
+    so the rollout reached Initialized with the spec's own target and never started (two rollouts
+    stuck for the rest of the run); now the target stays unset and the next tick starts it."""
+    from federation.core.decide import same_target
+
+    fresh = RolloutStatus()
+    r = recover(SPEC, fresh, [rec(1, Stage.INITIALISE, weight=0)], NOW)
+    assert r.adopted is not None and r.status.step == 1 and r.status.phase is Phase.INITIALIZING
+    assert r.status.target == fresh.target and not same_target(SPEC, r.status.target)
+    assert r.reapply is not None and r.reapply.step == 1  # applied once more, as any current step
