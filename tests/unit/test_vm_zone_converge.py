@@ -7,8 +7,8 @@ writes is replaced whole: a reader never sees it half written."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 class Agents:
     def __init__(self) -> None:
         self.sent: list[tuple[str, list[Any]]] = []
+        self.got = asyncio.Event()
 
     async def apply(self, revision: str, step: int, manifests: list[Any], generation: int) -> None:
         self.sent.append((revision, manifests))
+        self.got.set()
 
 
 def test_converge_sends_the_manifests_of_the_revision_it_names_while_a_step_is_being_edited(tmp_path: Path):
@@ -53,9 +55,8 @@ def test_converge_sends_the_manifests_of_the_revision_it_names_while_a_step_is_b
         other = asyncio.ensure_future(asyncio.to_thread(clone.commit_and_push, edit, "another rollout's step"))
         assert await asyncio.to_thread(edited.wait, 30)
         converging = asyncio.ensure_future(zone.converge(1))
-        deadline = time.monotonic() + 2.0  # an unlocked read sends at once; a locked one waits
-        while not agents.sent and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        with contextlib.suppress(TimeoutError):  # an unlocked read sends at once; a locked one waits
+            await asyncio.wait_for(agents.got.wait(), 2.0)
         go.set()
         sha = await other
         await converging
