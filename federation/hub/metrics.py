@@ -108,6 +108,7 @@ class HubMetrics:
                                         "Discoveries that failed (mesh repo, or the Lease API)", registry=r)
         # rollout -> its series: (metric, label values) -> the child (labels() checks and locks per call)
         self._series: dict[str, dict[tuple[Any, tuple[str, ...]], Any]] = {}
+        self._set_for: dict[str, tuple[Any, Phase]] = {}  # rollout -> (spec, phase) last set: what follows from them
         if fleet is not None:
             self.f_info.labels(federation.__version__, fleet.spec.mesh.provider.value).set(1)
 
@@ -115,15 +116,13 @@ class HubMetrics:
                              "(it runs its last valid spec)", ["name", "namespace"], registry=r)
         self.problems = Gauge("federation_spec_problems", "Files in the mesh repo that are not valid rollouts", registry=r)
 
-    # -- callers ------------------------------------------------------------------------------
-
     def discovery(self, canaries: Iterable[str], owned: Iterable[str], sharded: bool, now: float,
                   renewed: bool = True) -> None:
         """After each discovery: canaries per namespace (Flagger's total), and this replica's share.
         ``renewed`` False: the Lease API did not answer; counted as a failed discovery (alerts)."""
         keys = sorted(canaries)
         per_ns = Tally(k.split("/", 1)[0] for k in keys)
-        for ns in {labels[0] for labels in _label_sets(self.f_total)} - set(per_ns):
+        for ns in {s.labels["namespace"] for fam in self.f_total.collect() for s in fam.samples} - set(per_ns):
             self.f_total.labels(ns).set(0)
         for ns, n in per_ns.items():
             self.f_total.labels(ns).set(n)
@@ -152,6 +151,7 @@ class HubMetrics:
 
     def forget(self, key: str) -> None:
         """Drop a rollout's series: removed, or run by another replica now (its figures are there)."""
+        self._set_for.pop(key, None)
         for metric, values in self._series.pop(key, {}):
             with contextlib.suppress(KeyError):
                 metric.remove(*values)
@@ -181,18 +181,21 @@ class HubMetrics:
         self._at(self.f_duration, key, workload, ns).observe(seconds)
         # Ours
         self._at(self.status, key, name, ns).set(status_code(st))
-        for p in Phase:
-            self._at(self.phase, key, name, ns, p.value).set(1 if p is st.phase else 0)
+        set_for = self._set_for.get(key)
+        if set_for is None or set_for[1] is not st.phase:
+            for p in Phase:
+                self._at(self.phase, key, name, ns, p.value).set(1 if p is st.phase else 0)
         self._at(self.weight, key, name, ns).set(st.canary_weight / 100)
         self._at(self.step, key, name, ns).set(st.step)
         self._at(self.failed_checks, key, name, ns).set(st.failed_checks)
         self._at(self.duration, key, name, ns).observe(seconds)
         self._at(self.held_since, key, name, ns).set(st.held_since or 0)
-        if spec is not None:
+        if spec is not None and (set_for is None or set_for[0] is not spec):
             self._at(self.deadline, key, name, ns).set(spec.progress_deadline_seconds)
             self._thresholds(key, name, ns, spec)
             for counter in (self.f_successes, self.f_failures):  # 0 before the first: increase() has a series
                 self._at(counter, key, workload, ns, strategy(spec), "skipped" if spec.skip_analysis else "completed")
+        self._set_for[key] = (spec, st.phase)
         if st.phase != before.phase:
             outcome = None
             if st.phase is Phase.SUCCEEDED:
@@ -243,7 +246,3 @@ class HubMetrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
-    return [tuple(s.labels.values()) for fam in metric.collect() for s in fam.samples]

@@ -69,6 +69,7 @@ class RolloutWorker:
         self.clock = clock
         self.listener = listener
         self._resynced = False
+        self._saved = False
         self._last_error = ""
 
     async def _hooks(self, canary: FederatedCanary, types: tuple[WebhookType, ...],
@@ -215,7 +216,11 @@ class RolloutWorker:
             await self._notify(report)
             return report
         try:
-            await self.store.save(self.key, decision.status)
+            # Saved when it changed (most ticks of a rollout waiting for its next analysis change
+            # nothing), and once per worker so every rollout it ran has a stored status.
+            if decision.status != status or not self._saved:
+                await self.store.save(self.key, decision.status)
+                self._saved = True
         except FederationError as exc:
             # Another writer moved the stored status (this replica lost the rollout), or the store is
             # down: the next tick loads again and decides from what is there.

@@ -1,0 +1,94 @@
+"""A hub tick does no work that nothing asked for: a tick that changes nothing writes no status
+(a rollout waiting for its next analysis), and a rollout with no operator command reads no command
+file. At 10,000 rollouts both were most of a tick (``tests/benchmarks/test_bench_hub_scale.py``).
+Real worker and core, the hub's parts in memory; a real file command store."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from federation.core.state import RolloutStatus
+from federation.hub.commands import Commands
+from federation.hub.store import MemoryStore
+from federation.hub.worker import RolloutWorker
+from tests import hubfakes
+
+KEY = "shop/frontend"
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.saves = 0
+
+    async def save(self, key: str, status: RolloutStatus) -> None:
+        self.saves += 1
+        await super().save(key, status)
+
+
+def test_a_tick_that_changes_nothing_saves_nothing():
+    canary = hubfakes.canary(interval="30s")
+    parts = hubfakes.MemoryParts(hubfakes.fleet(), [canary])
+    store = CountingStore()
+    now = [10_000.0]
+
+    async def run() -> tuple[int, int]:
+        worker = RolloutWorker(canary.key, parts, store, clock=lambda: now[0])
+        changed = unchanged = 0
+        for _ in range(300):  # one tick a second, through analyses (every 30 s) and steps
+            now[0] += 1
+            report = await worker.tick(canary)
+            assert not report.error
+            if report.decision.status != report.status:
+                changed += 1
+            else:
+                unchanged += 1
+            assert await store.load(canary.key) == report.decision.status
+        return changed, unchanged
+
+    changed, unchanged = asyncio.run(run())
+    assert store.saves == changed and changed > 5 and unchanged > 100, (store.saves, changed, unchanged)
+
+
+def test_a_worker_saves_its_first_tick_even_when_unchanged():
+    """Discovery tells a rollout this hub ran before by its stored status."""
+    canary = hubfakes.canary(interval="1m")
+    parts = hubfakes.MemoryParts(hubfakes.fleet(), [canary])
+    store = CountingStore()
+
+    async def run() -> None:
+        worker = RolloutWorker(canary.key, parts, store, clock=lambda: 10_000.0)
+        while (report := await worker.tick(canary)).decision.status != report.status:
+            pass  # the same instant: until a tick changes nothing
+        store.saves = 0
+        again = await RolloutWorker(canary.key, parts, store, clock=lambda: 10_000.0).tick(canary)
+        assert again.decision.status == again.status and store.saves == 1
+
+    asyncio.run(run())
+
+
+def test_no_command_file_is_read_for_a_rollout_without_a_command(tmp_path: Path):
+    Commands(tmp_path)._put("shop/waiting", {"command": "pause", "id": "old", "at": 1.0})  # from before a restart
+    store = Commands(tmp_path)
+    reads: list[Path] = []
+    real_read = store._read
+
+    def counted(path: Path):  # type: ignore[no-untyped-def]
+        reads.append(path)
+        return real_read(path)
+
+    store._read = counted  # type: ignore[method-assign]
+
+    async def run() -> None:
+        assert await store.pending(KEY) is None
+        assert reads == []
+        assert (await store.pending("shop/waiting") or {}).get("id") == "old"  # a restart keeps it
+        cid = await store.put(KEY, "abort")
+        assert (await store.pending(KEY) or {}).get("id") == cid
+        await store.done(KEY, cid, {"command": "abort", "state": "accepted", "message": "rolled back"})
+        n = len(reads)
+        assert await store.pending(KEY) is None and len(reads) == n
+        assert (await store.answer(KEY, cid) or {}).get("state") == "accepted"
+
+    asyncio.run(run())
