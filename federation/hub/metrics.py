@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 import federation
 from federation.core.spec import CanarySpec, FederatedCanary, Fleet
-from federation.core.state import Phase, SetWeights
+from federation.core.state import Phase, RolloutStatus, SetWeights
 from federation.hub.labels import flagger_canary_percent, flagger_status_code, status_code, strategy
 from federation.hub.worker import TickReport
 
@@ -108,7 +108,7 @@ class HubMetrics:
                                         "Discoveries that failed (mesh repo, or the Lease API)", registry=r)
         # rollout -> its series: (metric, label values) -> the child (labels() checks and locks per call)
         self._series: dict[str, dict[tuple[Any, tuple[str, ...]], Any]] = {}
-        self._set_for: dict[str, tuple[Any, Phase]] = {}  # rollout -> (spec, phase) last set: what follows from them
+        self._set_for: dict[str, tuple[Any, RolloutStatus]] = {}  # rollout -> (spec, status) its series show
         if fleet is not None:
             self.f_info.labels(federation.__version__, fleet.spec.mesh.provider.value).set(1)
 
@@ -173,29 +173,28 @@ class HubMetrics:
         tick_errors = self._at(self.tick_errors, key, name, ns)  # 0 before the first: rate() has a series
         if report.error:
             tick_errors.inc()
-        # Flagger's
-        self._at(self.f_status, key, workload, ns).set(flagger_status_code(st))
-        canary_pct = flagger_canary_percent(st)
-        self._at(self.f_weight, key, f"{workload}-primary", ns).set(100 - canary_pct)
-        self._at(self.f_weight, key, workload, ns).set(canary_pct)
+        set_for = self._set_for.get(key)  # what follows from the status and spec: set when they change
         self._at(self.f_duration, key, workload, ns).observe(seconds)
-        # Ours
-        self._at(self.status, key, name, ns).set(status_code(st))
-        set_for = self._set_for.get(key)
-        if set_for is None or set_for[1] is not st.phase:
-            for p in Phase:
-                self._at(self.phase, key, name, ns, p.value).set(1 if p is st.phase else 0)
-        self._at(self.weight, key, name, ns).set(st.canary_weight / 100)
-        self._at(self.step, key, name, ns).set(st.step)
-        self._at(self.failed_checks, key, name, ns).set(st.failed_checks)
         self._at(self.duration, key, name, ns).observe(seconds)
-        self._at(self.held_since, key, name, ns).set(st.held_since or 0)
+        if set_for is None or set_for[0] is not spec or set_for[1] != st:
+            self._at(self.f_status, key, workload, ns).set(flagger_status_code(st))  # Flagger's
+            canary_pct = flagger_canary_percent(st)
+            self._at(self.f_weight, key, f"{workload}-primary", ns).set(100 - canary_pct)
+            self._at(self.f_weight, key, workload, ns).set(canary_pct)
+            self._at(self.status, key, name, ns).set(status_code(st))  # ours
+            if set_for is None or set_for[1].phase is not st.phase:
+                for p in Phase:
+                    self._at(self.phase, key, name, ns, p.value).set(1 if p is st.phase else 0)
+            self._at(self.weight, key, name, ns).set(st.canary_weight / 100)
+            self._at(self.step, key, name, ns).set(st.step)
+            self._at(self.failed_checks, key, name, ns).set(st.failed_checks)
+            self._at(self.held_since, key, name, ns).set(st.held_since or 0)
         if spec is not None and (set_for is None or set_for[0] is not spec):
             self._at(self.deadline, key, name, ns).set(spec.progress_deadline_seconds)
             self._thresholds(key, name, ns, spec)
             for counter in (self.f_successes, self.f_failures):  # 0 before the first: increase() has a series
                 self._at(counter, key, workload, ns, strategy(spec), "skipped" if spec.skip_analysis else "completed")
-        self._set_for[key] = (spec, st.phase)
+        self._set_for[key] = (spec, st)
         if st.phase != before.phase:
             outcome = None
             if st.phase is Phase.SUCCEEDED:

@@ -92,3 +92,27 @@ def test_no_command_file_is_read_for_a_rollout_without_a_command(tmp_path: Path)
         assert (await store.answer(KEY, cid) or {}).get("state") == "accepted"
 
     asyncio.run(run())
+
+
+def test_one_zone_failing_to_answer_leaves_the_zones_unobserved_and_the_mesh_observed():
+    """Zones and the mesh route are observed in one gather: a zone that raises does not stop the
+    others nor the mesh route being asked, and the tick goes on without zone figures."""
+    canary = hubfakes.canary()
+    parts = hubfakes.MemoryParts(hubfakes.fleet(), [canary])
+    asked: list[str] = []
+
+    class Broken(hubfakes.MemoryZone):
+        async def observe(self, c, step):  # type: ignore[no-untyped-def]
+            asked.append(self.name)
+            raise OSError("connection reset")
+
+    parts.zones["onprem"] = Broken("onprem", parts.applied)
+    parts.applied[canary.key] = 3
+
+    async def run():  # type: ignore[no-untyped-def]
+        return await RolloutWorker(canary.key, parts, MemoryStore(), clock=lambda: 10_000.0).tick(canary)
+
+    report = asyncio.run(run())
+    assert asked == ["onprem"] and report.zones == {} and not report.error
+    assert report.observations is not None and report.observations.applied["mesh"] == 3
+    assert all(step is None for z, step in report.observations.applied.items() if z != "mesh")
