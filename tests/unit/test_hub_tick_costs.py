@@ -10,7 +10,7 @@ from pathlib import Path
 
 from federation.core.state import RolloutStatus
 from federation.hub.commands import Commands
-from federation.hub.store import MemoryStore
+from federation.hub.store import FileStore, MemoryStore
 from federation.hub.worker import RolloutWorker
 from tests import hubfakes
 
@@ -116,3 +116,26 @@ def test_one_zone_failing_to_answer_leaves_the_zones_unobserved_and_the_mesh_obs
     assert asked == ["onprem"] and report.zones == {} and not report.error
     assert report.observations is not None and report.observations.applied["mesh"] == 3
     assert all(step is None for z, step in report.observations.applied.items() if z != "mesh")
+
+
+def test_a_tick_reads_no_state_file_once_the_status_is_known(tmp_path: Path):
+    """One hub per state directory writes its files: what it read or wrote is what is there."""
+    FileStore(tmp_path).write(KEY, RolloutStatus(step=4))  # from before a restart
+    store = FileStore(tmp_path)
+    reads: list[str] = []
+    real_read = store.read
+
+    def counted(key: str) -> RolloutStatus:
+        reads.append(key)
+        return real_read(key)
+
+    store.read = counted  # type: ignore[method-assign]
+
+    async def run() -> None:
+        assert (await store.load(KEY)).step == 4 and (await store.load(KEY)).step == 4
+        assert reads == [KEY]
+        await store.save(KEY, RolloutStatus(step=5))
+        assert (await store.load(KEY)).step == 5 and reads == [KEY]
+        assert FileStore(tmp_path).read(KEY).step == 5  # and on disk
+
+    asyncio.run(run())
