@@ -108,7 +108,7 @@ class HubMetrics:
                                         "Discoveries that failed (mesh repo, or the Lease API)", registry=r)
         # rollout -> its series: (metric, label values) -> the child (labels() checks and locks per call)
         self._series: dict[str, dict[tuple[Any, tuple[str, ...]], Any]] = {}
-        self._set_for: dict[str, tuple[Any, RolloutStatus]] = {}  # rollout -> (spec, status) its series show
+        self._set_for: dict[str, tuple[Any, RolloutStatus, Any]] = {}  # rollout -> (spec, status, zones) shown
         if fleet is not None:
             self.f_info.labels(federation.__version__, fleet.spec.mesh.provider.value).set(1)
 
@@ -194,7 +194,6 @@ class HubMetrics:
             self._thresholds(key, name, ns, spec)
             for counter in (self.f_successes, self.f_failures):  # 0 before the first: increase() has a series
                 self._at(counter, key, workload, ns, strategy(spec), "skipped" if spec.skip_analysis else "completed")
-        self._set_for[key] = (spec, st)
         if st.phase != before.phase:
             outcome = None
             if st.phase is Phase.SUCCEEDED:
@@ -211,13 +210,15 @@ class HubMetrics:
                     self._at(self.subset, key, name, ns, s.zone, s.version).set(w / 100)
         if before.converged_at is None and st.converged_at is not None and st.step_started_at is not None:
             self._at(self.step_latency, key, name, ns).observe(max(0.0, st.converged_at - st.step_started_at))
-        if report.observations is not None:
-            for zone, step in report.observations.applied.items():
+        applied = tuple(report.observations.applied.items()) if report.observations is not None else ()
+        zones = tuple((zone, seen.applied_step(), tuple(seen.reasons())) for zone, seen in report.zones.items())
+        if set_for is None or set_for[2] != (applied, zones):
+            for zone, step in applied:
                 self._at(self.zone_applied, key, name, ns, zone).set(-1 if step is None else step)
-        for zone, seen in report.zones.items():
-            problems = seen.reasons()
-            self._at(self.zone_up, key, name, ns, zone).set(0 if seen.applied_step() is None and problems else 1)
-            self._at(self.zone_problems, key, name, ns, zone).set(len(problems))
+            for zone, step, problems in zones:
+                self._at(self.zone_up, key, name, ns, zone).set(0 if step is None and problems else 1)
+                self._at(self.zone_problems, key, name, ns, zone).set(len(problems))
+        self._set_for[key] = (spec, st, (applied, zones))
         self._analysis(key, name, workload, ns, report)
 
     def _analysis(self, key: str, name: str, workload: str, ns: str, report: TickReport) -> None:

@@ -111,7 +111,8 @@ class MemoryStore:
         return decoded[1]
 
     async def save(self, key: str, status: RolloutStatus) -> None:
-        self.data[key] = _encode(status)
+        raw = self.data[key] = _encode(status)
+        self._decoded[key] = (raw, status)  # as FileStore keeps what it wrote
 
     async def keys(self) -> list[str]:
         return sorted(self.data)
