@@ -17,7 +17,7 @@ from typing import Any
 
 from federation import files
 from federation.core.state import COMMANDS, Command
-from federation.hub.store import KEY_ANNOTATION, MANAGED_BY, configmap_name, file_name
+from federation.hub.store import KEY_ANNOTATION, MANAGED_BY, configmap_name, file_name, key_of
 from federation.runtimes import kubernetes as kube
 
 
@@ -37,6 +37,9 @@ class Commands:
         # command: a newer command written between the two would be lost. Both run in worker
         # threads, so the check and the removal hold this lock, and so does every write.
         self._lock = threading.Lock()
+        # Keys with a pending file, listed once, then kept by ``_put`` and ``_done`` (one hub per
+        # state directory writes here): a tick of a rollout with no command reads no file.
+        self._pending: set[str] | None = None
 
     def _path(self, key: str, suffix: str = ".json") -> Path:
         return self.root / (file_name(key) + suffix)
@@ -44,6 +47,15 @@ class Commands:
     def _put(self, key: str, doc: dict[str, Any]) -> None:
         with self._lock:
             files.replace(self._path(key), json.dumps(doc).encode(), mode=0o600)
+            if self._pending is not None:
+                self._pending.add(key)
+
+    def _listed(self) -> set[str]:
+        with self._lock:
+            if self._pending is None:
+                self._pending = {key_of(p.name[:-5]) for p in self.root.iterdir()
+                                 if p.name.endswith(".json") and not p.name.endswith(".answer.json")}
+            return self._pending
 
     def _read(self, path: Path) -> dict[str, Any] | None:
         try:
@@ -59,6 +71,9 @@ class Commands:
         return cid
 
     async def pending(self, key: str) -> dict[str, Any] | None:
+        known = self._pending if self._pending is not None else await asyncio.to_thread(self._listed)
+        if key not in known:
+            return None
         d = await asyncio.to_thread(self._read, self._path(key))
         return d if d is not None and "command" in d else None
 
@@ -72,6 +87,8 @@ class Commands:
             d = self._read(self._path(key))
             if cid is None or d is None or d.get("id") in (cid, None):
                 self._path(key).unlink(missing_ok=True)
+                if self._pending is not None:
+                    self._pending.discard(key)
 
     async def done(self, key: str, cid: str | None = None, answer: dict[str, Any] | None = None) -> None:
         """The command ``cid`` was consumed: keep ``answer``; drop the pending file unless a newer

@@ -49,12 +49,16 @@ def record(steps: Log, hook_answers: dict[str, dict[str, dict[str, Any]]], event
 
 def explain(before: dict[str, str], report: TickReport) -> dict[str, str]:
     """Zone -> why it is not at the current step; logged when a reason appears or changes, and
-    when the zone catches up. A paused rollout (or a tick that observed nothing) keeps ``before``."""
+    when the zone catches up. A paused rollout (or a tick that observed nothing) keeps ``before``;
+    a tick that set a new step logs none (no zone could have applied it when it observed them)."""
     obs = report.observations
     status = report.decision.status
     if obs is None or status.paused:
         return before
-    now = reasons.reasons(status.step, dict(obs.applied), report.zones, report.error) if status.step else {}
+    if status.step != report.status.step and not report.error:
+        now: dict[str, str] = {}  # this tick set the step: what it observed predates it (the next tick tells)
+    else:
+        now = reasons.reasons(status.step, dict(obs.applied), report.zones, report.error) if status.step else {}
     for z, why in now.items():
         if before.get(z) != why:
             log.warning("%s: zone %s has not applied step %d: %s", report.key, z, status.step, why)

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 import federation
 from federation.core.spec import CanarySpec, FederatedCanary, Fleet
-from federation.core.state import Phase, SetWeights
+from federation.core.state import Phase, RolloutStatus, SetWeights
 from federation.hub.labels import flagger_canary_percent, flagger_status_code, status_code, strategy
 from federation.hub.worker import TickReport
 
@@ -108,6 +108,7 @@ class HubMetrics:
                                         "Discoveries that failed (mesh repo, or the Lease API)", registry=r)
         # rollout -> its series: (metric, label values) -> the child (labels() checks and locks per call)
         self._series: dict[str, dict[tuple[Any, tuple[str, ...]], Any]] = {}
+        self._set_for: dict[str, tuple[Any, RolloutStatus, Any]] = {}  # rollout -> (spec, status, zones) shown
         if fleet is not None:
             self.f_info.labels(federation.__version__, fleet.spec.mesh.provider.value).set(1)
 
@@ -115,15 +116,13 @@ class HubMetrics:
                              "(it runs its last valid spec)", ["name", "namespace"], registry=r)
         self.problems = Gauge("federation_spec_problems", "Files in the mesh repo that are not valid rollouts", registry=r)
 
-    # -- callers ------------------------------------------------------------------------------
-
     def discovery(self, canaries: Iterable[str], owned: Iterable[str], sharded: bool, now: float,
                   renewed: bool = True) -> None:
         """After each discovery: canaries per namespace (Flagger's total), and this replica's share.
         ``renewed`` False: the Lease API did not answer; counted as a failed discovery (alerts)."""
         keys = sorted(canaries)
         per_ns = Tally(k.split("/", 1)[0] for k in keys)
-        for ns in {labels[0] for labels in _label_sets(self.f_total)} - set(per_ns):
+        for ns in {s.labels["namespace"] for fam in self.f_total.collect() for s in fam.samples} - set(per_ns):
             self.f_total.labels(ns).set(0)
         for ns, n in per_ns.items():
             self.f_total.labels(ns).set(n)
@@ -152,6 +151,7 @@ class HubMetrics:
 
     def forget(self, key: str) -> None:
         """Drop a rollout's series: removed, or run by another replica now (its figures are there)."""
+        self._set_for.pop(key, None)
         for metric, values in self._series.pop(key, {}):
             with contextlib.suppress(KeyError):
                 metric.remove(*values)
@@ -173,22 +173,23 @@ class HubMetrics:
         tick_errors = self._at(self.tick_errors, key, name, ns)  # 0 before the first: rate() has a series
         if report.error:
             tick_errors.inc()
-        # Flagger's
-        self._at(self.f_status, key, workload, ns).set(flagger_status_code(st))
-        canary_pct = flagger_canary_percent(st)
-        self._at(self.f_weight, key, f"{workload}-primary", ns).set(100 - canary_pct)
-        self._at(self.f_weight, key, workload, ns).set(canary_pct)
+        set_for = self._set_for.get(key)  # what follows from the status and spec: set when they change
         self._at(self.f_duration, key, workload, ns).observe(seconds)
-        # Ours
-        self._at(self.status, key, name, ns).set(status_code(st))
-        for p in Phase:
-            self._at(self.phase, key, name, ns, p.value).set(1 if p is st.phase else 0)
-        self._at(self.weight, key, name, ns).set(st.canary_weight / 100)
-        self._at(self.step, key, name, ns).set(st.step)
-        self._at(self.failed_checks, key, name, ns).set(st.failed_checks)
         self._at(self.duration, key, name, ns).observe(seconds)
-        self._at(self.held_since, key, name, ns).set(st.held_since or 0)
-        if spec is not None:
+        if set_for is None or set_for[0] is not spec or set_for[1] != st:
+            self._at(self.f_status, key, workload, ns).set(flagger_status_code(st))  # Flagger's
+            canary_pct = flagger_canary_percent(st)
+            self._at(self.f_weight, key, f"{workload}-primary", ns).set(100 - canary_pct)
+            self._at(self.f_weight, key, workload, ns).set(canary_pct)
+            self._at(self.status, key, name, ns).set(status_code(st))  # ours
+            if set_for is None or set_for[1].phase is not st.phase:
+                for p in Phase:
+                    self._at(self.phase, key, name, ns, p.value).set(1 if p is st.phase else 0)
+            self._at(self.weight, key, name, ns).set(st.canary_weight / 100)
+            self._at(self.step, key, name, ns).set(st.step)
+            self._at(self.failed_checks, key, name, ns).set(st.failed_checks)
+            self._at(self.held_since, key, name, ns).set(st.held_since or 0)
+        if spec is not None and (set_for is None or set_for[0] is not spec):
             self._at(self.deadline, key, name, ns).set(spec.progress_deadline_seconds)
             self._thresholds(key, name, ns, spec)
             for counter in (self.f_successes, self.f_failures):  # 0 before the first: increase() has a series
@@ -209,13 +210,15 @@ class HubMetrics:
                     self._at(self.subset, key, name, ns, s.zone, s.version).set(w / 100)
         if before.converged_at is None and st.converged_at is not None and st.step_started_at is not None:
             self._at(self.step_latency, key, name, ns).observe(max(0.0, st.converged_at - st.step_started_at))
-        if report.observations is not None:
-            for zone, step in report.observations.applied.items():
+        applied = tuple(report.observations.applied.items()) if report.observations is not None else ()
+        zones = tuple((zone, seen.applied_step(), tuple(seen.reasons())) for zone, seen in report.zones.items())
+        if set_for is None or set_for[2] != (applied, zones):
+            for zone, step in applied:
                 self._at(self.zone_applied, key, name, ns, zone).set(-1 if step is None else step)
-        for zone, seen in report.zones.items():
-            problems = seen.reasons()
-            self._at(self.zone_up, key, name, ns, zone).set(0 if seen.applied_step() is None and problems else 1)
-            self._at(self.zone_problems, key, name, ns, zone).set(len(problems))
+            for zone, step, problems in zones:
+                self._at(self.zone_up, key, name, ns, zone).set(0 if step is None and problems else 1)
+                self._at(self.zone_problems, key, name, ns, zone).set(len(problems))
+        self._set_for[key] = (spec, st, (applied, zones))
         self._analysis(key, name, workload, ns, report)
 
     def _analysis(self, key: str, name: str, workload: str, ns: str, report: TickReport) -> None:
@@ -243,7 +246,3 @@ class HubMetrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
-
-
-def _label_sets(metric: Gauge) -> list[tuple[str, ...]]:
-    return [tuple(s.labels.values()) for fam in metric.collect() for s in fam.samples]

@@ -214,9 +214,12 @@ class Hub:
 
     async def _sleep_worker(self, key: str, seconds: float) -> None:
         event = self._wake.setdefault(key, asyncio.Event())
-        if not self._stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=seconds)
+        if not self._stop.is_set() and not event.is_set():
+            timer = asyncio.get_running_loop().call_later(seconds, event.set)  # not wait_for: no task per sleep
+            try:
+                await event.wait()
+            finally:
+                timer.cancel()
         event.clear()
 
     async def _sleep(self, seconds: float) -> None:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from federation.core import decide as core
 from federation.core import recovery
@@ -69,6 +70,7 @@ class RolloutWorker:
         self.clock = clock
         self.listener = listener
         self._resynced = False
+        self._saved = False
         self._last_error = ""
 
     async def _hooks(self, canary: FederatedCanary, types: tuple[WebhookType, ...],
@@ -79,10 +81,17 @@ class RolloutWorker:
         return await webhooks.call_all(hooks, canary.metadata.name, canary.metadata.namespace, status.phase.value,
                                        checksum=canary.spec.checksum, policy=self.parts.fleet.outbound_policy())
 
-    async def _zones(self, canary: FederatedCanary, zones: list[str], step: int) -> dict[str, ZoneObservation]:
-        await self.parts.executor.advance(canary.key)  # a step waiting for merges moves on first
-        seen = await asyncio.gather(*[self.parts.zones[z].observe(canary, step) for z in zones])
-        return dict(zip(zones, seen, strict=True))
+    async def _zones(self, canary: FederatedCanary, zones: list[str], step: int) -> tuple[Any, Any]:
+        """Zones and the mesh route's step in one gather; one zone failing leaves the zones unobserved."""
+        failed: BaseException | None = None
+        try:
+            await self.parts.executor.advance(canary.key)  # a step waiting for merges moves on first
+        except Exception as exc:
+            failed = exc
+        observing = [] if failed else [self.parts.zones[z].observe(canary, step) for z in zones]
+        *seen, mesh = await asyncio.gather(*observing, self.parts.executor.mesh_step(canary, step), return_exceptions=True)
+        failed = failed or next((x for x in seen if isinstance(x, BaseException)), None)
+        return failed or dict(zip(zones, seen, strict=True)), mesh
 
     async def _metrics(self, canary: FederatedCanary) -> tuple[MetricSample, ...]:
         spec = canary.spec
@@ -98,9 +107,7 @@ class RolloutWorker:
         decision asks for them (``decide``)."""
         spec = canary.spec
         zones = list(dict.fromkeys(spec.primary.zones + spec.canary.zones))
-        zone_statuses, mesh_step = await asyncio.gather(
-            self._zones(canary, zones, status.step), self.parts.executor.mesh_step(canary, status.step),
-            return_exceptions=True)
+        zone_statuses, mesh_step = await self._zones(canary, zones, status.step)
         if isinstance(zone_statuses, BaseException):
             log.warning("%s: zone observation failed: %s", self.key, zone_statuses)
             zone_statuses = {}
@@ -215,7 +222,11 @@ class RolloutWorker:
             await self._notify(report)
             return report
         try:
-            await self.store.save(self.key, decision.status)
+            # Saved when it changed (most ticks of a rollout waiting for its next analysis change
+            # nothing), and once per worker so every rollout it ran has a stored status.
+            if decision.status != status or not self._saved:
+                await self.store.save(self.key, decision.status)
+                self._saved = True
         except FederationError as exc:
             # Another writer moved the stored status (this replica lost the rollout), or the store is
             # down: the next tick loads again and decides from what is there.
@@ -236,3 +247,4 @@ class RolloutWorker:
 
 async def _nothing() -> tuple[MetricSample, ...]:
     return ()
+

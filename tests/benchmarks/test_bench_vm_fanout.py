@@ -20,6 +20,9 @@ from federation.runtimes.ssh import Pool
 from federation.runtimes.vm import VmAgents
 
 HERE = Path(__file__).resolve().parent
+# Cold 50 and ansible 50 are each measured this many times and the best kept, alike on both sides:
+# on a loaded machine one run of either measures the other processes as much as itself.
+COLD_RUNS = 2
 
 
 def zone(ports: list[int], tmp: Path) -> specs.Zone:
@@ -67,18 +70,22 @@ def test_vm_fanout(tmp_path: Path):
             await warmup.close()
             step = 0
             for n in (50, 200, 500):
-                pool = Pool(concurrency=256, connect_timeout=30, call_timeout=30)
-                z = VmAgents(zone(ports[:n], tmp_path), pool)
-                try:
-                    step += 1
-                    results[f"cold {n}"] = await apply_and_confirm(z, step)
-                    warm = []
-                    for _ in range(3):
+                runs, cold = COLD_RUNS if n == 50 else 1, []  # the ratio's side: best of as many as ansible's
+                for i in range(runs):
+                    pool = Pool(concurrency=256, connect_timeout=30, call_timeout=30)
+                    z = VmAgents(zone(ports[:n], tmp_path), pool)
+                    try:
                         step += 1
-                        warm.append(await apply_and_confirm(z, step))
-                    results[f"warm {n}"] = min(warm)
-                finally:
-                    await pool.close()
+                        cold.append(await apply_and_confirm(z, step))
+                        if i == runs - 1:  # warm: the last cold run's pool
+                            warm = []
+                            for _ in range(3):
+                                step += 1
+                                warm.append(await apply_and_confirm(z, step))
+                            results[f"warm {n}"] = min(warm)
+                    finally:
+                        await pool.close()
+                results[f"cold {n}"] = min(cold)
 
         asyncio.run(run())
         ansible = shutil.which("ansible") or str(Path(sys.executable).parent / "ansible")
@@ -93,17 +100,21 @@ def test_vm_fanout(tmp_path: Path):
                "ANSIBLE_PRIVATE_KEY_FILE": str(tmp_path / "hub_key"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ans"),
                "ANSIBLE_HOME": str(tmp_path / "ans"), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_SSH_USETTY": "False"}  # the agent endpoint refuses PTYs
-        t0 = time.perf_counter()
-        r = subprocess.run([ansible, "sim", "-i", str(inv), "-m", "raw", "-a", f"fed-agent rpc {request}", "-f", "50"],
-                           capture_output=True, text=True, env=env, timeout=600)
-        results["ansible 50"] = time.perf_counter() - t0
-        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-        assert r.stdout.count('"accepted": true') == 50
+        runs = []
+        for _ in range(COLD_RUNS):
+            t0 = time.perf_counter()
+            r = subprocess.run([ansible, "sim", "-i", str(inv), "-m", "raw", "-a", f"fed-agent rpc {request}", "-f", "50"],
+                               capture_output=True, text=True, env=env, timeout=600)
+            runs.append(time.perf_counter() - t0)
+            assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+            assert r.stdout.count('"accepted": true') == 50
+        results["ansible 50"] = min(runs)
     finally:
         procs.stop_all()
     print("\n[bench vm fan-out] apply + confirm over SSH (simulated VMs in two processes, loopback; cold = a new "
           "pool, no connection yet to any of the hosts):")
-    for k, v in results.items():
-        print(f"  {k:>11}: {v * 1000:8.0f} ms")
+    for k in [f"{kind} {n}" for n in (50, 200, 500) for kind in ("cold", "warm")] + ["ansible 50"]:
+        print(f"  {k:>11}: {results[k] * 1000:8.0f} ms")
     print(f"  hub warm 50 vs ansible -m raw -f 50: {results['ansible 50'] / results['warm 50']:.0f}x faster; "
-          f"cold 50: {results['ansible 50'] / results['cold 50']:.0f}x faster")
+          f"cold 50: {results['ansible 50'] / results['cold 50']:.1f}x faster (goal >= 15x; each the best of "
+          f"{COLD_RUNS} runs, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
