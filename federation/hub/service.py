@@ -4,8 +4,7 @@ Discovery re-reads the mesh repo; each rollout gets one ordered worker (a named 
 its own pace — fast while a step converges, the analysis interval otherwise. A worker that raises
 is logged and restarted with backoff; it never takes the hub down. Operator commands (pause,
 resume, promote, abort, retry) arrive through the API, are kept on disk until a tick consumed them,
-and so survive a hub restart (``hub.desk``); what the API shows is in ``hub.views``.
-Callers: ``fedctl hub run``, tests.
+and so survive a hub restart (``hub.desk``); the API's views: ``hub.views``. Callers: fedctl, tests.
 """
 
 from __future__ import annotations

@@ -18,9 +18,14 @@ from federation.metrics.pool import SlowestFirst
 
 def test_queued_calls_run_slowest_first_ties_in_order():
     pool = SlowestFirst(1, "test")
-    gate = threading.Event()
+    gate, busy = threading.Event(), threading.Event()
     ran: list[str] = []
-    blocker = pool.submit(0.0, gate.wait, 10)  # the only thread is busy: the others queue
+
+    def block() -> bool:
+        busy.set()
+        return gate.wait(10)
+    blocker = pool.submit(0.0, block)
+    assert busy.wait(10)  # the only thread is busy (not still starting): the others queue
     futures = [pool.submit(latency, ran.append, name)
                for latency, name in ((0.1, "fast"), (0.3, "slow-1"), (0.2, "middle"), (0.3, "slow-2"), (0.0, "new"))]
     gate.set()
@@ -32,9 +37,14 @@ def test_queued_calls_run_slowest_first_ties_in_order():
 
 def test_errors_reach_the_caller_and_a_cancelled_call_never_runs():
     pool = SlowestFirst(1, "test")
-    gate = threading.Event()
+    gate, busy = threading.Event(), threading.Event()
     ran: list[int] = []
-    pool.submit(0.0, gate.wait, 10)
+
+    def block() -> bool:
+        busy.set()
+        return gate.wait(10)
+    pool.submit(0.0, block)
+    assert busy.wait(10)
     cancelled = pool.submit(1.0, ran.append, 1)
     assert cancelled.cancel()
     failing = pool.submit(0.5, lambda: 1 / 0)
