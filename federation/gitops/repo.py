@@ -360,36 +360,58 @@ class Repo:
         is only believed on a fetched head. A pull-request branch (force-pushed) is never optimistic.
         """
         with self.lock:
-            optimistic = self._fresh and branch is None
-            pushes = 0
-            while True:
-                if not optimistic:
-                    self._sync()
-                if idempotency is not None:
-                    found = self.find_step(*idempotency, expect=expect)
-                    if found is not None:
-                        return found
-                sha = self._commit(edit, message, author)
-                if sha is None:
-                    if optimistic:  # the remote may hold something else: judge on a fetched head
-                        optimistic = False
-                        continue
-                    return None
-                try:
-                    pushes += 1
-                    self._push(branch)
-                    self._fresh = branch is None
-                    return sha
-                except _Rejected as exc:
-                    self.rejections += 1
-                    log.info("push to %s rejected (attempt %d/%d%s): %s", self.url, pushes, attempts,
-                             ", on the last fetched head" if optimistic else "", exc)
-                    if pushes >= attempts:
-                        break
-                    if not (optimistic and exc.stale):  # a stale head is expected: fetch at once
-                        time.sleep(backoff * (2 ** (pushes - 1)))
+            start = self._head_or_none()
+            try:
+                return self._commit_and_push(edit, message, attempts, backoff, idempotency, author, branch, expect)
+            except BaseException:
+                # Nothing half-applied: a commit whose push failed or was refused leaves the clone,
+                # so nothing reads it as if it were in Git (a restarted worker adopted such a step,
+                # pushed nowhere, and waited for it forever). The next call fetches first.
+                self._fresh = False
+                if start is not None and self._head_or_none() != start:
+                    with contextlib.suppress(GitCommandError):
+                        self._git().git.reset("--hard", start)
+                raise
+
+    def _head_or_none(self) -> str | None:
+        try:
+            return str(SymbolicReference.dereference_recursive(self._git(), "HEAD"))
+        except (ValueError, OSError, GitCommandError):
+            return None
+
+    def _commit_and_push(self, edit: Callable[[Repo], list[str]], message: str, attempts: int, backoff: float,
+                         idempotency: tuple[str, int] | None, author: str, branch: str | None,
+                         expect: dict[str, str] | None) -> str | None:
+        optimistic = self._fresh and branch is None
+        pushes = 0
+        while True:
+            if not optimistic:
+                self._sync()
+            if idempotency is not None:
+                found = self.find_step(*idempotency, expect=expect)
+                if found is not None:
+                    return found
+            sha = self._commit(edit, message, author)
+            if sha is None:
+                if optimistic:  # the remote may hold something else: judge on a fetched head
                     optimistic = False
-            raise TemporaryError(f"push to {self.url} rejected {attempts} times (remote keeps moving); giving up")
+                    continue
+                return None
+            try:
+                pushes += 1
+                self._push(branch)
+                self._fresh = branch is None
+                return sha
+            except _Rejected as exc:
+                self.rejections += 1
+                log.info("push to %s rejected (attempt %d/%d%s): %s", self.url, pushes, attempts,
+                         ", on the last fetched head" if optimistic else "", exc)
+                if pushes >= attempts:
+                    break
+                if not (optimistic and exc.stale):  # a stale head is expected: fetch at once
+                    time.sleep(backoff * (2 ** (pushes - 1)))
+                optimistic = False
+        raise TemporaryError(f"push to {self.url} rejected {attempts} times (remote keeps moving); giving up")
 
     def _commit(self, edit: Callable[[Repo], list[str]], message: str, author: str) -> str | None:
         """Run ``edit`` and commit exactly the paths it returns; the new commit, or None when they

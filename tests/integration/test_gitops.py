@@ -501,3 +501,33 @@ def test_a_new_file_and_a_removed_file_are_committed(tmp_path: Path):
     assert removed and removed != added and hub.changed(removed) == ["deploy/new.yaml"]
     assert "deploy/new.yaml" not in git("--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main")
     assert hub.commit_and_push(lambda r: ["frontend.yaml"], "nothing") is None
+
+
+def test_a_step_whose_push_failed_leaves_no_commit_in_the_clone(tmp_path: Path):
+    """A push that fails outright (the remote away) or is refused for good leaves the clone at the
+    commit it held: nothing reads the unpushed step as if it were in Git. (The 30-minute soak: the
+    mesh remote reset the push of a finalising step; a restarted worker adopted that step from the
+    clone's history, it was never pushed, and the rollout waited for it forever.)"""
+    bare = seed(tmp_path)
+    hub = gitrepo.Repo(str(bare), "main", tmp_path / "hub")
+    hub.ensure()
+    first = hub.commit_and_push(step_edit(1), message(1), idempotency=("shop/frontend", 1))
+    assert first
+    away = tmp_path / "away.git"
+    bare.rename(away)  # the remote is unreachable
+    try:
+        with pytest.raises(TemporaryError):
+            hub.commit_and_push(step_edit(2), message(2), idempotency=("shop/frontend", 2))
+        assert hub.head() == first
+        assert hub.find_step("shop/frontend", 2) is None
+        assert hub.last_step("shop/frontend").sha == first  # type: ignore[union-attr]
+    finally:
+        away.rename(bare)
+    reject_hook(bare, 100)  # refused for good: the same
+    with pytest.raises(TemporaryError, match="rejected 2 times"):
+        hub.commit_and_push(step_edit(2), message(2), idempotency=("shop/frontend", 2), backoff=0.01, attempts=2)
+    assert hub.head() == first and hub.find_step("shop/frontend", 2) is None
+    reject_hook(bare, 0)
+    second = hub.commit_and_push(step_edit(2), message(2), idempotency=("shop/frontend", 2))
+    assert second and second != first
+    assert "(step 2)" in git("--git-dir", str(bare), "log", "-1", "--format=%s", "main")
