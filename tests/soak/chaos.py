@@ -89,6 +89,8 @@ class Result:
     rollouts: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
     violations: list[tuple[str, str]] = field(default_factory=list)  # (invariant, evidence)
+    seen_at: dict[tuple[str, str], float] = field(default_factory=dict)  # when each was first seen
+    clock: Any = None  # seconds into the run (the soak's), for the table's times
     peak_rss_mib: float = 0.0
     peak_fds: int = 0
     hub_starts: int = 0
@@ -101,6 +103,7 @@ class Result:
     def violate(self, invariant: str, evidence: str) -> None:
         if (invariant, evidence) not in self.violations:
             self.violations.append((invariant, evidence))
+            self.seen_at[(invariant, evidence)] = self.clock() if self.clock else 0.0
 
     def table(self) -> str:
         lines = [f"chaos soak: {self.minutes:g} min, seed {self.seed}, {len(SERVICES)} services, {self.zone_kinds}",
@@ -118,7 +121,7 @@ class Result:
                   f"  {'hub peak RSS MiB (limit ' + str(RSS_LIMIT_MIB) + ')':<42}{self.peak_rss_mib:>8.0f}",
                   f"  {'hub peak open fds (limit ' + str(FD_LIMIT) + ')':<42}{self.peak_fds:>8}",
                   "", f"{'invariant violations':<44}{len(self.violations):>8}"]
-        lines += [f"  {inv}: {ev}" for inv, ev in self.violations]
+        lines += [f"  [{self.seen_at.get((inv, ev), 0.0):7.1f}s] {inv}: {ev}" for inv, ev in self.violations]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -220,6 +223,7 @@ class Soak:
         self.minutes = minutes
         self.rng = random.Random(seed)
         self.result = Result(minutes, seed)
+        self.result.clock = self.elapsed
         self.log = log
         self.fleet = LocalFleet(workdir / "fleet", services=SERVICES)
         self.proxies: dict[str, Proxy] = {}
