@@ -2,17 +2,15 @@
 
 Envoy ignores in-place writes to a watched xDS file, so the document is written to a temp file in
 the same directory and renamed over the path. The admin endpoint's ``version_text`` is the proof of
-convergence; it is asked on every observation of a step, so the TLS context an httpx client builds
-(the CA bundle parsed: 20-100 ms of CPU, for a plain-HTTP admin port) is built once.
+convergence; it is asked on every observation of a step, with the admin reads' one TLS context
+(``envoy_admin.tls``).
 Callers: ``runtimes.routes.EdgeRoute`` (the mesh route of a provider-envoy fleet).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import ssl
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +18,7 @@ import httpx
 
 from federation import files
 from federation.core.spec import Edge
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """httpx's default context (certifi's CAs), built once: a new client would parse the bundle again."""
-    return httpx.create_ssl_context()
+from federation.runtimes import envoy_admin
 
 
 def write_by_rename(path: Path, text: str) -> None:
@@ -52,7 +45,7 @@ class EnvoyEdge:
     async def version_text(self, route: str) -> str | None:
         key = f"http.{self.stat_prefix}.rds.{route}.version_text"
         try:
-            async with httpx.AsyncClient(timeout=2.0, verify=_tls()) as c:
+            async with httpx.AsyncClient(timeout=2.0, verify=envoy_admin.tls()) as c:
                 r = await c.get(f"{self.admin}/stats", params={"filter": f"^{key}$"})
         except httpx.HTTPError:
             return None

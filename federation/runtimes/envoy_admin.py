@@ -8,9 +8,18 @@ Callers: ``fedctl clusters``, ``fedctl agents status``, ``runtimes.flux`` (a Kub
 
 from __future__ import annotations
 
+import functools
+import ssl
 from dataclasses import dataclass
 
 import httpx
+
+
+@functools.cache
+def tls() -> ssl.SSLContext:
+    """httpx's default context (certifi's CAs), built once: every new client would parse the bundle
+    again (20-100 ms of CPU, for a plain-HTTP admin port asked on every observation of a step)."""
+    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)
@@ -22,7 +31,7 @@ class EnvoyState:
 async def check(address: str, port: int, timeout: float = 3.0) -> EnvoyState:
     base = f"http://{address}:{port}"
     try:
-        async with httpx.AsyncClient(timeout=timeout) as c:
+        async with httpx.AsyncClient(timeout=timeout, verify=tls()) as c:
             ready = await c.get(f"{base}/ready")
             state = ready.text.strip() or f"HTTP {ready.status_code}"
             dump = await c.get(f"{base}/config_dump", params={"resource": "dynamic_route_configs"})
@@ -44,7 +53,7 @@ async def routed_clusters(address: str, port: int, route: str, timeout: float = 
     """The clusters the route configuration ``route`` sends to (weighted or single; empty when it
     routes nowhere: no such route, or a direct response), or why the admin could not tell."""
     try:
-        async with httpx.AsyncClient(timeout=timeout) as c:
+        async with httpx.AsyncClient(timeout=timeout, verify=tls()) as c:
             dump = await c.get(f"http://{address}:{port}/config_dump", params={"resource": "dynamic_route_configs"})
         dump.raise_for_status()
         configs = dump.json().get("configs", [])

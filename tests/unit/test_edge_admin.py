@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from federation.core.spec import Edge, Endpoint
+from federation.runtimes import envoy_admin
 from federation.runtimes.edge import EnvoyEdge
 
 KEY = "http.edge.rds.frontend.version_text"
@@ -62,3 +63,24 @@ def test_version_text_is_read_without_parsing_the_ca_bundle_on_each_call(admin: 
     assert asyncio.run(read()) == ["shop/frontend@step-7"] * 5
     assert asyncio.run(edge.version_text("frontend")) == "shop/frontend@step-7"  # another event loop
     assert len(loads) <= 1, f"the CA bundle was parsed {len(loads)} times for 6 reads"
+
+
+def test_a_zone_ingress_route_is_read_without_parsing_the_ca_bundle_on_each_call(admin: int,
+                                                                                monkeypatch: pytest.MonkeyPatch):
+    """``envoy_admin.routed_clusters``, asked on every observation of a Kubernetes zone whose ingress
+    admin is named, shares the admin reads' one TLS context."""
+    loads = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+
+    async def read() -> list[list[str] | str]:
+        return [await envoy_admin.routed_clusters("127.0.0.1", admin, "frontend") for _ in range(5)]
+
+    answers = asyncio.run(read())
+    assert all(isinstance(a, str) and "not JSON" in a for a in answers)  # this stub serves stats text
+    assert len(loads) <= 1, f"the CA bundle was parsed {len(loads)} times for 5 reads"
