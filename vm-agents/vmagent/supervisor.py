@@ -114,6 +114,10 @@ class Supervisor:
                 self.instances[key] = Instance(key, str(r["service"]), str(r["version"]), int(r["port"]),
                                                pid, command, str(r.get("health", "/healthz")),
                                                restarts=int(r.get("restarts", 0)))
+        self.continue_ports()
+
+    def continue_ports(self) -> None:
+        """After adopting instances: new ports go on after the highest one they hold."""
         if self.instances:
             self.next_port = max(i.port for i in self.instances.values()) + 1
 

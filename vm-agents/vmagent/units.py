@@ -133,8 +133,7 @@ class SystemdSupervisor(Supervisor):
                                                self._main_pid(unit), [str(c) for c in r["command"]],
                                                str(r.get("health", "/healthz")), restarts=int(r.get("restarts", 0)),
                                                unit=unit)
-        if self.instances:
-            self.next_port = max(i.port for i in self.instances.values()) + 1
+        self.continue_ports()
 
     def launch(self, inst: Instance, env: dict[str, str], log_file: str) -> None:
         """Write, enable and start the instance's unit (sets its unit and main pid)."""
