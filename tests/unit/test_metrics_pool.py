@@ -5,6 +5,7 @@ feeds it how long its last query took."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,16 +17,23 @@ from federation.metrics import prometheus
 from federation.metrics.pool import SlowestFirst
 
 
-def test_queued_calls_run_slowest_first_ties_in_order():
+def busy_pool() -> tuple[SlowestFirst, threading.Event, concurrent.futures.Future[bool]]:
+    """A pool of one thread, busy until the returned gate is set (the thread runs the blocking call,
+    not still starting: what is submitted next queues)."""
     pool = SlowestFirst(1, "test")
     gate, busy = threading.Event(), threading.Event()
-    ran: list[str] = []
 
     def block() -> bool:
         busy.set()
         return gate.wait(10)
     blocker = pool.submit(0.0, block)
-    assert busy.wait(10)  # the only thread is busy (not still starting): the others queue
+    assert busy.wait(10)
+    return pool, gate, blocker
+
+
+def test_queued_calls_run_slowest_first_ties_in_order():
+    pool, gate, blocker = busy_pool()
+    ran: list[str] = []
     futures = [pool.submit(latency, ran.append, name)
                for latency, name in ((0.1, "fast"), (0.3, "slow-1"), (0.2, "middle"), (0.3, "slow-2"), (0.0, "new"))]
     gate.set()
@@ -36,15 +44,8 @@ def test_queued_calls_run_slowest_first_ties_in_order():
 
 
 def test_errors_reach_the_caller_and_a_cancelled_call_never_runs():
-    pool = SlowestFirst(1, "test")
-    gate, busy = threading.Event(), threading.Event()
+    pool, gate, _ = busy_pool()
     ran: list[int] = []
-
-    def block() -> bool:
-        busy.set()
-        return gate.wait(10)
-    pool.submit(0.0, block)
-    assert busy.wait(10)
     cancelled = pool.submit(1.0, ran.append, 1)
     assert cancelled.cancel()
     failing = pool.submit(0.5, lambda: 1 / 0)
