@@ -26,6 +26,7 @@ import git
 from git.exc import GitCommandError
 from git.refs import SymbolicReference
 
+from federation import files
 from federation.core import steps
 from federation.core.errors import PermanentError, TemporaryError
 from federation.core.spec import GitAuth
@@ -272,21 +273,14 @@ class Repo:
         parts = self._parts(path)
         self._fresh = False  # a change in the worktree: the next commit starts from a fetch and reset
         dfd = self._open_dir(parts[:-1], create=True)
-        # Written beside it, then renamed over it: a reader (discovery, a zone's converge) sees the
-        # old file or the new one, never a half-written one.
-        tmp = f".{parts[-1]}.federation-{os.getpid()}-{threading.get_ident()}.tmp"
         try:
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISLNK(os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False).st_mode):
                     raise PathRefused(self.url, path)
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dfd)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(text.encode("utf-8"))
-                os.rename(tmp, parts[-1], src_dir_fd=dfd, dst_dir_fd=dfd)
+                # Renamed over it: a reader (discovery, a zone's converge) never sees half a file.
+                files.replace_at(dfd, parts[-1], text.encode("utf-8"))
             except OSError as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=dfd)
                 if exc.errno == errno.ELOOP:
                     raise PathRefused(self.url, path) from None
                 raise PermanentError(f"{self.url}: cannot write {path}: {exc.strerror}") from None
