@@ -512,8 +512,8 @@ class Fleet(Model):
 # A zone repo's ZoneRelease (humans own spec.versions, the hub edits spec.serving). A version's
 # fields are those of every zone kind: VM zones read command, replicas, health and env (the agent
 # checks them again, vm-agents/vmagent/manifests.py); Kubernetes zones read image, replicas, args,
-# env, ports, probes, resources, progressDeadlineSeconds, serviceAccountName, or template (the
-# team's Deployment file). Anything else is refused (a typo such as ``replica`` would silently run
+# env, ports, probes, resources, progressDeadlineSeconds, serviceAccountName, shutdownDelaySeconds,
+# or template (the team's Deployment file). Anything else is refused (a typo such as ``replica`` would silently run
 # one instance): ``fedctl validate`` and the hub's step say which file and which field.
 
 
@@ -560,6 +560,9 @@ class ZoneVersion(Model):
     resources: ZoneResources | None = None
     progress_deadline_seconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     service_account_name: str | None = None
+    # How long a retired pod keeps serving after its deletion, before its SIGTERM (the container's
+    # preStop sleep), while the zone's mesh routes away from it.
+    shutdown_delay_seconds: int = Field(default=10, ge=0, le=3600)
 
 
 class ZoneReleaseSpec(Model):

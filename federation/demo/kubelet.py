@@ -5,8 +5,12 @@ server (``demo.kubeapi``): plainly not Kubernetes, but what the hub reads of a D
 current pod template as local processes of the demo app (``fed-demo-app`` stands in for every image:
 it runs with the pod's ``app``/``version`` labels and the container's env over the env its image bakes
 in, from ``images``, this stand-in's registry: what a build is lives in its image), on a free port), probed on
-the readiness probe's HTTP path; pods of an older template stop once the new ones are ready (a
-rolling update) and a deleted Deployment's pods stop. Then the Deployment's status is written as the
+the readiness probe's HTTP path at each pass (its ``timeoutSeconds``; unready after
+``failureThreshold`` failures in a row, or at once when its process is gone; ``periodSeconds`` is not
+modelled); pods of an older template go once the new ones are ready (a rolling update) and a deleted
+Deployment's pods go. A pod that goes terminates as Kubernetes terminates it: out of its Service's
+endpoints at once, its process still running through its ``preStop`` ``sleep``
+(``lifecycle.preStop.sleep.seconds``), then SIGTERM (``reap``, at each pass). Then the Deployment's status is written as the
 controller writes it: ``observedGeneration``, ``replicas``, ``updatedReplicas``, ``readyReplicas``,
 ``availableReplicas``, ``Available`` and ``Progressing`` (``NewReplicaSetAvailable``, or
 ``ProgressDeadlineExceeded`` once the template has not become ready within
@@ -24,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import socket
 import time
 from collections.abc import Mapping
@@ -35,6 +40,8 @@ import httpx
 from federation.core.errors import FederationError
 from federation.demo.kubeapi import LocalKube
 from federation.demo.procs import Proc, Supervisor
+
+log = logging.getLogger("federation.demo.kubelet")
 
 
 def _free_port() -> int:
@@ -64,6 +71,11 @@ class Pod:
     env: dict[str, str] = field(default_factory=dict)
     restarts: int = 0  # the container's restartCount
     down_since: float | None = None  # when its process was first seen exited
+    failures: int = 0  # readiness probes failed in a row
+    threshold: int = 3  # the probe's failureThreshold
+    timeout: float = 1.0  # the probe's timeoutSeconds
+    delay: float = 0.0  # the preStop sleep: how long it keeps running once it terminates
+    terminating: float | None = None  # when it started terminating (deleted)
 
 
 @dataclass
@@ -87,6 +99,7 @@ class LocalKubelet:
     clock: Any = time.monotonic
     images: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # image -> the ENV it bakes in
     backoff: float = 10.0  # seconds before the second restart of a crashing pod (doubling, 300 s at most)
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(headers={"Connection": "close"}), repr=False)
 
     def _deployments(self) -> list[dict[str, Any]]:
         r = self.kube.request("GET", f"/apis/apps/v1/namespaces/{self.namespace}/deployments")
@@ -100,12 +113,16 @@ class LocalKubelet:
         # As a container runtime does: the image's own ENV, then the container's env over it.
         env = {**self.images.get(str(container.get("image", "")), {}),
                **{e["name"]: str(e.get("value", "")) for e in container.get("env") or []}}
-        probe = (container.get("readinessProbe") or {}).get("httpGet") or {}
+        readiness = container.get("readinessProbe") or {}
+        probe = readiness.get("httpGet") or {}
+        pre_stop = ((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
         port = _free_port()
         argv = [self.app, "--service", labels.get("app", name), "--version", labels.get("version", "v0"),
                 "--zone", self.zone, "--port", str(port)]
         proc = self.supervisor.start(f"pod-{self.zone}-{name}-{template}-{port}", argv, env=env)
-        return Pod(name, template, labels, port, str(probe.get("path") or "/healthz"), proc, argv=argv, env=env)
+        return Pod(name, template, labels, port, str(probe.get("path") or "/healthz"), proc, argv=argv, env=env,
+                   threshold=int(readiness.get("failureThreshold", 3)),
+                   timeout=float(readiness.get("timeoutSeconds", 1)), delay=float(pre_stop.get("seconds", 0)))
 
     def _revive(self, pod: Pod) -> None:
         """Restart a pod's exited process once its back-off has passed (the kubelet's CrashLoopBackOff)."""
@@ -121,22 +138,42 @@ class LocalKubelet:
         pod.proc = self.supervisor.start(pod.proc.name, pod.argv, env=pod.env)
         pod.restarts += 1
         pod.down_since = None
+        pod.ready, pod.failures = False, 0  # a restarted container is unready until its probe passes
 
     def restart_counts(self, deployment: str) -> list[int]:
         """The restartCount of each pod of ``deployment``."""
-        return [p.restarts for p in self.pods if p.deployment == deployment]
+        return [p.restarts for p in self.pods if p.deployment == deployment and p.terminating is None]
 
     def _probe(self, pod: Pod) -> bool:
+        """Probe ``pod`` once: whether it is ready now (unready after ``threshold`` failures in a
+        row, or at once when its process is gone)."""
         if not pod.proc.alive():
+            pod.failures = pod.threshold
             return False
         try:
-            return httpx.get(f"http://127.0.0.1:{pod.port}{pod.path}", timeout=1.0).status_code < 400
+            ok = self.http.get(f"http://127.0.0.1:{pod.port}{pod.path}", timeout=pod.timeout).status_code < 400
         except httpx.HTTPError:
-            return False
+            ok = False
+        pod.failures = 0 if ok else pod.failures + 1
+        return ok or (pod.ready and pod.failures < pod.threshold)
+
+    def _terminate(self, pod: Pod) -> None:
+        """A pod deleted: out of the endpoints now, stopped by ``reap`` after its preStop sleep."""
+        if pod.terminating is None:
+            pod.terminating = self.clock()
+            pod.ready = False
+            log.info("pod %s terminating (port %d, preStop sleep %gs)", pod.proc.name, pod.port, pod.delay)
+
+    def reap(self) -> None:
+        """Stop the terminating pods whose preStop sleep has passed (SIGTERM, then SIGKILL after 5 s)."""
+        now = self.clock()
+        for p in [p for p in self.pods if p.terminating is not None and now - p.terminating >= p.delay]:
+            self._stop(p)
 
     def _stop(self, pod: Pod) -> None:
         self.supervisor.stop(pod.proc, grace=5.0)
         self.pods.remove(pod)
+        log.info("pod %s stopped (port %d)", pod.proc.name, pod.port)
 
     def sync(self) -> None:
         """One pass: pods started, probed and stopped; every Deployment's status written."""
@@ -150,10 +187,10 @@ class LocalKubelet:
             ro = self.rollouts.get(name)
             if ro is None or ro.template != template:
                 ro = self.rollouts[name] = Rollout(template, self.clock())
-            mine = [p for p in self.pods if p.deployment == name]
+            mine = [p for p in self.pods if p.deployment == name and p.terminating is None]
             new = [p for p in mine if p.template == template]
             for p in new[want:]:
-                self._stop(p)
+                self._terminate(p)
             new = new[:want]
             for _ in range(want - len(new)):
                 new.append(self._start(name, template, spec.get("template") or {}))
@@ -165,7 +202,7 @@ class LocalKubelet:
             old = [p for p in mine if p.template != template]
             if ready_new >= want:  # the new template is up: the old one goes
                 for p in old:
-                    self._stop(p)
+                    self._terminate(p)
                 old = []
             for p in old:
                 self._revive(p)
@@ -173,9 +210,10 @@ class LocalKubelet:
             ro.complete = ro.complete or ready_new >= want
             self._status(d, want, new, old, ro)
         for p in [p for p in self.pods if p.deployment not in seen]:
-            self._stop(p)
+            self._terminate(p)
         for name in [n for n in self.rollouts if n not in seen]:
             del self.rollouts[name]
+        self.reap()
 
     def _status(self, d: dict[str, Any], want: int, new: list[Pod], old: list[Pod], ro: Rollout) -> None:
         ready = sum(p.ready for p in new + old)
@@ -219,3 +257,4 @@ class LocalKubelet:
     def stop(self) -> None:
         for p in list(self.pods):
             self._stop(p)
+        self.http.close()

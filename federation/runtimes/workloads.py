@@ -13,7 +13,8 @@ itself (a Gateway API HTTPRoute in Linkerd's flavour, or an SMI TrafficSplit, th
 directory is the hub's; the zone's top ``kustomization.yaml`` is the team's, and only gains an
 entry for the service (round-trip edit, comments kept). A version no longer served (retired after
 promotion or rollback) loses its files in that step's commit, so Flux (``prune: true``) removes its
-workload. Rendering is pure: the same definition gives the same Deployment at every step, so a
+workload; its pods keep serving ``shutdownDelaySeconds`` (default 10) after their deletion, a
+``preStop`` sleep, while the zone's mesh applies the route without them. Rendering is pure: the same definition gives the same Deployment at every step, so a
 weight step never restarts a pod; a change of definition (a new image) is a new revision.
 Callers: ``runtimes.flux.KubeZone`` (each step's commit), tests.
 """
@@ -57,7 +58,11 @@ Workload = specs.ZoneVersion
 
 
 # What a Deployment template already says: refused beside ``template`` (which one would win?).
-POD_FIELDS = ("image", "args", "ports", "probes", "resources", "progressDeadlineSeconds", "serviceAccountName")
+POD_FIELDS = ("image", "args", "ports", "probes", "resources", "progressDeadlineSeconds", "serviceAccountName",
+              "shutdownDelaySeconds")
+# After a pod's shutdown delay (its preStop sleep) and SIGTERM, what its app has to end before SIGKILL
+# (Kubernetes' default grace period).
+STOP_GRACE_SECONDS = 30
 
 
 def workload(zone: str, path: str, version: str, definition: Any) -> Workload:
@@ -175,7 +180,14 @@ def render_version(t: Target, version: str, w: Workload,
     if w.resources is not None:
         container["resources"] = {k: {n: str(q) for n, q in v.items()}
                                   for k, v in (("requests", w.resources.requests), ("limits", w.resources.limits)) if v}
+    if w.shutdown_delay_seconds:
+        # A retired version's pods keep serving this long after Flux deletes them, before their
+        # SIGTERM: the step that takes the version's weight to 0 deletes it too, and the zone's mesh
+        # applies the new route and sees the pods go at its own pace.
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": w.shutdown_delay_seconds}}}
     pod: dict[str, Any] = {"containers": [container]}
+    if w.shutdown_delay_seconds:
+        pod["terminationGracePeriodSeconds"] = w.shutdown_delay_seconds + STOP_GRACE_SECONDS
     if w.service_account_name:
         pod["serviceAccountName"] = w.service_account_name
     spec: dict[str, Any] = {"replicas": w.replicas, "selector": {"matchLabels": labels},

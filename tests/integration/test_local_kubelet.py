@@ -71,8 +71,8 @@ def test_the_kubelet_runs_what_the_hub_renders(tmp_path: Path, k8s: Cluster):
         # Deleted (Flux pruned it): its pods stop.
         k8s.admin.apps.delete_namespaced_deployment("frontend-v3", "shop")
         pids = [p.proc for p in kubelet.pods if p.deployment == "frontend-v3"]
-        kubelet.sync()
-        assert [p for p in kubelet.pods if p.deployment == "frontend-v3"] == [] and not any(p.alive() for p in pids)
+        synced_until(lambda: not any(p.deployment == "frontend-v3" for p in kubelet.pods), "frontend-v3's pods gone")
+        assert not any(p.alive() for p in pids)
     finally:
         kubelet.stop()
         sup.stop_all()
@@ -123,6 +123,44 @@ def test_a_crashed_pod_is_restarted_with_a_back_off(tmp_path: Path, k8s: Cluster
         now[0] += 1.5
         synced_until(lambda: kubelet.restart_counts("frontend-v2") == [2] and ready() == 100.0,
                      "frontend-v2 restarted after its back-off")
+    finally:
+        kubelet.stop()
+        sup.stop_all()
+
+
+def test_a_deleted_pod_leaves_the_endpoints_at_once_and_serves_through_its_pre_stop_sleep(tmp_path: Path, k8s: Cluster):
+    """Kubernetes' termination: out of the Service's endpoints when deleted, the process still
+    answering through the preStop sleep the hub renders (``shutdownDelaySeconds``), then stopped.
+    Without it a retired version's pods died while the zone's mesh still routed to them (the soak's
+    503s through the Kubernetes zone)."""
+    sup = Supervisor(tmp_path / "logs")
+    now = [0.0]
+    kubelet = LocalKubelet(k8s.server, "shop", "eks", sup, str(Path(sys.executable).parent / "fed-demo-app"),
+                           clock=lambda: now[0])
+    try:
+        deployment = rendered("v2", replicas=1, shutdownDelaySeconds=4)
+        assert deployment[0]["spec"]["template"]["spec"]["containers"][0]["lifecycle"] == \
+            {"preStop": {"sleep": {"seconds": 4}}}
+        k8s.server.apply(deployment)
+
+        def step() -> bool:
+            kubelet.sync()
+            return bool(kubelet.endpoints({"version": "v2"}))
+        wait_for(step, 60, "frontend-v2 ready", interval=0.3)
+        [port] = kubelet.endpoints({"version": "v2"})
+        [pod] = kubelet.pods
+
+        k8s.admin.apps.delete_namespaced_deployment("frontend-v2", "shop")
+        now[0] = 1.0
+        kubelet.sync()
+        assert kubelet.endpoints({"version": "v2"}) == []  # out of the endpoints at once
+        assert pod.proc.alive() and httpx.get(f"http://127.0.0.1:{port}/").status_code == 200  # still serving
+        now[0] = 4.5  # 3.5 s into its 4 s sleep
+        kubelet.sync()
+        assert pod in kubelet.pods and pod.proc.alive()
+        now[0] = 5.0
+        kubelet.sync()
+        assert kubelet.pods == [] and not pod.proc.alive()
     finally:
         kubelet.stop()
         sup.stop_all()

@@ -30,6 +30,10 @@ from federation.demo.fleet import LocalFleet
 from federation.demo.procs import Proc, wait_for
 
 log = logging.getLogger("federation.soak")
+# The stand-ins' own account (pods started, terminating and stopped; the ingress clusters the mesh
+# writes; a controller pass that failed), timestamped in <work>/controllers.log, for matching a
+# violation's time to what the zone did then.
+controllers_log = logging.getLogger("federation.demo")
 KUBE_ZONES = ("eks",)
 KUSTOMIZE = "kustomize.toolkit.fluxcd.io/v1"
 
@@ -55,6 +59,7 @@ class KubeSide:
         self.flux_stalled = threading.Event()
         self.halt = threading.Event()
         self.thread: threading.Thread | None = None
+        self.handler: logging.Handler | None = None
         self.errors = 0
 
     @staticmethod
@@ -68,6 +73,10 @@ class KubeSide:
         assert bins is not None
         zones = {z.name: (remotes[z.name], self.fleet.zdir(z.name) / "envoy", f"127.0.0.1:{z.admin_port}")
                  for z in self.fleet.zones if z.name in KUBE_ZONES}
+        self.handler = handler = logging.FileHandler(self.work / "controllers.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        controllers_log.addHandler(handler)
+        controllers_log.setLevel(logging.INFO)
         self.zones = kubezones.start(bins, self.work, self.fleet.sup, zones, services=self.services)
         self.zones.clock = None  # step timings are the demo's; the soak judges from outside
         self.fleet.kubeconfig = self.zones.kubeconfig
@@ -88,7 +97,7 @@ class KubeSide:
                     part()
                 except Exception as exc:  # the API server away, an Envoy restarting: next pass
                     self.errors += 1
-                    log.debug("zone %s: %s", z.name, exc)
+                    controllers_log.info("zone %s: %s: %s", z.name, getattr(part, "__name__", "mesh"), exc)
 
     def _loop(self) -> None:
         while not self.halt.wait(0.3):
@@ -155,3 +164,6 @@ class KubeSide:
             self.thread.join(timeout=30)
         if self.zones is not None:
             self.zones.stop()
+        if self.handler is not None:
+            controllers_log.removeHandler(self.handler)
+            self.handler.close()
