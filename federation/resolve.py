@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import os
 import socket
 import ssl
 import urllib.parse
@@ -114,12 +116,30 @@ def _proxied(url: str) -> bool:
     return scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
 
 
+@functools.lru_cache(maxsize=32)
+def _tls(verify: bool | str, version: int) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else httpx.create_ssl_context(verify)
+
+
+def tls(verify: bool | str) -> ssl.SSLContext:
+    """The TLS context for ``verify`` (True: the system's CAs, False: none, a path: that CA
+    bundle), built once and shared: building one parses a CA bundle, tens of milliseconds of CPU,
+    and every query of every analysis makes a client. A bundle replaced on disk is read again."""
+    version = 0
+    if isinstance(verify, str):
+        try:
+            version = os.stat(verify).st_mtime_ns
+        except OSError:
+            pass  # the context's load then says what is wrong with the path
+    return _tls(verify, version)
+
+
 def client(policy: outbound.Policy | None, url: str, *, timeout: float, verify: bool | str = True) -> httpx.AsyncClient:
     """An httpx client for requests to ``url`` whose connections go only to addresses ``policy``
     allows (checked where the socket is made); a plain client without a policy or behind a proxy."""
+    context = tls(verify)
     if policy is None or _proxied(url):
-        return httpx.AsyncClient(timeout=timeout, verify=verify)
-    context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else httpx.create_ssl_context(verify)
+        return httpx.AsyncClient(timeout=timeout, verify=context)
     transport = httpx.AsyncHTTPTransport(verify=context)
     transport._pool = httpcore.AsyncConnectionPool(ssl_context=context, network_backend=_PinnedBackend(policy))
     return httpx.AsyncClient(timeout=timeout, transport=transport)

@@ -73,6 +73,7 @@ class KubeSide:
         assert bins is not None
         zones = {z.name: (remotes[z.name], self.fleet.zdir(z.name) / "envoy", f"127.0.0.1:{z.admin_port}")
                  for z in self.fleet.zones if z.name in KUBE_ZONES}
+        self.work.mkdir(parents=True, exist_ok=True)
         self.handler = handler = logging.FileHandler(self.work / "controllers.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
         controllers_log.addHandler(handler)
