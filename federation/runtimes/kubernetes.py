@@ -44,17 +44,24 @@ def api_client(kc: Kubeconfig | None, timeout: float = 10.0) -> k8s.ApiClient:
         raise PermanentError(f"kubeconfig: {exc}") from None
 
 
+def _message(exc: ApiException) -> str:
+    """The API's own words (its Status ``message``), bounded; empty when the body has none."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message", ""))[:300]
+    except (ValueError, AttributeError):
+        return ""
+
+
 def _error(what: str, exc: Exception) -> Exception:
     if isinstance(exc, ApiException):
+        detail = _message(exc)
         if exc.status in (401, 403):
-            return PermanentError(f"{what}: access denied ({exc.status}): check the hub's RBAC")
+            # The API's message names the account, verb and resource refused. An API server that has
+            # just started refuses too, until its authorizer's caches fill: the next tick asks again.
+            return PermanentError(f"{what}: access denied ({exc.status})" + (f": {detail}" if detail else "") +
+                                  ": check the hub's RBAC (or the API server has just restarted)")
         if exc.status == 404:
             return PermanentError(f"{what}: not found")
-        detail = ""
-        try:
-            detail = str(json.loads(exc.body or "{}").get("message", ""))[:300]
-        except (ValueError, AttributeError):
-            pass
         return TemporaryError(f"{what}: API answered {exc.status} {exc.reason}" + (f": {detail}" if detail else ""))
     return TemporaryError(f"{what}: {type(exc).__name__}: {exc}")
 

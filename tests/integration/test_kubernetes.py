@@ -202,8 +202,10 @@ def test_server_side_apply_of_a_mesh_route(k8s: Cluster):
 
 def test_a_verb_the_rbac_does_not_grant_is_a_clear_403(k8s: Cluster):
     """The member-cluster account may read Deployments, not change ConfigMaps on the hub's cluster,
-    nor delete Deployments: the API answers 403 and the hub reports an RBAC error."""
-    with pytest.raises(PermanentError, match=r"access denied \(403\): check the hub's RBAC"):
+    nor delete Deployments: the API answers 403 and the hub reports an RBAC error, with the API's
+    words naming the account, the verb and the resource."""
+    with pytest.raises(PermanentError, match=r"access denied \(403\): .*flux-system:federation-hub.* cannot "
+                                             r"(create|update|patch|get) resource \"configmaps\".*check the hub's RBAC"):
         asyncio.run(kube.put_configmap(k8s.member, HUB_NS, "x", {"a": "1"}, labels={}, annotations={},
                                        resource_version=None))
     deployment(k8s.admin, "shop", "frontend-v1", 1, {"app": "f"})
