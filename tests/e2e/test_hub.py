@@ -38,6 +38,10 @@ def trailers(bare: Path) -> list[dict[str, str]]:
     return [c for c in gitlog.commits(bare, oldest_first=True) if "Step" in c]
 
 
+# The kills wait for each restarted hub to answer: on a loaded machine (the suite in two processes,
+# ``make bench`` beside) 24 restarts took over four minutes, so the rollouts' deadlines count from
+# the last kill, and the test's own bound is wider than the suite's 600 s.
+@pytest.mark.timeout(1500)
 def test_hub_service_survives_sigkill_at_20_points(tmp_path: Path):
     fleet = LocalFleet(tmp_path / "fleet")
     fleet.prepare()
@@ -85,8 +89,9 @@ def test_hub_service_survives_sigkill_at_20_points(tmp_path: Path):
 
     try:
         fleet.start()
-        # Steady load through the edge for the analysis to judge (bounded: at most 10 minutes).
-        procs.start("hey", ["hey", "-z", "600s", "-q", "20", "-c", "4", fleet.edge_url])
+        # Steady load through the edge for the analysis to judge (bounded: at most 25 minutes, the
+        # test's own bound; stopped with the test).
+        procs.start("hey", ["hey", "-z", "1500s", "-q", "20", "-c", "4", fleet.edge_url])
         start_hub()
         # The API refuses requests without the token, and the CLI says so in one line.
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/rollouts").status_code == 401
@@ -105,7 +110,10 @@ def test_hub_service_survives_sigkill_at_20_points(tmp_path: Path):
         assert fedctl("rollout", "resume", "frontend", token=token, port=port).returncode == 0
         t = threading.Thread(target=killer)
         t.start()
-        wait_for(lambda: phase() == ("Succeeded", True), 300, "rollout 1 promoted despite kills")
+        wait_for(lambda: phase() == ("Succeeded", True) or not t.is_alive(), 900,
+                 "rollout 1 promoted, or the kills over")
+        wait_for(lambda: phase() == ("Succeeded", True), 300,
+                 f"rollout 1 promoted despite {len(kills)} kills")
         demo_run.release(fleet, demo_run.canary_doc(pace, ("v2", ["eks", "onprem"]), ("v3", ["eks"])), "release v3")
         wait_for(lambda: phase()[0] not in ("", "Succeeded"), 60, "rollout 2 started")
         wait_for(lambda: phase() == ("Failed", True), 300, "rollout 2 rolled back despite kills")
