@@ -47,19 +47,33 @@ def envoy_total(admin: int) -> int:
     return int(text.split(": ")[1]) if ": " in text else 0
 
 
-def prom_total(port: int, admin: int) -> float:
+def envoy_timed(admin: int) -> int:
+    """Requests in Envoy's request-time histogram as its Prometheus endpoint shows them: histograms
+    reach the stats only at Envoy's stats flush (every 5 s), counters at once."""
+    text = httpx.get(f"http://127.0.0.1:{admin}/stats/prometheus",
+                     params={"filter": r"^cluster\.frontend-v2\.upstream_rq_time$"}).text
+    m = re.search(r'^envoy_cluster_upstream_rq_time_count\{envoy_cluster_name="frontend-v2"\} (\d+)', text, re.M)
+    return int(m.group(1)) if m else -1
+
+
+def prom_total(port: int, admin: int, metric: str = "envoy_cluster_upstream_rq_total") -> float:
     r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={
-        "query": f'sum(envoy_cluster_upstream_rq_total{{envoy_cluster_name="frontend-v2",instance="127.0.0.1:{admin}"}})'})
+        "query": f'sum({metric}{{envoy_cluster_name="frontend-v2",instance="127.0.0.1:{admin}"}})'})
     result = r.json()["data"]["result"]
     return float(result[0]["value"][1]) if result else -1.0
 
 
-def settle(envoys: dict, proms: dict, central: int, timeout: float = 30.0) -> None:
-    """Poll until every Prometheus (zone and central) has scraped each Envoy's final request count."""
+def settle(envoys: dict, proms: dict, central: int, timeout: float = 60.0) -> None:
+    """Poll until every Prometheus (zone and central) has scraped each Envoy's final request count
+    and its request-time histogram holding every request (flushed): the zone servers and the
+    central one then hold the same buckets (one scraped before a flush, one after, differed)."""
     for z, (admin, _) in envoys.items():
         want = envoy_total(admin)
-        wait_for(lambda z=z, admin=admin, want=want: prom_total(proms[z], admin) == want
-                 and prom_total(central, admin) == want, timeout, f"scrape of zone {z}")
+        wait_for(lambda admin=admin, want=want: envoy_timed(admin) == want, timeout, f"zone {z}'s histogram flushed")
+        wait_for(lambda z=z, admin=admin, want=want: all(
+            prom_total(p, admin, m) == want for p in (proms[z], central)
+            for m in ("envoy_cluster_upstream_rq_total", "envoy_cluster_upstream_rq_time_count")),
+            timeout, f"scrape of zone {z}")
 
 
 def hey(url: str, n: int, c: int = 8) -> str:
