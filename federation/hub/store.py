@@ -61,6 +61,9 @@ class FileStore:
         # Statuses read or written here: one hub per state directory (``hub.locks``) writes these
         # files, so a tick loads its rollout's status without a file read (or a thread).
         self._known: dict[str, RolloutStatus] = {}
+        # Bumped when a save starts and when it ends: a load whose file read overlapped a save
+        # (the API's, beside the worker's) does not cache what it read, which may be the old file.
+        self._saves: dict[str, int] = {}
 
     def _path(self, key: str) -> Path:
         return self.root / (file_name(key) + ".json")
@@ -83,14 +86,22 @@ class FileStore:
 
     # The file work (reads, fsync'd writes) runs in a worker thread, off the event loop.
     async def load(self, key: str) -> RolloutStatus:
-        if (known := self._known.get(key)) is None:
-            known = self._known[key] = await asyncio.to_thread(self.read, key)
+        while (known := self._known.get(key)) is None:
+            saves = self._saves.get(key, 0)
+            read = await asyncio.to_thread(self.read, key)
+            if self._saves.get(key, 0) == saves:  # no save overlapped the read: it is the file's truth
+                self._known[key] = read
+                return read
         return known
 
     async def save(self, key: str, status: RolloutStatus) -> None:
+        self._saves[key] = self._saves.get(key, 0) + 1
         self._known.pop(key, None)  # a failed write leaves the file as the truth
-        await asyncio.to_thread(self.write, key, status)
-        self._known[key] = status
+        try:
+            await asyncio.to_thread(self.write, key, status)
+            self._known[key] = status
+        finally:
+            self._saves[key] += 1
 
     async def keys(self) -> list[str]:
         return await asyncio.to_thread(self.stored_keys)

@@ -179,3 +179,41 @@ def test_a_step_is_not_reported_as_lagging_by_the_tick_that_set_it(caplog):  # t
     with caplog.at_level(logging.INFO, logger="federation.hub"):
         assert "eks" in asyncio.run(lagging())
     assert "zone eks has not applied step" in caplog.text
+
+
+def test_a_load_overlapping_a_save_does_not_keep_the_old_status(tmp_path: Path):
+    """The API loads a rollout's status (``fedctl status``, ``watch``) while the worker saves it: a
+    read of the file begun before the save's rename returns the old status. Cached, it was what the
+    worker's next tick decided from — a pause answered "accepted" was lost, and the next pause was
+    "accepted" again (seen in a loaded run of tests/integration/test_operator_cli.py)."""
+    FileStore(tmp_path).write(KEY, RolloutStatus(step=1))
+    store = FileStore(tmp_path)
+    real_read = store.read
+    reading, go_on = asyncio.Event(), None
+
+    def slow_read(key: str) -> RolloutStatus:
+        old = real_read(key)  # the file as it was when the read began
+        loop.call_soon_threadsafe(reading.set)
+        assert go_on is not None and go_on.wait(10)
+        return old
+
+    store.read = slow_read  # type: ignore[method-assign]
+
+    async def run() -> None:
+        nonlocal loop, go_on
+        import threading
+
+        go_on = threading.Event()
+        api = asyncio.create_task(store.load(KEY))  # the API's load: reads the file in a thread
+        await reading.wait()
+        await store.save(KEY, RolloutStatus(step=1, paused=True))  # the worker's save of the pause
+        go_on.set()
+        await api
+        store.read = real_read  # type: ignore[method-assign]
+        assert (await store.load(KEY)).paused, "the next tick loads the saved status, not the old file"
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
