@@ -8,18 +8,19 @@ Callers: ``fedctl clusters``, ``fedctl agents status``, ``runtimes.flux`` (a Kub
 
 from __future__ import annotations
 
-import functools
 import ssl
 from dataclasses import dataclass
 
 import httpx
 
+from federation import resolve
 
-@functools.cache
+
 def tls() -> ssl.SSLContext:
-    """httpx's default context (certifi's CAs), built once: every new client would parse the bundle
-    again (20-100 ms of CPU, for a plain-HTTP admin port asked on every observation of a step)."""
-    return httpx.create_ssl_context()
+    """The shared default TLS context (``resolve.tls``: certifi's CAs, built once): a new client's
+    own would parse the bundle again (20-100 ms of CPU, for a plain-HTTP admin port asked on every
+    observation of a step)."""
+    return resolve.tls(True)
 
 
 @dataclass(frozen=True)
